@@ -1,0 +1,1 @@
+//! Contract types (work in progress).

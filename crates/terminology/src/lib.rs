@@ -1,0 +1,1 @@
+//! Terminology (work in progress).

@@ -1,0 +1,1 @@
+//! Test harness: where the local stack and ../shared are.
