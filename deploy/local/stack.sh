@@ -332,10 +332,10 @@ start_kafka() {
         return 0
     fi
     rm -f "$(pidfile kafka)"
-    check_port_free kafka "$KAFKA_PORT" "Kafka broker"
-    check_port_free kafka "$CONTROLLER_PORT" "Kafka controller"
     local java
     java="$(kafka_java)"
+    check_port_free kafka "$KAFKA_PORT" "Kafka broker"
+    check_port_free kafka "$CONTROLLER_PORT" "Kafka controller"
     fetch_kafka
     write_server_properties
     format_kafka_storage "$java"
