@@ -364,6 +364,8 @@ wait_kafka() { # pid log-offset how
         # Ready = the broker listener accepts connections and, for a fresh start, the server
         # has logged that it finished starting (it is then registered and unfenced).
         if kafka_ready; then
+            # The log may have rolled over since we noted its size.
+            (($(stat -c %s "$(kafka_log)" 2>/dev/null || echo 0) < offset)) && offset=0
             if [[ "$3" == already ]] || tail -c +"$((offset + 1))" "$(kafka_log)" 2>/dev/null | grep -q 'Kafka Server started'; then
                 break
             fi
