@@ -1,0 +1,311 @@
+//! Avro values on Kafka, in the Confluent wire format, with schemas in the registry.
+//!
+//! Producers register the schema of their Rust type under the topic's value subject
+//! (TopicNameStrategy: `<topic>-value`) through `schema_registry_converter`, so the registry
+//! refuses an incompatible change at the first send rather than a consumer failing later.
+//! Consumers fetch the writer's schema by the id in the message and resolve it to their own
+//! type, which is what makes BACKWARD-compatible evolution work. The wire framing itself is a
+//! pure function ([`wire`]) so it can be checked byte by byte without a registry.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::avro_common::get_supplied_schema;
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{RegistryAuth, RegistryConfig};
+
+/// The Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro binary body.
+pub mod wire {
+    /// The only magic byte defined.
+    pub const MAGIC: u8 = 0;
+    /// Bytes before the Avro body.
+    pub const HEADER_LEN: usize = 5;
+
+    /// Why bytes are not a Confluent-framed value.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum WireError {
+        #[error("value is {0} bytes, shorter than the 5-byte Confluent header")]
+        TooShort(usize),
+        #[error("value starts with magic byte {0:#04x}, expected 0x00 (not Confluent wire format)")]
+        BadMagic(u8),
+    }
+
+    /// Frames an Avro body with its schema id.
+    pub fn frame(schema_id: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.push(MAGIC);
+        out.extend_from_slice(&schema_id.to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Splits a framed value into schema id and Avro body.
+    pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), WireError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(WireError::TooShort(bytes.len()));
+        }
+        if bytes[0] != MAGIC {
+            return Err(WireError::BadMagic(bytes[0]));
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        Ok((id, &bytes[HEADER_LEN..]))
+    }
+}
+
+/// Avro and registry failures, split by whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum AvroError {
+    #[error("not a Confluent-framed Avro value: {0}")]
+    Wire(#[from] wire::WireError),
+    /// The registry could not be reached or answered with a server error: retry later.
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
+    /// The registry refused (e.g. incompatible schema, unknown id): retrying will not help.
+    #[error("schema registry refused the request: {0}")]
+    RegistryRefused(String),
+    #[error("cannot encode {type_name} as Avro: {detail}")]
+    Encode { type_name: &'static str, detail: String },
+    #[error("cannot decode Avro value (writer schema id {schema_id}) as {type_name}: {detail}")]
+    Decode { schema_id: u32, type_name: &'static str, detail: String },
+    #[error("invalid registry settings: {0}")]
+    Settings(String),
+}
+
+impl AvroError {
+    /// Whether the same call may succeed later (network, registry down).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AvroError::RegistryUnavailable(_))
+    }
+
+    fn from_registry(e: SRCError) -> Self {
+        // SRCError's own flag says whether the failure was the connection/HTTP layer.
+        if e.retriable {
+            AvroError::RegistryUnavailable(e.to_string())
+        } else {
+            AvroError::RegistryRefused(e.to_string())
+        }
+    }
+}
+
+/// Connection to the schema registry, shared by every typed serde of a service.
+#[derive(Clone)]
+pub struct Registry {
+    settings: SrSettings,
+    encoder: Arc<AvroEncoder>,
+    decoder: Arc<AvroDecoder>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Builds the client (no network call yet).
+    pub fn new(cfg: &RegistryConfig) -> Result<Self, AvroError> {
+        let mut b = SrSettings::new_builder(cfg.url.trim_end_matches('/').to_string());
+        b.set_timeout(Duration::from_millis(cfg.timeout_ms));
+        match &cfg.auth {
+            RegistryAuth::None => {}
+            RegistryAuth::Basic { username, password } => {
+                b.set_basic_authorization(username, Some(&password.0));
+            }
+            RegistryAuth::Bearer { token } => {
+                b.set_token_authorization(&token.0);
+            }
+        }
+        let settings = b.build().map_err(|e| AvroError::Settings(e.to_string()))?;
+        Ok(Self {
+            encoder: Arc::new(AvroEncoder::new(settings.clone())),
+            decoder: Arc::new(AvroDecoder::new(settings.clone())),
+            settings,
+        })
+    }
+
+    /// The underlying settings, for direct registry calls.
+    pub fn settings(&self) -> &SrSettings {
+        &self.settings
+    }
+
+    /// Lists subjects: a cheap call to check the registry is reachable.
+    pub async fn ping(&self) -> Result<(), AvroError> {
+        schema_registry_converter::async_impl::schema_registry::get_all_subjects(&self.settings)
+            .await
+            .map(|_| ())
+            .map_err(AvroError::from_registry)
+    }
+
+    /// Waits until the registry answers, retrying with backoff per `bus.startup_retry`.
+    pub async fn wait_ready(&self, bus: &crate::config::BusConfig, shutdown: &crate::shutdown::Shutdown) -> Result<(), crate::error::BusError> {
+        let retry = &bus.startup_retry;
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let last_error = match self.ping().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            let waited = started.elapsed();
+            if retry.give_up_after().is_some_and(|l| waited >= l) {
+                return Err(crate::error::BusError::RegistryUnavailable {
+                    url: bus.registry.url.clone(),
+                    attempts: attempt,
+                    waited_ms: waited.as_millis() as u64,
+                    last_error,
+                });
+            }
+            let d = retry.delay(attempt);
+            tracing::warn!(url = %bus.registry.url, attempt, retry_in_ms = d.as_millis() as u64, error = %last_error, "schema registry not reachable yet");
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = shutdown.wait() => return Err(crate::error::BusError::ShutDown("waiting for the schema registry")),
+            }
+        }
+    }
+
+    /// A typed serde for values of `topic` (subject `<topic>-value`).
+    pub fn value_serde<T>(&self, topic: &str) -> AvroSerde<T>
+    where
+        T: apache_avro::AvroSchema + Serialize + DeserializeOwned,
+    {
+        AvroSerde::new(self.clone(), topic)
+    }
+}
+
+/// Encoder/decoder of one Rust type on one topic.
+pub struct AvroSerde<T> {
+    registry: Registry,
+    topic: String,
+    reader_schema: Arc<Schema>,
+    reader_canonical: String,
+    strategy: SubjectNameStrategy,
+    /// Per writer schema id: whether it equals our reader schema (fast path, no resolution).
+    writer_matches: Mutex<HashMap<u32, bool>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for AvroSerde<T> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            topic: self.topic.clone(),
+            reader_schema: self.reader_schema.clone(),
+            reader_canonical: self.reader_canonical.clone(),
+            strategy: self.strategy.clone(),
+            writer_matches: Mutex::new(self.writer_matches.lock().map(|m| m.clone()).unwrap_or_default()),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> AvroSerde<T>
+where
+    T: apache_avro::AvroSchema + Serialize + DeserializeOwned,
+{
+    pub fn new(registry: Registry, topic: &str) -> Self {
+        let schema = T::get_schema();
+        let strategy =
+            SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_string(), false, get_supplied_schema(&schema));
+        Self {
+            registry,
+            topic: topic.to_string(),
+            reader_canonical: schema.canonical_form(),
+            reader_schema: Arc::new(schema),
+            strategy,
+            writer_matches: Mutex::new(HashMap::new()),
+            _t: PhantomData,
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The subject this serde registers under.
+    pub fn subject(&self) -> String {
+        format!("{}-value", self.topic)
+    }
+
+    /// Registers `T`'s schema (if new) and returns its id. The first `encode` does the same;
+    /// calling this at start-up surfaces an incompatible schema before any input is read.
+    pub async fn register(&self) -> Result<u32, AvroError> {
+        let key = format!("{}-value", self.topic);
+        self.registry
+            .encoder
+            .get_schema_and_id(&key, self.strategy.clone())
+            .await
+            .map(|s| s.id)
+            .map_err(AvroError::from_registry)
+    }
+
+    /// Encodes in the Confluent wire format with `T`'s registered schema.
+    pub async fn encode(&self, value: &T) -> Result<Vec<u8>, AvroError> {
+        self.registry.encoder.encode_struct(value, &self.strategy).await.map_err(|e| {
+            if e.error.contains("Could not get Avro bytes") {
+                AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() }
+            } else {
+                AvroError::from_registry(e)
+            }
+        })
+    }
+
+    /// Decodes a Confluent-framed value written with any schema the registry knows and that
+    /// resolves to `T` (Avro schema resolution: defaults for missing fields and so on).
+    pub async fn decode(&self, bytes: &[u8]) -> Result<T, AvroError> {
+        let (id, body) = wire::unframe(bytes)?;
+        let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
+        let same = {
+            let mut m = self.writer_matches.lock().unwrap_or_else(|p| p.into_inner());
+            *m.entry(id).or_insert_with(|| writer.parsed.canonical_form() == self.reader_canonical)
+        };
+        let decode_err = |detail: String| AvroError::Decode { schema_id: id, type_name: std::any::type_name::<T>(), detail };
+        let mut cursor = body;
+        let value = if same {
+            let reader = GenericDatumReader::builder(&writer.parsed).build().map_err(|e| decode_err(e.to_string()))?;
+            reader.read_deser::<T>(&mut cursor).map_err(|e| decode_err(e.to_string()))?
+        } else {
+            let reader = GenericDatumReader::builder(&writer.parsed)
+                .reader_schema(&self.reader_schema)
+                .build()
+                .map_err(|e| decode_err(e.to_string()))?;
+            let v = reader.read_value(&mut cursor).map_err(|e| decode_err(e.to_string()))?;
+            apache_avro::from_value::<T>(&v).map_err(|e| decode_err(e.to_string()))?
+        };
+        if !cursor.is_empty() {
+            return Err(decode_err(format!("{} trailing bytes after the record", cursor.len())));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire::*;
+
+    #[test]
+    fn frames_byte_by_byte() {
+        let framed = frame(0x0102_0304, &[0xaa, 0xbb]);
+        assert_eq!(framed, vec![0x00, 0x01, 0x02, 0x03, 0x04, 0xaa, 0xbb]);
+        assert_eq!(unframe(&framed).unwrap(), (0x0102_0304, &[0xaa, 0xbb][..]));
+        assert_eq!(unframe(&frame(7, &[])).unwrap(), (7, &[][..]));
+    }
+
+    #[test]
+    fn refuses_short_and_foreign_values() {
+        assert_eq!(unframe(&[0, 0, 0, 1]), Err(WireError::TooShort(4)));
+        assert_eq!(unframe(&[]), Err(WireError::TooShort(0)));
+        assert_eq!(unframe(b"MSH|^~\\&|"), Err(WireError::BadMagic(b'M')));
+    }
+}

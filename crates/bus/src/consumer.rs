@@ -1,0 +1,117 @@
+//! Consumers: read_committed group consumers and the owned record type handed to code.
+//!
+//! Downstream of a transactional stage only committed data may be read, so every consumer here
+//! is `isolation.level=read_committed` with offsets committed by us, never by a timer on
+//! unprocessed records. Records are copied out of librdkafka (`InputRecord`) so they can cross
+//! tasks and outlive the consumer's buffers.
+
+use std::sync::Arc;
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+
+use crate::config::BusConfig;
+use crate::context::BusConsumerContext;
+use crate::error::BusError;
+use crate::headers::MessageHeaders;
+
+/// A consumed record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: MessageHeaders,
+    /// Record timestamp (ms since the epoch), when the broker or producer set one.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl InputRecord {
+    pub fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: MessageHeaders::from_kafka(m.headers()),
+            timestamp_ms: m.timestamp().to_millis(),
+        }
+    }
+}
+
+/// The librdkafka properties of a read_committed consumer in `group_id` that never commits by
+/// itself. `auto.offset.reset=earliest`: a new group must not skip records already written.
+pub fn consumer_client_config(cfg: &BusConfig, group_id: &str) -> ClientConfig {
+    let mut c = cfg.kafka.to_client_config();
+    c.set("group.id", group_id);
+    c.set("isolation.level", "read_committed");
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c.set("auto.offset.reset", "earliest");
+    c.set("enable.partition.eof", "false");
+    // extras win again, so an operator can still tune what the lines above set.
+    for (k, v) in &cfg.kafka.extra {
+        c.set(k, v);
+    }
+    c
+}
+
+/// An at-least-once group consumer for stages that do not produce to Kafka (e.g. the query
+/// store): process, then [`BusConsumer::commit`] the record; a crash replays from the last
+/// commit, so the processing must be idempotent (by message id).
+pub struct BusConsumer {
+    inner: Arc<StreamConsumer<BusConsumerContext>>,
+}
+
+impl BusConsumer {
+    /// Creates the consumer and subscribes to `topics`.
+    pub fn new(cfg: &BusConfig, group_id: &str, topics: &[&str], name: &str) -> Result<Self, BusError> {
+        let inner: StreamConsumer<BusConsumerContext> = consumer_client_config(cfg, group_id)
+            .create_with_context(BusConsumerContext::new(format!("{name}/consumer")))
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        inner.subscribe(topics).map_err(|e| BusError::kafka("subscribe", e))?;
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Next record. Transient consumer errors are returned to the caller, which may simply
+    /// call again (librdkafka reconnects by itself).
+    pub async fn recv(&self) -> Result<InputRecord, BusError> {
+        match self.inner.recv().await {
+            Ok(m) => Ok(InputRecord::from_message(&m)),
+            Err(e) => Err(BusError::kafka("consume", e)),
+        }
+    }
+
+    /// Commits `record` as processed (the next read starts after it). Asynchronous commit:
+    /// a lost commit only means a replay, which idempotent processing absorbs.
+    pub fn commit(&self, record: &InputRecord) -> Result<(), BusError> {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&record.topic, record.partition, rdkafka::Offset::Offset(record.offset + 1))
+            .map_err(|e| BusError::kafka("commit", e))?;
+        self.inner
+            .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+            .map_err(|e| BusError::kafka("commit", e))
+    }
+
+    /// Leaves the group (pending asynchronous commits are completed by librdkafka's close).
+    /// Runs the blocking close off the executor.
+    pub async fn close(self) -> Result<(), BusError> {
+        let c = self.inner;
+        tokio::task::spawn_blocking(move || {
+            c.unsubscribe();
+            drop(c);
+        })
+        .await
+        .map_err(|e| BusError::Join(e.to_string()))
+    }
+
+    /// The rdkafka consumer, for what this wrapper does not cover.
+    pub fn inner(&self) -> &StreamConsumer<BusConsumerContext> {
+        &self.inner
+    }
+}
