@@ -33,12 +33,14 @@ pub mod path;
 pub mod structure;
 pub mod value;
 
-
+pub use ack::{Ack, AckCode, AckMode, ErrDetail};
 pub use charset::Charset;
 pub use delimiters::Delimiters;
 
+pub use encode::{Leaf, OwnedMessage, OwnedSegment};
 pub use error::{ErrorCode, ErrorKind, Location, ParseError};
 
+pub use header::Header;
 pub use limits::Limits;
 pub use message::{Message, ParseOptions, Segment, Warning};
 
