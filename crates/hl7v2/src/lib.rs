@@ -44,5 +44,7 @@ pub use header::Header;
 pub use limits::Limits;
 pub use message::{Message, ParseOptions, Segment, Warning};
 
+pub use mllp::{MllpCodec, MllpError, MllpItem};
 pub use path::Path;
+pub use structure::{Group, Item};
 pub use value::{Component, Field, Repetition, Value};
