@@ -88,8 +88,14 @@ pub async fn wait_for_kafka(cfg: &BusConfig, retry: &RetryConfig, shutdown: &Shu
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        // Each attempt waits longer (1 s, 2 s, … 5 s) but never past the overall budget, so a
+        // slow cluster still answers and a dead one is reported on time.
+        let mut per_attempt = Duration::from_secs(u64::from(attempt.min(5)));
+        if let Some(limit) = retry.give_up_after() {
+            per_attempt = per_attempt.min(limit.saturating_sub(started.elapsed()).max(Duration::from_millis(200)));
+        }
         let c = client.clone();
-        let res = tokio::task::spawn_blocking(move || c.inner().fetch_metadata(None, Duration::from_secs(5)))
+        let res = tokio::task::spawn_blocking(move || c.inner().fetch_metadata(None, per_attempt))
             .await
             .map_err(|e| BusError::Join(e.to_string()))?;
         let last_error = match res {

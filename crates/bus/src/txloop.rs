@@ -244,6 +244,8 @@ impl TxLoop {
         let mut pc = producer_client_config(bus);
         pc.set("transactional.id", &cfg.transactional_id);
         pc.set("transaction.timeout.ms", t.transaction_timeout_ms.to_string());
+        // librdkafka requires a record's delivery timeout to fit in its transaction.
+        pc.set("delivery.timeout.ms", bus.producer.delivery_timeout_ms.min(t.transaction_timeout_ms).to_string());
         let producer: FutureProducer<BusContext> = pc
             .create_with_context(BusContext::new(format!("{}/txn-producer", cfg.stage)))
             .map_err(|e| BusError::Config(e.to_string()))?;
