@@ -238,7 +238,7 @@ const DEFINITIONS: &[(&str, &str)] = &[
     ("BAR_P01", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ROL}] {VISIT: [PV1] [PV2] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{NK1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]}"),
     ("BAR_P02", "MSH [{SFT}] [UAC] EVN {PATIENT: PID [PD1] [PV1] [{DB1}]}"),
     ("BAR_P12", "MSH [{SFT}] [UAC] EVN PID PV1 [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}]"),
-    ("PPR_PC1", "MSH [{SFT}] [UAC] PID [PATIENT_VISIT: PV1 [PV2]] {PROBLEM: PRB [{NTE}] [{VAR}] [{PROBLEM_ROLE: ROL [{VAR}]}] [{PATHWAY: PTH [{VAR}]}] [{PROBLEM_OBSERVATION: OBX [{NTE}]}] [{GOAL: GOL [{NTE}] [{VAR}]}] [{ORDER: ORC [ORDER_DETAIL: <OBR|RXO> [{NTE}] [{VAR}] [{ORDER_OBSERVATION: OBX [{NTE}] [{VAR}]}]]]}"),
+    ("PPR_PC1", "MSH [{SFT}] [UAC] PID [PATIENT_VISIT: PV1 [PV2]] {PROBLEM: PRB [{NTE}] [{VAR}] [{PROBLEM_ROLE: ROL [{VAR}]}] [{PATHWAY: PTH [{VAR}]}] [{PROBLEM_OBSERVATION: OBX [{NTE}]}] [{GOAL: GOL [{NTE}] [{VAR}]}] [{ORDER: ORC [ORDER_DETAIL: <OBR|RXO> [{NTE}] [{VAR}] [{ORDER_OBSERVATION: OBX [{NTE}] [{VAR}]}]]}]}"),
     ("MFN_M02", "MSH [{SFT}] [UAC] MFI {MF_STAFF: MFE [{STF}] [{PRA}] [{ORG}] [{AFF}] [{LAN}] [{EDU}] [{CER}]}"),
     ("REF_I12", "MSH [{SFT}] [UAC] RF1 [{AUTHORIZATION_CONTACT: AUT [CTD]}] {PROVIDER_CONTACT: PRD [{CTD}]} PID [{NK1}] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [ACC] [{DG1}] [{DRG}] [{AL1}] [{PROCEDURE: PR1 [AUTHORIZATION: AUT [CTD]]}] [{OBSERVATION: OBR [{NTE}] [{RESULTS_NOTES: OBX [{NTE}]}]}] [PATIENT_VISIT: PV1 [PV2]] [{NTE}]"),
 ];
@@ -520,5 +520,18 @@ impl Message<'_> {
         let id = structure_id(self)?;
         let def = definition(id).expect("every Table 0354 entry has a definition (tested)");
         Ok(group_with(self, def))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_entry_has_a_definition() {
+        check_definitions().unwrap();
+        for (_, _, id) in TABLE_0354 {
+            assert!(definition(id).is_some(), "{id}");
+        }
     }
 }
