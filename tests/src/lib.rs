@@ -166,16 +166,24 @@ pub fn exactly_once_in_order(records: &[InputRecord], id: impl Fn(&InputRecord) 
 /// `k<i>:<seq>`, with a message id header; returns the expected count per key. Records are
 /// enqueued in order, so each key's records land in order (idempotent producer).
 pub async fn produce_numbered(cfg: &BusConfig, topic: &str, keys: usize, per_key: u64) -> HashMap<String, u64> {
+    produce_numbered_range(cfg, topic, keys, 0..per_key).await
+}
+
+/// Like [`produce_numbered`] for sequence numbers `seqs` only (to produce a run in parts).
+pub async fn produce_numbered_range(cfg: &BusConfig, topic: &str, keys: usize, seqs: std::ops::Range<u64>) -> HashMap<String, u64> {
     use futures::StreamExt;
     let producer = bus::BusProducer::new(cfg, "it-input").expect("producer");
-    let items: Vec<(String, u64)> = (0..per_key).flat_map(|s| (0..keys).map(move |k| (format!("k{k}"), s))).collect();
-    let results: Vec<_> = futures::stream::iter(items.iter())
+    let per_key = seqs.end;
+    let items: Vec<(String, u64)> = seqs.flat_map(|s| (0..keys).map(move |k| (format!("k{k}"), s))).collect();
+    let topic = topic.to_string();
+    let results: Vec<_> = futures::stream::iter(items)
         .map(|(k, s)| {
             let p = producer.clone();
+            let topic = topic.clone();
             async move {
                 let mut h = bus::MessageHeaders::new();
                 h.set_message_id(&format!("{k}:{s}"));
-                p.send(topic, Some(k.as_bytes()), format!("{k}:{s}").as_bytes(), &h).await
+                p.send(&topic, Some(k.as_bytes()), format!("{k}:{s}").as_bytes(), &h).await
             }
         })
         .buffered(2_000)
