@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::content::systems;
 use crate::ops::{Terminology, Validation};
-use crate::units::UnitResolution;
 
 /// A FHIR Coding.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -337,19 +336,24 @@ impl<'t> Enricher<'t> {
                 Err(e) => actions.push(Action::NotMapped(NotMappedReason::InvalidUcum { code: code.into(), error: e.to_string() })),
             },
             (Some(other), _) if other != systems::UCUM => {
-                let suggested = raw.as_deref().and_then(|r| self.term.units().to_ucum(r, ucum));
+                let units = self.term.units();
+                let suggested = [q.code.as_deref(), q.unit.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|r| units.to_ucum(r, ucum));
                 actions.push(Action::NotMapped(NotMappedReason::OtherUnitSystem { system: other.into(), suggested }));
             }
             _ => match raw.as_deref() {
                 None => actions.push(Action::NotMapped(NotMappedReason::NoUnit)),
                 Some(r) => match self.term.units().to_ucum(r, ucum) {
                     Some(code) => {
-                        let already = matches!(self.term.units().resolve(r, ucum), UnitResolution::AlreadyUcum(_));
+                        // Equal means the sender already wrote the UCUM code (table targets are valid UCUM).
+                        let already = code == r.trim();
                         q.system = Some(systems::UCUM.into());
                         if q.unit.is_none() {
                             q.unit = Some(r.to_string());
                         }
-                        actions.push(if already && code == r {
+                        actions.push(if already {
                             Action::UnitAlreadyUcum
                         } else {
                             Action::UnitNormalised { from: r.into(), to: code.clone() }

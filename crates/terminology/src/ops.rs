@@ -230,7 +230,16 @@ impl Terminology {
         if let Some(r) = self.systems.get(system) {
             return Some(self.cs(*r));
         }
-        let uri = systems::canonical_uri(system)?;
+        if let Some(uri) = systems::canonical_uri(system) {
+            return self.systems.get(uri).map(|r| self.cs(*r));
+        }
+        // `HL70001`-style table names (CWE-3) -> the table's URI, built on the stack.
+        let digits = system.strip_prefix("HL7").filter(|d| d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()))?;
+        let prefix = systems::HL7V2_PREFIX.as_bytes();
+        let mut buf = [0u8; 64];
+        buf[..prefix.len()].copy_from_slice(prefix);
+        buf[prefix.len()..prefix.len() + 4].copy_from_slice(digits.as_bytes());
+        let uri = std::str::from_utf8(&buf[..prefix.len() + 4]).ok()?;
         self.systems.get(uri).map(|r| self.cs(*r))
     }
 
