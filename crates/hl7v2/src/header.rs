@@ -44,11 +44,14 @@ impl Header {
         while let [b'\r' | b'\n' | b' ' | b'\t' | 0x0B, rest @ ..] = b {
             b = rest;
         }
-        if !b.starts_with(b"MSH") || b.len() < 4 {
+        if !b.starts_with(b"MSH") {
             return None;
         }
         let end = b.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(b.len());
         let line = &b[..end];
+        if line.len() < 4 {
+            return None;
+        }
         let fs = line[3];
         let mut parts = line[4..].split(|&c| c == fs);
         let enc = parts.next().unwrap_or(&[]);
@@ -142,6 +145,9 @@ mod tests {
         assert_eq!(h.accept_ack_type, "AL");
         assert_eq!(h.parsed_charset(), Some(Charset::Latin1));
         assert!(Header::sniff(b"PID|1").is_none());
+        // Found by the fuzzer: an MSH line with nothing after the id.
+        assert!(Header::sniff(b"MSH\rPID|1").is_none());
+        assert!(Header::sniff(b"MSH").is_none());
         let bad = Header::sniff(b"MSH|^^|A|B|C|D|||ORU^R01|X").unwrap();
         assert_eq!(bad.delimiters, Delimiters::default());
         assert_eq!(bad.control_id, "X");
