@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod event;
+pub mod model;
 pub mod raw;
 pub mod time;
 

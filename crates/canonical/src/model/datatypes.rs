@@ -1,0 +1,317 @@
+//! FHIR R4 general-purpose datatypes (the subset Arteria fills).
+//!
+//! `Decimal` keeps the source's digits ("1.50" stays "1.50": significant figures carry
+//! meaning in lab results), which a float would lose.
+
+use serde::{Serialize, Serializer};
+
+/// A FHIR `decimal`, kept as its canonical text so precision is never lost.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decimal(String);
+
+impl Decimal {
+    /// Reads a number as HL7 v2 writes it (`+5`, `007.50`, `.5`, `-0.2`, `1E3`) and returns the
+    /// FHIR form with the same significant digits, or `None` when it is not a number.
+    pub fn parse(s: &str) -> Option<Decimal> {
+        let s = s.trim();
+        let (neg, body) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (mant, exp) = match body.find(['e', 'E']) {
+            Some(i) => (&body[..i], Some(&body[i + 1..])),
+            None => (body, None),
+        };
+        let (int, frac) = match mant.find('.') {
+            Some(i) => (&mant[..i], Some(&mant[i + 1..])),
+            None => (mant, None),
+        };
+        if int.is_empty() && frac.is_none_or(str::is_empty) {
+            return None;
+        }
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.unwrap_or("").bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let int = int.trim_start_matches('0');
+        let mut out = String::with_capacity(s.len() + 2);
+        if neg {
+            out.push('-');
+        }
+        out.push_str(if int.is_empty() { "0" } else { int });
+        if let Some(f) = frac.filter(|f| !f.is_empty()) {
+            out.push('.');
+            out.push_str(f);
+        }
+        if let Some(e) = exp {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            out.push('E');
+            out.push_str(e);
+        }
+        if out == "-0" {
+            out = "0".into();
+        }
+        Some(Decimal(out))
+    }
+
+    pub fn from_i64(n: i64) -> Decimal {
+        Decimal(n.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Written as a JSON number with exactly these digits.
+        let raw = serde_json::value::RawValue::from_string(self.0.clone()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl crate::model::Skip for Decimal {
+    fn skip(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fhir_struct!(Coding {
+    system: Option<String>,
+    version: Option<String>,
+    code: Option<String>,
+    display: Option<String>,
+});
+
+fhir_struct!(CodeableConcept {
+    coding: Vec<Coding>,
+    text: Option<String>,
+});
+
+impl CodeableConcept {
+    pub fn code(system: &str, code: &str, display: Option<&str>) -> CodeableConcept {
+        CodeableConcept {
+            coding: vec![Coding {
+                system: Some(system.into()),
+                code: Some(code.into()),
+                display: display.map(Into::into),
+                ..Default::default()
+            }],
+            text: None,
+        }
+    }
+
+    pub fn text(text: impl Into<String>) -> CodeableConcept {
+        CodeableConcept { coding: vec![], text: Some(text.into()) }
+    }
+}
+
+fhir_struct!(Period {
+    start: Option<String>,
+    end: Option<String>,
+});
+
+fhir_struct!(Identifier {
+    r#use: Option<String>,
+    r#type: Option<CodeableConcept>,
+    system: Option<String>,
+    value: Option<String>,
+    period: Option<Period>,
+    assigner: Option<Box<Reference>>,
+});
+
+fhir_struct!(Reference {
+    reference: Option<String>,
+    r#type: Option<String>,
+    identifier: Option<Identifier>,
+    display: Option<String>,
+});
+
+impl Reference {
+    pub fn to(url: impl Into<String>) -> Reference {
+        Reference { reference: Some(url.into()), ..Default::default() }
+    }
+}
+
+fhir_struct!(HumanName {
+    r#use: Option<String>,
+    text: Option<String>,
+    family: Option<String>,
+    given: Vec<String>,
+    prefix: Vec<String>,
+    suffix: Vec<String>,
+    period: Option<Period>,
+});
+
+fhir_struct!(Address {
+    r#use: Option<String>,
+    r#type: Option<String>,
+    text: Option<String>,
+    line: Vec<String>,
+    city: Option<String>,
+    district: Option<String>,
+    state: Option<String>,
+    postal_code: Option<String>,
+    country: Option<String>,
+    period: Option<Period>,
+});
+
+fhir_struct!(ContactPoint {
+    system: Option<String>,
+    value: Option<String>,
+    r#use: Option<String>,
+    rank: Option<u32>,
+    period: Option<Period>,
+});
+
+fhir_struct!(Quantity {
+    value: Option<Decimal>,
+    comparator: Option<String>,
+    unit: Option<String>,
+    system: Option<String>,
+    code: Option<String>,
+});
+
+fhir_struct!(Range {
+    low: Option<Quantity>,
+    high: Option<Quantity>,
+});
+
+fhir_struct!(Ratio {
+    numerator: Option<Quantity>,
+    denominator: Option<Quantity>,
+});
+
+fhir_struct!(Annotation {
+    author_string: Option<String>,
+    time: Option<String>,
+    text: String,
+});
+
+fhir_struct!(Attachment {
+    content_type: Option<String>,
+    language: Option<String>,
+    data: Option<String>,
+    url: Option<String>,
+    size: Option<u64>,
+    title: Option<String>,
+    creation: Option<String>,
+});
+
+fhir_struct!(Meta {
+    version_id: Option<String>,
+    last_updated: Option<String>,
+    source: Option<String>,
+    profile: Vec<String>,
+    tag: Vec<Coding>,
+});
+
+/// The value of an [`Extension`] (a non-recursive subset of FHIR's `value[x]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ExtensionValue {
+    #[serde(rename = "valueString")]
+    String(String),
+    #[serde(rename = "valueCode")]
+    Code(String),
+    #[serde(rename = "valueBoolean")]
+    Boolean(bool),
+    #[serde(rename = "valueDateTime")]
+    DateTime(String),
+    #[serde(rename = "valueCodeableConcept")]
+    CodeableConcept(CodeableConcept),
+    #[serde(rename = "valueCoding")]
+    Coding(Coding),
+    #[serde(rename = "valueIdentifier")]
+    Identifier(Identifier),
+    #[serde(rename = "valueReference")]
+    Reference(Reference),
+    #[serde(rename = "valueAttachment")]
+    Attachment(Attachment),
+}
+
+impl crate::model::Skip for ExtensionValue {
+    fn skip(&self) -> bool {
+        false
+    }
+}
+
+impl crate::model::Skip for DoseValue {
+    fn skip(&self) -> bool {
+        false
+    }
+}
+
+/// A FHIR extension with a single value (nested extensions are not needed by the mappings).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extension {
+    pub url: String,
+    #[serde(flatten)]
+    pub value: ExtensionValue,
+}
+
+impl Extension {
+    pub fn string(url: impl Into<String>, v: impl Into<String>) -> Extension {
+        Extension { url: url.into(), value: ExtensionValue::String(v.into()) }
+    }
+}
+
+/// FHIR `Dosage.doseAndRate.dose[x]` and similar quantity-or-range choices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum DoseValue {
+    #[serde(rename = "doseQuantity")]
+    Quantity(Quantity),
+    #[serde(rename = "doseRange")]
+    Range(Range),
+}
+
+fhir_struct!(DoseAndRate {
+    #[serde(flatten)]
+    dose: Option<DoseValue>,
+});
+
+fhir_struct!(Timing {
+    code: Option<CodeableConcept>,
+});
+
+fhir_struct!(Dosage {
+    sequence: Option<u32>,
+    text: Option<String>,
+    timing: Option<Timing>,
+    site: Option<CodeableConcept>,
+    route: Option<CodeableConcept>,
+    method: Option<CodeableConcept>,
+    dose_and_rate: Vec<DoseAndRate>,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_keeps_digits() {
+        let d = |s| Decimal::parse(s).map(|d| d.0);
+        assert_eq!(d("1.50").as_deref(), Some("1.50"));
+        assert_eq!(d("+007.5").as_deref(), Some("7.5"));
+        assert_eq!(d(".5").as_deref(), Some("0.5"));
+        assert_eq!(d("5.").as_deref(), Some("5"));
+        assert_eq!(d("-0").as_deref(), Some("0"));
+        assert_eq!(d("1e3").as_deref(), Some("1E3"));
+        assert_eq!(d("1.2.3"), None);
+        assert_eq!(d("abc"), None);
+        assert_eq!(d(""), None);
+        assert_eq!(d("-"), None);
+        assert_eq!(d("1e"), None);
+    }
+
+    #[test]
+    fn empty_elements_are_left_out() {
+        let q = Quantity { value: Decimal::parse("1.50"), unit: Some("mg".into()), ..Default::default() };
+        assert_eq!(serde_json::to_string(&q).unwrap(), r#"{"value":1.50,"unit":"mg"}"#);
+        let id = Identifier { r#type: Some(CodeableConcept::default()), value: Some("a\"b".into()), ..Default::default() };
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#"{"value":"a\"b"}"#);
+    }
+}

@@ -1,0 +1,670 @@
+//! FHIR R4 resources of the canonical model, plus the message `Bundle` that carries them.
+//!
+//! [`Resource`] is tagged by `resourceType`, so a `Vec<Resource>` serialises to exactly the
+//! FHIR JSON of each. Choice elements (`value[x]`, `effective[x]` …) are enums flattened into
+//! their parent, so only one variant can ever be present.
+
+use super::datatypes::*;
+use serde::Serialize;
+
+/// Marks the choice enums as never-empty for [`crate::model::Skip`].
+macro_rules! choice_never_empty {
+    ($($t:ty),*) => { $(impl crate::model::Skip for $t { fn skip(&self) -> bool { false } })* };
+}
+
+/// `Observation.value[x]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ObservationValue {
+    #[serde(rename = "valueQuantity")]
+    Quantity(Quantity),
+    #[serde(rename = "valueCodeableConcept")]
+    CodeableConcept(CodeableConcept),
+    #[serde(rename = "valueString")]
+    String(String),
+    #[serde(rename = "valueBoolean")]
+    Boolean(bool),
+    #[serde(rename = "valueInteger")]
+    Integer(i64),
+    #[serde(rename = "valueRange")]
+    Range(Range),
+    #[serde(rename = "valueRatio")]
+    Ratio(Ratio),
+    #[serde(rename = "valueTime")]
+    Time(String),
+    #[serde(rename = "valueDateTime")]
+    DateTime(String),
+    #[serde(rename = "valuePeriod")]
+    Period(Period),
+}
+
+/// `effective[x]`, `occurrence[x]`, `performed[x]`, `onset[x]`, `collected[x]`: a point or a span.
+/// The JSON key is given by the parent via [`When`] variants per element.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Effective {
+    #[serde(rename = "effectiveDateTime")]
+    DateTime(String),
+    #[serde(rename = "effectivePeriod")]
+    Period(Period),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Occurrence {
+    #[serde(rename = "occurrenceDateTime")]
+    DateTime(String),
+    #[serde(rename = "occurrencePeriod")]
+    Period(Period),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Performed {
+    #[serde(rename = "performedDateTime")]
+    DateTime(String),
+    #[serde(rename = "performedPeriod")]
+    Period(Period),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Onset {
+    #[serde(rename = "onsetDateTime")]
+    DateTime(String),
+    #[serde(rename = "onsetString")]
+    String(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Collected {
+    #[serde(rename = "collectedDateTime")]
+    DateTime(String),
+    #[serde(rename = "collectedPeriod")]
+    Period(Period),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Deceased {
+    #[serde(rename = "deceasedBoolean")]
+    Boolean(bool),
+    #[serde(rename = "deceasedDateTime")]
+    DateTime(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum MultipleBirth {
+    #[serde(rename = "multipleBirthBoolean")]
+    Boolean(bool),
+    #[serde(rename = "multipleBirthInteger")]
+    Integer(i64),
+}
+
+/// `medication[x]` (always a code here; a Medication resource is not needed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Medication {
+    #[serde(rename = "medicationCodeableConcept")]
+    CodeableConcept(CodeableConcept),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum AdministrationEffective {
+    #[serde(rename = "effectiveDateTime")]
+    DateTime(String),
+    #[serde(rename = "effectivePeriod")]
+    Period(Period),
+}
+
+choice_never_empty!(
+    ObservationValue, Effective, Occurrence, Performed, Onset, Collected, Deceased, MultipleBirth,
+    Medication, AdministrationEffective
+);
+
+fhir_struct!(PatientLink { other: Reference, r#type: String });
+fhir_struct!(PatientCommunication { language: CodeableConcept, preferred: Option<bool> });
+
+fhir_struct!(Patient {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    active: Option<bool>,
+    name: Vec<HumanName>,
+    telecom: Vec<ContactPoint>,
+    gender: Option<String>,
+    birth_date: Option<String>,
+    #[serde(flatten)]
+    deceased: Option<Deceased>,
+    address: Vec<Address>,
+    marital_status: Option<CodeableConcept>,
+    #[serde(flatten)]
+    multiple_birth: Option<MultipleBirth>,
+    communication: Vec<PatientCommunication>,
+    general_practitioner: Vec<Reference>,
+    managing_organization: Option<Reference>,
+    link: Vec<PatientLink>,
+});
+
+fhir_struct!(RelatedPerson {
+    id: String,
+    identifier: Vec<Identifier>,
+    patient: Reference,
+    relationship: Vec<CodeableConcept>,
+    name: Vec<HumanName>,
+    telecom: Vec<ContactPoint>,
+    gender: Option<String>,
+    birth_date: Option<String>,
+    address: Vec<Address>,
+    period: Option<Period>,
+});
+
+fhir_struct!(EncounterParticipant {
+    r#type: Vec<CodeableConcept>,
+    period: Option<Period>,
+    individual: Option<Reference>,
+});
+fhir_struct!(EncounterLocation { location: Reference, status: Option<String> });
+fhir_struct!(EncounterHospitalization {
+    pre_admission_identifier: Option<Identifier>,
+    admit_source: Option<CodeableConcept>,
+    re_admission: Option<CodeableConcept>,
+    diet_preference: Vec<CodeableConcept>,
+    special_arrangement: Vec<CodeableConcept>,
+    discharge_disposition: Option<CodeableConcept>,
+});
+fhir_struct!(EncounterDiagnosis { condition: Reference, rank: Option<u32> });
+
+fhir_struct!(Encounter {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    class: Coding,
+    r#type: Vec<CodeableConcept>,
+    service_type: Option<CodeableConcept>,
+    priority: Option<CodeableConcept>,
+    subject: Option<Reference>,
+    participant: Vec<EncounterParticipant>,
+    period: Option<Period>,
+    reason_code: Vec<CodeableConcept>,
+    diagnosis: Vec<EncounterDiagnosis>,
+    hospitalization: Option<EncounterHospitalization>,
+    location: Vec<EncounterLocation>,
+    service_provider: Option<Reference>,
+});
+
+fhir_struct!(ObservationReferenceRange {
+    low: Option<Quantity>,
+    high: Option<Quantity>,
+    r#type: Option<CodeableConcept>,
+    text: Option<String>,
+});
+
+fhir_struct!(Observation {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    based_on: Vec<Reference>,
+    part_of: Vec<Reference>,
+    status: String,
+    category: Vec<CodeableConcept>,
+    code: CodeableConcept,
+    subject: Option<Reference>,
+    encounter: Option<Reference>,
+    #[serde(flatten)]
+    effective: Option<Effective>,
+    issued: Option<String>,
+    performer: Vec<Reference>,
+    #[serde(flatten)]
+    value: Option<ObservationValue>,
+    data_absent_reason: Option<CodeableConcept>,
+    interpretation: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+    body_site: Option<CodeableConcept>,
+    method: Option<CodeableConcept>,
+    specimen: Option<Reference>,
+    reference_range: Vec<ObservationReferenceRange>,
+    has_member: Vec<Reference>,
+    derived_from: Vec<Reference>,
+});
+
+fhir_struct!(DiagnosticReport {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    based_on: Vec<Reference>,
+    status: String,
+    category: Vec<CodeableConcept>,
+    code: CodeableConcept,
+    subject: Option<Reference>,
+    encounter: Option<Reference>,
+    #[serde(flatten)]
+    effective: Option<Effective>,
+    issued: Option<String>,
+    performer: Vec<Reference>,
+    results_interpreter: Vec<Reference>,
+    specimen: Vec<Reference>,
+    result: Vec<Reference>,
+    conclusion: Option<String>,
+    presented_form: Vec<Attachment>,
+});
+
+fhir_struct!(ServiceRequest {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    based_on: Vec<Reference>,
+    requisition: Option<Identifier>,
+    status: String,
+    intent: String,
+    category: Vec<CodeableConcept>,
+    priority: Option<String>,
+    code: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    #[serde(flatten)]
+    occurrence: Option<Occurrence>,
+    authored_on: Option<String>,
+    requester: Option<Reference>,
+    performer: Vec<Reference>,
+    reason_code: Vec<CodeableConcept>,
+    specimen: Vec<Reference>,
+    body_site: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+});
+
+fhir_struct!(SpecimenCollection {
+    collector: Option<Reference>,
+    #[serde(flatten)]
+    collected: Option<Collected>,
+    quantity: Option<Quantity>,
+    method: Option<CodeableConcept>,
+    body_site: Option<CodeableConcept>,
+});
+fhir_struct!(SpecimenContainer {
+    identifier: Vec<Identifier>,
+    r#type: Option<CodeableConcept>,
+});
+
+fhir_struct!(Specimen {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    accession_identifier: Option<Identifier>,
+    status: Option<String>,
+    r#type: Option<CodeableConcept>,
+    subject: Option<Reference>,
+    received_time: Option<String>,
+    parent: Vec<Reference>,
+    request: Vec<Reference>,
+    collection: Option<SpecimenCollection>,
+    container: Vec<SpecimenContainer>,
+    condition: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+});
+
+fhir_struct!(MedicationRequestDispense {
+    number_of_repeats_allowed: Option<u32>,
+    quantity: Option<Quantity>,
+});
+fhir_struct!(MedicationRequestSubstitution {
+    allowed_boolean: Option<bool>,
+});
+
+fhir_struct!(MedicationRequest {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    intent: String,
+    #[serde(flatten)]
+    medication: Option<Medication>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    authored_on: Option<String>,
+    requester: Option<Reference>,
+    reason_code: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+    dosage_instruction: Vec<Dosage>,
+    dispense_request: Option<MedicationRequestDispense>,
+    substitution: Option<MedicationRequestSubstitution>,
+});
+
+fhir_struct!(MedicationAdministrationPerformer { actor: Reference });
+fhir_struct!(MedicationAdministrationDosage {
+    text: Option<String>,
+    site: Option<CodeableConcept>,
+    route: Option<CodeableConcept>,
+    dose: Option<Quantity>,
+});
+
+fhir_struct!(MedicationAdministration {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    status_reason: Vec<CodeableConcept>,
+    #[serde(flatten)]
+    medication: Option<Medication>,
+    subject: Reference,
+    context: Option<Reference>,
+    #[serde(flatten)]
+    effective: Option<AdministrationEffective>,
+    performer: Vec<MedicationAdministrationPerformer>,
+    request: Option<Reference>,
+    note: Vec<Annotation>,
+    dosage: Option<MedicationAdministrationDosage>,
+});
+
+fhir_struct!(ImmunizationPerformer { function: Option<CodeableConcept>, actor: Reference });
+
+fhir_struct!(Immunization {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    status_reason: Option<CodeableConcept>,
+    vaccine_code: CodeableConcept,
+    patient: Reference,
+    encounter: Option<Reference>,
+    #[serde(flatten)]
+    occurrence: Option<Occurrence>,
+    recorded: Option<String>,
+    primary_source: Option<bool>,
+    report_origin: Option<CodeableConcept>,
+    location: Option<Reference>,
+    manufacturer: Option<Reference>,
+    lot_number: Option<String>,
+    expiration_date: Option<String>,
+    site: Option<CodeableConcept>,
+    route: Option<CodeableConcept>,
+    dose_quantity: Option<Quantity>,
+    performer: Vec<ImmunizationPerformer>,
+    note: Vec<Annotation>,
+    reason_code: Vec<CodeableConcept>,
+});
+
+fhir_struct!(AllergyReaction {
+    manifestation: Vec<CodeableConcept>,
+    severity: Option<String>,
+});
+
+fhir_struct!(AllergyIntolerance {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    clinical_status: Option<CodeableConcept>,
+    verification_status: Option<CodeableConcept>,
+    r#type: Option<String>,
+    category: Vec<String>,
+    criticality: Option<String>,
+    code: Option<CodeableConcept>,
+    patient: Reference,
+    #[serde(flatten)]
+    onset: Option<Onset>,
+    recorded_date: Option<String>,
+    reaction: Vec<AllergyReaction>,
+});
+
+fhir_struct!(Condition {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    clinical_status: Option<CodeableConcept>,
+    verification_status: Option<CodeableConcept>,
+    category: Vec<CodeableConcept>,
+    severity: Option<CodeableConcept>,
+    code: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    #[serde(flatten)]
+    onset: Option<Onset>,
+    recorded_date: Option<String>,
+    recorder: Option<Reference>,
+    note: Vec<Annotation>,
+});
+
+fhir_struct!(ProcedurePerformer { function: Option<CodeableConcept>, actor: Reference });
+
+fhir_struct!(Procedure {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    code: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    #[serde(flatten)]
+    performed: Option<Performed>,
+    performer: Vec<ProcedurePerformer>,
+    reason_code: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+});
+
+fhir_struct!(PractitionerQualification { code: CodeableConcept });
+
+fhir_struct!(Practitioner {
+    id: String,
+    identifier: Vec<Identifier>,
+    name: Vec<HumanName>,
+    telecom: Vec<ContactPoint>,
+    address: Vec<Address>,
+    qualification: Vec<PractitionerQualification>,
+});
+
+fhir_struct!(Organization {
+    id: String,
+    identifier: Vec<Identifier>,
+    name: Option<String>,
+    telecom: Vec<ContactPoint>,
+    address: Vec<Address>,
+});
+
+fhir_struct!(Location {
+    id: String,
+    identifier: Vec<Identifier>,
+    status: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    mode: Option<String>,
+    physical_type: Option<CodeableConcept>,
+    part_of: Option<Reference>,
+});
+
+fhir_struct!(CoverageClass { r#type: CodeableConcept, value: String, name: Option<String> });
+
+fhir_struct!(Coverage {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    r#type: Option<CodeableConcept>,
+    subscriber: Option<Reference>,
+    subscriber_id: Option<String>,
+    beneficiary: Reference,
+    dependent: Option<String>,
+    relationship: Option<CodeableConcept>,
+    period: Option<Period>,
+    payor: Vec<Reference>,
+    class: Vec<CoverageClass>,
+    order: Option<u32>,
+});
+
+fhir_struct!(DocumentReferenceContent { attachment: Attachment });
+fhir_struct!(DocumentReferenceContext {
+    encounter: Vec<Reference>,
+    period: Option<Period>,
+});
+fhir_struct!(DocumentReferenceRelatesTo { code: String, target: Reference });
+
+fhir_struct!(DocumentReference {
+    id: String,
+    extension: Vec<Extension>,
+    master_identifier: Option<Identifier>,
+    identifier: Vec<Identifier>,
+    status: String,
+    doc_status: Option<String>,
+    r#type: Option<CodeableConcept>,
+    subject: Option<Reference>,
+    date: Option<String>,
+    author: Vec<Reference>,
+    authenticator: Option<Reference>,
+    relates_to: Vec<DocumentReferenceRelatesTo>,
+    description: Option<String>,
+    security_label: Vec<CodeableConcept>,
+    content: Vec<DocumentReferenceContent>,
+    context: Option<DocumentReferenceContext>,
+});
+
+fhir_struct!(AppointmentParticipant {
+    r#type: Vec<CodeableConcept>,
+    actor: Option<Reference>,
+    required: Option<String>,
+    status: String,
+});
+
+fhir_struct!(Appointment {
+    id: String,
+    extension: Vec<Extension>,
+    identifier: Vec<Identifier>,
+    status: String,
+    cancelation_reason: Option<CodeableConcept>,
+    service_type: Vec<CodeableConcept>,
+    appointment_type: Option<CodeableConcept>,
+    reason_code: Vec<CodeableConcept>,
+    priority: Option<u32>,
+    description: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    minutes_duration: Option<u32>,
+    comment: Option<String>,
+    based_on: Vec<Reference>,
+    participant: Vec<AppointmentParticipant>,
+});
+
+fhir_struct!(ProvenanceAgent {
+    r#type: Option<CodeableConcept>,
+    who: Reference,
+});
+fhir_struct!(ProvenanceEntity { role: String, what: Reference });
+
+fhir_struct!(Provenance {
+    id: String,
+    target: Vec<Reference>,
+    occurred_date_time: Option<String>,
+    recorded: String,
+    activity: Option<CodeableConcept>,
+    agent: Vec<ProvenanceAgent>,
+    entity: Vec<ProvenanceEntity>,
+});
+
+fhir_struct!(MessageHeaderDestination {
+    name: Option<String>,
+    endpoint: String,
+    receiver: Option<Reference>,
+});
+fhir_struct!(MessageHeaderSource {
+    name: Option<String>,
+    software: Option<String>,
+    version: Option<String>,
+    endpoint: String,
+});
+
+fhir_struct!(MessageHeader {
+    id: String,
+    extension: Vec<Extension>,
+    event_coding: Coding,
+    destination: Vec<MessageHeaderDestination>,
+    sender: Option<Reference>,
+    source: MessageHeaderSource,
+    reason: Option<CodeableConcept>,
+    focus: Vec<Reference>,
+});
+
+/// Any resource of the canonical model, serialised with its `resourceType`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "resourceType")]
+pub enum Resource {
+    MessageHeader(MessageHeader),
+    Patient(Patient),
+    RelatedPerson(RelatedPerson),
+    Encounter(Encounter),
+    Observation(Observation),
+    DiagnosticReport(DiagnosticReport),
+    ServiceRequest(ServiceRequest),
+    Specimen(Specimen),
+    MedicationRequest(MedicationRequest),
+    MedicationAdministration(MedicationAdministration),
+    Immunization(Immunization),
+    AllergyIntolerance(AllergyIntolerance),
+    Condition(Condition),
+    Procedure(Procedure),
+    Practitioner(Practitioner),
+    Organization(Organization),
+    Location(Location),
+    Coverage(Coverage),
+    DocumentReference(DocumentReference),
+    Appointment(Appointment),
+    Provenance(Provenance),
+}
+
+macro_rules! resource_meta {
+    ($($v:ident),*) => {
+        impl Resource {
+            /// The FHIR resource type name.
+            pub fn resource_type(&self) -> &'static str {
+                match self { $(Resource::$v(_) => stringify!($v),)* }
+            }
+            /// The logical id.
+            pub fn id(&self) -> &str {
+                match self { $(Resource::$v(r) => &r.id,)* }
+            }
+        }
+    };
+}
+resource_meta!(
+    MessageHeader, Patient, RelatedPerson, Encounter, Observation, DiagnosticReport, ServiceRequest,
+    Specimen, MedicationRequest, MedicationAdministration, Immunization, AllergyIntolerance, Condition,
+    Procedure, Practitioner, Organization, Location, Coverage, DocumentReference, Appointment, Provenance
+);
+
+/// One entry of a Bundle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleEntry {
+    pub full_url: String,
+    pub resource: Resource,
+}
+
+/// A FHIR Bundle (here always `type: message`, MessageHeader first).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "resourceType", rename = "Bundle", rename_all = "camelCase")]
+pub struct Bundle {
+    pub id: String,
+    #[serde(skip_serializing_if = "crate::model::Skip::skip")]
+    pub identifier: Option<Identifier>,
+    pub r#type: &'static str,
+    #[serde(skip_serializing_if = "crate::model::Skip::skip")]
+    pub timestamp: Option<String>,
+    pub entry: Vec<BundleEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_json_has_type_and_choice_keys() {
+        let obs = Observation {
+            id: "o1".into(),
+            status: "final".into(),
+            code: CodeableConcept::text("x"),
+            value: Some(ObservationValue::String("a\\b\n".into())),
+            effective: Some(Effective::DateTime("2024-01-01".into())),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(Resource::Observation(obs)).unwrap();
+        assert_eq!(v["resourceType"], "Observation");
+        assert_eq!(v["valueString"], "a\\b\n");
+        assert_eq!(v["effectiveDateTime"], "2024-01-01");
+        assert!(v.get("value").is_none());
+        assert!(v.get("note").is_none());
+        let p = Patient { id: "p".into(), deceased: Some(Deceased::Boolean(false)), ..Default::default() };
+        let v = serde_json::to_value(Resource::Patient(p)).unwrap();
+        assert_eq!(v["deceasedBoolean"], false);
+    }
+}

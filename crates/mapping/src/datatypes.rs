@@ -1,0 +1,483 @@
+//! HL7 v2 datatypes to FHIR datatypes, following the IG's datatype maps (CX[Identifier],
+//! XPN[HumanName], XAD[Address], XTN[ContactPoint], CWE[CodeableConcept], EI[Identifier],
+//! HD, NM/SN[Quantity/Range/Ratio], TS/DTM[dateTime]).
+//!
+//! Escapes are decoded here (values reach FHIR as plain text); system URIs come from the IG's
+//! table, then the sender profile, then a `urn:` derived from the sender, in that order.
+
+use crate::context::Env;
+use crate::coverage::{NoteKind, Place, TimeRecord};
+use crate::time::{self, FhirTime, ZoneSource};
+use crate::vocab;
+use canonical::model::*;
+use hl7v2::escape::Formatting;
+use hl7v2::{Component, Repetition, Value};
+
+/// Unescaped text of a value, `None` when empty or the `""` null.
+pub fn txt(v: Option<Value<'_>>) -> Option<String> {
+    v.and_then(|v| v.text()).map(|t| t.into_owned()).filter(|t| !t.trim().is_empty())
+}
+
+/// Component `n` of a repetition as text.
+pub fn comp(r: &Repetition<'_>, n: usize) -> Option<String> {
+    txt(r.component(n).map(|c| c.value()))
+}
+
+/// Subcomponent `s` of component `n`.
+pub fn sub(r: &Repetition<'_>, n: usize, s: usize) -> Option<String> {
+    txt(r.component(n).and_then(|c| c.subcomponent(s)))
+}
+
+/// Formatted text (TX/FT): escapes decoded and `\.br\` rendered as a line break.
+pub fn formatted(v: Value<'_>) -> String {
+    v.unescaped_with(Formatting::Render).into_owned()
+}
+
+/// Makes a name safe inside a `urn:` (letters, digits and `-._` kept, others percent-encoded).
+pub fn urn_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// System URI for an assigning authority / namespace (HD): profile, then universal id
+/// (ISO OID, UUID, URI), then a `urn:` naming the authority.
+pub fn hd_system(env: &Env<'_>, ns: Option<&str>, universal: Option<&str>, utype: Option<&str>) -> Option<String> {
+    if let Some(s) = ns.and_then(|n| env.profile.and_then(|p| p.identifier_system(n))) {
+        return Some(s.to_string());
+    }
+    if let Some(u) = universal {
+        match utype.unwrap_or("") {
+            "ISO" if u.bytes().all(|b| b.is_ascii_digit() || b == b'.') => return Some(format!("urn:oid:{u}")),
+            "UUID" => return Some(format!("urn:uuid:{}", u.to_ascii_lowercase())),
+            "URI" if u.contains(':') => return Some(u.to_string()),
+            _ => {}
+        }
+    }
+    ns.or(universal).map(|n| format!("urn:arteria:v2:authority:{}", urn_part(n)))
+}
+
+/// Coding system URI for a v2 coding system name: the IG's table, the sender profile's
+/// local hint, else a `urn:` scoped to the sender (local codes differ between senders).
+pub fn code_system(env: &Env<'_>, name: &str) -> String {
+    if let Some(s) = vocab::coding_system(name) {
+        return s;
+    }
+    if let Some(s) = env.profile.and_then(|p| p.code_system(name)) {
+        return s.to_string();
+    }
+    format!("urn:arteria:v2:codesystem:{}:{}", urn_part(&env.sender_key), urn_part(name))
+}
+
+/// CWE/CE/CNE/CF → CodeableConcept (primary and alternate codings, original text).
+pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
+    let mut cc = CodeableConcept::default();
+    for (code_n, text_n, sys_n, ver_n) in [(1, 2, 3, 7), (4, 5, 6, 8), (10, 11, 12, 13)] {
+        let code = comp(r, code_n);
+        let display = comp(r, text_n);
+        if code.is_none() && display.is_none() {
+            continue;
+        }
+        let Some(code) = code else {
+            // Text without a code: the IG puts it in CodeableConcept.text.
+            if cc.text.is_none() {
+                cc.text = display;
+            }
+            continue;
+        };
+        let system = comp(r, sys_n).map(|s| code_system(env, &s));
+        cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code), display, });
+    }
+    if let Some(t) = comp(r, 9) {
+        cc.text = Some(t);
+    }
+    (cc != CodeableConcept::default()).then_some(cc)
+}
+
+/// A code from an HL7 table (IS/ID) as a CodeableConcept in the `v2-nnnn` system.
+pub fn table_code(code: &str, table: &str) -> CodeableConcept {
+    CodeableConcept::code(&vocab::v2_table(table), code, None)
+}
+
+/// CWE where the v2 table is implied (only code given): coding in `v2-<table>` when no system.
+pub fn cwe_table(env: &Env<'_>, r: &Repetition<'_>, table: &str) -> Option<CodeableConcept> {
+    let mut cc = cwe(env, r)?;
+    if let Some(c) = cc.coding.first_mut().filter(|c| c.system.is_none()) {
+        c.system = Some(vocab::v2_table(table));
+    }
+    Some(cc)
+}
+
+/// CX → Identifier (CX-1 value, CX-4 authority → system, CX-5 → type via table 0203).
+pub fn cx(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
+    let value = comp(r, 1)?;
+    let system = hd_system(env, sub(r, 4, 1).as_deref(), sub(r, 4, 2).as_deref(), sub(r, 4, 3).as_deref());
+    let r#type = comp(r, 5).map(|t| {
+        if vocab::identifier_type_known(&t) {
+            CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", &t, None)
+        } else {
+            CodeableConcept::text(t)
+        }
+    });
+    let period = period_of(env, comp(r, 7).as_deref(), comp(r, 8).as_deref(), None);
+    Some(Identifier { r#type, system, value: Some(value), period, ..Default::default() })
+}
+
+/// EI → Identifier (entity id, namespace/universal id → system).
+pub fn ei(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
+    let value = comp(r, 1)?;
+    let system = hd_system(env, comp(r, 2).as_deref(), comp(r, 3).as_deref(), comp(r, 4).as_deref());
+    Some(Identifier { system, value: Some(value), ..Default::default() })
+}
+
+/// EI → Identifier with a type code from table 0203 (PLAC, FILL, ACSN …).
+pub fn ei_typed(env: &Env<'_>, r: &Repetition<'_>, type_code: &str) -> Option<Identifier> {
+    let mut id = ei(env, r)?;
+    id.r#type = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", type_code, None));
+    Some(id)
+}
+
+/// XPN → HumanName.
+pub fn xpn(r: &Repetition<'_>) -> Option<HumanName> {
+    let mut n = HumanName { family: sub(r, 1, 1), ..Default::default() };
+    n.given.extend(comp(r, 2));
+    if let Some(middle) = comp(r, 3) {
+        n.given.extend(middle.split(' ').filter(|s| !s.is_empty()).map(String::from));
+    }
+    n.suffix.extend(comp(r, 4));
+    n.prefix.extend(comp(r, 5));
+    n.suffix.extend(comp(r, 6));
+    n.r#use = comp(r, 7).and_then(|c| vocab::name_use(&c)).map(String::from);
+    n.suffix.extend(comp(r, 14));
+    (n != HumanName::default()).then_some(n)
+}
+
+/// XCN (components 2..7, 14) → HumanName.
+pub fn xcn_name(r: &Repetition<'_>) -> Option<HumanName> {
+    let mut n = HumanName { family: sub(r, 2, 1), ..Default::default() };
+    n.given.extend(comp(r, 3));
+    if let Some(middle) = comp(r, 4) {
+        n.given.extend(middle.split(' ').filter(|s| !s.is_empty()).map(String::from));
+    }
+    n.suffix.extend(comp(r, 5));
+    n.prefix.extend(comp(r, 6));
+    n.suffix.extend(comp(r, 7));
+    n.suffix.extend(comp(r, 21));
+    (n != HumanName::default()).then_some(n)
+}
+
+/// XAD → Address.
+pub fn xad(r: &Repetition<'_>) -> Option<Address> {
+    let mut a = Address::default();
+    a.line.extend(sub(r, 1, 1));
+    a.line.extend(comp(r, 2));
+    a.line.extend(comp(r, 19));
+    a.city = comp(r, 3);
+    a.state = comp(r, 4);
+    a.postal_code = comp(r, 5);
+    a.country = comp(r, 6);
+    if let Some(t) = comp(r, 7) {
+        let (u, ty) = vocab::address_use(&t);
+        a.r#use = u.map(String::from);
+        a.r#type = ty.map(String::from);
+    }
+    a.district = comp(r, 9);
+    (a != Address::default()).then_some(a)
+}
+
+/// XTN → ContactPoint.
+pub fn xtn(r: &Repetition<'_>) -> Option<ContactPoint> {
+    let use_code = comp(r, 2);
+    let equip = comp(r, 3);
+    let email = comp(r, 4);
+    let mut system = equip.as_deref().and_then(vocab::telecom_system);
+    let value = if let Some(e) = email.filter(|_| equip.as_deref().is_none_or(|q| q == "Internet" || q == "X.400")) {
+        system = Some("email");
+        Some(e)
+    } else if let Some(local) = comp(r, 7) {
+        let mut v = String::new();
+        if let Some(cc) = comp(r, 5) {
+            v.push('+');
+            v.push_str(&cc);
+            v.push(' ');
+        }
+        if let Some(area) = comp(r, 6) {
+            v.push('(');
+            v.push_str(&area);
+            v.push_str(") ");
+        }
+        v.push_str(&local);
+        if let Some(ext) = comp(r, 8) {
+            v.push_str(" ext. ");
+            v.push_str(&ext);
+        }
+        Some(v)
+    } else {
+        comp(r, 12).or_else(|| comp(r, 1))
+    }?;
+    let r#use = use_code.as_deref().and_then(vocab::telecom_use);
+    if system.is_none() {
+        system = Some(if use_code.as_deref() == Some("NET") || value.contains('@') { "email" } else { "phone" });
+    }
+    Some(ContactPoint { system: system.map(Into::into), value: Some(value), r#use: r#use.map(Into::into), ..Default::default() })
+}
+
+/// A v2 time value → FHIR dateTime text; records the original, notes zone fallback and
+/// invalid values (which are then left out, reported).
+pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime> {
+    let v = v?;
+    // TS has the time in component 1 (component 2 is the old precision indicator).
+    let first = v.as_str().split(env.delims.component as char).next().unwrap_or("");
+    if first.is_empty() || first == "\"\"" {
+        return None;
+    }
+    match time::convert(first, env.zone) {
+        Ok(t) => {
+            if t.zone == ZoneSource::Fallback {
+                env.tracker.note(NoteKind::ZoneAssumed, place.clone(), "time without offset and no sender time zone: fallback zone applied");
+            }
+            env.tracker.time(TimeRecord { place, original: first.to_string(), converted: t.value.clone(), zone: t.zone });
+            Some(t)
+        }
+        Err(e) => {
+            env.tracker.note(NoteKind::InvalidValue, place, e.to_string());
+            None
+        }
+    }
+}
+
+/// A FHIR `instant` from a v2 time, when precise enough (else `None`, noted).
+pub fn instant(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<String> {
+    let t = ts(env, v, place.clone())?;
+    if t.is_instant() {
+        Some(t.value)
+    } else {
+        env.tracker.note(NoteKind::Info, place, "value has no time of day; an instant cannot be formed");
+        None
+    }
+}
+
+fn period_of(env: &Env<'_>, start: Option<&str>, end: Option<&str>, place: Option<Place>) -> Option<Period> {
+    let conv = |s: Option<&str>| {
+        let s = s?;
+        match time::convert(s, env.zone) {
+            Ok(t) => Some(t.value),
+            Err(e) => {
+                if let Some(p) = &place {
+                    env.tracker.note(NoteKind::InvalidValue, p.clone(), e.to_string());
+                }
+                None
+            }
+        }
+    };
+    let p = Period { start: conv(start), end: conv(end) };
+    (p != Period::default()).then_some(p)
+}
+
+/// Units CWE (OBX-6 and friends) → (unit text, system, code). UCUM is claimed only when the
+/// sender says the unit is UCUM (or the code is a plain UCUM-safe symbol from an unnamed
+/// system is *not* assumed) — UCUM normalisation is the terminology stage's job.
+pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<String>, Option<String>) {
+    let code = comp(r, 1);
+    let text = comp(r, 2);
+    let sys = comp(r, 3);
+    let unit = text.clone().or_else(|| code.clone());
+    match (code, sys) {
+        (Some(c), Some(s)) => (unit, Some(code_system(env, &s)), Some(c)),
+        _ => (unit, None, None),
+    }
+}
+
+/// NM text with units → Quantity; `None` when not a number.
+pub fn quantity(num: &str, unit: &(Option<String>, Option<String>, Option<String>)) -> Option<Quantity> {
+    let value = Decimal::parse(num)?;
+    Some(Quantity { value: Some(value), unit: unit.0.clone(), system: unit.1.clone(), code: unit.2.clone(), comparator: None })
+}
+
+/// ED component 5 (data) with encoding → Attachment.
+pub fn ed(r: &Repetition<'_>) -> Option<Attachment> {
+    let content_type = match (comp(r, 2), comp(r, 3)) {
+        (Some(t), Some(s)) => Some(media_type(&t, &s)),
+        (Some(t), None) => Some(media_type(&t, "")),
+        _ => None,
+    };
+    let encoding = comp(r, 4).unwrap_or_default();
+    let raw = r.component(5).map(|c: Component<'_>| c.value())?;
+    let text = raw.unescaped();
+    let data = match encoding.as_str() {
+        "Base64" | "B64" | "base64" => text.chars().filter(|c| !c.is_whitespace()).collect::<String>(),
+        "Hex" | "HEX" => base64(&hex_decode(&text)?),
+        _ => base64(text.as_bytes()),
+    };
+    if data.is_empty() {
+        return None;
+    }
+    Some(Attachment { content_type, data: Some(data), ..Default::default() })
+}
+
+fn media_type(t: &str, sub: &str) -> String {
+    let main = match t {
+        "AP" | "application" => "application",
+        "IM" | "image" => "image",
+        "AU" | "audio" => "audio",
+        "TEXT" | "text" => "text",
+        "video" => "video",
+        "multipart" => "multipart",
+        _ => "application",
+    };
+    let sub = match sub.to_ascii_lowercase().as_str() {
+        "" => "octet-stream".to_string(),
+        "pdf" | "x-pdf" => "pdf".into(),
+        "jpg" | "jpeg" => "jpeg".into(),
+        "rtf" => "rtf".into(),
+        "html" => "html".into(),
+        "plain" | "txt" => "plain".into(),
+        "xml" => "xml".into(),
+        "png" => "png".into(),
+        "tiff" | "tif" => "tiff".into(),
+        "octet-stream" => "octet-stream".into(),
+        other if other.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'+') => other.to_string(),
+        _ => "octet-stream".into(),
+    };
+    format!("{main}/{sub}")
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let b: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| Some(((p[0] as char).to_digit(16)? * 16 + (p[1] as char).to_digit(16)?) as u8))
+        .collect()
+}
+
+/// Standard base64 with padding (RFC 4648), for FHIR `base64Binary`.
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for ch in bytes.chunks(3) {
+        let n = (u32::from(ch[0]) << 16) | (u32::from(*ch.get(1).unwrap_or(&0)) << 8) | u32::from(*ch.get(2).unwrap_or(&0));
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if ch.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if ch.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+/// Reference range text (OBX-7) → low/high where it parses ("3.5-5.0", ">60", "<5", "<=5"),
+/// always keeping the text.
+pub fn reference_range(text: &str, unit: &(Option<String>, Option<String>, Option<String>)) -> (Option<Quantity>, Option<Quantity>) {
+    let t = text.trim();
+    let q = |s: &str| quantity(s.trim(), unit);
+    if let Some(rest) = t.strip_prefix(">=").or_else(|| t.strip_prefix('>')) {
+        // "> 60" is exclusive, but FHIR ranges are inclusive: keep only when it is ">=",
+        // else the text alone carries it.
+        return if t.starts_with(">=") { (q(rest), None) } else { (None, None) };
+    }
+    if let Some(rest) = t.strip_prefix("<=").or_else(|| t.strip_prefix('<')) {
+        return if t.starts_with("<=") { (None, q(rest)) } else { (None, None) };
+    }
+    // "a-b" where a may itself be negative: split at a '-' that follows a digit.
+    let bytes = t.as_bytes();
+    for i in 1..bytes.len() {
+        if bytes[i] == b'-' && (bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b' ') {
+            let (lo, hi) = (q(&t[..i]), q(&t[i + 1..]));
+            if lo.is_some() && hi.is_some() {
+                return (lo, hi);
+            }
+        }
+    }
+    (None, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Env;
+    use crate::coverage::Tracker;
+    use crate::time::ZoneRule;
+    use hl7v2::{Delimiters, Field};
+
+    fn field(raw: &str) -> Field<'static> {
+        let bytes: &'static [u8] = Box::leak(format!("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rZZZ|{raw}").into_bytes().into_boxed_slice());
+        let msg: &'static hl7v2::Message<'static> = Box::leak(Box::new(hl7v2::Message::parse(bytes).unwrap()));
+        msg.segment("ZZZ")
+            .unwrap()
+            .field(1)
+            .unwrap()
+    }
+
+    fn with_env<R>(f: impl FnOnce(&Env<'_>) -> R) -> R {
+        let t = Tracker::new(2);
+        let z = ZoneRule::named("Europe/Berlin", ZoneSource::Profile).unwrap();
+        let env = Env::for_test(&t, &z, Delimiters::default());
+        f(&env)
+    }
+
+    #[test]
+    fn cx_with_type_and_authority() {
+        with_env(|env| {
+            let f = field("12345^^^HOSP&2.16.840.1.113883.19.5&ISO^MR~987^^^SSA^SS");
+            let id = cx(env, &f.repetition(1).unwrap()).unwrap();
+            assert_eq!(id.value.as_deref(), Some("12345"));
+            assert_eq!(id.system.as_deref(), Some("urn:oid:2.16.840.1.113883.19.5"));
+            assert_eq!(id.r#type.unwrap().coding[0].code.as_deref(), Some("MR"));
+            let ss = cx(env, &f.repetition(2).unwrap()).unwrap();
+            assert_eq!(ss.system.as_deref(), Some("urn:arteria:v2:authority:SSA"));
+        });
+    }
+
+    #[test]
+    fn xpn_xad_xtn_with_escapes() {
+        let f = field("O\\T\\BRIEN^MARY^ANN B^JR^DR^^L");
+        let n = xpn(&f.repetition(1).unwrap()).unwrap();
+        assert_eq!(n.family.as_deref(), Some("O&BRIEN"));
+        assert_eq!(n.given, ["MARY", "ANN", "B"]);
+        assert_eq!((n.prefix[0].as_str(), n.suffix[0].as_str(), n.r#use), ("DR", "JR", Some("usual".into())));
+        let f = field("1 MAIN ST\\F\\APT 2^^SPRINGFIELD^IL^62701^USA^H");
+        let a = xad(&f.repetition(1).unwrap()).unwrap();
+        assert_eq!(a.line, ["1 MAIN ST|APT 2"]);
+        assert_eq!((a.city.as_deref(), a.r#use.as_deref()), (Some("SPRINGFIELD"), Some("home")));
+        let f = field("^PRN^PH^^1^555^1234567~^NET^Internet^a@b.example");
+        let p = xtn(&f.repetition(1).unwrap()).unwrap();
+        assert_eq!((p.value.as_deref(), p.r#use.as_deref(), p.system.as_deref()), (Some("+1 (555) 1234567"), Some("home"), Some("phone")));
+        let e = xtn(&f.repetition(2).unwrap()).unwrap();
+        assert_eq!((e.value.as_deref(), e.system.as_deref()), (Some("a@b.example"), Some("email")));
+    }
+
+    #[test]
+    fn cwe_systems() {
+        with_env(|env| {
+            let f = field("2345-7^Glucose^LN^GLU^Glucose lab^99LAB");
+            let cc = cwe(env, &f.repetition(1).unwrap()).unwrap();
+            assert_eq!(cc.coding[0].system.as_deref(), Some("http://loinc.org"));
+            assert_eq!(cc.coding[1].system.as_deref(), Some("urn:arteria:v2:codesystem:TEST:99LAB"));
+            let f = field("^free text only");
+            assert_eq!(cwe(env, &f.repetition(1).unwrap()).unwrap().text.as_deref(), Some("free text only"));
+        });
+    }
+
+    #[test]
+    fn ranges_and_base64() {
+        let u = (Some("mg/dL".into()), None, None);
+        let (lo, hi) = reference_range("3.5-5.0", &u);
+        assert_eq!((lo.unwrap().value.unwrap().as_str().to_string(), hi.unwrap().value.unwrap().as_str().to_string()), ("3.5".into(), "5.0".into()));
+        let (lo, hi) = reference_range("-1.5 - 2", &u);
+        assert_eq!(lo.unwrap().value.unwrap().as_str(), "-1.5");
+        assert!(hi.is_some());
+        assert_eq!(reference_range(">60", &u), (None, None));
+        assert!(reference_range(">=60", &u).0.is_some());
+        assert_eq!(reference_range("negative", &u), (None, None));
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(base64(b"hi!"), "aGkh");
+        assert_eq!(base64(b""), "");
+    }
+}

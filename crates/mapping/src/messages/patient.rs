@@ -1,0 +1,268 @@
+//! PID, PD1, NK1 and MRG: the patient, the next of kin, and merges (A34/A39/A40 …).
+//!
+//! The Patient id comes from the patient's identifier (MR first) and its assigning authority,
+//! so every message about the same person lands on the same resource. A merge yields two
+//! Patients: the retired one (`active: false`, `link` replaced-by the survivor) and the
+//! surviving one (`link` replaces the retired one), as the IG maps MRG.
+
+use super::Walk;
+use crate::context::{reference, Env};
+use crate::coverage::NoteKind;
+use crate::datatypes::{self as dt, comp, sub};
+use crate::identity;
+use crate::vocab;
+use canonical::model::*;
+use hl7v2::{Field, Segment};
+
+const BIRTH_TIME: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthTime";
+const MOTHERS_MAIDEN: &str = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName";
+const RELIGION: &str = "http://hl7.org/fhir/StructureDefinition/patient-religion";
+
+/// The Patient id for an identifier list: the MR identifier if any, else the first.
+fn patient_id(env: &Env<'_>, list: &Field<'_>) -> Option<String> {
+    let reps: Vec<_> = list.repetitions().filter(|r| comp(r, 1).is_some()).collect();
+    let best = reps.iter().find(|r| comp(r, 5).as_deref() == Some("MR")).or(reps.first())?;
+    let id = dt::cx(env, best)?;
+    Some(identity::id(env.tenant, "Patient", &[id.system.as_deref().unwrap_or(""), id.value.as_deref().unwrap_or("")]))
+}
+
+fn identifiers(env: &Env<'_>, f: &Field<'_>) -> Vec<Identifier> {
+    f.repetitions().filter_map(|r| dt::cx(env, &r)).collect()
+}
+
+const MARITAL_V3: &[&str] = &["A", "D", "I", "L", "M", "P", "S", "T", "U", "W", "C"];
+
+pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    let env = w.env;
+    let s = env.seg(seg);
+    s.structural(&[1]);
+    let mut p = Patient::default();
+    let pid3 = s.f(3);
+    let id = pid3
+        .as_ref()
+        .and_then(|f| patient_id(env, f))
+        .or_else(|| s.f(2).and_then(|f| patient_id(env, &f)))
+        .or_else(|| s.f(4).and_then(|f| patient_id(env, &f)))
+        .unwrap_or_else(|| env.event_id("Patient", seg.index(), ""));
+    if let Some(f) = &pid3 {
+        p.identifier.extend(identifiers(env, f));
+    }
+    for n in [2, 4] {
+        if let Some(f) = s.f(n) {
+            p.identifier.extend(identifiers(env, &f));
+        }
+    }
+    if let Some(f) = s.f(5) {
+        p.name.extend(f.repetitions().filter_map(|r| dt::xpn(&r)));
+    }
+    if let Some(mm) = s.f(6).and_then(|f| f.repetition(1)).and_then(|r| sub(&r, 1, 1)) {
+        p.extension.push(Extension::string(MOTHERS_MAIDEN, mm));
+    }
+    if let Some(t) = dt::ts(env, s.f(7).map(|f| f.value()), s.place(7)) {
+        p.birth_date = Some(t.date().to_string());
+        if t.precision >= crate::time::Precision::Hour {
+            p.extension.push(Extension { url: BIRTH_TIME.into(), value: ExtensionValue::DateTime(t.value) });
+        }
+    }
+    if let Some(sex) = s.c1(8) {
+        match vocab::administrative_sex(&sex) {
+            Some(g) => p.gender = Some(g.into()),
+            None => s.note(NoteKind::UnknownCode, 8, "administrative sex not in HL7 table 0001"),
+        }
+    }
+    if let Some(f) = s.f(9) {
+        p.name.extend(f.repetitions().filter_map(|r| dt::xpn(&r)).map(|mut n| {
+            n.r#use.get_or_insert_with(|| "nickname".into());
+            n
+        }));
+    }
+    if let Some(f) = s.f(11) {
+        p.address.extend(f.repetitions().filter_map(|r| dt::xad(&r)));
+    }
+    for (n, default_use) in [(13, "home"), (14, "work")] {
+        if let Some(f) = s.f(n) {
+            p.telecom.extend(f.repetitions().filter_map(|r| dt::xtn(&r)).map(|mut c| {
+                c.r#use.get_or_insert_with(|| default_use.into());
+                c
+            }));
+        }
+    }
+    if let Some(lang) = s.f(15).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe(env, &r)) {
+        p.communication.push(PatientCommunication { language: lang, preferred: Some(true) });
+    }
+    if let Some(r) = s.f(16).and_then(|f| f.repetition(1)) {
+        if let Some(code) = comp(&r, 1).filter(|c| MARITAL_V3.contains(&c.as_str()) && comp(&r, 3).is_none()) {
+            p.marital_status = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", &code, comp(&r, 2).as_deref()));
+        } else {
+            p.marital_status = dt::cwe_table(env, &r, "0002");
+        }
+    }
+    if let Some(rel) = s.f(17).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0006")) {
+        p.extension.push(Extension { url: RELIGION.into(), value: ExtensionValue::CodeableConcept(rel) });
+    }
+    if let Some(mut an) = s.f(18).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r)) {
+        an.r#type.get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "AN", None));
+        p.identifier.push(an);
+    }
+    if let Some(ssn) = s.c1(19) {
+        p.identifier.push(Identifier {
+            r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "SS", None)),
+            system: Some("http://hl7.org/fhir/sid/us-ssn".into()),
+            value: Some(ssn),
+            ..Default::default()
+        });
+    }
+    if let Some(r) = s.f(20).and_then(|f| f.repetition(1)) {
+        if let Some(v) = comp(&r, 1) {
+            let system = comp(&r, 2).map(|st| format!("urn:arteria:v2:drivers-license:{}", dt::urn_part(&st)));
+            p.identifier.push(Identifier {
+                r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "DL", None)),
+                system,
+                value: Some(v),
+                ..Default::default()
+            });
+        }
+    }
+    let birth_order = s.c1(25);
+    match (s.c1(24).as_deref(), birth_order.as_deref().and_then(|b| b.parse::<i64>().ok())) {
+        (_, Some(n)) => p.multiple_birth = Some(MultipleBirth::Integer(n)),
+        (Some("Y"), None) => p.multiple_birth = Some(MultipleBirth::Boolean(true)),
+        (Some("N"), None) => p.multiple_birth = Some(MultipleBirth::Boolean(false)),
+        (Some(_), None) => s.note(NoteKind::UnknownCode, 24, "multiple birth indicator not Y/N"),
+        (None, None) => {}
+    }
+    if let Some(t) = dt::ts(env, s.f(29).map(|f| f.value()), s.place(29)) {
+        p.deceased = Some(Deceased::DateTime(t.value));
+    } else if let Some(d) = s.c1(30) {
+        match d.as_str() {
+            "Y" => p.deceased = Some(Deceased::Boolean(true)),
+            "N" => p.deceased = Some(Deceased::Boolean(false)),
+            _ => s.note(NoteKind::UnknownCode, 30, "death indicator not Y/N"),
+        }
+    }
+    p.id = id.clone();
+    let i = w.out.push(Resource::Patient(p));
+    w.patient = Some((i, reference(&id)));
+    // A new patient group starts: earlier visit, order and request groups are closed.
+    w.encounter = None;
+    w.order = None;
+    w.request = None;
+    w.note_target = Some(i);
+}
+
+pub(crate) fn pd1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    let env = w.env;
+    let Some((pi, _)) = w.patient.clone() else { return };
+    let s = env.seg(seg);
+    let mut gps = Vec::new();
+    if let Some(f) = s.f(3) {
+        for r in f.repetitions() {
+            let ident = comp(&r, 10).map(|v| Identifier {
+                system: dt::hd_system(env, sub(&r, 6, 1).as_deref(), sub(&r, 6, 2).as_deref(), sub(&r, 6, 3).as_deref()),
+                value: Some(v),
+                ..Default::default()
+            });
+            gps.extend(w.out.organization(env, comp(&r, 1), ident));
+        }
+    }
+    if let Some(f) = s.f(4) {
+        for r in f.repetitions() {
+            gps.extend(w.out.practitioner(env, &r));
+        }
+    }
+    if let Resource::Patient(p) = w.out.get_mut(pi) {
+        p.general_practitioner.extend(gps);
+    }
+}
+
+pub(crate) fn nk1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    let env = w.env;
+    let Some(patient) = w.patient_ref() else { return };
+    let s = env.seg(seg);
+    s.structural(&[1]);
+    let mut rp = RelatedPerson { id: env.event_id("RelatedPerson", seg.index(), ""), patient, ..Default::default() };
+    if let Some(f) = s.f(2) {
+        rp.name.extend(f.repetitions().filter_map(|r| dt::xpn(&r)));
+    }
+    if let Some(r) = s.f(3).and_then(|f| f.repetition(1)) {
+        rp.relationship.extend(dt::cwe_table(env, &r, "0063"));
+    }
+    if let Some(f) = s.f(4) {
+        rp.address.extend(f.repetitions().filter_map(|r| dt::xad(&r)));
+    }
+    for (n, default_use) in [(5, "home"), (6, "work"), (40, "work")] {
+        if let Some(f) = s.f(n) {
+            rp.telecom.extend(f.repetitions().filter_map(|r| dt::xtn(&r)).map(|mut c| {
+                c.r#use.get_or_insert_with(|| default_use.into());
+                c
+            }));
+        }
+    }
+    if let Some(r) = s.f(7).and_then(|f| f.repetition(1)) {
+        rp.relationship.extend(dt::cwe_table(env, &r, "0131"));
+    }
+    let start = dt::ts(env, s.f(8).map(|f| f.value()), s.place(8)).map(|t| t.value);
+    let end = dt::ts(env, s.f(9).map(|f| f.value()), s.place(9)).map(|t| t.value);
+    if start.is_some() || end.is_some() {
+        rp.period = Some(Period { start, end });
+    }
+    if let Some(sex) = s.c1(15) {
+        match vocab::administrative_sex(&sex) {
+            Some(g) => rp.gender = Some(g.into()),
+            None => s.note(NoteKind::UnknownCode, 15, "administrative sex not in HL7 table 0001"),
+        }
+    }
+    if let Some(t) = dt::ts(env, s.f(16).map(|f| f.value()), s.place(16)) {
+        rp.birth_date = Some(t.date().to_string());
+    }
+    if let Some(f) = s.f(33) {
+        rp.identifier.extend(identifiers(env, &f));
+    }
+    if rp.name.is_empty() && rp.relationship.is_empty() && rp.identifier.is_empty() && rp.telecom.is_empty() && rp.address.is_empty() {
+        // Nothing identifies this person: the fields read are reported, not an empty resource.
+        s.note(NoteKind::InvalidValue, 2, "next of kin without name, relationship, contact or identifier");
+        return;
+    }
+    w.out.push(Resource::RelatedPerson(rp));
+}
+
+pub(crate) fn mrg<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    let env = w.env;
+    let Some((survivor_i, survivor_ref)) = w.patient.clone() else { return };
+    let s = env.seg(seg);
+    let list = s.f(1).or_else(|| s.f(4));
+    let Some(list) = list else {
+        s.note(NoteKind::InvalidValue, 1, "merge without a prior patient identifier");
+        return;
+    };
+    let Some(old_id) = patient_id(env, &list) else { return };
+    let mut old = Patient {
+        id: old_id.clone(),
+        identifier: identifiers(env, &list),
+        active: Some(false),
+        link: vec![PatientLink { other: survivor_ref.clone(), r#type: "replaced-by".into() }],
+        ..Default::default()
+    };
+    if let Some(f) = s.f(7) {
+        old.name.extend(f.repetitions().filter_map(|r| dt::xpn(&r)));
+    }
+    if let Some(f) = s.f(4) {
+        for id in identifiers(env, &f) {
+            if !old.identifier.contains(&id) {
+                old.identifier.push(id);
+            }
+        }
+    }
+    if let Some(mut an) = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r)) {
+        an.r#type.get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "AN", None));
+        old.identifier.push(an);
+    }
+    if old_id == survivor_ref.reference.as_deref().unwrap_or("").trim_start_matches("urn:uuid:") {
+        s.note(NoteKind::InvalidValue, 1, "merge source and survivor are the same patient");
+        return;
+    }
+    if let Resource::Patient(p) = w.out.get_mut(survivor_i) {
+        p.link.push(PatientLink { other: reference(&old_id), r#type: "replaces".into() });
+    }
+    w.out.push(Resource::Patient(old));
+}

@@ -1,0 +1,339 @@
+//! Vocabulary maps from the V2-to-FHIR IG's code system concept maps, hand-coded (the IG's
+//! tables are the specification; see `v2-to-fhir-mappings/codesystems`).
+//!
+//! Each function maps one v2 table code to its FHIR code; `None` means the code is not in the
+//! map, and the caller keeps the original and reports it — a guess is never made.
+
+/// System URI of an HL7 v2 table, e.g. `v2-0203`.
+pub fn v2_table(n: &str) -> String {
+    format!("http://terminology.hl7.org/CodeSystem/v2-{n}")
+}
+
+/// HL7 table 0001 AdministrativeSex → `Patient.gender`.
+pub fn administrative_sex(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "F" => "female",
+        "M" => "male",
+        "O" | "A" | "N" => "other",
+        "U" => "unknown",
+        _ => return None,
+    })
+}
+
+/// HL7 table 0004 PatientClass → `Encounter.class` (system, code, display).
+pub fn patient_class(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+    const V2: &str = "http://terminology.hl7.org/CodeSystem/v2-0004";
+    Some(match code {
+        "E" => (ACT, "EMER", "emergency"),
+        "I" => (ACT, "IMP", "inpatient encounter"),
+        "O" => (ACT, "AMB", "ambulatory"),
+        "P" => (ACT, "PRENC", "pre-admission"),
+        "R" => (V2, "R", "Recurring patient"),
+        "B" => (V2, "B", "Obstetrics"),
+        "C" => (V2, "C", "Commercial Account"),
+        "N" => (V2, "N", "Not Applicable"),
+        "U" => (V2, "U", "Unknown"),
+        _ => return None,
+    })
+}
+
+/// Trigger event (table 0003) → `Encounter.status`, per the IG's Event[EncounterStatus] map,
+/// plus the cancels of never-happened encounters (A27 cancel pending admit, A38 cancel
+/// pre-admit) which like A11 mean the encounter did not take place.
+pub fn event_encounter_status(trigger: &str) -> Option<&'static str> {
+    Some(match trigger {
+        "A01" | "A02" | "A06" | "A07" | "A12" | "A13" | "A15" | "A16" | "A21" | "A22" | "A25" | "A26" | "A32" | "A33" => "in-progress",
+        "A03" => "finished",
+        "A04" | "A05" | "A14" => "planned",
+        "A11" | "A27" | "A38" => "entered-in-error",
+        _ => return None,
+    })
+}
+
+/// HL7 table 0085 ObservationResultStatus → `Observation.status`.
+pub fn observation_status(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "C" => "corrected",
+        "D" | "W" => "entered-in-error",
+        "F" | "U" | "V" => "final",
+        "P" | "R" | "S" => "preliminary",
+        "I" | "O" => "registered",
+        "X" | "N" => "cancelled",
+        "A" | "B" => "amended",
+        _ => return None,
+    })
+}
+
+/// HL7 table 0123 ResultStatus → `DiagnosticReport.status`.
+pub fn report_status(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "O" | "I" | "S" => "registered",
+        "P" => "preliminary",
+        "C" => "corrected",
+        "R" | "A" | "N" | "M" => "partial",
+        "F" => "final",
+        "X" => "cancelled",
+        _ => return None,
+    })
+}
+
+/// HL7 table 0078 abnormal flags → v3 ObservationInterpretation (code, display).
+pub fn interpretation(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "L" => ("L", "Low"),
+        "H" => ("H", "High"),
+        "LL" => ("LL", "Critical low"),
+        "HH" => ("HH", "Critical high"),
+        "LU" => ("LU", "Significantly low"),
+        "HU" => ("HU", "Significantly high"),
+        "<" => ("<", "Off scale low"),
+        ">" => (">", "Off scale high"),
+        "N" => ("N", "Normal"),
+        "A" => ("A", "Abnormal"),
+        "AA" => ("AA", "Critical abnormal"),
+        "U" => ("U", "Significant change up"),
+        "D" => ("D", "Significant change down"),
+        "B" => ("B", "Better"),
+        "W" => ("W", "Worse"),
+        "S" => ("S", "Susceptible"),
+        "R" => ("R", "Resistant"),
+        "I" => ("I", "Intermediate"),
+        "MS" => ("MS", "moderately susceptible"),
+        "VS" => ("VS", "very susceptible"),
+        "POS" => ("POS", "Positive"),
+        "NEG" => ("NEG", "Negative"),
+        "IND" => ("IND", "Indeterminate"),
+        "DET" => ("DET", "Detected"),
+        "ND" => ("ND", "Not detected"),
+        "AC" => ("A", "Abnormal"),
+        "RR" => ("RR", "Reactive"),
+        "NR" => ("NR", "Non-reactive"),
+        "WR" => ("WR", "Weakly reactive"),
+        "E" => ("E", "Equivocal"),
+        "EX" => ("EX", "outside threshold"),
+        "EXP" => ("EXP", "Expected"),
+        "UNE" => ("UNE", "Unexpected"),
+        "NCL" => ("NCL", "No CLSI defined breakpoint"),
+        "SDD" => ("SDD", "Susceptible-dose dependent"),
+        "SYN-R" => ("SYN-R", "Synergy - resistant"),
+        "SYN-S" => ("SYN-S", "Synergy - susceptible"),
+        _ => return None,
+    })
+}
+
+/// Order control (table 0119) and order status (0038) → `ServiceRequest.status`.
+/// Order status is more precise and wins when present.
+pub fn order_status(control: Option<&str>, status: Option<&str>) -> &'static str {
+    let by_status = status.and_then(|s| {
+        Some(match s {
+            "A" | "IP" | "SC" => "active",
+            "CA" | "DC" => "revoked",
+            "CM" => "completed",
+            "ER" => "entered-in-error",
+            "HD" => "on-hold",
+            "RP" => "revoked",
+            _ => return None,
+        })
+    });
+    if let Some(s) = by_status {
+        return s;
+    }
+    match control.unwrap_or("") {
+        "NW" | "SN" | "XO" | "XX" | "RL" | "OK" | "SC" | "RE" | "NA" | "PA" | "CH" | "FU" => "active",
+        "CA" | "OC" | "CR" | "DC" | "OD" | "DR" | "RP" | "RU" => "revoked",
+        "HD" | "OH" | "HR" => "on-hold",
+        "OE" => "entered-in-error",
+        _ => "unknown",
+    }
+}
+
+/// Table 0203 identifier types known to the v2-0203 FHIR code system.
+pub fn identifier_type_known(code: &str) -> bool {
+    matches!(
+        code,
+        "MR" | "PI" | "PT" | "SS" | "DL" | "PPN" | "NI" | "NH" | "PN" | "PRN" | "AN" | "VN" | "EN"
+            | "BRN" | "MA" | "MC" | "MD" | "NPI" | "DN" | "LN" | "TAX" | "SB" | "PE" | "PCN" | "U"
+            | "FILL" | "PLAC" | "ACSN" | "RRI" | "XX" | "NE" | "EI" | "DR" | "WC" | "SR" | "UPIN"
+            | "HC" | "JHN" | "CZ" | "RI" | "AM" | "BA" | "CY" | "DDS" | "DEA" | "DFN" | "DI" | "DO"
+            | "DP" | "DPM" | "DS" | "EMR" | "GI" | "GL" | "GN" | "LR" | "MB" | "MCD" | "MCN" | "MCR"
+            | "MCT" | "MI" | "NCT" | "NII" | "NIIP" | "NP" | "NBSNR" | "OD" | "PEN" | "PNT" | "RN"
+            | "RPH" | "RR" | "TN" | "UPN" | "VS" | "WP" | "ANON" | "BC" | "BCT" | "CC" | "DNS" | "ESN"
+            | "FI" | "HV" | "IND" | "MRT" | "PHC" | "PRC" | "QA" | "SID" | "SN" | "SP" | "TPR" | "APRN"
+    )
+}
+
+/// Table 0201 telecommunication use → `ContactPoint.use` (and implied system).
+pub fn telecom_use(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "PRN" | "ORN" | "VHN" => "home",
+        "WPN" => "work",
+        "PRS" => "mobile",
+        "EMR" | "NET" | "BPN" | "ASN" => return None,
+        _ => return None,
+    })
+}
+
+/// Table 0202 telecommunication equipment → `ContactPoint.system`.
+pub fn telecom_system(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "PH" | "CP" | "SAT" | "TDD" | "TTY" => "phone",
+        "FX" => "fax",
+        "Internet" | "X.400" => "email",
+        "BP" => "pager",
+        "MD" => "other",
+        _ => return None,
+    })
+}
+
+/// Table 0190 address type → `Address.use` / `Address.type`.
+pub fn address_use(code: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match code {
+        "H" | "P" => (Some("home"), None),
+        "B" | "O" => (Some("work"), None),
+        "C" => (Some("temp"), None),
+        "BA" => (Some("old"), None),
+        "M" => (None, Some("postal")),
+        "SH" => (None, Some("physical")),
+        _ => (None, None),
+    }
+}
+
+/// Table 0200 name type → `HumanName.use`.
+pub fn name_use(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "L" | "D" | "U" => "usual",
+        "A" | "S" | "P" | "I" | "N" | "K" => match code {
+            "A" | "P" => "nickname",
+            "S" | "K" => "anonymous",
+            _ => "usual",
+        },
+        "M" | "B" | "BAD" => "maiden",
+        "C" | "R" => "official",
+        "NB" => "old",
+        "T" => "temp",
+        _ => return None,
+    })
+}
+
+/// Table 0127 allergen type → `AllergyIntolerance.category` and `.type`.
+pub fn allergen_type(code: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match code {
+        "DA" => (Some("medication"), Some("allergy")),
+        "FA" => (Some("food"), Some("allergy")),
+        "EA" => (Some("environment"), Some("allergy")),
+        "MA" => (None, Some("allergy")),
+        "MC" => (Some("medication"), None),
+        "AA" => (Some("biologic"), Some("allergy")),
+        "PA" => (Some("environment"), Some("allergy")),
+        "DI" => (Some("medication"), Some("intolerance")),
+        "FI" => (Some("food"), Some("intolerance")),
+        "EI" => (Some("environment"), Some("intolerance")),
+        "MI" => (None, Some("intolerance")),
+        "LA" => (Some("environment"), Some("allergy")),
+        "PL" => (Some("environment"), Some("allergy")),
+        _ => (None, None),
+    }
+}
+
+/// Table 0128 allergy severity → `AllergyIntolerance.criticality` and reaction severity.
+pub fn allergy_severity(code: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match code {
+        "SV" => (Some("high"), Some("severe")),
+        "MO" => (Some("low"), Some("moderate")),
+        "MI" => (Some("low"), Some("mild")),
+        "U" => (Some("unable-to-assess"), None),
+        _ => (None, None),
+    }
+}
+
+/// Table 0322 completion status → `Immunization.status`.
+pub fn completion_status(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "CP" | "PA" => "completed",
+        "RE" | "NA" => "not-done",
+        _ => return None,
+    })
+}
+
+/// Table 0278 filler status → `Appointment.status`.
+pub fn appointment_status(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "Booked" | "Confirmed" => "booked",
+        "Cancelled" | "Deleted" => "cancelled",
+        "Complete" => "fulfilled",
+        "Dc" => "cancelled",
+        "Noshow" => "noshow",
+        "Overbook" => "booked",
+        "Pending" | "Waitlist" => "pending",
+        "Started" => "arrived",
+        "Blocked" => "booked",
+        _ => return None,
+    })
+}
+
+/// The v2 coding system name (CWE-3) → FHIR system URI for systems with a known URI.
+pub fn coding_system(name: &str) -> Option<String> {
+    let fixed = match name {
+        "LN" | "LNC" | "LOINC" => "http://loinc.org",
+        "SCT" | "SNM" | "SNOMED" | "SNOMEDCT" | "SNM3" => "http://snomed.info/sct",
+        "I10" | "ICD10" | "ICD-10" => "http://hl7.org/fhir/sid/icd-10",
+        "I10C" | "ICD10CM" | "ICD-10-CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "I9" | "I9C" | "ICD9" | "ICD9CM" => "http://hl7.org/fhir/sid/icd-9-cm",
+        "I10P" => "http://www.cms.gov/Medicare/Coding/ICD10",
+        "CVX" => "http://hl7.org/fhir/sid/cvx",
+        "MVX" => "http://terminology.hl7.org/CodeSystem/MVX",
+        "NDC" => "http://hl7.org/fhir/sid/ndc",
+        "RXNORM" | "RxNorm" => "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "UCUM" | "ANS+" => "http://unitsofmeasure.org",
+        "C4" | "CPT" | "CPT4" => "http://www.ama-assn.org/go/cpt",
+        "HCPCS" | "HCPC" => "urn:oid:2.16.840.1.113883.6.285",
+        "NCIT" => "http://ncimeta.nci.nih.gov",
+        "SNM3X" => "http://snomed.info/sct",
+        "HL70396" => "http://terminology.hl7.org/CodeSystem/v2-0396",
+        "NDFRT" => "http://hl7.org/fhir/ndfrt",
+        "UML" | "UMLS" => "http://www.nlm.nih.gov/research/umls",
+        "ISO3166_1" | "ISO3166-1" => "urn:iso:std:iso:3166",
+        "ISO+" => "http://hl7.org/fhir/sid/iso-units",
+        "NUCCPID" | "NUCC" => "http://nucc.org/provider-taxonomy",
+        "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
+        "PHINQUESTION" => "urn:oid:2.16.840.1.114222.4.5.232",
+        "NIP001" => "http://terminology.hl7.org/CodeSystem/v2-0321",
+        "NIP002" => "urn:oid:2.16.840.1.114222.4.5.274",
+        "HSLOC" => "https://www.cdc.gov/nhsn/cdaportal/terminology/codesystem/hsloc.html",
+        _ => {
+            // HL7nnnn (also HL7 table names written as "HL7 nnnn").
+            let t = name.strip_prefix("HL7").map(str::trim_start)?;
+            if t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()) {
+                return Some(v2_table(t));
+            }
+            return None;
+        }
+    };
+    Some(fixed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_from_the_ig() {
+        assert_eq!(administrative_sex("F"), Some("female"));
+        assert_eq!(administrative_sex("A"), Some("other"));
+        assert_eq!(administrative_sex("X"), None);
+        assert_eq!(patient_class("I").unwrap().1, "IMP");
+        assert_eq!(patient_class("O").unwrap().1, "AMB");
+        assert_eq!(event_encounter_status("A03"), Some("finished"));
+        assert_eq!(event_encounter_status("A11"), Some("entered-in-error"));
+        assert_eq!(event_encounter_status("A13"), Some("in-progress"));
+        assert_eq!(observation_status("W"), Some("entered-in-error"));
+        assert_eq!(report_status("F"), Some("final"));
+        assert_eq!(interpretation("HH").unwrap().0, "HH");
+        assert_eq!(coding_system("LN").unwrap(), "http://loinc.org");
+        assert_eq!(coding_system("HL70078").unwrap(), "http://terminology.hl7.org/CodeSystem/v2-0078");
+        assert_eq!(coding_system("99LOCAL"), None);
+        assert_eq!(order_status(Some("NW"), None), "active");
+        assert_eq!(order_status(Some("NW"), Some("CM")), "completed");
+    }
+}
