@@ -159,6 +159,11 @@ impl Out {
         parent
     }
 
+    /// Whether a resource with this id is already in the message's output.
+    pub fn has(&self, id: &str) -> bool {
+        self.resources.iter().any(|r| r.id() == id)
+    }
+
     /// The resource at `i`, for mappers that add to an earlier resource (notes, results).
     pub fn get_mut(&mut self, i: usize) -> &mut Resource {
         &mut self.resources[i]

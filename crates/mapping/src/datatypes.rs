@@ -54,13 +54,21 @@ pub fn hd_system(env: &Env<'_>, ns: Option<&str>, universal: Option<&str>, utype
     }
     if let Some(u) = universal {
         match utype.unwrap_or("") {
-            "ISO" if u.bytes().all(|b| b.is_ascii_digit() || b == b'.') => return Some(format!("urn:oid:{u}")),
+            "ISO" if valid_oid(u) => return Some(format!("urn:oid:{u}")),
             "UUID" => return Some(format!("urn:uuid:{}", u.to_ascii_lowercase())),
             "URI" if u.contains(':') => return Some(u.to_string()),
             _ => {}
         }
     }
     ns.or(universal).map(|n| format!("urn:arteria:v2:authority:{}", urn_part(n)))
+}
+
+/// An OID as FHIR accepts it: first arc 0–2, at least three arcs, no leading zeros.
+fn valid_oid(u: &str) -> bool {
+    let arcs: Vec<&str> = u.split('.').collect();
+    arcs.len() >= 3
+        && matches!(arcs[0], "0" | "1" | "2")
+        && arcs.iter().all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) && (a.len() == 1 || !a.starts_with('0')))
 }
 
 /// Coding system URI for a v2 coding system name: the IG's table, the sender profile's
@@ -100,18 +108,61 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
     (cc != CodeableConcept::default()).then_some(cc)
 }
 
-/// A code from an HL7 table (IS/ID) as a CodeableConcept in the `v2-nnnn` system.
-pub fn table_code(code: &str, table: &str) -> CodeableConcept {
-    CodeableConcept::code(&vocab::v2_table(table), code, None)
+/// A code from an HL7 table (IS/ID) as a CodeableConcept in the `v2-nnnn` system when the
+/// table holds it (`true`), else in the sender's local system (`false`, for the caller to
+/// report).
+pub fn table_code(env: &Env<'_>, code: &str, table: &str) -> (CodeableConcept, bool) {
+    if vocab::in_table(table, code) {
+        (CodeableConcept::code(&vocab::v2_table(table), code, None), true)
+    } else {
+        (CodeableConcept::code(&local_system(env, &format!("HL7{table}")), code, None), false)
+    }
 }
 
-/// CWE where the v2 table is implied (only code given): coding in `v2-<table>` when no system.
+/// CWE where the v2 table is implied: a code without a system goes in `v2-<table>` when the
+/// table holds it, else in the sender's local system — a local code is never passed off as
+/// an HL7 table code (and that is reported by the caller's coverage as an unknown code).
 pub fn cwe_table(env: &Env<'_>, r: &Repetition<'_>, table: &str) -> Option<CodeableConcept> {
     let mut cc = cwe(env, r)?;
-    if let Some(c) = cc.coding.first_mut().filter(|c| c.system.is_none()) {
-        c.system = Some(vocab::v2_table(table));
+    let table_system = vocab::v2_table(table);
+    for c in &mut cc.coding {
+        let code = c.code.clone().unwrap_or_default();
+        match c.system.as_deref() {
+            None if vocab::in_table(table, &code) => c.system = Some(table_system.clone()),
+            None => c.system = Some(local_system(env, &format!("HL7{table}"))),
+            Some(sys) if sys.starts_with("http://terminology.hl7.org/CodeSystem/v2-") => {
+                let t = &sys["http://terminology.hl7.org/CodeSystem/v2-".len()..];
+                if !vocab::in_table(t, &code) {
+                    c.system = Some(local_system(env, &format!("HL7{t}")));
+                }
+            }
+            Some(_) => {}
+        }
     }
     Some(cc)
+}
+
+/// The sender-scoped system for codes the sender labels with a name we cannot trust as-is.
+pub fn local_system(env: &Env<'_>, name: &str) -> String {
+    format!("urn:arteria:v2:codesystem:{}:{}", urn_part(&env.sender_key), urn_part(name))
+}
+
+/// A language CWE (PID-15 and friends) → CodeableConcept with BCP 47 codes only; anything
+/// else is kept as text.
+pub fn language(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
+    let cc = cwe(env, r)?;
+    let mut out = CodeableConcept { text: cc.text.clone(), ..Default::default() };
+    let mut texts = Vec::new();
+    for c in cc.coding {
+        match c.code.as_deref().and_then(vocab::bcp47) {
+            Some(tag) => out.coding.push(Coding { system: Some("urn:ietf:bcp:47".into()), code: Some(tag), display: c.display, version: None }),
+            None => texts.extend(c.display.or(c.code)),
+        }
+    }
+    if out.text.is_none() && !texts.is_empty() {
+        out.text = Some(texts.join(" / "));
+    }
+    (out != CodeableConcept::default()).then_some(out)
 }
 
 /// CX → Identifier (CX-1 value, CX-4 authority → system, CX-5 → type via table 0203).
@@ -311,7 +362,11 @@ pub fn ed(r: &Repetition<'_>) -> Option<Attachment> {
     let raw = r.component(5).map(|c: Component<'_>| c.value())?;
     let text = raw.unescaped();
     let data = match encoding.as_str() {
-        "Base64" | "B64" | "base64" => text.chars().filter(|c| !c.is_whitespace()).collect::<String>(),
+        "Base64" | "B64" | "base64" => {
+            let d: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            // Declared Base64 but not Base64: the text itself is carried (encoded), not lost.
+            if is_base64(&d) { d } else { base64(text.as_bytes()) }
+        }
         "Hex" | "HEX" => base64(&hex_decode(&text)?),
         _ => base64(text.as_bytes()),
     };
@@ -356,6 +411,13 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     b.chunks(2)
         .map(|p| Some(((p[0] as char).to_digit(16)? * 16 + (p[1] as char).to_digit(16)?) as u8))
         .collect()
+}
+
+fn is_base64(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() % 4 == 0
+        && s.trim_end_matches('=').bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && s.len() - s.trim_end_matches('=').len() <= 2
 }
 
 /// Standard base64 with padding (RFC 4648), for FHIR `base64Binary`.

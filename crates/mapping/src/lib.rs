@@ -89,6 +89,11 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
         tracker: &tracker,
         delims: msg.delimiters(),
     };
+    for (n, present) in [(11, msg.processing_id().is_some()), (12, msg.version().is_some())] {
+        if !present {
+            tracker.note(coverage::NoteKind::InvalidValue, coverage::Place { segment: "MSH".into(), index: 1, field: Some(n) }, "required MSH field is empty");
+        }
+    }
     let out = messages::walk(&env, msg);
     let (resources, timestamp) = bundle::envelope(&env, msg, out);
     let id = identity::id(tenant, "Bundle", &[&env.sender_key, &control_id]);
@@ -114,9 +119,15 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
     })
 }
 
-/// Parses and converts one message.
+/// Parse options for conversion: MSH-11 (processing id) and MSH-12 (version) may be empty —
+/// the mapping does not depend on them, and their absence is reported, not fatal.
+pub fn parse_options() -> hl7v2::ParseOptions {
+    hl7v2::ParseOptions { allow_missing_msh: vec![11, 12], ..Default::default() }
+}
+
+/// Parses (with [`parse_options`]) and converts one message.
 pub fn convert_bytes(bytes: &[u8], profiles: &Profiles, tenant: &str) -> Result<Conversion, MapError> {
-    let msg = hl7v2::Message::parse(bytes)?;
+    let msg = hl7v2::Message::parse_with(bytes, &parse_options())?;
     convert(&msg, profiles, tenant)
 }
 

@@ -230,6 +230,18 @@ pub fn convert(raw: &str, zone: &ZoneRule) -> Result<FhirTime, TimeError> {
     Ok(FhirTime { value: out, precision, zone: source })
 }
 
+/// Whether FHIR date/time `a` is strictly after `b` (instants compared when both have a
+/// time; otherwise by their common date prefix, which cannot order equal dates).
+pub fn is_after(a: &str, b: &str) -> bool {
+    match (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
+        (Ok(x), Ok(y)) => x > y,
+        _ => {
+            let n = a.len().min(b.len()).min(10);
+            a[..n] > b[..n]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,6 +272,103 @@ pub fn appointment_status(code: &str) -> Option<&'static str> {
     })
 }
 
+/// Codes of the HL7 tables this mapping emits as `v2-nnnn` codings, so a sender's local code
+/// is never presented as an HL7 table code. `None`: the table's content is not listed here
+/// (the code is trusted as sent).
+pub fn table_codes(table: &str) -> Option<&'static [&'static str]> {
+    Some(match table {
+        "0001" => &["F", "M", "O", "U", "A", "N"],
+        "0002" => &["A", "B", "C", "D", "E", "G", "I", "M", "N", "O", "P", "R", "S", "T", "U", "W"],
+        "0004" => &["E", "I", "O", "P", "R", "B", "C", "N", "U"],
+        "0007" => &["A", "C", "E", "L", "N", "R", "U"],
+        "0023" => &["1", "2", "3", "4", "5", "6", "7", "8", "9"],
+        "0052" => &["A", "W", "F"],
+        "0063" => &[
+            "ASC", "BRO", "CGV", "CHD", "DEP", "DOM", "EMC", "EME", "EMR", "EXF", "FCH", "FND", "FTH", "GCH", "GRD",
+            "GRP", "LIF", "MGR", "MTH", "NCH", "NON", "OAD", "OTH", "OWN", "PAR", "SCH", "SEL", "SIB", "SIS", "SPO",
+            "TRA", "UNK", "WRD",
+        ],
+        "0069" => &["CAR", "MED", "PUL", "SUR", "URO"],
+        "0074" => &[
+            "AU", "BG", "BLB", "CG", "CUS", "CTH", "CT", "CH", "CP", "EC", "EN", "GE", "HM", "ICU", "IMM", "LAB", "MB",
+            "MCB", "MYC", "NMS", "NMR", "NRS", "OUS", "OT", "OTH", "OSL", "PAR", "PAT", "PHR", "PT", "PHY", "PF", "RAD",
+            "RX", "RUS", "RC", "RT", "SR", "SP", "TX", "URN", "VUS", "VR", "XRC",
+        ],
+        "0092" => &["R"],
+        "0112" => &[
+            "01", "02", "03", "04", "05", "06", "07", "08", "09", "20", "21", "22", "23", "24", "25", "26", "27", "28",
+            "29", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42",
+        ],
+        "0131" => &["BP", "C", "CP", "E", "EP", "F", "I", "N", "O", "PR", "S", "U"],
+        "0162" => &[
+            "AP", "B", "DT", "EP", "ET", "GTT", "GU", "IA", "IB", "IC", "ICV", "ID", "IH", "IHA", "IM", "IMR", "IN",
+            "IO", "IP", "IS", "IT", "IU", "IV", "MM", "MTH", "NG", "NP", "NS", "NT", "OP", "OT", "OTH", "PF", "PO", "PR",
+            "RM", "SC", "SD", "SL", "TD", "TL", "TP", "TRA", "UR", "VG", "VM", "WND",
+        ],
+        "0163" => &[
+            "BE", "BN", "BU", "CT", "LA", "LAC", "LACF", "LD", "LE", "LEJ", "LF", "LG", "LH", "LIJ", "LLAQ", "LLFA",
+            "LMFA", "LN", "LPC", "LSC", "LT", "LUA", "LUAQ", "LUFA", "LVG", "LVL", "NB", "OD", "OS", "OU", "PA",
+            "PERIN", "RA", "RAC", "RACF", "RD", "RE", "REJ", "RF", "RG", "RH", "RIJ", "RLAQ", "RLFA", "RMFA", "RN",
+            "RPC", "RSC", "RT", "RUA", "RUAQ", "RUFA", "RVG", "RVL",
+        ],
+        "0270" => &["AR", "CD", "CN", "DI", "DS", "ED", "HP", "OP", "PC", "PH", "PN", "PR", "SP", "TS"],
+        "0272" => &["V", "R", "U"],
+        "0276" => &["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"],
+        "0277" => &["Complete", "Normal", "Tentative"],
+        "0493" => &["AUT", "CFU", "CLOT", "CON", "COOL", "FROZ", "HEM", "LIVE", "ROOM", "SNR"],
+        _ => return None,
+    })
+}
+
+/// Whether `code` may be written in the `v2-<table>` code system.
+pub fn in_table(table: &str, code: &str) -> bool {
+    table_codes(table).is_none_or(|codes| codes.contains(&code))
+}
+
+/// A language code (ISO 639-1/-2 as v2 senders write it, optionally with a region) as a
+/// BCP 47 tag, the only form FHIR's language value set accepts; `None` when it is not one.
+pub fn bcp47(code: &str) -> Option<String> {
+    let mut parts = code.split(['-', '_']);
+    let lang = parts.next()?.to_ascii_lowercase();
+    let lang = match lang.as_str() {
+        l if l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) => l.to_string(),
+        "eng" => "en".into(),
+        "spa" => "es".into(),
+        "fre" | "fra" => "fr".into(),
+        "ger" | "deu" => "de".into(),
+        "ita" => "it".into(),
+        "por" => "pt".into(),
+        "chi" | "zho" => "zh".into(),
+        "rus" => "ru".into(),
+        "jpn" => "ja".into(),
+        "kor" => "ko".into(),
+        "vie" => "vi".into(),
+        "ara" => "ar".into(),
+        "hin" => "hi".into(),
+        "pol" => "pl".into(),
+        "dut" | "nld" => "nl".into(),
+        "tur" => "tr".into(),
+        "gre" | "ell" => "el".into(),
+        "heb" => "he".into(),
+        _ => return None,
+    };
+    const KNOWN: &[&str] = &[
+        "ar", "bn", "cs", "da", "de", "el", "en", "es", "fi", "fr", "fy", "hi", "hr", "it", "ja", "ko", "nl", "no", "pa",
+        "pl", "pt", "ru", "sr", "sv", "te", "zh", "tr", "vi", "he",
+    ];
+    if !KNOWN.contains(&lang.as_str()) {
+        return None;
+    }
+    match parts.next() {
+        None => Some(lang),
+        Some(region) if region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic()) && parts.next().is_none() => {
+            let r = region.to_ascii_uppercase();
+            Some(format!("{lang}-{}", if r == "UK" { "GB" } else { &r }))
+        }
+        _ => None,
+    }
+}
+
 /// The v2 coding system name (CWE-3) → FHIR system URI for systems with a known URI.
 pub fn coding_system(name: &str) -> Option<String> {
     let fixed = match name {
@@ -298,8 +395,6 @@ pub fn coding_system(name: &str) -> Option<String> {
         "NUCCPID" | "NUCC" => "http://nucc.org/provider-taxonomy",
         "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
         "PHINQUESTION" => "urn:oid:2.16.840.1.114222.4.5.232",
-        "NIP001" => "http://terminology.hl7.org/CodeSystem/v2-0321",
-        "NIP002" => "urn:oid:2.16.840.1.114222.4.5.274",
         "HSLOC" => "https://www.cdc.gov/nhsn/cdaportal/terminology/codesystem/hsloc.html",
         _ => {
             // HL7nnnn (also HL7 table names written as "HL7 nnnn").

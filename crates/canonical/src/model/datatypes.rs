@@ -259,6 +259,11 @@ impl Extension {
     }
 }
 
+fhir_struct!(
+    /// Extensions on a primitive element (the `_element` JSON property).
+    PrimitiveExtensions { extension: Vec<Extension> }
+);
+
 /// FHIR `Dosage.doseAndRate.dose[x]` and similar quantity-or-range choices.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum DoseValue {

@@ -127,6 +127,8 @@ fhir_struct!(Patient {
     telecom: Vec<ContactPoint>,
     gender: Option<String>,
     birth_date: Option<String>,
+    #[serde(rename = "_birthDate")]
+    birth_date_element: Option<PrimitiveExtensions>,
     #[serde(flatten)]
     deceased: Option<Deceased>,
     address: Vec<Address>,

@@ -10,12 +10,17 @@ use canonical::model::*;
 use hl7v2::Segment;
 
 pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    flush(w);
     let env = w.env;
     let s = env.seg(seg);
     s.structural(&[1]);
     let mut d = DocumentReference { id: env.event_id("DocumentReference", seg.index(), ""), subject: w.patient_ref(), ..Default::default() };
     if let Some(t) = s.c1(2) {
-        d.r#type = Some(dt::table_code(&t, "0270"));
+        let (cc, known) = dt::table_code(env, &t, "0270");
+        if !known {
+            s.note(NoteKind::UnknownCode, 2, "document type not in HL7 table 0270; kept as a local code");
+        }
+        d.r#type = Some(cc);
     }
     d.date = dt::instant(env, s.f(4).map(|f| f.value()), s.place(4))
         .or_else(|| dt::instant(env, s.f(6).map(|f| f.value()), s.place(6)));
@@ -53,7 +58,11 @@ pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
     });
     if let Some(c) = s.c1(18) {
-        d.security_label.push(dt::table_code(&c, "0272"));
+        let (cc, known) = dt::table_code(env, &c, "0272");
+        if !known {
+            s.note(NoteKind::UnknownCode, 18, "confidentiality not in HL7 table 0272; kept as a local code");
+        }
+        d.security_label.push(cc);
     }
     d.status = match s.c1(19).as_deref() {
         Some("OB") | Some("CA") => "superseded",
@@ -98,7 +107,11 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
 /// without any body still gets a content entry naming it (FHIR requires one).
 pub(crate) fn finish(w: &mut Walk<'_, '_>) {
     super::scheduling::finish(w);
-    let Some(di) = w.document else { return };
+    flush(w);
+}
+
+fn flush(w: &mut Walk<'_, '_>) {
+    let Some(di) = w.document.take() else { return };
     let text = std::mem::take(&mut w.document_text);
     if let Resource::DocumentReference(d) = w.out.get_mut(di) {
         if !text.is_empty() {

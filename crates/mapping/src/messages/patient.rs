@@ -61,7 +61,8 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(t) = dt::ts(env, s.f(7).map(|f| f.value()), s.place(7)) {
         p.birth_date = Some(t.date().to_string());
         if t.precision >= crate::time::Precision::Hour {
-            p.extension.push(Extension { url: BIRTH_TIME.into(), value: ExtensionValue::DateTime(t.value) });
+            // The birth time extension belongs on the birthDate element itself.
+            p.birth_date_element = Some(PrimitiveExtensions { extension: vec![Extension { url: BIRTH_TIME.into(), value: ExtensionValue::DateTime(t.value) }] });
         }
     }
     if let Some(sex) = s.c1(8) {
@@ -87,7 +88,7 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             }));
         }
     }
-    if let Some(lang) = s.f(15).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe(env, &r)) {
+    if let Some(lang) = s.f(15).and_then(|f| f.repetition(1)).and_then(|r| dt::language(env, &r)) {
         p.communication.push(PatientCommunication { language: lang, preferred: Some(true) });
     }
     if let Some(r) = s.f(16).and_then(|f| f.repetition(1)) {
@@ -140,6 +141,14 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             _ => s.note(NoteKind::UnknownCode, 30, "death indicator not Y/N"),
         }
     }
+    // The same person twice in one message (repeated PID): ids must stay unique in the
+    // bundle, so the second occurrence is keyed by its position — reported, not merged.
+    let id = if w.out.has(&id) {
+        s.note(NoteKind::Info, 3, "patient already in this message; this occurrence keyed by position");
+        env.event_id("Patient", seg.index(), "")
+    } else {
+        id
+    };
     p.id = id.clone();
     let i = w.out.push(Resource::Patient(p));
     w.patient = Some((i, reference(&id)));
@@ -236,6 +245,7 @@ pub(crate) fn mrg<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         return;
     };
     let Some(old_id) = patient_id(env, &list) else { return };
+    let old_id = if w.out.has(&old_id) { env.event_id("Patient", seg.index(), "merged") } else { old_id };
     let mut old = Patient {
         id: old_id.clone(),
         identifier: identifiers(env, &list),

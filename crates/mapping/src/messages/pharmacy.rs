@@ -155,7 +155,7 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                     Some("00") => im.primary_source = Some(true),
                     Some(c) if c.starts_with('0') => {
                         im.primary_source = Some(false);
-                        im.report_origin = dt::cwe_table(env, &r, "NIP001").or_else(|| Some(CodeableConcept::text(c.to_string())));
+                        im.report_origin = dt::cwe(env, &r).or_else(|| Some(CodeableConcept::text(c.to_string())));
                     }
                     _ => {
                         if let Some(t) = dt::cwe(env, &r) {

@@ -16,7 +16,9 @@ use hl7v2::{Repetition, Segment};
 
 const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 const DATA_ABSENT: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
-const VALUE_ATTACHMENT: &str = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.value";
+/// R4 Observation has no valueAttachment (R5 has); HAPI rejects the 5.0 cross-version URL in
+/// R4, so an Arteria extension carries it.
+const VALUE_ATTACHMENT: &str = "urn:arteria:fhir:StructureDefinition:observation-value-attachment";
 
 pub(crate) fn orc<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     w.order = Some(super::OrderGroup { orc: seg });
@@ -239,8 +241,6 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let unit = s.f(6).and_then(|f| f.repetition(1)).map(|r| checked_units(env, &s, &r)).unwrap_or((None, None, None));
     match s.f(5) {
         Some(f) if vtype == "ED" => {
-            // R4 Observation has no valueAttachment; the IG carries it in the R5
-            // cross-version extension.
             match f.repetition(1).and_then(|r| dt::ed(&r)) {
                 Some(att) => o.extension.push(Extension { url: VALUE_ATTACHMENT.into(), value: ExtensionValue::Attachment(att) }),
                 None => {

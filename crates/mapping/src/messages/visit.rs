@@ -134,9 +134,21 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             s.note(NoteKind::Info, 45, "planned encounter with a discharge date");
         }
     }
+    if let (Some(a), Some(b)) = (&start, &end) {
+        if crate::time::is_after(a, b) {
+            s.note(NoteKind::InvalidValue, 45, "discharge before admission; the end is not carried");
+            end = None;
+        }
+    }
     if start.is_some() || end.is_some() {
         e.period = Some(Period { start, end });
     }
+    let id = if w.out.has(&id) {
+        s.note(NoteKind::Info, 19, "visit already in this message; this occurrence keyed by position");
+        env.event_id("Encounter", seg.index(), "")
+    } else {
+        id
+    };
     e.id = id.clone();
     let i = w.out.push(Resource::Encounter(e));
     w.encounter = Some((i, reference(&id)));
