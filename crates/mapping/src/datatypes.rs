@@ -15,7 +15,8 @@ use hl7v2::{Component, Repetition, Value};
 
 /// Unescaped text of a value, `None` when empty or the `""` null.
 pub fn txt(v: Option<Value<'_>>) -> Option<String> {
-    v.and_then(|v| v.text()).map(|t| t.into_owned()).filter(|t| !t.trim().is_empty())
+    // Padding spaces are an artefact of fixed-width senders, not data.
+    v.and_then(|v| v.text()).map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// Component `n` of a repetition as text.

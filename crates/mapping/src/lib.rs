@@ -74,10 +74,15 @@ pub struct Conversion {
 
 /// Converts one parsed message. `tenant` salts every id.
 pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> Result<Conversion, MapError> {
-    let party = msg.sender();
-    let app = party.application.unwrap_or("");
-    let fac = party.facility.unwrap_or("");
-    let profile = profiles.find(party.application, party.facility);
+    // HD: the namespace id, else the universal id (senders that fill only HD-2 must not all
+    // share one empty key — ids and local code systems are scoped by it).
+    let hd = |n: usize| {
+        let f = msg.msh().field(n);
+        let c = |k: usize| f.and_then(|f| f.component(k)).map(|c| c.as_str()).filter(|s| !s.is_empty());
+        c(1).or_else(|| c(2)).unwrap_or("")
+    };
+    let (app, fac) = (hd(3), hd(4));
+    let profile = profiles.find(Some(app).filter(|s| !s.is_empty()), Some(fac).filter(|s| !s.is_empty()));
     let tracker = Tracker::new(msg.segment_count());
     let control_id = msg.control_id().unwrap_or("").to_string();
     let env = Env {

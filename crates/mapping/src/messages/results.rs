@@ -95,8 +95,12 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if sr.authored_on.is_none() {
         sr.authored_on = dt::ts(env, s.f(6).map(|f| f.value()), s.place(6)).map(|t| t.value);
     }
-    if sr.requester.is_none() {
-        sr.requester = s.f(16).and_then(|f| f.repetition(1)).and_then(|r| w.out.practitioner(env, &r));
+    // OBR-16 repeats ORC-12 in most messages; when it names someone else, that is reported.
+    let ordering = s.f(16).and_then(|f| f.repetition(1)).and_then(|r| w.out.practitioner(env, &r));
+    match (&sr.requester, ordering) {
+        (None, o) => sr.requester = o,
+        (Some(a), Some(b)) if a.reference != b.reference => s.note(NoteKind::Info, 16, "ordering provider differs from ORC-12; ORC-12 is the requester"),
+        _ => {}
     }
     if let Some(f) = s.f(31) {
         sr.reason_code.extend(f.repetitions().filter_map(|r| dt::cwe(env, &r)));
