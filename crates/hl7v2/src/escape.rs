@@ -29,7 +29,8 @@ pub fn unescape<'a>(raw: &'a str, d: &Delimiters) -> Cow<'a, str> {
 pub fn unescape_with<'a>(raw: &'a str, d: &Delimiters, fmt: Formatting) -> Cow<'a, str> {
     let e = d.escape;
     let bytes = raw.as_bytes();
-    let Some(first) = memchr::memchr(e, bytes) else {
+    let first = if bytes.len() < 32 { bytes.iter().position(|&c| c == e) } else { memchr::memchr(e, bytes) };
+    let Some(first) = first else {
         return Cow::Borrowed(raw);
     };
     let mut out = String::with_capacity(raw.len());

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod message;
 pub mod mllp;
 pub mod path;
+mod scan;
 pub mod structure;
 pub mod value;
 

@@ -250,76 +250,77 @@ impl<'a> Message<'a> {
         let spans = &mut self.spans;
         segs.reserve((n / 64 + 4).min(1 << 14));
         spans.reserve((n / 8 + 16).min(1 << 16));
-        let mut pos = 0usize;
-        while pos < n {
-            if is_terminator(t[pos]) {
-                pos += 1;
-                continue;
-            }
-            if segs.len() >= limits.max_segments {
-                return Err(err(
-                    ErrorKind::TooManySegments { max: limits.max_segments },
-                    Location { segment_index: Some(segs.len() + 1), offset: base + pos, ..Default::default() },
-                ));
-            }
-            let seg_start = pos;
-            let first_field = spans.len();
-            let mut fstart = pos;
-            loop {
-                let i = memchr::memchr3(fs, b'\r', b'\n', &t[pos..]).map_or(n, |r| pos + r);
-                if i - fstart > limits.max_field_bytes {
-                    let name = String::from_utf8_lossy(&t[seg_start..(seg_start + 3).min(n)]).into_owned();
-                    let field = spans.len() - first_field + usize::from(name == "MSH");
-                    return Err(err(
-                        ErrorKind::FieldTooLong { len: i - fstart, max: limits.max_field_bytes },
-                        Location::in_field(&name, segs.len() + 1, field, base + fstart),
-                    ));
-                }
-                spans.push(Span { start: fstart as u32, end: i as u32 });
-                if spans.len() - first_field == 1 {
-                    let name = &t[fstart..i];
-                    let ok = name.len() == 3
-                        && name.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-                    let loc = || Location {
-                        segment_index: Some(segs.len() + 1),
-                        offset: base + seg_start,
-                        ..Default::default()
-                    };
-                    if !ok {
-                        let found = String::from_utf8_lossy(&name[..name.len().min(12)]).into_owned();
-                        return Err(err(ErrorKind::InvalidSegmentId { found }, loc()));
-                    }
-                    let delimiter_header = matches!(name, b"MSH" | b"FHS" | b"BHS");
-                    if !segs.is_empty() {
-                        if name == b"MSH" {
-                            return Err(err(ErrorKind::UnexpectedMsh, loc()));
-                        }
-                        if matches!(name, b"FHS" | b"BHS" | b"BTS" | b"FTS") {
-                            let found = String::from_utf8_lossy(name).into_owned();
-                            return Err(err(ErrorKind::BatchHeader { found }, loc()));
-                        }
-                    }
-                    if delimiter_header && i < n && t[i] == fs {
-                        // MSH-1 is the field separator itself.
-                        spans.push(Span { start: i as u32, end: i as u32 + 1 });
-                        fstart = i + 1;
-                        pos = i + 1;
-                        continue;
-                    }
-                }
-                if i < n && t[i] == fs {
-                    fstart = i + 1;
-                    pos = i + 1;
+        // One SIMD scan finds every field separator and segment terminator; the loop below
+        // only turns those positions into spans.
+        let mut in_seg = false;
+        let mut seg_start = 0usize;
+        let mut first_field = 0usize;
+        let mut fstart = 0usize;
+        for p in crate::scan::Delims::new(t, fs, b'\r', b'\n').chain(std::iter::once(n)) {
+            let is_fs = p < n && t[p] == fs;
+            if !in_seg {
+                if p == fstart && !is_fs {
+                    // Blank line (or the end): no segment here.
+                    fstart = p + 1;
                     continue;
                 }
+                if segs.len() >= limits.max_segments {
+                    return Err(err(
+                        ErrorKind::TooManySegments { max: limits.max_segments },
+                        Location { segment_index: Some(segs.len() + 1), offset: base + fstart, ..Default::default() },
+                    ));
+                }
+                in_seg = true;
+                seg_start = fstart;
+                first_field = spans.len();
+            }
+            if p - fstart > limits.max_field_bytes {
+                let name = String::from_utf8_lossy(&t[seg_start..(seg_start + 3).min(n)]).into_owned();
+                let field = spans.len() - first_field + usize::from(name == "MSH");
+                return Err(err(
+                    ErrorKind::FieldTooLong { len: p - fstart, max: limits.max_field_bytes },
+                    Location::in_field(&name, segs.len() + 1, field, base + fstart),
+                ));
+            }
+            spans.push(Span { start: fstart as u32, end: p as u32 });
+            if spans.len() - first_field == 1 {
+                let name = &t[fstart..p];
+                let ok = name.len() == 3
+                    && name.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                let loc = || Location {
+                    segment_index: Some(segs.len() + 1),
+                    offset: base + seg_start,
+                    ..Default::default()
+                };
+                if !ok {
+                    let found = String::from_utf8_lossy(&name[..name.len().min(12)]).into_owned();
+                    return Err(err(ErrorKind::InvalidSegmentId { found }, loc()));
+                }
+                if !segs.is_empty() {
+                    if name == b"MSH" {
+                        return Err(err(ErrorKind::UnexpectedMsh, loc()));
+                    }
+                    if matches!(name, b"FHS" | b"BHS" | b"BTS" | b"FTS") {
+                        let found = String::from_utf8_lossy(name).into_owned();
+                        return Err(err(ErrorKind::BatchHeader { found }, loc()));
+                    }
+                }
+                if is_fs && matches!(name, b"MSH" | b"FHS" | b"BHS") {
+                    // MSH-1 is the field separator itself.
+                    spans.push(Span { start: p as u32, end: p as u32 + 1 });
+                    fstart = p + 1;
+                    continue;
+                }
+            }
+            fstart = p + 1;
+            if !is_fs {
                 segs.push(SegIdx {
                     start: seg_start as u32,
-                    end: i as u32,
+                    end: p as u32,
                     first_field: first_field as u32,
                     span_count: (spans.len() - first_field) as u32,
                 });
-                pos = i;
-                break;
+                in_seg = false;
             }
         }
         Ok(())

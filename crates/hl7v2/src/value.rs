@@ -96,7 +96,10 @@ impl<'m> Iterator for Parts<'m> {
             self.rest = None;
             return Some(Value::new(r, self.delims));
         };
-        match memchr::memchr(sep, r.as_bytes()) {
+        // Components are short: a plain loop beats a vectorised search's set-up cost.
+        let b = r.as_bytes();
+        let found = if b.len() < 32 { b.iter().position(|&c| c == sep) } else { memchr::memchr(sep, b) };
+        match found {
             Some(i) => {
                 self.rest = Some(&r[i + 1..]);
                 Some(Value::new(&r[..i], self.delims))
