@@ -351,8 +351,9 @@ impl<'a> Message<'a> {
             }
         }
         if let Some(v) = msh.field(12).and_then(|f| f.component(1)) {
-            let v = v.as_str();
-            if !v.is_empty() && !is_v2_version(v) {
+            // Unescaped: a sender whose delimiters include '.' must write the version escaped.
+            let v = v.unescaped();
+            if !v.is_empty() && !is_v2_version(&v) {
                 let offset = msh.field_offset(12).unwrap_or(0);
                 return Err(err(
                     ErrorKind::UnsupportedVersion { value: v.chars().take(20).collect() },

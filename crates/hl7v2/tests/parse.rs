@@ -244,6 +244,14 @@ fn required_msh_fields() {
 }
 
 #[test]
+fn version_is_read_unescaped() {
+    // Found by fuzzing: '.' as the truncation character makes a literal version "2\P\8".
+    let m = Message::parse(b"MSH|(^~\\.|A|B|C|D|2024||ADT(A01|1|P|2~P~8\r").unwrap();
+    assert_eq!(m.delimiters().truncation, Some(b'.'));
+    assert_eq!(m.get("MSH-12").unwrap().unescaped(), "2.8");
+}
+
+#[test]
 fn version_must_be_v2() {
     let e = Message::parse(b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|3.0\r").unwrap_err();
     assert!(matches!(e.kind, ErrorKind::UnsupportedVersion { .. }));
