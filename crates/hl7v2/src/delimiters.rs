@@ -95,15 +95,13 @@ impl Delimiters {
         if !(4..=5).contains(&enc.len()) {
             return Err(DelimiterProblem::WrongCount(enc.len()));
         }
-        let mut seen = vec![field];
-        for &b in enc {
+        for (i, &b) in enc.iter().enumerate() {
             if !usable(b) {
                 return Err(DelimiterProblem::BadCharacter(b));
             }
-            if seen.contains(&b) {
+            if b == field || enc[..i].contains(&b) {
                 return Err(DelimiterProblem::Duplicate(b));
             }
-            seen.push(b);
         }
         Ok((
             Delimiters {

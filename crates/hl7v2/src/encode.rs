@@ -130,13 +130,13 @@ impl OwnedMessage {
 
     pub fn set_leaf(&mut self, path: &str, leaf: Leaf) -> Result<&mut Self, PathError> {
         let p: Path = path.parse()?;
-        if p.segment == "MSH" && p.field <= 2 {
+        if p.segment() == "MSH" && p.field <= 2 {
             return Err(PathError { path: path.into(), reason: "MSH-1 and MSH-2 come from the delimiters" });
         }
         let mut seen = 0;
         let mut idx = None;
         for (i, s) in self.segments.iter().enumerate() {
-            if s.name == p.segment {
+            if s.name == p.segment() {
                 seen += 1;
                 if seen == p.occurrence {
                     idx = Some(i);
@@ -148,7 +148,7 @@ impl OwnedMessage {
             Some(i) => i,
             None => {
                 for _ in seen..p.occurrence {
-                    self.segments.push(OwnedSegment::new(p.segment.clone()));
+                    self.segments.push(OwnedSegment::new(p.segment()));
                 }
                 self.segments.len() - 1
             }

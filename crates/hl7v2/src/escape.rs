@@ -33,6 +33,10 @@ pub fn unescape_with<'a>(raw: &'a str, d: &Delimiters, fmt: Formatting) -> Cow<'
     let Some(first) = first else {
         return Cow::Borrowed(raw);
     };
+    if memchr::memchr(e, &bytes[first + 1..]).is_none() {
+        // A lone escape character (as in MSH-2) starts no sequence: nothing to decode.
+        return Cow::Borrowed(raw);
+    }
     let mut out = String::with_capacity(raw.len());
     out.push_str(&raw[..first]);
     let mut i = first;

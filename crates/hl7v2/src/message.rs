@@ -248,8 +248,9 @@ impl<'a> Message<'a> {
         let base = self.base;
         let segs = &mut self.segs;
         let spans = &mut self.spans;
-        segs.reserve((n / 64 + 4).min(1 << 14));
-        spans.reserve((n / 8 + 16).min(1 << 16));
+        segs.reserve((n / 32 + 4).min(1 << 14));
+        // Sized for short fields so typical messages never regrow (8 bytes per span).
+        spans.reserve((n / 4 + 16).min(1 << 16));
         // One SIMD scan finds every field separator and segment terminator; the loop below
         // only turns those positions into spans.
         let mut in_seg = false;
@@ -450,7 +451,7 @@ impl<'a> Message<'a> {
 
     /// Value at a parsed path.
     pub fn get_path(&self, path: &Path) -> Option<Value<'_>> {
-        let name = path.segment.as_str();
+        let name = path.segment();
         let seg = self.segments().filter(|s| s.name() == name).nth(path.occurrence.max(1) - 1)?;
         path.resolve_in(&seg)
     }

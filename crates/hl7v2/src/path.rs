@@ -14,7 +14,8 @@ use std::str::FromStr;
 /// A parsed path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Path {
-    pub segment: String,
+    /// Segment id bytes (ASCII upper-case letters and digits); see [`Path::segment`].
+    pub segment_id: [u8; 3],
     /// Which occurrence of the segment, 1-based (`OBX(3)`).
     pub occurrence: usize,
     pub field: usize,
@@ -104,7 +105,7 @@ impl FromStr for Path {
             return Err(fail("unexpected characters at the end"));
         }
         Ok(Path {
-            segment: String::from_utf8_lossy(seg).into_owned(),
+            segment_id: [seg[0], seg[1], seg[2]],
             occurrence,
             field,
             repetition,
@@ -116,7 +117,7 @@ impl FromStr for Path {
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.segment)?;
+        write!(f, "{}", self.segment())?;
         if self.occurrence != 1 {
             write!(f, "({})", self.occurrence)?;
         }
@@ -135,6 +136,12 @@ impl fmt::Display for Path {
 }
 
 impl Path {
+    /// The segment id, e.g. `PID`.
+    pub fn segment(&self) -> &str {
+        // Checked to be ASCII when parsed.
+        std::str::from_utf8(&self.segment_id).unwrap_or("???")
+    }
+
     /// Resolves the field/repetition/component part in a segment (the segment part is the
     /// caller's business).
     pub fn resolve_in<'m>(&self, seg: &Segment<'m>) -> Option<Value<'m>> {
@@ -161,7 +168,7 @@ mod tests {
         let p: Path = "PID-5-1-2".parse().unwrap();
         assert_eq!((p.component, p.subcomponent), (Some(1), Some(2)));
         let p: Path = "ZPD.1".parse().unwrap();
-        assert_eq!(p.segment, "ZPD");
+        assert_eq!(p.segment(), "ZPD");
         assert_eq!("OBX(3)-5[2].1.4".parse::<Path>().unwrap().to_string(), "OBX(3)-5[2].1.4");
     }
 
