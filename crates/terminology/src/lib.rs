@@ -28,7 +28,7 @@ pub use enrich::{
     ReportEntry,
 };
 pub use error::{Result, RowError, TerminologyError};
-pub use loaders::{load, Format, LoadedContent};
+pub use loaders::{load, load_into_store, Format, LoadRequest, LoadedContent};
 pub use ops::{ExpansionItem, Subsumption, Terminology, Translation, Validation};
 pub use store::{CodeSystemRef, ConceptMapRef, ConceptRef, Store, StoreBuilder};
 pub use ucum::{Canonical, Ucum, UcumError};

@@ -13,7 +13,8 @@
 //! ```text
 //! file    := "ARTTERM\x01" format:u32 count:u32 dir[count] segment*
 //! dir     := kind:u32 reserved:u32 offset:u64 length:u64          (offsets from file start)
-//! codesys := header[16 words] concept[n]{9 words} hash[cap] prop[np]{4 words} parent[npar] arena
+//! codesys := header[16 words] concept[n]{9 words} slot[cap]{6 words} prop[np]{4 words} parent[npar] arena
+//!            slot = concept+1, display offset, display length, code length byte + 11 code bytes
 //! cmap    := header[16 words] group[ng]{4} entry[ne]{6} hash[cap] target[nt]{5} arena
 //! vset    := JSON of ValueSetContent (small; parsed at open)
 //! ucum    := version-len:u32 version xml   (the ucum-essence.xml text as loaded)
@@ -37,6 +38,10 @@ const CS_MAGIC: u32 = u32::from_le_bytes(*b"CSYS");
 const CM_MAGIC: u32 = u32::from_le_bytes(*b"CMAP");
 const HEADER_WORDS: usize = 16;
 const CONCEPT_WORDS: usize = 9;
+/// Code-system hash slot: concept index + 1, display span, then the code's length byte and
+/// its first 11 bytes. A hit needs no read of the concept record or of the code in the arena.
+const SLOT_WORDS: usize = 6;
+const INLINE_CODE: usize = 11;
 const PROP_WORDS: usize = 4;
 const GROUP_WORDS: usize = 4;
 const ENTRY_WORDS: usize = 6;
@@ -89,7 +94,23 @@ pub fn code_hash(bytes: &[u8]) -> u64 {
         w[..rest.len()].copy_from_slice(rest);
         h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
-    h ^ (h >> 29)
+    // Final avalanche (MurmurHash3's fmix64) so every input byte reaches the low bits the
+    // table uses: codes like `A00.0001`/`A00.0002` differ only in their last bytes.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The 12 key bytes of a hash slot: length (saturating at 255) and the first 11 bytes.
+#[inline]
+fn slot_key(code: &[u8]) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[0] = code.len().min(255) as u8;
+    let n = code.len().min(INLINE_CODE);
+    key[1..1 + n].copy_from_slice(&code[..n]);
+    key
 }
 
 #[inline]
@@ -178,10 +199,11 @@ fn encode_code_system(cs: &CodeSystemContent) -> (Vec<u8>, Vec<String>) {
     let mut props: Vec<u32> = Vec::new();
     let mut parents: Vec<u32> = Vec::new();
     let mut missing_parents = 0u64;
-    for &i in &order {
+    // Codes and displays first, so the strings a lookup touches sit together in the arena.
+    let spans: Vec<((u32, u32), (u32, u32))> =
+        order.iter().map(|&i| (w.span(&cs.concepts[i].code), w.span(&cs.concepts[i].display))).collect();
+    for (&i, &(code, disp)) in order.iter().zip(&spans) {
         let c = &cs.concepts[i];
-        let code = w.span(&c.code);
-        let disp = w.span(&c.display);
         let pstart = (props.len() / PROP_WORDS) as u32;
         for (k, v) in &c.properties {
             push_span(&mut props, w.span(k));
@@ -205,13 +227,21 @@ fn encode_code_system(cs: &CodeSystemContent) -> (Vec<u8>, Vec<String>) {
     if missing_parents > 0 {
         notes.push(format!("{missing_parents} is-a links name a parent that is not loaded"));
     }
-    let mut hash = vec![0u32; cap];
+    let mut hash = vec![0u32; cap * SLOT_WORDS];
     for (ci, &i) in order.iter().enumerate() {
-        let mut slot = (code_hash(cs.concepts[i].code.as_bytes()) as usize) & (cap - 1);
-        while hash[slot] != 0 {
+        let code = cs.concepts[i].code.as_bytes();
+        let mut slot = (code_hash(code) as usize) & (cap - 1);
+        while hash[slot * SLOT_WORDS] != 0 {
             slot = (slot + 1) & (cap - 1);
         }
-        hash[slot] = ci as u32 + 1;
+        let key = slot_key(code);
+        let s = &mut hash[slot * SLOT_WORDS..(slot + 1) * SLOT_WORDS];
+        s[0] = ci as u32 + 1;
+        s[1] = spans[ci].1.0;
+        s[2] = spans[ci].1.1;
+        for k in 0..3 {
+            s[3 + k] = u32::from_le_bytes([key[4 * k], key[4 * k + 1], key[4 * k + 2], key[4 * k + 3]]);
+        }
     }
     let mut words = vec![0u32; HEADER_WORDS];
     words[0] = CS_MAGIC;
@@ -583,7 +613,7 @@ fn cs_index(seg: &[u8], base: usize) -> Option<CsIndex> {
     }
     let concepts = HEADER_WORDS * 4;
     let hash = concepts + n as usize * CONCEPT_WORDS * 4;
-    let props = hash + cap as usize * 4;
+    let props = hash + cap as usize * SLOT_WORDS * 4;
     let parents = props + np * PROP_WORDS * 4;
     let arena = parents + npar * 4;
     if arena + arena_len != seg.len() {
@@ -698,19 +728,25 @@ impl<'a> CodeSystemRef<'a> {
         self.ix.arena > self.ix.parents
     }
 
-    /// Finds a concept by code. Allocation-free: one hash, a short probe, byte compares.
+    /// Finds a concept by code. Allocation-free: one hash, a short probe comparing the key
+    /// held in the slot; the concept record is not read on the way.
     #[inline]
     pub fn get(&self, code: &str) -> Option<ConceptRef<'a>> {
         let cap = self.ix.cap as usize;
-        let mut slot = (code_hash(code.as_bytes()) as usize) & (cap - 1);
+        let code = code.as_bytes();
+        let key = slot_key(code);
+        let mut slot = (code_hash(code) as usize) & (cap - 1);
         for _ in 0..cap {
-            let v = rd(self.bytes, self.ix.hash + slot * 4);
+            let base = self.ix.hash + slot * SLOT_WORDS * 4;
+            let v = rd(self.bytes, base);
             if v == 0 {
                 return None;
             }
-            let c = ConceptRef { cs: *self, idx: v - 1 };
-            if c.code_bytes() == code.as_bytes() {
-                return Some(c);
+            if self.bytes.get(base + 12..base + 24) == Some(&key[..]) {
+                let c = ConceptRef { cs: *self, idx: v - 1, disp: (rd(self.bytes, base + 4), rd(self.bytes, base + 8)) };
+                if code.len() <= INLINE_CODE || c.code_bytes() == code {
+                    return Some(c);
+                }
             }
             slot = (slot + 1) & (cap - 1);
         }
@@ -719,12 +755,12 @@ impl<'a> CodeSystemRef<'a> {
 
     /// The concept at position `idx` (0..len).
     pub fn concept(&self, idx: u32) -> Option<ConceptRef<'a>> {
-        (idx < self.ix.n).then_some(ConceptRef { cs: *self, idx })
+        (idx < self.ix.n).then(|| ConceptRef::at(*self, idx))
     }
 
     pub fn concepts(&self) -> impl Iterator<Item = ConceptRef<'a>> + 'a {
         let cs = *self;
-        (0..self.ix.n).map(move |idx| ConceptRef { cs, idx })
+        (0..self.ix.n).map(move |idx| ConceptRef::at(cs, idx))
     }
 }
 
@@ -733,9 +769,15 @@ impl<'a> CodeSystemRef<'a> {
 pub struct ConceptRef<'a> {
     cs: CodeSystemRef<'a>,
     idx: u32,
+    /// Display span, copied from the hash slot or the record.
+    disp: (u32, u32),
 }
 
 impl<'a> ConceptRef<'a> {
+    fn at(cs: CodeSystemRef<'a>, idx: u32) -> Self {
+        let o = cs.ix.concepts + idx as usize * CONCEPT_WORDS * 4;
+        ConceptRef { cs, idx, disp: (rd(cs.bytes, o + 8), rd(cs.bytes, o + 12)) }
+    }
     #[inline]
     fn word(&self, k: usize) -> u32 {
         rd(self.cs.bytes, self.cs.ix.concepts + (self.idx as usize * CONCEPT_WORDS + k) * 4)
@@ -758,7 +800,7 @@ impl<'a> ConceptRef<'a> {
         self.s(self.word(0), self.word(1))
     }
     pub fn display(&self) -> &'a str {
-        self.s(self.word(2), self.word(3))
+        self.s(self.disp.0, self.disp.1)
     }
     pub fn status(&self) -> ConceptStatus {
         ConceptStatus::from_u32(self.word(4))
@@ -983,6 +1025,29 @@ mod tests {
             assert_eq!(r.get(&format!("C{i}")).unwrap().display(), format!("D{i}"));
         }
         assert!(r.get("C5000").is_none());
+    }
+
+    #[test]
+    fn long_codes_sharing_the_inline_prefix() {
+        // SNOMED-style ids longer than the 11 bytes held in the slot.
+        let codes = ["900000000000207008", "900000000000207009", "90000000000", "900000000001"];
+        let cs = CodeSystemContent {
+            system: "urn:long".into(),
+            version: "1".into(),
+            name: String::new(),
+            source: String::new(),
+            concepts: codes.iter().map(|c| ConceptContent::new(*c, format!("d{c}"))).collect(),
+        };
+        let mut b = StoreBuilder::new();
+        b.add_code_system(&cs);
+        let store = Store::from_bytes(Cow::Owned(b.to_bytes()), "mem").unwrap();
+        let r = store.code_systems().next().unwrap();
+        for c in codes {
+            let got = r.get(c).unwrap();
+            assert_eq!((got.code(), got.display()), (c, format!("d{c}").as_str()));
+        }
+        assert!(r.get("900000000000207000").is_none());
+        assert!(r.get("9000000000002070080").is_none());
     }
 
     #[test]

@@ -201,3 +201,28 @@ fn ucum_essence_in_a_store_is_used() {
     assert!(!t.ucum().is_valid("[IU]"));
     assert_eq!(Terminology::builtin().ucum().version(), "1.9");
 }
+
+#[test]
+fn load_into_store_adds_to_an_existing_store() {
+    use terminology::{load_into_store, LoadRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("site.store");
+    let req = |p: &str, f: Option<Format>| LoadRequest { format: f, path: fixture(p), options: LoadOptions::default() };
+    let reports = load_into_store(&store, &[req("snomed", None), req("icd10cm_order_2025.txt", None)]).unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[1].loaded, 7);
+    let reports = load_into_store(&store, &[req("RXNCONSO.RRF", Some(Format::RxnormRrf))]).unwrap();
+    assert_eq!(reports[0].format, "rxnorm");
+    let t = Terminology::open(&[store.clone()]).unwrap();
+    assert!(t.lookup(systems::SNOMED, "44054006").is_some(), "earlier load kept");
+    assert!(t.lookup(systems::RXNORM, "161").is_some());
+    // An undetectable name and a refused load leave the store as it was.
+    let before = std::fs::read(&store).unwrap();
+    let odd = dir.path().join("data.bin");
+    std::fs::write(&odd, "x").unwrap();
+    let err = load_into_store(&store, &[LoadRequest { format: None, path: odd, options: LoadOptions::default() }]).unwrap_err();
+    assert!(err.to_string().contains("cannot tell the format"), "{err}");
+    let refuse = LoadOptions { policy: terminology::LoadPolicy::Refuse, ..Default::default() };
+    assert!(load_into_store(&store, &[LoadRequest { format: None, path: fixture("Loinc.csv"), options: refuse }]).is_err());
+    assert_eq!(std::fs::read(&store).unwrap(), before);
+}

@@ -219,3 +219,40 @@ pub(crate) fn version_from_name(path: &Path) -> Option<String> {
     let last = stem.rsplit(['_', '-']).next()?;
     (last.len() >= 4 && last.bytes().all(|b| b.is_ascii_digit())).then(|| last.to_string())
 }
+
+/// One file to load into a store (what `arteria terminology load` takes).
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    /// The format; `None` detects it from the file name ([`Format::detect`]).
+    pub format: Option<Format>,
+    pub path: PathBuf,
+    pub options: LoadOptions,
+}
+
+/// Loads files into the store file at `store`, keeping what it already holds (content with
+/// the same identity is replaced). The store is written once, atomically, after every file
+/// loaded; a refused load leaves the store untouched. Returns one report per file.
+pub fn load_into_store(store: &Path, requests: &[LoadRequest]) -> Result<Vec<LoadReport>> {
+    let mut builder = if store.exists() {
+        StoreBuilder::from_store(&crate::store::Store::open(store)?)
+    } else {
+        StoreBuilder::new()
+    };
+    let mut reports = Vec::with_capacity(requests.len());
+    for r in requests {
+        let format = match r.format.or_else(|| Format::detect(&r.path)) {
+            Some(f) => f,
+            None => {
+                return Err(TerminologyError::bad_file(
+                    &r.path,
+                    "cannot tell the format from the file name; name it (loinc, snomed, icd10cm, rxnorm, ucum, fhir, hl7v2-tables)",
+                ));
+            }
+        };
+        let (content, mut report) = load(format, &r.path, &r.options)?;
+        report.notes.extend(content.add_to(&mut builder));
+        reports.push(report);
+    }
+    builder.write(store)?;
+    Ok(reports)
+}
