@@ -257,7 +257,11 @@ impl Terminology {
     }
 
     /// `$validate-code`, optionally checking the display.
+    /// UCUM is a grammar, not a list: its codes are validated by the parser (display empty).
     pub fn validate_code<'a>(&'a self, system: &str, code: &str, display: Option<&str>) -> Validation<'a> {
+        if systems::canonical_uri(system) == Some(systems::UCUM) {
+            return if self.ucum().is_valid(code) { Validation::Valid { display: "" } } else { Validation::UnknownCode };
+        }
         let Some(cs) = self.code_system(system) else {
             return Validation::UnknownSystem;
         };

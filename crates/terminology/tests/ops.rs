@@ -76,6 +76,9 @@ fn validate_code_outcomes() {
     assert!(t.validate_code(systems::LOINC, "2345-7", Some("glucose [mass/volume] in serum or plasma")).is_valid());
     assert_eq!(t.validate_code(systems::LOINC, "2345-8", None), Validation::UnknownCode);
     assert_eq!(t.validate_code("urn:unknown", "x", None), Validation::UnknownSystem);
+    assert!(t.validate_code(systems::UCUM, "mg/dL", None).is_valid());
+    assert!(t.validate_code("UCUM", "10*3/uL", None).is_valid());
+    assert_eq!(t.validate_code(systems::UCUM, "mg/dl/", None), Validation::UnknownCode);
     assert!(matches!(
         t.validate_code(systems::SNOMED, "199999009", None),
         Validation::NotActive { status: ConceptStatus::Inactive, .. }
@@ -213,7 +216,7 @@ fn load_into_store_adds_to_an_existing_store() {
     assert_eq!(reports[1].loaded, 7);
     let reports = load_into_store(&store, &[req("RXNCONSO.RRF", Some(Format::RxnormRrf))]).unwrap();
     assert_eq!(reports[0].format, "rxnorm");
-    let t = Terminology::open(&[store.clone()]).unwrap();
+    let t = Terminology::open(std::slice::from_ref(&store)).unwrap();
     assert!(t.lookup(systems::SNOMED, "44054006").is_some(), "earlier load kept");
     assert!(t.lookup(systems::RXNORM, "161").is_some());
     // An undetectable name and a refused load leave the store as it was.
