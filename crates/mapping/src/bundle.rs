@@ -67,7 +67,6 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
         let ss = env.seg(sft);
         mh.source.software = ss.c1(3);
         mh.source.version = ss.c1(2);
-        let _ = ss.f(1);
     }
     // EVN: reason, operator, when.
     let mut recorded = None;
@@ -75,7 +74,6 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
     let mut operator = None;
     if let Some(evn) = msg.segment("EVN") {
         let es = env.seg(evn);
-        let _ = es.f(1);
         recorded = dt::instant(env, es.f(2).map(|f| f.value()), es.place(2));
         if let Some(r) = es.f(4).and_then(|f| f.repetition(1)) {
             mh.reason = dt::cwe_table(env, &r, "0062");
@@ -84,13 +82,6 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
             operator = out.practitioner(env, &r);
         }
         occurred = dt::ts(env, es.f(6).map(|f| f.value()), es.place(6)).map(|t| t.value);
-        if let Some(r) = es.f(7).and_then(|f| f.repetition(1)) {
-            let _ = r;
-            // EVN-7 event facility: the sending organisation already names it.
-            if comp(&r, 1).is_some() && fac.is_none() {
-                es.note(NoteKind::Info, 7, "event facility not carried");
-            }
-        }
     }
     let master = |r: &Resource| matches!(r, Resource::Practitioner(_) | Resource::Organization(_) | Resource::Location(_));
     let body = std::mem::take(&mut out.resources);

@@ -247,11 +247,30 @@ impl<'a, 'm> Seg<'a, 'm> {
         }
     }
 
+    /// Notes (as not mapped) the components of field `n` other than `used` that hold data, for
+    /// fields of which only some components have a FHIR home.
+    pub fn partial(&self, n: usize, used: &[usize]) {
+        let Some(f) = self.seg.field(n) else { return };
+        let lost: Vec<usize> = f
+            .repetitions()
+            .flat_map(|r| r.components().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i + 1).collect::<Vec<_>>())
+            .filter(|i| !used.contains(i))
+            .collect();
+        if let Some(first) = lost.iter().min() {
+            self.note(NoteKind::Info, n, format!("component {first} (and any others listed by position) not mapped"));
+        }
+    }
+
     pub fn place(&self, field: usize) -> Place {
         Place { segment: self.seg.name().into(), index: self.seg.index(), field: Some(field) }
     }
 
     pub fn note(&self, kind: NoteKind, field: usize, detail: impl Into<String>) {
         self.tracker.note(kind, self.place(field), detail);
+    }
+
+    /// A note about the whole segment (e.g. it could not become a resource).
+    pub fn note_segment(&self, kind: NoteKind, detail: impl Into<String>) {
+        self.tracker.note(kind, Place { segment: self.seg.name().into(), index: self.seg.index(), field: None }, detail);
     }
 }

@@ -106,7 +106,9 @@ pub fn interpretation(code: &str) -> Option<(&'static str, &'static str)> {
         "IND" => ("IND", "Indeterminate"),
         "DET" => ("DET", "Detected"),
         "ND" => ("ND", "Not detected"),
-        "AC" => ("A", "Abnormal"),
+        "CAR" => ("CAR", "Carrier"),
+        "IE" => ("IE", "Insufficient evidence"),
+        "NS" => ("NS", "Non-susceptible"),
         "RR" => ("RR", "Reactive"),
         "NR" => ("NR", "Non-reactive"),
         "WR" => ("WR", "Weakly reactive"),
@@ -146,6 +148,13 @@ pub fn order_status(control: Option<&str>, status: Option<&str>) -> &'static str
         "OE" => "entered-in-error",
         _ => "unknown",
     }
+}
+
+/// Whether an order status (0038) / order control (0119) code is one [`order_status`] maps.
+pub fn order_codes_known(control: Option<&str>, status: Option<&str>) -> (bool, bool) {
+    let c = control.is_none_or(|c| order_status(Some(c), None) != "unknown");
+    let s = status.is_none_or(|s| matches!(s, "A" | "IP" | "SC" | "CA" | "DC" | "CM" | "ER" | "HD" | "RP"));
+    (c, s)
 }
 
 /// Table 0203 identifier types known to the v2-0203 FHIR code system.

@@ -187,6 +187,8 @@ fhir_struct!(Ratio {
 });
 
 fhir_struct!(Annotation {
+    /// `author[x]`: set at most one of `author_reference` and `author_string`.
+    author_reference: Option<Reference>,
     author_string: Option<String>,
     time: Option<String>,
     text: String,

@@ -311,6 +311,7 @@ fhir_struct!(MedicationRequest {
     id: String,
     extension: Vec<Extension>,
     identifier: Vec<Identifier>,
+    group_identifier: Option<Identifier>,
     status: String,
     intent: String,
     #[serde(flatten)]

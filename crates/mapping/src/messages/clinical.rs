@@ -108,6 +108,9 @@ pub(crate) fn prb<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let mut c = condition_base(w, env.event_id("Condition", seg.index(), ""), patient);
     c.category.push(CodeableConcept::code(CONDITION_CATEGORY, "problem-list-item", Some("Problem List Item")));
     let action = s.c1(1);
+    if action.as_deref().is_some_and(|a| !matches!(a, "AD" | "CO" | "DE" | "LI" | "UC" | "UN" | "UP")) {
+        s.note(NoteKind::UnknownCode, 1, "action code not in table 0287");
+    }
     if let Some(t) = dt::ts(env, s.f(2).map(|f| f.value()), s.place(2)) {
         c.recorded_date = Some(t.value);
     }
@@ -220,8 +223,10 @@ pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         });
     }
     if let Some(r) = s.f(22).and_then(|f| f.repetition(1)) {
-        if let Some(n) = comp(&r, 1).and_then(|n| n.parse::<u32>().ok()).filter(|&n| n > 0) {
-            c.order = Some(n);
+        match comp(&r, 1).map(|n| n.parse::<u32>().ok().filter(|&n| n > 0)) {
+            Some(Some(n)) => c.order = Some(n),
+            Some(None) => s.note(NoteKind::InvalidValue, 22, "coordination of benefits priority is not a positive number"),
+            None => {}
         }
     }
     if let Some(policy) = s.c1(36) {

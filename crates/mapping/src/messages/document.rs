@@ -65,9 +65,12 @@ pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         d.security_label.push(cc);
     }
     d.status = match s.c1(19).as_deref() {
-        Some("OB") | Some("CA") => "superseded",
-        Some("AR") | Some("PU") => "current",
-        _ => "current",
+        Some("OB" | "CA") => "superseded",
+        Some("AV" | "AR" | "PU" | "UN") | None => "current",
+        Some(_) => {
+            s.note(NoteKind::UnknownCode, 19, "availability status not in table 0275; status current");
+            "current"
+        }
     }
     .into();
     d.description = file_name.clone();
@@ -82,10 +85,8 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
     let Some(di) = w.document else { return };
     let s = env.seg(seg);
-    s.structural(&[1, 4]);
+    s.structural(&[1]);
     let vtype = s.c1(2).unwrap_or_default();
-    let _ = s.f(3);
-    let _ = s.f(11);
     let Some(f) = s.f(5) else {
         w.document_text.push(String::new());
         return;

@@ -125,6 +125,9 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
     }
     let birth_order = s.c1(25);
+    if birth_order.as_deref().is_some_and(|b| b.parse::<i64>().is_err()) {
+        s.note(NoteKind::InvalidValue, 25, "birth order is not a number");
+    }
     match (s.c1(24).as_deref(), birth_order.as_deref().and_then(|b| b.parse::<i64>().ok())) {
         (_, Some(n)) => p.multiple_birth = Some(MultipleBirth::Integer(n)),
         (Some("Y"), None) => p.multiple_birth = Some(MultipleBirth::Boolean(true)),
@@ -229,7 +232,7 @@ pub(crate) fn nk1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if rp.name.is_empty() && rp.relationship.is_empty() && rp.identifier.is_empty() && rp.telecom.is_empty() && rp.address.is_empty() {
         // Nothing identifies this person: the fields read are reported, not an empty resource.
-        s.note(NoteKind::InvalidValue, 2, "next of kin without name, relationship, contact or identifier");
+        s.note_segment(NoteKind::InvalidValue, "next of kin without name, relationship, contact or identifier: not mapped");
         return;
     }
     w.out.push(Resource::RelatedPerson(rp));
@@ -244,7 +247,10 @@ pub(crate) fn mrg<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         s.note(NoteKind::InvalidValue, 1, "merge without a prior patient identifier");
         return;
     };
-    let Some(old_id) = patient_id(env, &list) else { return };
+    let Some(old_id) = patient_id(env, &list) else {
+        s.note_segment(NoteKind::InvalidValue, "merge without a prior patient identifier value: not mapped");
+        return;
+    };
     let old_id = if w.out.has(&old_id) { env.event_id("Patient", seg.index(), "merged") } else { old_id };
     let mut old = Patient {
         id: old_id.clone(),

@@ -9,9 +9,24 @@ use crate::vocab;
 use canonical::model::*;
 use hl7v2::Segment;
 
-fn dose(num: Option<String>, unit: Option<hl7v2::Repetition<'_>>, w: &Walk<'_, '_>) -> Option<Quantity> {
+/// A number field with a units field → Quantity; a value that is not a number is reported.
+fn dose(s: &crate::coverage::Seg<'_, '_>, n: usize, num: Option<String>, unit_field: usize, w: &Walk<'_, '_>) -> Option<Quantity> {
+    let unit = s.f(unit_field).and_then(|f| f.repetition(1));
     let u = unit.map(|r| dt::units(w.env, &r)).unwrap_or((None, None, None));
-    dt::quantity(num.as_deref()?, &u)
+    let Some(num) = num else {
+        if unit.is_some() {
+            s.note(NoteKind::InvalidValue, unit_field, "units without an amount");
+        }
+        return None;
+    };
+    let q = dt::quantity(&num, &u);
+    if q.is_none() {
+        s.note(NoteKind::InvalidValue, n, "amount is not a number");
+        if unit.is_some() {
+            s.note(NoteKind::InvalidValue, unit_field, "units of an amount that is not a number");
+        }
+    }
+    q
 }
 
 fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
@@ -22,6 +37,7 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
     let mut m = MedicationRequest { id: env.event_id("MedicationRequest", seg.index(), ""), intent: "order".into(), subject, encounter: w.encounter_ref(), ..Default::default() };
     if let Some(o) = orc {
         m.identifier = o.identifiers;
+        m.group_identifier = o.requisition;
         m.authored_on = o.authored;
         m.requester = o.requester;
         m.status = match vocab::order_status(o.control.as_deref(), o.status.as_deref()) {
@@ -47,9 +63,8 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
             m.medication = Some(Medication::CodeableConcept(CodeableConcept::text("medication not specified")));
         }
     }
-    let unit = s.f(unit_f).and_then(|f| f.repetition(1));
-    let lo = dose(s.c1(min_f), unit, w);
-    let hi = dose(s.c1(max_f), unit, w);
+    let lo = dose(&s, min_f, s.c1(min_f), unit_f, w);
+    let hi = dose(&s, max_f, s.c1(max_f), unit_f, w).filter(|_| s.c1(max_f).is_some());
     let mut dosage = Dosage::default();
     match (lo, hi) {
         (Some(a), Some(b)) if a.value != b.value => dosage.dose_and_rate.push(DoseAndRate { dose: Some(DoseValue::Range(Range { low: Some(a), high: Some(b) })) }),
@@ -66,6 +81,7 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
         }
     }
     if rxe {
+        s.partial(1, &[2]);
         if let Some(r) = s.f(1).and_then(|f| f.repetition(1)) {
             // TQ-1: quantity^interval^duration^start — the interval code as timing text.
             if let Some(code) = dt::sub(&r, 2, 1).or_else(|| comp(&r, 2)) {
@@ -77,9 +93,12 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
         m.dosage_instruction.push(dosage);
     }
     let mut disp = MedicationRequestDispense::default();
-    let du = s.f(disp_u_f).and_then(|f| f.repetition(1));
-    disp.quantity = dose(s.c1(disp_f), du, w);
-    disp.number_of_repeats_allowed = s.c1(refills_f).and_then(|n| n.parse().ok());
+    disp.quantity = dose(&s, disp_f, s.c1(disp_f), disp_u_f, w);
+    match s.c1(refills_f).map(|n| n.parse::<u32>()) {
+        Some(Ok(n)) => disp.number_of_repeats_allowed = Some(n),
+        Some(Err(_)) => s.note(NoteKind::InvalidValue, refills_f, "number of refills is not a number"),
+        None => {}
+    }
     if disp != MedicationRequestDispense::default() {
         m.dispense_request = Some(disp);
     }
@@ -127,12 +146,16 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     });
     // 999 is the v2 "unknown amount" convention, not a dose.
     let amount = s.c1(6).filter(|a| a != "999");
-    let unit = s.f(7).and_then(|f| f.repetition(1));
-    let dose_q = dose(amount, unit, w);
+    let dose_q = dose(&s, 6, amount, 7, w);
     let completion = s.c1(20);
     let action = s.c1(21);
+    if action.as_deref().is_some_and(|a| !matches!(a, "A" | "U" | "D")) {
+        s.note(NoteKind::UnknownCode, 21, "action code not in table 0206 (A, U, D)");
+    }
     let performers: Vec<Reference> = s.f(10).map(|f| f.repetitions().filter_map(|r| w.out.practitioner(env, &r)).collect()).unwrap_or_default();
-    let identifiers = orc.as_ref().map(|o| o.identifiers.clone()).unwrap_or_default();
+    let mut identifiers = orc.as_ref().map(|o| o.identifiers.clone()).unwrap_or_default();
+    // No group identifier on administrations: the placer group number is a secondary identifier.
+    identifiers.extend(orc.as_ref().and_then(|o| o.requisition.clone()).map(|g| Identifier { r#use: Some("secondary".into()), ..g }));
     let i = if w.family == Family::Vaccination {
         let mut im = Immunization { id: env.event_id("Immunization", seg.index(), ""), patient, encounter: w.encounter_ref(), vaccine_code: code, identifier: identifiers, ..Default::default() };
         im.status = match (action.as_deref(), completion.as_deref()) {
@@ -144,6 +167,9 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             _ => "completed",
         }
         .into();
+        if end.as_ref().is_some_and(|e| Some(e) != start.as_ref()) {
+            s.note(NoteKind::Info, 4, "administration end differs from start; an immunisation has one time");
+        }
         im.occurrence = start.map(Occurrence::DateTime);
         if im.occurrence.is_none() {
             s.note(NoteKind::InvalidValue, 3, "administration date missing");
@@ -244,24 +270,39 @@ pub(crate) fn rxr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let s = env.seg(seg);
     let route = s.f(1).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0162"));
     let site = s.f(2).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0163"));
-    match w.out.get_mut(mi) {
-        Resource::Immunization(im) => {
-            im.route = route;
-            im.site = site;
+    // One route and site per administration: a further RXR is reported, never overwrites.
+    let mut clash = false;
+    let mut set = |r: &mut Option<CodeableConcept>, st: &mut Option<CodeableConcept>| {
+        if (route.is_some() && r.is_some()) || (site.is_some() && st.is_some()) {
+            clash = true;
+            return;
         }
+        if route.is_some() {
+            *r = route.clone();
+        }
+        if site.is_some() {
+            *st = site.clone();
+        }
+    };
+    match w.out.get_mut(mi) {
+        Resource::Immunization(im) => set(&mut im.route, &mut im.site),
         Resource::MedicationAdministration(ma) => {
             let d = ma.dosage.get_or_insert_with(Default::default);
-            d.route = route;
-            d.site = site;
+            set(&mut d.route, &mut d.site);
         }
         Resource::MedicationRequest(mr) => {
-            if mr.dosage_instruction.is_empty() {
+            // Each further RXR on an order is an alternative route: its own dosage line.
+            let has_route = mr.dosage_instruction.iter().any(|d| d.route.is_some() || d.site.is_some());
+            if mr.dosage_instruction.is_empty() || has_route {
                 mr.dosage_instruction.push(Dosage::default());
             }
-            let d = &mut mr.dosage_instruction[0];
-            d.route = route;
-            d.site = site;
+            let d = mr.dosage_instruction.last_mut().expect("just ensured");
+            d.route = route.clone();
+            d.site = site.clone();
         }
         _ => {}
+    }
+    if clash {
+        s.note_segment(NoteKind::Info, "a further route/site for the same administration: not carried");
     }
 }

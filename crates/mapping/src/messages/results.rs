@@ -46,7 +46,15 @@ pub(crate) fn orc_info(w: &mut Walk<'_, '_>) -> Option<OrcInfo> {
     let requisition = s.f(4).and_then(|f| f.repetition(1)).and_then(|r| dt::ei(env, &r));
     let authored = dt::ts(env, s.f(9).map(|f| f.value()), s.place(9)).map(|t| t.value);
     let requester = s.f(12).and_then(|f| f.repetition(1)).and_then(|r| w.out.practitioner(env, &r));
-    Some(OrcInfo { identifiers, requisition, control: s.c1(1), status: s.c1(5), authored, requester })
+    let (control, status) = (s.c1(1), s.c1(5));
+    let (control_ok, status_ok) = vocab::order_codes_known(control.as_deref(), status.as_deref());
+    if !control_ok {
+        s.note(NoteKind::UnknownCode, 1, "order control code not in table 0119");
+    }
+    if !status_ok {
+        s.note(NoteKind::UnknownCode, 5, "order status not in table 0038");
+    }
+    Some(OrcInfo { identifiers, requisition, control, status, authored, requester })
 }
 
 fn push_unique(list: &mut Vec<Identifier>, id: Identifier) {
@@ -105,6 +113,7 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(f) = s.f(31) {
         sr.reason_code.extend(f.repetitions().filter_map(|r| dt::cwe(env, &r)));
     }
+    s.partial(27, &[4, 6]);
     if let Some(r) = s.f(27).and_then(|f| f.repetition(1)) {
         if let Some(p) = comp(&r, 6).and_then(|p| priority(&p)) {
             sr.priority = Some(p);
@@ -243,6 +252,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     });
     let vtype = s.c1(2).unwrap_or_default();
     let unit = s.f(6).and_then(|f| f.repetition(1)).map(|r| checked_units(env, &s, &r)).unwrap_or((None, None, None));
+    let mut unit_used = false;
     match s.f(5) {
         Some(f) if vtype == "ED" => {
             match f.repetition(1).and_then(|r| dt::ed(&r)) {
@@ -254,7 +264,8 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             }
         }
         Some(f) => {
-            let (value, unit_used) = value(env, &s, &vtype, &f, &unit);
+            let (value, used) = value(env, &s, &vtype, &f, &unit);
+            unit_used = used;
             let reps = f.repetitions().filter(|r| !r.is_empty()).count();
             if reps > 1 && !matches!(value, Some(ObservationValue::String(_))) {
                 // Only one value[x]: the other repetitions are kept, as text, in a note.
@@ -263,19 +274,16 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                 s.note(NoteKind::Info, 5, "value repeats; first mapped, all kept as text in a note");
             }
             o.value = value;
-            if !unit_used && unit.0.is_some() {
-                // Units with a non-numeric value: kept on the observation as a component-less note.
-                o.note.push(Annotation { text: format!("Units: {}", unit.0.clone().unwrap_or_default()), ..Default::default() });
-            }
         }
         None => {
             let status = s.c1(11);
             let reason = if matches!(status.as_deref(), Some("X") | Some("N")) { ("not-performed", "Not Performed") } else { ("unknown", "Unknown") };
             o.data_absent_reason = Some(CodeableConcept::code(DATA_ABSENT, reason.0, Some(reason.1)));
-            if unit.0.is_some() {
-                o.note.push(Annotation { text: format!("Units: {}", unit.0.clone().unwrap_or_default()), ..Default::default() });
-            }
         }
+    }
+    if !unit_used && unit.0.is_some() {
+        // Units the value could not carry (text, coded or absent value) are kept as a note.
+        o.note.push(Annotation { text: format!("Units: {}", unit.0.clone().unwrap_or_default()), ..Default::default() });
     }
     if let Some(text) = s.text(7) {
         let (low, high) = dt::reference_range(&text, &unit);
@@ -444,10 +452,16 @@ fn value(env: &Env<'_>, s: &Seg<'_, '_>, vtype: &str, f: &hl7v2::Field<'_>, unit
             }
         },
         "NR" => {
-            let lo = comp(&first, 1).and_then(|v| dt::quantity(&v, unit));
-            let hi = comp(&first, 2).and_then(|v| dt::quantity(&v, unit));
-            used_unit = true;
-            ObservationValue::Range(Range { low: lo, high: hi })
+            let (l, h) = (comp(&first, 1), comp(&first, 2));
+            let lo = l.as_deref().and_then(|v| dt::quantity(v, unit));
+            let hi = h.as_deref().and_then(|v| dt::quantity(v, unit));
+            if lo.is_some() == l.is_some() && hi.is_some() == h.is_some() && (lo.is_some() || hi.is_some()) {
+                used_unit = true;
+                ObservationValue::Range(Range { low: lo, high: hi })
+            } else {
+                s.note(NoteKind::InvalidValue, 5, "NR value is not a numeric range; kept as text");
+                ObservationValue::String(joined_text())
+            }
         }
         "DR" => {
             let start = dt::ts(env, first.component(1).map(|c| c.value()), s.place(5)).map(|t| t.value);
@@ -465,7 +479,7 @@ fn value(env: &Env<'_>, s: &Seg<'_, '_>, vtype: &str, f: &hl7v2::Field<'_>, unit
             None => ObservationValue::String(joined_text()),
         },
         other => {
-            s.note(NoteKind::Info, 5, format!("value type {other:?} not recognised; carried as text"));
+            s.note(NoteKind::UnknownCode, 2, format!("value type {other:?} not recognised; value carried as text"));
             ObservationValue::String(joined_text())
         }
     };
@@ -630,7 +644,7 @@ pub(crate) fn nte<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     s.structural(&[1]);
     let text = s.f(3).map(|f| f.repetitions().map(|r| dt::formatted(r.value())).collect::<Vec<_>>().join("\n"));
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return };
-    let author = s.f(5).and_then(|f| f.repetition(1)).and_then(|r| dt::xcn_name(&r)).map(|n| crate::context::display_name(&n));
+    let author = s.f(5).and_then(|f| f.repetition(1)).and_then(|r| w.out.practitioner(env, &r));
     let time = dt::ts(env, s.f(6).map(|f| f.value()), s.place(6)).map(|t| t.value);
     let source = s.c1(2);
     let ctype = s.f(4).and_then(|f| f.repetition(1)).and_then(|r| comp(&r, 1));
@@ -651,7 +665,7 @@ pub(crate) fn nte<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
         r => {
             if let Some(notes) = super::notes_mut(r) {
-                notes.push(Annotation { author_string: author, time, text });
+                notes.push(Annotation { author_reference: author, time, text, ..Default::default() });
             }
         }
     }

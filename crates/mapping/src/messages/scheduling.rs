@@ -36,9 +36,15 @@ pub(crate) fn sch<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         });
         match mins {
             Some(m) if m > 0 => a.minutes_duration = Some(m),
-            _ => s.note(NoteKind::InvalidValue, 9, "appointment duration not in minutes/hours"),
+            _ => {
+                s.note(NoteKind::InvalidValue, 9, "appointment duration not in minutes/hours");
+                if s.f(10).is_some() {
+                    s.note(NoteKind::InvalidValue, 10, "units of a duration that could not be read");
+                }
+            }
         }
     }
+    s.partial(11, &[4, 5]);
     if let Some(r) = s.f(11).and_then(|f| f.repetition(1)) {
         a.start = dt::instant(env, r.component(4).map(|c| c.value()), s.place(11));
         a.end = dt::instant(env, r.component(5).map(|c| c.value()), s.place(11));
@@ -101,11 +107,16 @@ pub(crate) fn resource<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         if let Some(svc) = service {
             a.service_type.push(svc);
         }
-        if let Some(actor) = actor {
-            a.participant.push(AppointmentParticipant { actor: Some(actor), r#type: role.into_iter().collect(), status: "accepted".into(), ..Default::default() });
+        if actor.is_some() || role.is_some() {
+            a.participant.push(AppointmentParticipant { actor, r#type: role.into_iter().collect(), status: "accepted".into(), ..Default::default() });
         }
-        if a.start.is_none() {
-            a.start = start;
+        match (&a.start, start) {
+            (None, st) => a.start = st,
+            (Some(x), Some(y)) if *x != y => {
+                let n = if seg.name() == "AIS" { 4 } else { 6 };
+                w.env.tracker.note(NoteKind::Info, s.place(n), "resource start differs from the appointment start; not carried");
+            }
+            _ => {}
         }
     }
 }
