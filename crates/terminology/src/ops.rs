@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -111,7 +112,12 @@ pub struct Terminology {
     value_sets: FxHashMap<String, (u32, usize)>,
     ucum: Option<Ucum>,
     units: UnitTable,
+    /// Memo of ancestor sets for `subsumes`, keyed by (store, segment, concept).
+    ancestors: Mutex<FxHashMap<(u32, u32, u32), Arc<FxHashSet<u32>>>>,
 }
+
+/// Ancestor sets kept by the `subsumes` memo before it is cleared (bounds its memory).
+const ANCESTOR_MEMO_MAX: usize = 50_000;
 
 impl Default for Terminology {
     fn default() -> Self {
@@ -131,6 +137,7 @@ impl Terminology {
             value_sets: FxHashMap::default(),
             ucum: None,
             units: UnitTable::builtin(),
+            ancestors: Mutex::new(FxHashMap::default()),
         }
     }
 
@@ -280,21 +287,47 @@ impl Terminology {
     }
 
     /// `$subsumes` over the is-a hierarchy (SNOMED CT is-a, ICD-10-CM code structure, nested
-    /// FHIR concepts). Walks ancestors breadth-first, visiting each concept once.
+    /// FHIR concepts). Each concept's ancestor set is found breadth-first once and memoised.
     pub fn subsumes(&self, system: &str, code_a: &str, code_b: &str) -> Result<Subsumption> {
-        let cs = self.code_system(system).ok_or_else(|| TerminologyError::UnknownSystem(system.into()))?;
+        let r = self.resolve(system).ok_or_else(|| TerminologyError::UnknownSystem(system.into()))?;
+        let cs = self.cs(r);
         let a = find_code(&cs, code_a).ok_or_else(|| unknown_code(system, code_a))?;
         let b = find_code(&cs, code_b).ok_or_else(|| unknown_code(system, code_b))?;
         if a.index() == b.index() {
             return Ok(Subsumption::Equivalent);
         }
-        if is_ancestor(a, b) {
+        if self.ancestors_of(r, b).contains(&a.index()) {
             Ok(Subsumption::Subsumes)
-        } else if is_ancestor(b, a) {
+        } else if self.ancestors_of(r, a).contains(&b.index()) {
             Ok(Subsumption::SubsumedBy)
         } else {
             Ok(Subsumption::NotSubsumed)
         }
+    }
+
+    fn ancestors_of(&self, r: SegRef, c: ConceptRef<'_>) -> Arc<FxHashSet<u32>> {
+        let key = (r.store, r.seg, c.index());
+        // A poisoned memo only means another thread panicked mid-insert: the map is still valid.
+        let memo = self.ancestors.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = memo.get(&key) {
+            return set.clone();
+        }
+        drop(memo);
+        let set = Arc::new(ancestors(c));
+        let mut memo = self.ancestors.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= ANCESTOR_MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(key, set.clone());
+        set
+    }
+
+    fn resolve(&self, system: &str) -> Option<SegRef> {
+        if let Some(r) = self.systems.get(system) {
+            return Some(*r);
+        }
+        let cs = self.code_system(system)?;
+        self.versions.iter().rev().find(|(s, v, _)| s == cs.system() && v == cs.version()).map(|(_, _, r)| *r)
     }
 
     /// `$translate`: the best match for a code, from the sender's local maps first, then the
@@ -522,19 +555,17 @@ fn find_code<'a>(cs: &CodeSystemRef<'a>, code: &str) -> Option<ConceptRef<'a>> {
     None
 }
 
-/// Whether `anc` is a proper ancestor of `c` (breadth-first over parents, each node once).
-fn is_ancestor(anc: ConceptRef<'_>, c: ConceptRef<'_>) -> bool {
+/// All proper ancestors of `c` (breadth-first over parents, each node once: cycles in bad
+/// data cannot loop).
+fn ancestors(c: ConceptRef<'_>) -> FxHashSet<u32> {
     let mut seen = FxHashSet::default();
     let mut queue: VecDeque<ConceptRef<'_>> = c.parents().collect();
     while let Some(p) = queue.pop_front() {
-        if p.index() == anc.index() {
-            return true;
-        }
         if seen.insert(p.index()) {
             queue.extend(p.parents());
         }
     }
-    false
+    seen
 }
 
 /// All descendants of `root` (children are found by a scan of parent links: value sets here

@@ -229,3 +229,19 @@ fn load_into_store_adds_to_an_existing_store() {
     assert!(load_into_store(&store, &[LoadRequest { format: None, path: fixture("Loinc.csv"), options: refuse }]).is_err());
     assert_eq!(std::fs::read(&store).unwrap(), before);
 }
+
+#[test]
+fn terminology_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Terminology>();
+    let (_d, t) = term();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..100 {
+                    assert_eq!(t.subsumes(systems::SNOMED, "64572001", "44054006").unwrap(), Subsumption::Subsumes);
+                }
+            });
+        }
+    });
+}
