@@ -113,8 +113,10 @@ pub struct Terminology {
     ucum: Option<Ucum>,
     units: UnitTable,
     /// Memo of ancestor sets for `subsumes`, keyed by (store, segment, concept).
-    ancestors: Mutex<FxHashMap<(u32, u32, u32), Arc<FxHashSet<u32>>>>,
+    ancestors: Mutex<AncestorMemo>,
 }
+
+type AncestorMemo = FxHashMap<(u32, u32, u32), Arc<FxHashSet<u32>>>;
 
 /// Ancestor sets kept by the `subsumes` memo before it is cleared (bounds its memory).
 const ANCESTOR_MEMO_MAX: usize = 50_000;
