@@ -37,22 +37,27 @@ impl Charset {
     /// Maps an MSH-18 value (first repetition) to a character set.
     pub fn from_msh18(value: &str) -> Result<Charset, CharsetError> {
         let v = value.trim();
-        let upper = v.to_ascii_uppercase();
-        Ok(match upper.as_str() {
-            "" => Charset::Unspecified,
-            "ASCII" | "ISO IR6" | "ISO-IR6" | "US-ASCII" => Charset::Ascii,
-            "8859/1" | "ISO IR100" | "ISO-IR100" | "ISO-8859-1" | "ISO8859-1" | "LATIN1" => {
-                Charset::Latin1
-            }
-            "8859/15" | "ISO-8859-15" | "ISO8859-15" => Charset::Latin9,
-            "UNICODE UTF-8" | "UTF-8" | "UTF8" | "UNICODE" | "ISO IR192" => Charset::Utf8,
-            "8859/2" | "8859/3" | "8859/4" | "8859/5" | "8859/6" | "8859/7" | "8859/8"
-            | "8859/9" | "ISO IR14" | "ISO IR87" | "ISO IR159" | "GB 18030-2000" | "KS X 1001"
-            | "CNS 11643-1992" | "BIG-5" | "UNICODE UTF-16" | "UNICODE UTF-32" => {
-                return Err(CharsetError::Unsupported(v.to_string()));
-            }
-            _ => return Err(CharsetError::Unknown(v.to_string())),
-        })
+        // Case-insensitive match without allocating (this runs for every message).
+        let is = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(v));
+        if v.is_empty() {
+            Ok(Charset::Unspecified)
+        } else if is(&["ASCII", "ISO IR6", "ISO-IR6", "US-ASCII"]) {
+            Ok(Charset::Ascii)
+        } else if is(&["8859/1", "ISO IR100", "ISO-IR100", "ISO-8859-1", "ISO8859-1", "LATIN1"]) {
+            Ok(Charset::Latin1)
+        } else if is(&["8859/15", "ISO-8859-15", "ISO8859-15"]) {
+            Ok(Charset::Latin9)
+        } else if is(&["UNICODE UTF-8", "UTF-8", "UTF8", "UNICODE", "ISO IR192"]) {
+            Ok(Charset::Utf8)
+        } else if is(&[
+            "8859/2", "8859/3", "8859/4", "8859/5", "8859/6", "8859/7", "8859/8", "8859/9",
+            "ISO IR14", "ISO IR87", "ISO IR159", "GB 18030-2000", "KS X 1001", "CNS 11643-1992",
+            "BIG-5", "UNICODE UTF-16", "UNICODE UTF-32",
+        ]) {
+            Err(CharsetError::Unsupported(v.to_string()))
+        } else {
+            Err(CharsetError::Unknown(v.to_string()))
+        }
     }
 
     /// The Table 0211 name to write in MSH-18 (empty for [`Charset::Unspecified`]).

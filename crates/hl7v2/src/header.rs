@@ -64,7 +64,8 @@ impl Header {
         // raw[k] is MSH-(k + 3).
         let get = |n: usize| raw.get(n - 3).copied().unwrap_or(&[]);
         let cs_raw = String::from_utf8_lossy(get(18)).into_owned();
-        let cs_first = cs_raw.split(delimiters.repetition as char).next().unwrap_or("").to_string();
+        let cs_first = cs_raw.split(delimiters.repetition as char).next().unwrap_or("");
+        let cs_first = crate::escape::unescape(cs_first, &delimiters).into_owned();
         let cs = Charset::from_msh18(&cs_first).unwrap_or(Charset::Unspecified);
         let text = |n: usize| -> String {
             match charset::decode(get(n), cs, true) {

@@ -200,6 +200,8 @@ impl<'a> Message<'a> {
         };
         let first_rep = charset_raw.split(|&c| c == delims.repetition).next().unwrap_or(&[]);
         let charset_name = String::from_utf8_lossy(first_rep);
+        // Unescaped, like MSH-12: `/` may be a delimiter of this sender.
+        let charset_name = crate::escape::unescape(&charset_name, &delims);
         let charset = Charset::from_msh18(&charset_name).map_err(|e| {
             let kind = match e {
                 CharsetError::Unknown(value) => ErrorKind::UnknownCharset { value },
@@ -248,9 +250,9 @@ impl<'a> Message<'a> {
         let base = self.base;
         let segs = &mut self.segs;
         let spans = &mut self.spans;
-        segs.reserve((n / 32 + 4).min(1 << 14));
+        segs.reserve((n / 32 + 4).min(512));
         // Sized for short fields so typical messages never regrow (8 bytes per span).
-        spans.reserve((n / 4 + 16).min(1 << 16));
+        spans.reserve((n / 4 + 16).min(4096));
         // One SIMD scan finds every field separator and segment terminator; the loop below
         // only turns those positions into spans.
         let mut in_seg = false;
@@ -514,13 +516,17 @@ impl<'a> Message<'a> {
 
 fn is_v2_version(v: &str) -> bool {
     let mut parts = v.split('.');
-    parts.next() == Some("2")
-        && {
-            let rest: Vec<&str> = parts.collect();
-            !rest.is_empty()
-                && rest.len() <= 3
-                && rest.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    if parts.next() != Some("2") {
+        return false;
+    }
+    let mut rest = 0;
+    for p in parts {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
         }
+        rest += 1;
+    }
+    (1..=3).contains(&rest)
 }
 
 /// An application and facility pair from MSH.

@@ -57,9 +57,9 @@ fn allocations_do_not_grow_with_fields() {
     let (m1, a_small) = count(|| Message::parse(small.as_bytes()).unwrap());
     let (m2, a_large) = count(|| Message::parse(large.as_bytes()).unwrap());
     assert_eq!(m2.segment_count(), 2002);
-    assert!(a_small <= 4, "small message: {a_small} allocations");
+    assert!(a_small <= 2, "small message: {a_small} allocations (segment and field index)");
     // 100x the fields: the index Vecs may grow a few times, never per field.
-    assert!(a_large <= 12, "2000-segment message: {a_large} allocations");
+    assert!(a_large <= 10, "2000-segment message: {a_large} allocations");
 
     let (n, reads) = count(|| {
         let mut n = 0;

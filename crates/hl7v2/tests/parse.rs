@@ -249,6 +249,9 @@ fn version_is_read_unescaped() {
     let m = Message::parse(b"MSH|(^~\\.|A|B|C|D|2024||ADT(A01|1|P|2~P~8\r").unwrap();
     assert_eq!(m.delimiters().truncation, Some(b'.'));
     assert_eq!(m.get("MSH-12").unwrap().unescaped(), "2.8");
+    // Likewise MSH-18 when '/' is a delimiter.
+    let m = Message::parse(b"MSH|^~\\&/|A|B|C|D|2024||ADT^A01|1|P|2.8||||||8859\\P\\1\rPID|1||\xE9\r").unwrap();
+    assert_eq!(m.charset(), Charset::Latin1);
 }
 
 #[test]
