@@ -6,6 +6,7 @@
 //! with the command that starts it, rather than skipping silently.
 
 pub mod schema_check;
+pub mod stage;
 
 use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};

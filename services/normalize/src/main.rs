@@ -1,18 +1,15 @@
-//! The normalize service: configuration, wiring and lifecycle (logic in `crates/normalize`).
-//!
-//! Start-up waits for Kafka and the registry, verifies its topics, loads sender profiles and
-//! registers the output schema, then runs the transactional loop until SIGTERM, when the loop
-//! finishes its transaction and stops.
+//! The normalize service: configuration and wiring only. The logic is in `crates/normalize`;
+//! start-up, health and shutdown in `crates/lifecycle`.
 
 use anyhow::Context;
-use bus::topics::{TopicSpec, ensure_topics, wait_for_kafka};
-use bus::txloop::{TxLoop, TxLoopConfig};
-use bus::{BusConfig, Registry, Shutdown};
+use bus::BusConfig;
+use bus::txloop::TxLoopConfig;
 use clap::Parser;
+use lifecycle::{StageSpec, run_stage};
 use normalize::{NormalizeConfig, Normalizer};
 use serde::Deserialize;
 use std::path::PathBuf;
-use telemetry::{Health, Metrics, TelemetryConfig};
+use telemetry::{Metrics, TelemetryConfig};
 
 /// Arteria normalize: HL7 v2 raw messages → canonical clinical events.
 #[derive(Parser)]
@@ -41,18 +38,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("normalize", &cfg.telemetry)?;
-    let shutdown = Shutdown::on_signals()?;
-    let health = Health::new();
-    for check in ["kafka", "topics", "registry", "loop"] {
-        health.set(check, false);
-    }
-    let metrics = Metrics::new();
-    let stop = shutdown.clone();
-    let (_, health_task) =
-        telemetry::health::serve(cfg.telemetry.http_addr, health.clone(), metrics.clone(), async move { stop.wait().await })
-            .await?;
-
-    let n = &cfg.normalize;
+    let n = cfg.normalize.clone();
     let mut profiles = match &n.profiles_dir {
         Some(dir) => mapping::Profiles::load_dir(dir).with_context(|| format!("loading sender profiles from {}", dir.display()))?,
         None => mapping::Profiles::default(),
@@ -61,32 +47,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         profiles = profiles.with_fallback_zone(zone).with_context(|| format!("default_time_zone {zone:?}"))?;
     }
     tracing::info!(profiles = profiles.len(), "sender profiles loaded");
-
-    wait_for_kafka(&cfg.bus, &cfg.bus.startup_retry, &shutdown).await.context("Kafka is not reachable")?;
-    health.set("kafka", true);
-    let specs: Vec<TopicSpec> = [&n.input_topic, &n.output_topic, &n.dlq_topic]
-        .into_iter()
-        .map(|t| TopicSpec::with_defaults(t, &cfg.bus.topics))
-        .collect();
-    ensure_topics(&cfg.bus, &specs).await.context("topics are missing or have the wrong shape")?;
-    health.set("topics", true);
-
-    let registry = Registry::new(&cfg.bus.registry)?;
-    registry.wait_ready(&cfg.bus, &shutdown).await.context("the schema registry is not reachable")?;
-    let processor = Normalizer::new(n.clone(), cfg.bus.clone(), profiles, &registry, metrics);
-    processor.register().await.context("registering the ClinicalEvent schema")?;
-    health.set("registry", true);
-
     let mut loop_cfg = TxLoopConfig::new("normalize", &n.group_id, &[&n.input_topic], &n.transactional_id);
     loop_cfg.dlq_topic = Some(n.dlq_topic.clone());
-    let txloop = TxLoop::start(&cfg.bus, loop_cfg, &registry, &shutdown).await.context("starting the transactional loop")?;
-    health.set("loop", true);
-    tracing::info!("normalize ready");
-    let result = txloop.run(&processor, &shutdown).await;
-    health.set("loop", false);
-    shutdown.trigger();
-    let _ = health_task.await;
-    let stats = result.context("the transactional loop stopped")?;
-    tracing::info!(records_in = stats.records_in, records_out = stats.records_out, dead_lettered = stats.dead_lettered, "normalize stopped");
+    let spec = StageSpec {
+        name: "normalize",
+        bus: &cfg.bus,
+        telemetry: &cfg.telemetry,
+        topics: vec![n.input_topic.clone(), n.output_topic.clone(), n.dlq_topic.clone()],
+        loop_cfg,
+    };
+    let metrics = Metrics::new();
+    let m = metrics.clone();
+    let bus = cfg.bus.clone();
+    run_stage(spec, metrics, |registry| async move {
+        let p = Normalizer::new(n, bus, profiles, &registry, m);
+        p.register().await.map_err(|e| format!("registering the ClinicalEvent schema: {e}"))?;
+        Ok(p)
+    })
+    .await?;
     Ok(())
 }

@@ -1,0 +1,89 @@
+//! The life of a transactional stage service (normalize, enrich, fan-out), written once:
+//! health endpoint first (so probes answer during start-up), wait for Kafka, create or verify
+//! the topics, wait for the registry, let the stage register its schemas, start the
+//! transactional loop, run it until SIGTERM, and report readiness at each step. The service
+//! binaries keep only their configuration and the construction of their processor.
+
+use bus::topics::{TopicSpec, ensure_topics, wait_for_kafka};
+use bus::txloop::{Processor, TxLoop, TxLoopConfig, TxLoopStats};
+use bus::{BusConfig, BusError, Registry, Shutdown};
+use std::future::Future;
+use telemetry::{Health, Metrics, TelemetryConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("health endpoint: {0}")]
+    Telemetry(#[from] telemetry::TelemetryError),
+    #[error("cannot watch for SIGTERM: {0}")]
+    Signals(#[from] std::io::Error),
+    #[error("{what}: {source}")]
+    Bus {
+        what: &'static str,
+        #[source]
+        source: BusError,
+    },
+    #[error("registry: {0}")]
+    Registry(#[from] bus::AvroError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn bus_err(what: &'static str) -> impl FnOnce(BusError) -> StageError {
+    move |source| StageError::Bus { what, source }
+}
+
+/// What a stage needs besides its processor.
+pub struct StageSpec<'a> {
+    pub name: &'static str,
+    pub bus: &'a BusConfig,
+    pub telemetry: &'a TelemetryConfig,
+    /// Every topic the stage reads or writes (created with the default shape when missing).
+    pub topics: Vec<String>,
+    pub loop_cfg: TxLoopConfig,
+}
+
+/// Runs a stage to completion. `make` builds the processor once the registry answers (it may
+/// register schemas, returning an error to stop start-up); the returned stats are the loop's.
+pub async fn run_stage<P, F, Fut>(spec: StageSpec<'_>, metrics: Metrics, make: F) -> Result<TxLoopStats, StageError>
+where
+    P: Processor,
+    F: FnOnce(Registry) -> Fut,
+    Fut: Future<Output = Result<P, String>>,
+{
+    let shutdown = Shutdown::on_signals()?;
+    let health = Health::new();
+    for check in ["kafka", "topics", "registry", "loop"] {
+        health.set(check, false);
+    }
+    let stop = shutdown.clone();
+    let (addr, health_task) =
+        telemetry::health::serve(spec.telemetry.http_addr, health.clone(), metrics, async move { stop.wait().await }).await?;
+    tracing::info!(stage = spec.name, %addr, "health and metrics endpoint up");
+
+    let result = async {
+        wait_for_kafka(spec.bus, &spec.bus.startup_retry, &shutdown).await.map_err(bus_err("Kafka is not reachable"))?;
+        health.set("kafka", true);
+        let specs: Vec<TopicSpec> = spec.topics.iter().map(|t| TopicSpec::with_defaults(t, &spec.bus.topics)).collect();
+        ensure_topics(spec.bus, &specs).await.map_err(bus_err("topics are missing or have the wrong shape"))?;
+        health.set("topics", true);
+        let registry = Registry::new(&spec.bus.registry)?;
+        registry.wait_ready(spec.bus, &shutdown).await.map_err(bus_err("the schema registry is not reachable"))?;
+        let processor = make(registry.clone()).await.map_err(StageError::Setup)?;
+        health.set("registry", true);
+        let txloop = TxLoop::start(spec.bus, spec.loop_cfg, &registry, &shutdown)
+            .await
+            .map_err(bus_err("starting the transactional loop"))?;
+        health.set("loop", true);
+        tracing::info!(stage = spec.name, "ready");
+        txloop.run(&processor, &shutdown).await.map_err(bus_err("the transactional loop stopped"))
+    }
+    .await;
+    health.set("loop", false);
+    shutdown.trigger();
+    let _ = health_task.await;
+    if let Ok(s) = &result {
+        tracing::info!(stage = spec.name, records_in = s.records_in, records_out = s.records_out,
+            dead_lettered = s.dead_lettered, "stopped");
+    }
+    result
+}

@@ -1,0 +1,95 @@
+//! ingest → normalize → terminology-enrich in-process, over the real broker and registry: a
+//! lab result sent with a LOINC code and a free-text unit leaves the enrich stage with the
+//! original coding kept, the LOINC display added and the quantity in UCUM; a local code that
+//! nothing maps is reported as an issue, not dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arteria_tests::stage::run_until;
+use arteria_tests::{create_topic, read_committed, require_stack, unique};
+use bus::txloop::TxLoopConfig;
+use bus::{BusProducer, Registry};
+use canonical::ClinicalEvent;
+use enrich::{EnrichConfig, EnrichProcessor};
+use ingest::{IngestConfig, KafkaPublisher, Session};
+use normalize::{NormalizeConfig, Normalizer};
+use telemetry::{Metrics, Outcome};
+use terminology::Terminology;
+
+const ORU: &[u8] = b"MSH|^~\\&|LAB|NORTH|ARTERIA|HUB|20240301120000+0100||ORU^R01^ORU_R01|PL-ORU-1|P|2.5.1\rPID|1||PL-P-1^^^NORTH^MR||TESTER^ALEX\rOBR|1|ORD-1||2345-7^^LN|||20240301113000+0100\rOBX|1|NM|2345-7^^LN||95|mg/dl|70-99|N|||F\rOBX|2|NM|ZZ-LOCAL-9^Local assay^L||3|blargs|||||F\r";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_result_flows_through_ingest_normalize_and_enrich() {
+    let cfg = require_stack();
+    let (raw, idlq, normalized, ndlq, enriched, edlq) = (
+        unique("pl.raw"),
+        unique("pl.idlq"),
+        unique("pl.norm"),
+        unique("pl.ndlq"),
+        unique("pl.enr"),
+        unique("pl.edlq"),
+    );
+    for t in [&raw, &idlq, &normalized, &ndlq, &enriched, &edlq] {
+        create_topic(&cfg, t, 3).await;
+    }
+    let registry = Registry::new(&cfg.registry).unwrap();
+
+    let publisher = KafkaPublisher::new(BusProducer::new(&cfg, "it-pl").unwrap(), &registry, &raw, &idlq);
+    let icfg = IngestConfig { raw_topic: raw.clone(), dlq_topic: idlq.clone(), ..Default::default() };
+    let session = Session::new(Arc::new(icfg), publisher, Metrics::new());
+    let a = session.handle(ORU, None, canonical::raw::Channel::Mllp).await;
+    assert_eq!(a.outcome, Outcome::acknowledged);
+
+    let ncfg = NormalizeConfig {
+        input_topic: raw.clone(),
+        output_topic: normalized.clone(),
+        dlq_topic: ndlq.clone(),
+        group_id: unique("pl.ng"),
+        transactional_id: unique("pl.nt"),
+        ..Default::default()
+    };
+    let mut lc = TxLoopConfig::new("normalize", &ncfg.group_id, &[&raw], &ncfg.transactional_id);
+    lc.dlq_topic = Some(ndlq.clone());
+    let n = Normalizer::new(ncfg, cfg.clone(), mapping::Profiles::default(), &registry, Metrics::new());
+    let stats = run_until(&cfg, lc, n, 1, Duration::from_secs(60)).await;
+    assert_eq!((stats.records_out, stats.dead_lettered), (1, 0), "{stats:?}");
+
+    let ecfg = EnrichConfig {
+        input_topic: normalized.clone(),
+        output_topic: enriched.clone(),
+        dlq_topic: edlq.clone(),
+        group_id: unique("pl.eg"),
+        transactional_id: unique("pl.et"),
+        ..Default::default()
+    };
+    let mut lc = TxLoopConfig::new("enrich", &ecfg.group_id, &[&normalized], &ecfg.transactional_id);
+    lc.dlq_topic = Some(edlq.clone());
+    let e = EnrichProcessor::new(ecfg, Arc::new(Terminology::builtin()), &registry, Metrics::new());
+    let stats = run_until(&cfg, lc, e, 1, Duration::from_secs(60)).await;
+    assert_eq!((stats.records_out, stats.dead_lettered), (1, 0), "{stats:?}");
+
+    let out = read_committed(&cfg, &enriched, 1, Duration::from_secs(20)).await;
+    assert_eq!(out.len(), 1);
+    let event: ClinicalEvent = registry.value_serde(&enriched).decode(out[0].value.as_deref().unwrap()).await.unwrap();
+    assert_eq!(event.provenance.stage, "enrich");
+    let observations: Vec<serde_json::Value> = event
+        .resources
+        .iter()
+        .filter(|r| r.resource_type == "Observation")
+        .map(|r| serde_json::from_str(&r.fhir_json).unwrap())
+        .collect();
+    assert_eq!(observations.len(), 2, "both OBX kept");
+    let glucose = observations.iter().find(|o| o["code"]["coding"][0]["code"] == "2345-7").expect("glucose");
+    assert!(glucose["code"]["coding"][0]["display"].as_str().is_some_and(|d| d.contains("Glucose")), "{glucose}");
+    assert_eq!(glucose["valueQuantity"]["unit"], "mg/dl", "sender's unit text kept");
+    assert_eq!(glucose["valueQuantity"]["code"], "mg/dL");
+    assert_eq!(glucose["valueQuantity"]["system"], "http://unitsofmeasure.org");
+    let local = observations.iter().find(|o| o["code"]["coding"][0]["code"] == "ZZ-LOCAL-9").expect("local OBX kept");
+    assert_eq!(local["valueQuantity"]["value"], 3);
+    assert!(
+        event.issues.iter().any(|i| i.stage == "enrich" && i.location.contains(local["id"].as_str().unwrap())),
+        "the unmapped local code is reported: {:?}",
+        event.issues
+    );
+}

@@ -1,0 +1,31 @@
+//! Running a transactional stage in-process for a test: start a `TxLoop` with a processor,
+//! let it commit a given number of input records (bounded by a deadline so a broken run ends),
+//! then shut it down the way SIGTERM would.
+
+use std::time::Duration;
+
+use bus::txloop::{Processor, TxLoop, TxLoopConfig, TxLoopStats};
+use bus::{BusConfig, Registry, Shutdown};
+
+/// Runs `processor` over `loop_cfg`'s input until `until` input records are committed (counted
+/// from this start) or `deadline` passes; returns the loop's stats.
+pub async fn run_until<P: Processor + 'static>(
+    cfg: &BusConfig,
+    loop_cfg: TxLoopConfig,
+    processor: P,
+    until: u64,
+    deadline: Duration,
+) -> TxLoopStats {
+    let registry = Registry::new(&cfg.registry).expect("registry client");
+    let shutdown = Shutdown::new();
+    let txl = TxLoop::start(cfg, loop_cfg, &registry, &shutdown).await.expect("loop starts");
+    let counters = txl.counters();
+    let s2 = shutdown.clone();
+    let handle = tokio::spawn(async move { txl.run(&processor, &s2).await });
+    let end = tokio::time::Instant::now() + deadline;
+    while counters.snapshot().records_in < until && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.trigger();
+    handle.await.expect("loop task").expect("loop ends cleanly")
+}
