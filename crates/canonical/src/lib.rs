@@ -6,12 +6,14 @@
 //! that travel between services.
 
 pub mod audit;
+pub mod current;
 pub mod event;
 pub mod model;
 pub mod raw;
 pub mod time;
 
 pub use audit::{Actor, AuditAction, AuditEvent, AuditOutcome};
+pub use current::FhirResource;
 pub use event::{ClinicalEvent, Issue, IssueSeverity, Provenance, Resource};
 pub use raw::{Channel, RawMessage, SenderId};
 
