@@ -173,3 +173,61 @@ async fn a_record_failing_past_max_attempts_goes_to_the_dlq_and_the_loop_goes_on
     assert_eq!(dl.original_value.as_deref(), Some(&b"k0:1"[..]));
     assert_eq!(stats.dead_lettered, 1);
 }
+
+/// Copies records slowly, so that a second instance can take over mid-run.
+struct Slow {
+    output: String,
+}
+
+impl Processor for Slow {
+    async fn process(&self, r: &InputRecord) -> Result<Vec<Output>, ProcessError> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(vec![Output { topic: self.output.clone(), key: r.key.clone(), value: r.value.clone().unwrap_or_default(), headers: Default::default() }])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_instance_stops_with_a_clear_fatal_error_and_its_successor_finishes_exactly_once() {
+    let cfg = require_stack();
+    let (input, output, dlq) = (unique("fence.in"), unique("fence.out"), unique("fence.dlq"));
+    for t in [&input, &output, &dlq] {
+        create_topic(&cfg, t, 2).await;
+    }
+    let expected = produce_numbered(&cfg, &input, 10, 200).await;
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let mut lc = TxLoopConfig::new("fence", &unique("fence.group"), &[&input], &unique("fence.txn"));
+    lc.dlq_topic = Some(dlq.clone());
+    lc.tuning.max_records_per_txn = 50;
+
+    let s1 = Shutdown::new();
+    let first = TxLoop::start(&cfg, lc.clone(), &registry, &s1).await.unwrap();
+    let c1 = first.counters();
+    let out1 = output.clone();
+    let s1b = s1.clone();
+    let h1 = tokio::spawn(async move { first.run(&Slow { output: out1 }, &s1b).await });
+    while c1.snapshot().records_in < 200 {
+        assert!(!h1.is_finished(), "first instance ended early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Same transactional id: the newcomer fences the first instance.
+    let s2 = Shutdown::new();
+    let second = TxLoop::start(&cfg, lc, &registry, &s2).await.unwrap();
+    let out2 = output.clone();
+    let s2b = s2.clone();
+    let h2 = tokio::spawn(async move { second.run(&Slow { output: out2 }, &s2b).await });
+
+    let err = tokio::time::timeout(Duration::from_secs(120), h1).await.expect("fenced instance stops").unwrap();
+    let msg = match err {
+        Err(e @ bus::BusError::Fatal { .. }) => e.to_string(),
+        other => panic!("expected a fatal error, got {other:?}"),
+    };
+    eprintln!("fenced instance stopped with: {msg}");
+    assert!(msg.contains("fatal") && msg.contains("transactional_id"), "{msg}");
+
+    let got = read_committed(&cfg, &output, 2_000, Duration::from_secs(90)).await;
+    s2.trigger();
+    h2.await.unwrap().expect("successor ends cleanly");
+    let problems = exactly_once_in_order(&got, numbered, &expected);
+    assert!(problems.is_empty(), "{} records; fenced with: {msg}\n{}", got.len(), problems.join("\n"));
+}

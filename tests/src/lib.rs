@@ -59,6 +59,14 @@ pub fn bus_config() -> BusConfig {
     cfg.topics.partitions = 3;
     cfg.topics.replication_factor = 1;
     cfg.startup_retry = RetryConfig { initial_ms: 200, max_ms: 2_000, give_up_after_ms: Some(30_000) };
+    // Extra librdkafka properties for experiments, e.g. ARTERIA_RDKAFKA_EXTRA="debug=eos,linger.ms=1".
+    if let Ok(extra) = std::env::var("ARTERIA_RDKAFKA_EXTRA") {
+        for kv in extra.split(',').filter(|s| !s.is_empty()) {
+            if let Some((k, v)) = kv.split_once('=') {
+                cfg.kafka.extra.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
     cfg
 }
 

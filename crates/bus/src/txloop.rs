@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,9 @@ pub struct TxTuning {
     pub max_attempts: u32,
     /// Backoff between retries after a transient failure or an aborted transaction.
     pub retry: RetryConfig,
+    /// The transactional producer's `retry.backoff.ms` (first step of librdkafka's
+    /// exponential request backoff). Default 5.
+    pub retry_backoff_ms: u64,
 }
 
 impl Default for TxTuning {
@@ -87,6 +90,7 @@ impl Default for TxTuning {
             static_membership: true,
             max_attempts: 5,
             retry: RetryConfig { initial_ms: 100, max_ms: 5_000, give_up_after_ms: None },
+            retry_backoff_ms: 5,
         }
     }
 }
@@ -244,6 +248,10 @@ impl TxLoop {
         let mut pc = producer_client_config(bus);
         pc.set("transactional.id", &cfg.transactional_id);
         pc.set("transaction.timeout.ms", t.transaction_timeout_ms.to_string());
+        // After a commit the coordinator answers the next transaction's first request with
+        // CONCURRENT_TRANSACTIONS until the markers are written (a few ms); librdkafka retries
+        // after retry.backoff.ms, whose 100 ms default would cap the loop at ~10 commits/s.
+        pc.set("retry.backoff.ms", t.retry_backoff_ms.to_string());
         // librdkafka requires a record's delivery timeout to fit in its transaction.
         pc.set("delivery.timeout.ms", bus.producer.delivery_timeout_ms.min(t.transaction_timeout_ms).to_string());
         let producer: FutureProducer<BusContext> = pc
@@ -305,14 +313,12 @@ impl TxLoop {
     /// the group) or a fatal error.
     pub async fn run<P: Processor>(self, processor: &P, shutdown: &Shutdown) -> Result<TxLoopStats, BusError> {
         let result = self.run_inner(processor, shutdown).await;
-        let p = self.producer.clone();
+        // Flushing, leaving the group and destroying the clients all block: off the executor.
         let t = self.call_timeout;
-        let _ = blocking(move || p.flush(t)).await;
-        let c = self.consumer.clone();
-        drop(self);
         let _ = blocking(move || {
-            c.unsubscribe();
-            drop(c);
+            let _ = self.producer.flush(t);
+            self.consumer.unsubscribe();
+            drop(self);
         })
         .await;
         result
@@ -340,6 +346,7 @@ impl TxLoop {
                 }
             };
             let generation = self.ctx.rebalance_generation();
+            let gather_started = Instant::now();
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + Duration::from_millis(t.max_txn_ms);
             while batch.len() < t.max_records_per_txn {
@@ -355,6 +362,7 @@ impl TxLoop {
                 }
             }
 
+            tracing::trace!(stage = %self.cfg.stage, records = batch.len(), gather_us = gather_started.elapsed().as_micros() as u64, "batch gathered");
             match self.process_batch(processor, &batch, generation, &mut attempts).await? {
                 BatchOutcome::Committed => consecutive_aborts = 0,
                 BatchOutcome::RetryAfter { attempt } => {
@@ -401,7 +409,9 @@ impl TxLoop {
         }
         self.producer.begin_transaction().map_err(|e| BusError::Fatal { op: "begin_transaction", detail: e.to_string() })?;
 
+        let process_started = Instant::now();
         let mut next_offsets: Positions = BTreeMap::new();
+        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len());
         let mut produced = 0u64;
         let mut dead = 0u64;
         let mut retry_attempt = None;
@@ -415,9 +425,12 @@ impl TxLoop {
                         if o.headers.traceparent().is_none() {
                             rec.headers.propagate_trace_to(&mut o.headers);
                         }
-                        r = self.produce(&o.topic, o.key.as_deref(), &o.value, &o.headers).await;
-                        if r.is_err() {
-                            break;
+                        match self.produce(&o.topic, o.key.as_deref(), &o.value, &o.headers).await {
+                            Ok(d) => deliveries.push(d),
+                            Err(e) => {
+                                r = Err(e);
+                                break;
+                            }
                         }
                         produced += 1;
                     }
@@ -425,7 +438,10 @@ impl TxLoop {
                 }
                 Err(ProcessError::Permanent { class, detail }) => {
                     let n = attempts.get(&id).copied().unwrap_or(0) + 1;
-                    self.dead_letter(rec, &class, &detail, n).await.inspect(|_| dead += 1)
+                    self.dead_letter(rec, &class, &detail, n).await.map(|d| {
+                        deliveries.push(d);
+                        dead += 1;
+                    })
                 }
                 Err(ProcessError::Transient { detail }) => {
                     self.counters.transient_failures.fetch_add(1, Ordering::Relaxed);
@@ -434,7 +450,10 @@ impl TxLoop {
                     let n = *n;
                     if n >= t.max_attempts {
                         let detail = format!("gave up after {n} attempts; last error: {detail}");
-                        self.dead_letter(rec, "retries-exhausted", &detail, n).await.inspect(|_| dead += 1)
+                        self.dead_letter(rec, "retries-exhausted", &detail, n).await.map(|d| {
+                            deliveries.push(d);
+                            dead += 1;
+                        })
                     } else {
                         tracing::warn!(stage = %self.cfg.stage, topic = %rec.topic, partition = rec.partition,
                             offset = rec.offset, attempt = n, error = %detail, "transient failure, will retry");
@@ -449,6 +468,7 @@ impl TxLoop {
             next_offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
         }
 
+        tracing::trace!(stage = %self.cfg.stage, process_us = process_started.elapsed().as_micros() as u64, "batch processed");
         // A revocation while gathering means some records may belong to another member now:
         // committing their offsets would duplicate work. Abort; the new assignment restarts
         // from committed offsets.
@@ -459,7 +479,7 @@ impl TxLoop {
         if next_offsets.is_empty() {
             // Nothing processed (transient failure on the first record): nothing to commit.
             self.abort_only().await?;
-        } else if let Err(f) = self.commit(&next_offsets).await {
+        } else if let Err(f) = self.commit(&next_offsets, deliveries).await {
             return self.abort_and_rewind(&batch_start, f).await;
         } else {
             let n_in: u64 = batch
@@ -492,16 +512,14 @@ impl TxLoop {
     }
 
     /// Enqueues one record in the open transaction, waiting while librdkafka's queue is full.
-    async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &MessageHeaders) -> Result<(), TxnFailure> {
+    async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &MessageHeaders) -> Result<DeliveryFuture, TxnFailure> {
         loop {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(value).headers(headers.to_kafka());
             if let Some(k) = key {
                 rec = rec.key(k);
             }
             match self.producer.send_result(rec) {
-                // The delivery report is not awaited: commit_transaction flushes and fails if
-                // any record of the transaction failed.
-                Ok(_delivery) => return Ok(()),
+                Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -515,7 +533,7 @@ impl TxLoop {
         }
     }
 
-    async fn dead_letter(&self, rec: &InputRecord, class: &str, detail: &str, attempts: u32) -> Result<(), TxnFailure> {
+    async fn dead_letter(&self, rec: &InputRecord, class: &str, detail: &str, attempts: u32) -> Result<DeliveryFuture, TxnFailure> {
         tracing::warn!(stage = %self.cfg.stage, topic = %rec.topic, partition = rec.partition, offset = rec.offset,
             error_class = class, "record sent to the dead-letter topic");
         let e = self
@@ -526,8 +544,23 @@ impl TxLoop {
         self.produce(&e.topic, e.key.as_deref(), &e.value, &e.headers).await
     }
 
-    /// Sends the offsets and commits, retrying retriable errors.
-    async fn commit(&self, next_offsets: &Positions) -> Result<(), TxnFailure> {
+    /// Waits for the transaction's records to be acknowledged, then sends the offsets and
+    /// commits, retrying retriable errors. Awaiting the delivery reports here (rather than
+    /// leaving it to commit_transaction's internal flush) keeps the flush from sleeping in
+    /// rdkafka's 100 ms poll steps while the producer's own thread serves the events.
+    async fn commit(&self, next_offsets: &Positions, deliveries: Vec<DeliveryFuture>) -> Result<(), TxnFailure> {
+        for d in futures::future::join_all(deliveries).await {
+            match d {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    if let Some((code, reason)) = self.producer.client().fatal_error() {
+                        return Err(TxnFailure::Fatal(format!("{code:?}: {reason}")));
+                    }
+                    return Err(TxnFailure::Abortable(format!("delivery failed: {e}")));
+                }
+                Err(_canceled) => return Err(TxnFailure::Abortable("delivery report lost (producer closing)".into())),
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), off) in next_offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*off))
@@ -540,16 +573,21 @@ impl TxLoop {
         let tpl = Arc::new(tpl);
         let cgm = Arc::new(cgm);
         let timeout = self.call_timeout;
+        let t0 = Instant::now();
         self.retrying("send_offsets_to_transaction", || {
             let (p, tpl, cgm) = (self.producer.clone(), tpl.clone(), cgm.clone());
             move || p.send_offsets_to_transaction(&tpl, &cgm, timeout)
         })
         .await?;
+        let t1 = Instant::now();
         self.retrying("commit_transaction", || {
             let p = self.producer.clone();
             move || p.commit_transaction(timeout)
         })
-        .await
+        .await?;
+        tracing::trace!(stage = %self.cfg.stage, send_offsets_us = (t1 - t0).as_micros() as u64,
+            commit_us = t1.elapsed().as_micros() as u64, "transaction committed");
+        Ok(())
     }
 
     /// Runs a blocking transaction call, retrying while librdkafka says it is retriable.
