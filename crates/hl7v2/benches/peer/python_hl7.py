@@ -26,8 +26,9 @@ def walk(m):
 def main():
     path = sys.argv[1]
     limit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    with open(path, encoding="utf-8") as f:
-        msgs = [line.rstrip("\n") for line in f if line.strip()]
+    # Bytes, split on LF only: segments inside a message are separated by CR.
+    with open(path, "rb") as f:
+        msgs = [line.decode("utf-8") for line in f.read().split(b"\n") if line.strip()]
     if limit:
         msgs = msgs[:limit]
     total = sum(len(m.encode("utf-8")) for m in msgs)
