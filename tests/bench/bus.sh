@@ -10,7 +10,7 @@ N="${1:-200000}"
 STACK=deploy/local/stack.sh
 bash "$STACK" status >/dev/null || { echo "the local stack is not up: run make up-stack (deploy/local/stack.sh up)" >&2; exit 1; }
 cargo build --release -q -p arteria-tests --bin bus-bench
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -srm)"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -srm), load average $(cut -d" " -f1-3 /proc/loadavg)"
 echo "## peer: Kafka ProducerPerformance (same producer settings as BusProducer's defaults)"
 ARTERIA_PERF_PROPS="linger.ms=5 batch.size=1048576 compression.type=lz4" bash "$STACK" producer-perf "$N" 2>/dev/null
 echo "## bus-bench"
