@@ -340,6 +340,9 @@ impl Ucum {
         if p.pos != p.s.len() {
             return Err(p.err("unexpected character"));
         }
+        if !c.factor.is_finite() || c.factor == 0.0 {
+            return Err(UcumError::Invalid { expr: expr.into(), pos: 0, reason: "magnitude out of range".into() });
+        }
         Ok(c)
     }
 
@@ -483,6 +486,9 @@ impl Parser<'_> {
         }
         if tok.bytes().all(|b| b.is_ascii_digit()) {
             let v: f64 = tok.parse().map_err(|_| self.err("bad number"))?;
+            if v == 0.0 {
+                return Err(self.err("a factor of 0 is not a unit"));
+            }
             let mut c = Canonical::one();
             c.factor = v;
             return Ok(c);
@@ -551,7 +557,7 @@ mod tests {
         ] {
             assert!(u().is_valid(ok), "{ok} should be valid: {:?}", u().validate(ok));
         }
-        for bad in ["", "mg/", "mg//dL", "mg dL", "µg", "xyz", "mg/dL)", "(mg", "{unclosed", "[IU", "kg.", "dL}"] {
+        for bad in ["", "mg/", "mg//dL", "mm/0", "10*999", "10*-999", "mg dL", "µg", "xyz", "mg/dL)", "(mg", "{unclosed", "[IU", "kg.", "dL}"] {
             assert!(!u().is_valid(bad), "{bad:?} should be invalid");
         }
         let e = u().validate("mg/dX").unwrap_err();
