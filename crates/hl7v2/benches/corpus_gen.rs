@@ -10,7 +10,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -19,7 +19,7 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[self.below(xs.len() as u64) as usize]
@@ -178,7 +178,7 @@ fn base64(bytes: &[u8]) -> String {
 /// An ORU^R01 whose OBX-5 (ED) holds `payload_bytes` of base64 text.
 pub fn big_base64(payload_bytes: usize, seed: u64) -> String {
     let mut r = Rng::new(seed);
-    let raw: Vec<u8> = (0..payload_bytes * 3 / 4).map(|_| r.next() as u8).collect();
+    let raw: Vec<u8> = (0..payload_bytes * 3 / 4).map(|_| r.next_u64() as u8).collect();
     let b64 = base64(&raw);
     let mut m = msh(&mut r, "ORU^R01^ORU_R01", 1);
     m.push_str(&pid(&mut r));

@@ -146,7 +146,7 @@ impl From<&ParseError> for ErrDetail {
         ErrDetail {
             code: e.code(),
             severity: Severity::Error,
-            location: Some(e.location.clone()),
+            location: Some((*e.location).clone()),
             // The kind's text names positions and delimiters, never field contents.
             text: e.kind.to_string(),
         }
@@ -329,11 +329,10 @@ impl Ack {
         let new_err = version_at_least(version, 2, 5);
         let _ = m.set("MSA-1", code.as_str());
         raw(&mut m, "MSA-2", &h.control_id);
-        if !new_err {
-            if let Some(e) = errs.first() {
+        if !new_err
+            && let Some(e) = errs.first() {
                 let _ = m.set("MSA-3", &truncate(&e.text, 80));
             }
-        }
         for (i, e) in errs.iter().enumerate() {
             let occ = i + 1;
             let p = |f: &str| format!("ERR({occ})-{f}");

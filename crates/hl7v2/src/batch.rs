@@ -203,8 +203,8 @@ fn split_plain<'a>(input: &'a [u8], from: usize, out: &mut Split<'a>) -> Result<
             b"BTS" => {
                 close_msg(input, &mut msg_start, last_end, &mut batch);
                 let mut b = batch.take().unwrap_or_default();
-                if let Some(declared) = declared_count(line, "BTS", line_start)? {
-                    if declared != b.messages.len() {
+                if let Some(declared) = declared_count(line, "BTS", line_start)?
+                    && declared != b.messages.len() {
                         return Err(BatchError::CountMismatch {
                             segment: "BTS",
                             what: "messages",
@@ -213,7 +213,6 @@ fn split_plain<'a>(input: &'a [u8], from: usize, out: &mut Split<'a>) -> Result<
                             offset: line_start,
                         });
                     }
-                }
                 b.trailer = Some(Chunk { bytes: line, offset: line_start });
                 out.batches.push(b);
             }

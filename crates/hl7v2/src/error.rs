@@ -230,12 +230,13 @@ impl fmt::Display for ErrorKind {
 #[error("{kind} (at {location})")]
 pub struct ParseError {
     pub kind: ErrorKind,
-    pub location: Location,
+    /// Boxed to keep `Result<Message, ParseError>` small on the happy path.
+    pub location: Box<Location>,
 }
 
 impl ParseError {
     pub fn new(kind: ErrorKind, location: Location) -> Self {
-        ParseError { kind, location }
+        ParseError { kind, location: Box::new(location) }
     }
 
     /// The HL7 Table 0357 code for an ERR segment answering this error.

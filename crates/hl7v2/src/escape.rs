@@ -122,7 +122,7 @@ fn charset_switch_is_noop(head: &str, rest: &str) -> bool {
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     let b = s.as_bytes();

@@ -158,8 +158,8 @@ impl DslParser<'_> {
     /// The content of brackets: a named group, or a single node.
     fn inner(&mut self, close: u8) -> Result<Node, DefinitionError> {
         let save = self.i;
-        if let Some(name) = self.ident() {
-            if self.peek() == Some(b':') {
+        if let Some(name) = self.ident()
+            && self.peek() == Some(b':') {
                 self.i += 1;
                 let children = self.seq(Some(close))?;
                 if children.is_empty() {
@@ -167,7 +167,6 @@ impl DslParser<'_> {
                 }
                 return Ok(Node::Group { name, optional: false, repeating: false, children });
             }
-        }
         self.i = save;
         let mut nodes = self.seq(Some(close))?;
         if nodes.len() != 1 {
@@ -498,11 +497,10 @@ pub fn group_with(msg: &Message<'_>, def: &Node) -> Group {
 
 /// The structure id of a message: MSH-9.3 when it names a known structure, else Table 0354.
 pub fn structure_id(msg: &Message<'_>) -> Result<&'static str, StructureError> {
-    if let Some(s) = msg.structure_id() {
-        if let Some((id, _)) = table().get_key_value(s) {
+    if let Some(s) = msg.structure_id()
+        && let Some((id, _)) = table().get_key_value(s) {
             return Ok(id);
         }
-    }
     let code = msg.message_type().unwrap_or("");
     let trigger = msg.trigger().unwrap_or("");
     structure_for(code, trigger).ok_or_else(|| {
