@@ -188,6 +188,15 @@ impl Terminology {
         self
     }
 
+    /// Adds loaded content (e.g. sender maps from the sender profiles) as an in-memory layer,
+    /// through the same store writer as a file.
+    pub fn add_content(&mut self, content: &crate::loaders::LoadedContent, origin: &str) -> Result<&mut Self> {
+        let mut b = crate::store::StoreBuilder::new();
+        content.add_to(&mut b);
+        let store = Store::from_bytes(std::borrow::Cow::Owned(b.to_bytes()), origin)?;
+        Ok(self.add_store(store))
+    }
+
     /// Replaces the sender-unit table.
     pub fn set_units(&mut self, units: UnitTable) -> &mut Self {
         self.units = units;

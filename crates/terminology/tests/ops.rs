@@ -245,3 +245,22 @@ fn terminology_is_shared_across_threads() {
         }
     });
 }
+
+#[test]
+fn sender_map_from_csv_added_in_memory() {
+    let opts = LoadOptions { sender: Some("LAB2".into()), ..Default::default() };
+    let path = fixture("lab2-local-map.csv");
+    assert_eq!(Format::detect(&path), Some(Format::LocalMapCsv));
+    let (content, report) = loaders::load(Format::LocalMapCsv, &path, &opts).unwrap();
+    assert_eq!(report.loaded, 3);
+    assert_eq!(report.skipped.iter().map(|e| e.line).collect::<Vec<_>>(), [5, 6], "{report}");
+    let mut t = Terminology::builtin();
+    t.add_content(&content, "sender profile LAB2").unwrap();
+    let na = t.translate_first("urn:lab2:tests", "NA", None, Some("LAB2")).unwrap();
+    assert_eq!((na.system, na.code), (systems::LOINC, "2951-2"));
+    assert_eq!(na.display, "Sodium [Moles/volume] in Serum or Plasma");
+    // Empty source system: any system from that sender.
+    let trop = t.translate_first("urn:lab2:other", "TROP", None, Some("LAB2")).unwrap();
+    assert_eq!((trop.code, trop.equivalence), ("10839-9", Equivalence::Wider));
+    assert!(t.translate_first("urn:lab2:tests", "NA", None, Some("LAB1")).is_none());
+}

@@ -8,6 +8,7 @@
 pub mod fhir_json;
 pub mod hl7v2_tables;
 pub mod icd10cm;
+pub mod local_map_csv;
 pub mod loinc;
 pub mod rxnorm;
 pub mod snomed;
@@ -40,10 +41,12 @@ pub enum Format {
     FhirJson,
     /// HL7 v2 tables CSV (`table,code,display[,status]`).
     Hl7v2Tables,
+    /// A sender's local code map as CSV (`source_system,source_code,target_system,target_code,...`).
+    LocalMapCsv,
 }
 
 impl Format {
-    pub const NAMES: [(&'static str, Format); 7] = [
+    pub const NAMES: [(&'static str, Format); 8] = [
         ("loinc", Format::Loinc),
         ("snomed", Format::SnomedRf2),
         ("icd10cm", Format::Icd10cmOrder),
@@ -51,6 +54,7 @@ impl Format {
         ("ucum", Format::UcumEssence),
         ("fhir", Format::FhirJson),
         ("hl7v2-tables", Format::Hl7v2Tables),
+        ("local-map", Format::LocalMapCsv),
     ];
 
     /// Parses a format name as the CLI takes it (`loinc`, `snomed`, `icd10cm`, ...).
@@ -79,6 +83,8 @@ impl Format {
             Some(Format::FhirJson)
         } else if name.contains("hl7v2") && name.ends_with(".csv") {
             Some(Format::Hl7v2Tables)
+        } else if name.contains("map") && name.ends_with(".csv") {
+            Some(Format::LocalMapCsv)
         } else {
             None
         }
@@ -156,6 +162,11 @@ pub fn load(format: Format, path: &Path, opts: &LoadOptions) -> Result<(LoadedCo
         Format::Hl7v2Tables => {
             let (v, r) = hl7v2_tables::load(path, opts)?;
             out.code_systems = v;
+            r
+        }
+        Format::LocalMapCsv => {
+            let (m, r) = local_map_csv::load(path, opts)?;
+            out.concept_maps.push(m);
             r
         }
     };
@@ -245,7 +256,7 @@ pub fn load_into_store(store: &Path, requests: &[LoadRequest]) -> Result<Vec<Loa
             None => {
                 return Err(TerminologyError::bad_file(
                     &r.path,
-                    "cannot tell the format from the file name; name it (loinc, snomed, icd10cm, rxnorm, ucum, fhir, hl7v2-tables)",
+                    "cannot tell the format from the file name; name it (loinc, snomed, icd10cm, rxnorm, ucum, fhir, hl7v2-tables, local-map)",
                 ));
             }
         };
