@@ -66,6 +66,8 @@ pub enum NotMappedReason {
     UnknownCode { system: String },
     /// No ConceptMap (sender or public) maps this code to a standard system.
     NoMap,
+    /// The coding names a standard system (e.g. SNOMED CT) whose content is not loaded.
+    SystemNotLoaded { system: String },
     /// A map says explicitly that the code has no match.
     MapUnmatched { map_url: String },
     /// The quantity has no unit.
@@ -256,6 +258,14 @@ impl<'t> Enricher<'t> {
             }
             if !resolved {
                 self.translate_into(cc, sys_s, code_s, &mut actions);
+                let standard_uri = systems::canonical_uri(sys_s);
+                if known.is_none()
+                    && let Some(uri) = standard_uri
+                    && actions.iter().all(|a| matches!(a, Action::NotMapped(NotMappedReason::NoMap)))
+                {
+                    actions.clear();
+                    actions.push(Action::NotMapped(NotMappedReason::SystemNotLoaded { system: uri.into() }));
+                }
                 if actions.iter().all(|a| matches!(a, Action::NotMapped(_))) && known.is_some() {
                     // A standard system that lacks the code: say so rather than "no map".
                     actions.retain(|a| !matches!(a, Action::NotMapped(NotMappedReason::NoMap)));

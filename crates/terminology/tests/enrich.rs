@@ -112,6 +112,7 @@ fn standard_codes_get_displays_but_never_lose_theirs() {
             cc(vec![Coding::new(systems::LOINC, "0000-0")]),
             cc(vec![Coding { system: None, code: None, display: Some("free text".into()), ..Default::default() }]),
             cc(vec![Coding::new("http://terminology.hl7.org/CodeSystem/v2-0078", "H")]),
+            cc(vec![Coding::new("SCT", "44054006")]),
         ],
         values: vec![],
     };
@@ -130,6 +131,11 @@ fn standard_codes_get_displays_but_never_lose_theirs() {
     );
     assert_eq!(entry(&r, "Observation[4].code.coding[0]").not_mapped(), Some(&NotMappedReason::NoCode));
     assert_eq!(ev.codes[5].coding[0].display.as_deref(), Some("High"));
+    // SNOMED CT is not shipped: the report says so instead of "no map".
+    assert_eq!(
+        entry(&r, "Observation[6].code.coding[0]").not_mapped(),
+        Some(&NotMappedReason::SystemNotLoaded { system: systems::SNOMED.into() })
+    );
 }
 
 #[test]
