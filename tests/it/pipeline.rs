@@ -1,7 +1,9 @@
-//! ingest → normalize → terminology-enrich in-process, over the real broker and registry: a
-//! lab result sent with a LOINC code and a free-text unit leaves the enrich stage with the
-//! original coding kept, the LOINC display added and the quantity in UCUM; a local code that
-//! nothing maps is reported as an issue, not dropped.
+//! ingest → normalize → terminology-enrich → fan-out in-process, over the real broker and
+//! registry: a lab result sent with a LOINC code and a free-text unit leaves the enrich stage
+//! with the original coding kept, the LOINC display added and the quantity in UCUM; a local
+//! code that nothing maps is reported as an issue, not dropped; fan-out publishes each
+//! resource's current state keyed by id with references resolved, and a route rule sends the
+//! event as a FHIR JSON Bundle to its subscriber topic.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,10 @@ use arteria_tests::{create_topic, read_committed, require_stack, unique};
 use bus::txloop::TxLoopConfig;
 use bus::{BusProducer, Registry};
 use canonical::ClinicalEvent;
+use canonical::FhirResource;
 use enrich::{EnrichConfig, EnrichProcessor};
+use fanout::routes::{Route, RouteFormat, RouteMatch};
+use fanout::{FanoutConfig, FanoutProcessor};
 use ingest::{IngestConfig, KafkaPublisher, Session};
 use normalize::{NormalizeConfig, Normalizer};
 use telemetry::{Metrics, Outcome};
@@ -20,7 +25,7 @@ use terminology::Terminology;
 const ORU: &[u8] = b"MSH|^~\\&|LAB|NORTH|ARTERIA|HUB|20240301120000+0100||ORU^R01^ORU_R01|PL-ORU-1|P|2.5.1\rPID|1||PL-P-1^^^NORTH^MR||TESTER^ALEX\rOBR|1|ORD-1||2345-7^^LN|||20240301113000+0100\rOBX|1|NM|2345-7^^LN||95|mg/dl|70-99|N|||F\rOBX|2|NM|ZZ-LOCAL-9^Local assay^L||3|blargs|||||F\r";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lab_result_flows_through_ingest_normalize_and_enrich() {
+async fn a_lab_result_flows_through_ingest_normalize_enrich_and_fanout() {
     let cfg = require_stack();
     let (raw, idlq, normalized, ndlq, enriched, edlq) = (
         unique("pl.raw"),
@@ -92,4 +97,55 @@ async fn a_lab_result_flows_through_ingest_normalize_and_enrich() {
         "the unmapped local code is reported: {:?}",
         event.issues
     );
+
+    // Fan-out: current state per resource, and a route for glucose results.
+    let prefix = format!("{}.", unique("pl"));
+    let route_topic = unique("pl.route");
+    let fcfg = FanoutConfig {
+        input_topic: enriched.clone(),
+        dlq_topic: unique("pl.fdlq"),
+        group_id: unique("pl.fg"),
+        transactional_id: unique("pl.ft"),
+        topic_prefix: prefix.clone(),
+        routes: vec![Route {
+            name: "glucose".into(),
+            to: route_topic.clone(),
+            format: RouteFormat::FhirJson,
+            when: RouteMatch { codes: vec!["http://loinc.org|2345-7".into()], ..Default::default() },
+        }],
+        ..Default::default()
+    };
+    let obs_topic = fcfg.topic_for("Observation");
+    let patient_topic = fcfg.topic_for("Patient");
+    // What the fan-out service creates at start-up: every current-state topic, the DLQ, routes.
+    let mut topics: Vec<String> = fcfg.resource_types.iter().map(|t| fcfg.topic_for(t)).collect();
+    topics.extend([fcfg.dlq_topic.clone(), route_topic.clone()]);
+    for t in &topics {
+        create_topic(&cfg, t, 1).await;
+    }
+    let mut lc = TxLoopConfig::new("fanout", &fcfg.group_id, &[&enriched], &fcfg.transactional_id);
+    lc.dlq_topic = Some(fcfg.dlq_topic.clone());
+    let f = FanoutProcessor::new(fcfg, &registry, Metrics::new());
+    let stats = run_until(&cfg, lc, f, 1, Duration::from_secs(60)).await;
+    assert_eq!((stats.records_in, stats.dead_lettered), (1, 0), "{stats:?}");
+
+    let obs = read_committed(&cfg, &obs_topic, 2, Duration::from_secs(20)).await;
+    assert_eq!(obs.len(), 2, "one current-state record per Observation");
+    let serde = registry.value_serde::<FhirResource>(&obs_topic);
+    let patient_id = event.patient_key.clone().expect("event names its patient");
+    for r in &obs {
+        let res = serde.decode(r.value.as_deref().unwrap()).await.unwrap();
+        assert_eq!(r.key.as_deref(), Some(res.id.as_bytes()), "keyed by resource id");
+        assert_eq!(res.patient_id.as_deref(), Some(patient_id.as_str()));
+        let json: serde_json::Value = serde_json::from_str(&res.fhir_json).unwrap();
+        assert_eq!(json["subject"]["reference"], format!("Patient/{patient_id}"), "bundle reference resolved");
+    }
+    let patients = read_committed(&cfg, &patient_topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(patients.len(), 1);
+    let routed = read_committed(&cfg, &route_topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(routed.len(), 1, "the glucose route fired once");
+    let bundle: serde_json::Value = serde_json::from_slice(routed[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "collection");
+    assert_eq!(routed[0].headers.content_type(), Some("application/fhir+json"));
 }

@@ -34,6 +34,7 @@ fn reason_text(r: &NotMappedReason) -> (&'static str, String) {
     match r {
         NotMappedReason::NoCode => ("no-code", "coding has no code".into()),
         NotMappedReason::UnknownCode { system } => ("unknown-code", format!("code not found in {system}")),
+        NotMappedReason::SystemNotLoaded { system } => ("system-not-loaded", format!("{system} is not loaded; load its release to check and map it")),
         NotMappedReason::NoMap => ("not-mapped", "no concept map translates this code to a standard system".into()),
         NotMappedReason::MapUnmatched { map_url } => ("map-unmatched", format!("{map_url} says the code has no match")),
         NotMappedReason::NoUnit => ("no-unit", "quantity has no unit".into()),

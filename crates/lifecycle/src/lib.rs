@@ -39,6 +39,8 @@ pub struct StageSpec<'a> {
     pub telemetry: &'a TelemetryConfig,
     /// Every topic the stage reads or writes (created with the default shape when missing).
     pub topics: Vec<String>,
+    /// Topics among them that hold current state (cleanup.policy=compact), whatever their name.
+    pub compacted: Vec<String>,
     pub loop_cfg: TxLoopConfig,
 }
 
@@ -63,7 +65,15 @@ where
     let result = async {
         wait_for_kafka(spec.bus, &spec.bus.startup_retry, &shutdown).await.map_err(bus_err("Kafka is not reachable"))?;
         health.set("kafka", true);
-        let specs: Vec<TopicSpec> = spec.topics.iter().map(|t| TopicSpec::with_defaults(t, &spec.bus.topics)).collect();
+        let specs: Vec<TopicSpec> = spec
+            .topics
+            .iter()
+            .map(|t| {
+                let mut s = TopicSpec::with_defaults(t, &spec.bus.topics);
+                s.compacted |= spec.compacted.contains(t);
+                s
+            })
+            .collect();
         ensure_topics(spec.bus, &specs).await.map_err(bus_err("topics are missing or have the wrong shape"))?;
         health.set("topics", true);
         let registry = Registry::new(&spec.bus.registry)?;

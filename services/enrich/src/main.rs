@@ -55,6 +55,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         bus: &cfg.bus,
         telemetry: &cfg.telemetry,
         topics: vec![e.input_topic.clone(), e.output_topic.clone(), e.dlq_topic.clone()],
+        compacted: Vec::new(),
         loop_cfg,
     };
     let metrics = Metrics::new();

@@ -54,6 +54,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         bus: &cfg.bus,
         telemetry: &cfg.telemetry,
         topics: vec![n.input_topic.clone(), n.output_topic.clone(), n.dlq_topic.clone()],
+        compacted: Vec::new(),
         loop_cfg,
     };
     let metrics = Metrics::new();

@@ -1,0 +1,118 @@
+//! The fan-out transform for one enriched event: one `FhirResource` per resource on its
+//! `fhir.<type>.v1` topic keyed by resource id, and the event to each matching route — all in
+//! the loop's transaction, so a restart never publishes half an event.
+
+use crate::config::FanoutConfig;
+use crate::resources;
+use crate::routes::RouteFormat;
+use bus::txloop::{Output, ProcessError, Processor};
+use bus::{AvroSerde, InputRecord, MessageHeaders, Registry};
+use canonical::{ClinicalEvent, FhirResource};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use telemetry::{Metrics, Outcome};
+
+const STAGE: &str = "fanout";
+
+/// Media types of fan-out's values.
+pub const RESOURCE_CONTENT_TYPE: &str = "application/vnd.arteria.fhir-resource.v1+avro";
+pub const EVENT_CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";
+pub const FHIR_JSON_CONTENT_TYPE: &str = "application/fhir+json";
+
+pub struct FanoutProcessor {
+    cfg: FanoutConfig,
+    registry: Registry,
+    input: AvroSerde<ClinicalEvent>,
+    resource_serdes: Mutex<HashMap<String, AvroSerde<FhirResource>>>,
+    event_serdes: Mutex<HashMap<String, AvroSerde<ClinicalEvent>>>,
+    metrics: Metrics,
+}
+
+impl FanoutProcessor {
+    pub fn new(cfg: FanoutConfig, registry: &Registry, metrics: Metrics) -> Self {
+        Self {
+            input: registry.value_serde(&cfg.input_topic),
+            registry: registry.clone(),
+            resource_serdes: Mutex::new(HashMap::new()),
+            event_serdes: Mutex::new(HashMap::new()),
+            cfg,
+            metrics,
+        }
+    }
+
+    /// Every topic this stage writes: the current-state topics and the route topics.
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.cfg.resource_types.iter().map(|r| self.cfg.topic_for(r)).collect();
+        t.extend(self.cfg.routes.iter().map(|r| r.to.clone()));
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Registers the value schemas of every output topic (surfaces incompatibilities at start-up).
+    pub async fn register(&self) -> Result<(), bus::AvroError> {
+        for t in self.cfg.resource_types.iter().map(|r| self.cfg.topic_for(r)) {
+            self.resource_serde(&t).register().await?;
+        }
+        for r in self.cfg.routes.iter().filter(|r| r.format == RouteFormat::Avro) {
+            self.event_serde(&r.to).register().await?;
+        }
+        Ok(())
+    }
+
+    fn resource_serde(&self, topic: &str) -> AvroSerde<FhirResource> {
+        let mut m = self.resource_serdes.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(topic.to_string()).or_insert_with(|| self.registry.value_serde(topic)).clone()
+    }
+
+    fn event_serde(&self, topic: &str) -> AvroSerde<ClinicalEvent> {
+        let mut m = self.event_serdes.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(topic.to_string()).or_insert_with(|| self.registry.value_serde(topic)).clone()
+    }
+}
+
+fn headers(id: &str, content_type: &str) -> MessageHeaders {
+    let mut h = MessageHeaders::new();
+    h.set_message_id(id).set_content_type(content_type);
+    h
+}
+
+impl Processor for FanoutProcessor {
+    async fn process(&self, rec: &InputRecord) -> Result<Vec<Output>, ProcessError> {
+        self.metrics.count(STAGE, Outcome::received);
+        let started = std::time::Instant::now();
+        let value = rec.value.as_deref().ok_or_else(|| ProcessError::permanent("empty", "record has no value"))?;
+        let event = self.input.decode(value).await?;
+        let permanent = |e: resources::ResourceError| {
+            self.metrics.count(STAGE, Outcome::dead_lettered);
+            ProcessError::permanent("resource", e.to_string())
+        };
+        let current = resources::current_state(&event, &self.cfg.resource_types).map_err(permanent)?;
+        let mut out = Vec::with_capacity(current.len() + self.cfg.routes.len());
+        for r in &current {
+            let topic = self.cfg.topic_for(&r.resource_type);
+            let value = self.resource_serde(&topic).encode(r).await?;
+            // The message id names this version: the resource in this event.
+            let id = format!("{}/{}@{}", r.resource_type, r.id, event.id);
+            out.push(Output { topic, key: Some(r.id.clone().into_bytes()), value, headers: headers(&id, RESOURCE_CONTENT_TYPE) });
+        }
+        if !self.cfg.routes.is_empty() {
+            let parsed: Vec<serde_json::Value> =
+                event.resources.iter().filter_map(|r| serde_json::from_str(&r.fhir_json).ok()).collect();
+            for route in self.cfg.routes.iter().filter(|r| r.when.matches(&event, &parsed)) {
+                let (value, ct) = match route.format {
+                    RouteFormat::Avro => (self.event_serde(&route.to).encode(&event).await?, EVENT_CONTENT_TYPE),
+                    RouteFormat::FhirJson => {
+                        let b = resources::collection_bundle(&event).map_err(permanent)?;
+                        (serde_json::to_vec(&b).expect("a JSON value serialises"), FHIR_JSON_CONTENT_TYPE)
+                    }
+                };
+                tracing::debug!(route = %route.name, event_id = %event.id, "routed");
+                out.push(Output { topic: route.to.clone(), key: rec.key.clone(), value, headers: headers(&event.id, ct) });
+            }
+        }
+        self.metrics.count(STAGE, Outcome::acknowledged);
+        self.metrics.observe_latency(STAGE, started.elapsed());
+        Ok(out)
+    }
+}

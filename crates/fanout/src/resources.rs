@@ -1,0 +1,142 @@
+//! From one event to standalone resources. Inside an event, resources refer to each other with
+//! bundle-local `urn:uuid:<id>` references; once a resource stands alone on a topic those must
+//! become `<Type>/<id>`, as a FHIR server does when it processes a transaction bundle. The
+//! patient a resource is about is read from the result, for keys and indexes.
+
+use canonical::{ClinicalEvent, FhirResource};
+use serde_json::Value;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("resource {index} ({resource_type}) is not valid JSON: {detail}")]
+    Json { index: usize, resource_type: String, detail: String },
+}
+
+fn rewrite_refs(v: &mut Value, types: &HashMap<&str, &str>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get_mut("reference")
+                && let Some(id) = r.strip_prefix("urn:uuid:")
+                && let Some(t) = types.get(id)
+            {
+                *r = format!("{t}/{id}");
+            }
+            for child in map.values_mut() {
+                rewrite_refs(child, types);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| rewrite_refs(c, types)),
+        _ => {}
+    }
+}
+
+/// The patient a resource is about: itself for a Patient, else `subject` or `patient`.
+pub fn patient_of(resource_type: &str, id: &str, json: &Value) -> Option<String> {
+    if resource_type == "Patient" {
+        return Some(id.to_string());
+    }
+    ["subject", "patient"].iter().find_map(|f| {
+        json.get(f)?.get("reference")?.as_str()?.strip_prefix("Patient/").map(str::to_string)
+    })
+}
+
+/// The event's resources of the wanted types as `FhirResource` records, references resolved.
+pub fn current_state(event: &ClinicalEvent, wanted: &[String]) -> Result<Vec<FhirResource>, ResourceError> {
+    let types: HashMap<&str, &str> = event.resources.iter().map(|r| (r.id.as_str(), r.resource_type.as_str())).collect();
+    let mut out = Vec::new();
+    for (index, r) in event.resources.iter().enumerate() {
+        if !wanted.iter().any(|w| *w == r.resource_type) {
+            continue;
+        }
+        let mut json: Value = serde_json::from_str(&r.fhir_json).map_err(|e| ResourceError::Json {
+            index,
+            resource_type: r.resource_type.clone(),
+            detail: e.to_string(),
+        })?;
+        rewrite_refs(&mut json, &types);
+        out.push(FhirResource {
+            id: r.id.clone(),
+            resource_type: r.resource_type.clone(),
+            tenant: event.tenant.clone(),
+            patient_id: patient_of(&r.resource_type, &r.id, &json),
+            source_event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at,
+            fhir_json: serde_json::to_string(&json).expect("a JSON value serialises"),
+        });
+    }
+    Ok(out)
+}
+
+/// The event's resources as a FHIR `collection` Bundle (for JSON subscribers), references
+/// resolved to `<Type>/<id>` and each entry's fullUrl likewise.
+pub fn collection_bundle(event: &ClinicalEvent) -> Result<Value, ResourceError> {
+    let all: Vec<String> = event.resources.iter().map(|r| r.resource_type.clone()).collect();
+    let entries: Vec<Value> = current_state(event, &all)?
+        .into_iter()
+        .map(|r| {
+            let resource: Value = serde_json::from_str(&r.fhir_json).expect("written above");
+            serde_json::json!({ "fullUrl": format!("{}/{}", r.resource_type, r.id), "resource": resource })
+        })
+        .collect();
+    Ok(serde_json::json!({ "resourceType": "Bundle", "id": event.id, "type": "collection", "entry": entries }))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use canonical::{Provenance, Resource, SenderId};
+
+    pub fn event() -> ClinicalEvent {
+        let r = |t: &str, id: &str, j: Value| Resource { resource_type: t.into(), id: id.into(), fhir_json: j.to_string() };
+        ClinicalEvent {
+            id: "ev-1".into(),
+            source_raw_id: "raw-1".into(),
+            tenant: "t".into(),
+            event_type: "hl7v2.oru.r01".into(),
+            occurred_at: 1_700_000_000_000_000,
+            sender: SenderId { application: "LAB".into(), facility: "NORTH".into() },
+            patient_key: Some("p1".into()),
+            provenance: Provenance {
+                source_format: "hl7v2".into(),
+                source_message_type: Some("ORU^R01".into()),
+                source_control_id: Some("C1".into()),
+                stage: "enrich".into(),
+                logic_version: "x".into(),
+                profile: None,
+            },
+            resources: vec![
+                r("MessageHeader", "mh1", serde_json::json!({"resourceType": "MessageHeader", "id": "mh1", "focus": [{"reference": "urn:uuid:o1"}]})),
+                r("Patient", "p1", serde_json::json!({"resourceType": "Patient", "id": "p1"})),
+                r("Observation", "o1", serde_json::json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+                    "subject": {"reference": "urn:uuid:p1"}, "performer": [{"reference": "urn:uuid:elsewhere"}]})),
+            ],
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn current_state_resolves_references_and_finds_the_patient() {
+        let wanted = vec!["Patient".to_string(), "Observation".to_string()];
+        let out = current_state(&event(), &wanted).unwrap();
+        assert_eq!(out.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["p1", "o1"], "MessageHeader skipped");
+        let obs: Value = serde_json::from_str(&out[1].fhir_json).unwrap();
+        assert_eq!(obs["subject"]["reference"], "Patient/p1");
+        assert_eq!(obs["performer"][0]["reference"], "urn:uuid:elsewhere", "unknown targets left as they are");
+        assert_eq!(out[1].patient_id.as_deref(), Some("p1"));
+        assert_eq!(out[0].patient_id.as_deref(), Some("p1"), "a Patient is about itself");
+        assert_eq!(out[1].source_event_id, "ev-1");
+        assert_eq!(out[1].occurred_at, 1_700_000_000_000_000);
+    }
+
+    #[test]
+    fn collection_bundle_holds_every_resource() {
+        let b = collection_bundle(&event()).unwrap();
+        assert_eq!(b["type"], "collection");
+        assert_eq!(b["entry"].as_array().unwrap().len(), 3);
+        assert_eq!(b["entry"][2]["fullUrl"], "Observation/o1");
+        assert_eq!(b["entry"][0]["resource"]["focus"][0]["reference"], "Observation/o1");
+    }
+}
