@@ -913,7 +913,8 @@ impl<'a> ConceptMapRef<'a> {
                 return None;
             }
             let e = MapEntryRef { map: *self, idx: v - 1 };
-            if e.code().as_bytes() == code.as_bytes() && e.source_system() == system {
+            // Byte compares: no UTF-8 check on the way to a hit.
+            if e.bytes_at(0) == code.as_bytes() && e.source_system_bytes() == system.as_bytes() {
                 return Some(e);
             }
             slot = (slot + 1) & (cap - 1);
@@ -938,6 +939,17 @@ pub struct MapEntryRef<'a> {
 impl<'a> MapEntryRef<'a> {
     fn word(&self, k: usize) -> u32 {
         rd(self.map.bytes, self.map.ix.entries + (self.idx as usize * ENTRY_WORDS + k) * 4)
+    }
+    fn bytes_at(&self, k: usize) -> &'a [u8] {
+        arena_bytes(self.map.bytes, self.map.ix.arena, self.map.ix.arena_end, self.word(k), self.word(k + 1))
+    }
+    fn source_system_bytes(&self) -> &'a [u8] {
+        let g = self.word(2);
+        if g >= self.map.ix.n_groups {
+            return &[];
+        }
+        let o = self.map.ix.groups + g as usize * GROUP_WORDS * 4;
+        arena_bytes(self.map.bytes, self.map.ix.arena, self.map.ix.arena_end, rd(self.map.bytes, o), rd(self.map.bytes, o + 4))
     }
     pub fn code(&self) -> &'a str {
         self.map.s(self.word(0), self.word(1))
