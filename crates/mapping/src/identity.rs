@@ -9,7 +9,6 @@
 //! OBR-2 in one message are two resources.
 
 use sha2::{Digest, Sha256};
-use std::fmt::Write;
 
 /// A deterministic id for a resource of type `rtype` with the natural key `parts`.
 pub fn id(tenant: &str, rtype: &str, parts: &[&str]) -> String {
@@ -23,12 +22,14 @@ pub fn id(tenant: &str, rtype: &str, parts: &[&str]) -> String {
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0F) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3F) | 0x80; // RFC 9562 variant
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             s.push('-');
         }
-        let _ = write!(s, "{byte:02x}");
+        s.push(HEX[usize::from(byte >> 4)] as char);
+        s.push(HEX[usize::from(byte & 0xF)] as char);
     }
     s
 }
