@@ -269,3 +269,43 @@ async fn sigterm_mid_run_commits_the_batch_in_hand_and_a_restart_continues_exact
     let problems = exactly_once_in_order(&got, numbered, &expected);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replica_joining_mid_run_rebalances_without_loss_or_duplication() {
+    let cfg = require_stack();
+    let (input, output, dlq) = (unique("reb.in"), unique("reb.out"), unique("reb.dlq"));
+    for t in [&input, &output, &dlq] {
+        create_topic(&cfg, t, 4).await;
+    }
+    let expected = produce_numbered(&cfg, &input, 40, 100).await; // 4,000 records
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let group = unique("reb.group");
+    let config = |txn: &str| {
+        let mut lc = TxLoopConfig::new("reb", &group, &[&input], txn);
+        lc.dlq_topic = Some(dlq.clone());
+        lc.tuning.max_records_per_txn = 100;
+        lc
+    };
+    let shutdown = Shutdown::new();
+    let a = TxLoop::start(&cfg, config(&unique("reb.a")), &registry, &shutdown).await.unwrap();
+    let ca = a.counters();
+    let (oa, sa) = (output.clone(), shutdown.clone());
+    let ha = tokio::spawn(async move { a.run(&Slow { output: oa }, &sa).await });
+    while ca.snapshot().records_in < 500 {
+        assert!(!ha.is_finished(), "replica A ended early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = TxLoop::start(&cfg, config(&unique("reb.b")), &registry, &shutdown).await.unwrap();
+    let cb = b.counters();
+    let (ob, sb) = (output.clone(), shutdown.clone());
+    let hb = tokio::spawn(async move { b.run(&Slow { output: ob }, &sb).await });
+
+    let got = read_committed(&cfg, &output, 4_000, Duration::from_secs(120)).await;
+    shutdown.trigger();
+    let (sa, sb) = (ha.await.unwrap().unwrap(), hb.await.unwrap().unwrap());
+    eprintln!("replica A: {sa:?}\nreplica B: {sb:?}");
+    assert!(cb.snapshot().records_in > 0, "replica B took over some partitions");
+    assert_eq!(sa.records_in + sb.records_in, 4_000, "committed inputs add up");
+    let problems = exactly_once_in_order(&got, numbered, &expected);
+    assert!(problems.is_empty(), "{} records\n{}", got.len(), problems.join("\n"));
+}
