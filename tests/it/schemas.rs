@@ -13,6 +13,7 @@ fn rust_types() -> BTreeMap<&'static str, Schema> {
         ("schemas/RawMessage.avsc", canonical::RawMessage::get_schema()),
         ("schemas/ClinicalEvent.avsc", canonical::ClinicalEvent::get_schema()),
         ("schemas/AuditEvent.avsc", canonical::AuditEvent::get_schema()),
+        ("schemas/FhirResource.avsc", canonical::FhirResource::get_schema()),
         ("schemas/DeadLetter.avsc", bus::DeadLetter::get_schema()),
     ])
 }
@@ -30,10 +31,10 @@ fn every_schema_parses_and_is_exactly_its_rust_type() {
                 continue;
             }
         };
-        if let Schema::Record(r) = &schema {
-            if r.name.namespace() != Some("org.arteria.v1") {
-                problems.push(format!("{}: namespace {:?}, expected org.arteria.v1", f.rel_path, r.name.namespace()));
-            }
+        if let Schema::Record(r) = &schema
+            && r.name.namespace() != Some("org.arteria.v1")
+        {
+            problems.push(format!("{}: namespace {:?}, expected org.arteria.v1", f.rel_path, r.name.namespace()));
         }
         let Some(derived) = types.remove(f.rel_path.as_str()) else {
             problems.push(format!("{} has no Rust type checked against it (add it to rust_types())", f.rel_path));
