@@ -1,0 +1,87 @@
+//! Client helpers for other Arteria programs (the `arteria query ...` CLI commands): connect,
+//! then ask in domain terms; list helpers follow every page.
+
+use crate::proto::query_client::QueryClient;
+use crate::proto::{
+    GetPatientRequest, Identifier, ListObservationsRequest, Page, Resource, get_patient_request, list_observations_request,
+};
+
+/// The generated client over a tonic channel.
+pub type Client = QueryClient<tonic::transport::Channel>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid query service address {addr:?}: {detail}")]
+    Address { addr: String, detail: String },
+    #[error("cannot connect to the query service at {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("query service answered {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+/// Which patient: by resource id or by identifier (empty system = any system).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientRef {
+    Id(String),
+    Identifier { system: String, value: String },
+}
+
+/// Connects to `addr` (`host:port` or `http://host:port`).
+pub async fn connect(addr: &str) -> Result<Client, ClientError> {
+    let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
+        .map_err(|e| ClientError::Address { addr: addr.into(), detail: e.to_string() })?;
+    let channel = endpoint.connect().await.map_err(|source| ClientError::Connect { addr: uri, source })?;
+    Ok(QueryClient::new(channel))
+}
+
+/// GetPatient by id or identifier.
+pub async fn patient(c: &mut Client, who: &PatientRef) -> Result<Resource, ClientError> {
+    let by = match who {
+        PatientRef::Id(id) => get_patient_request::By::Id(id.clone()),
+        PatientRef::Identifier { system, value } => {
+            get_patient_request::By::Identifier(Identifier { system: system.clone(), value: value.clone() })
+        }
+    };
+    Ok(c.get_patient(GetPatientRequest { by: Some(by) }).await?.into_inner())
+}
+
+/// Every Observation of a patient matching `codes` ("system|code" or "code"; empty = all) in
+/// the optional `from`..`to` range, newest first, following all pages.
+pub async fn observations(
+    c: &mut Client,
+    who: &PatientRef,
+    codes: &[String],
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<Resource>, ClientError> {
+    let patient = match who {
+        PatientRef::Id(id) => list_observations_request::Patient::PatientId(id.clone()),
+        PatientRef::Identifier { system, value } => {
+            list_observations_request::Patient::PatientIdentifier(Identifier { system: system.clone(), value: value.clone() })
+        }
+    };
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_observations(ListObservationsRequest {
+                patient: Some(patient.clone()),
+                codes: codes.to_vec(),
+                from: from.unwrap_or_default().to_string(),
+                to: to.unwrap_or_default().to_string(),
+                page: Some(Page { size: 1000, token }),
+            })
+            .await?
+            .into_inner();
+        out.extend(page.resources);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        token = page.next_page_token;
+    }
+}

@@ -1,0 +1,47 @@
+//! The query service's settings (section `[query]`), every key with its default; the service's
+//! `query.toml` documents them for operators.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Where the gRPC API listens.
+    pub grpc_addr: SocketAddr,
+    /// Directory of the SQLite store (`query.sqlite` inside it).
+    pub data_dir: PathBuf,
+    /// Topics to materialise; empty means every topic matching `topic_pattern`.
+    pub topics: Vec<String>,
+    /// Regular expression (librdkafka syntax, must start with `^`) used when `topics` is empty.
+    pub topic_pattern: String,
+    /// Consumer groups are `<group_prefix>.<uuid>`, one per store file, so a new (or deleted)
+    /// store always rebuilds from the beginning of the topics.
+    pub group_prefix: String,
+    /// Delete the store on start and rebuild it from the topics (also `query --rebuild`).
+    pub rebuild_on_start: bool,
+    /// Changes a WatchPatient stream may fall behind before it is ended with RESOURCE_EXHAUSTED.
+    pub watch_buffer: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./.state/query"),
+            topics: Vec::new(),
+            topic_pattern: r"^fhir\..*\.v1$".into(),
+            group_prefix: "arteria-query".into(),
+            rebuild_on_start: false,
+            watch_buffer: 1024,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// What to subscribe to: the explicit list, else the pattern.
+    pub fn subscription(&self) -> Vec<String> {
+        if self.topics.is_empty() { vec![self.topic_pattern.clone()] } else { self.topics.clone() }
+    }
+}

@@ -1,0 +1,810 @@
+//! The materialised view: current FHIR resources in an embedded SQLite file, with the search
+//! indexes the API needs.
+//!
+//! One writer (the consumer) and any number of readers (gRPC calls) work at once because the
+//! database runs in WAL mode: readers see the last committed state and never block the writer.
+//! The writer connection sits behind a mutex; readers come from a small pool of read-only
+//! connections. Every call is synchronous: async callers run it with `spawn_blocking`.
+//!
+//! Upserts are idempotent per (resource_type, id): a version with a newer `occurred_at`
+//! replaces the stored one, an equal or older one is ignored, so replaying a topic is harmless.
+//! After each committed change the store announces it on a broadcast channel ([`Change`]),
+//! which is what `WatchPatient` streams.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use canonical::current::FhirResource;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use tokio::sync::broadcast;
+
+use crate::index::{self, Extracted};
+
+/// Sort value of a resource without an effective time (sorts last in newest-first lists).
+pub const NO_TIME: i64 = i64::MIN;
+
+/// Store failures. None of them carries resource content (messages may be logged).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the store directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot remove the store file {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("resource {resource_type}/{id} has fhir_json that is not a JSON object: {detail}")]
+    BadJson { resource_type: String, id: String, detail: String },
+}
+
+/// A resource as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub tenant: String,
+    pub patient_id: Option<String>,
+    /// Microseconds since the epoch, from the record that produced this version.
+    pub occurred_at: i64,
+    /// The FHIR JSON exactly as received.
+    pub json: String,
+    /// When the store last changed it (RFC 3339).
+    pub last_updated: String,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Inserted,
+    Updated,
+    /// The stored version is as new or newer; nothing changed.
+    Ignored,
+}
+
+/// A committed change, as announced to watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub resource: StoredResource,
+}
+
+/// A page request: at most `size` rows after `after` (the sort key of the last row seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageReq {
+    pub size: usize,
+    pub after: Option<Cursor>,
+}
+
+/// Position in a listing: (sort time, id). Patient searches sort by id only (time 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: i64,
+    pub id: String,
+}
+
+/// A page of results and where the next one starts, if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageOf {
+    pub rows: Vec<StoredResource>,
+    pub next: Option<Cursor>,
+}
+
+/// Patient search criteria; each given one must match (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientSearch {
+    /// Case-insensitive prefix of a family or given name.
+    pub name: Option<String>,
+    /// YYYY, YYYY-MM or YYYY-MM-DD prefix of birthDate.
+    pub birth_date: Option<String>,
+    /// (system, value); empty system matches any.
+    pub identifier: Option<(String, String)>,
+}
+
+/// A code filter: `system|code` or a bare code (any system).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeFilter {
+    pub system: Option<String>,
+    pub code: String,
+}
+
+impl CodeFilter {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.split_once('|') {
+            Some((sys, code)) if !code.is_empty() => {
+                Some(Self { system: (!sys.is_empty()).then(|| sys.to_string()), code: code.to_string() })
+            }
+            Some(_) => None,
+            None if !s.is_empty() => Some(Self { system: None, code: s.to_string() }),
+            None => None,
+        }
+    }
+}
+
+/// Filters of a per-patient listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Any of these codes (empty: all).
+    pub codes: Vec<CodeFilter>,
+    /// Inclusive lower bound on the effective time (µs).
+    pub from: Option<i64>,
+    /// Exclusive upper bound on the effective time (µs).
+    pub to_exclusive: Option<i64>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS resources (
+    resource_type   TEXT NOT NULL,
+    id              TEXT NOT NULL,
+    tenant          TEXT NOT NULL,
+    patient_id      TEXT,
+    occurred_at     INTEGER NOT NULL,
+    source_event_id TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    json            TEXT NOT NULL,
+    last_updated    TEXT NOT NULL,
+    effective       INTEGER NOT NULL,
+    birth_date      TEXT,
+    PRIMARY KEY (resource_type, id)
+);
+CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (resource_type, patient_id, effective, id);
+CREATE TABLE IF NOT EXISTS patient_identifiers (
+    patient_id TEXT NOT NULL,
+    system     TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (patient_id, system, value)
+);
+CREATE INDEX IF NOT EXISTS identifiers_by_value ON patient_identifiers (value, system);
+CREATE TABLE IF NOT EXISTS patient_names (
+    patient_id TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (patient_id, name)
+);
+CREATE INDEX IF NOT EXISTS names_by_name ON patient_names (name);
+CREATE TABLE IF NOT EXISTS codes (
+    resource_type TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    system        TEXT NOT NULL,
+    code          TEXT NOT NULL,
+    PRIMARY KEY (resource_type, id, system, code)
+);
+CREATE INDEX IF NOT EXISTS codes_by_code ON codes (code, system);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+const COLUMNS: &str = "resource_type, id, tenant, patient_id, occurred_at, json, last_updated";
+
+/// Readers kept open between calls; more are opened under load and closed afterwards.
+const IDLE_READERS: usize = 4;
+
+/// The SQLite store.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    changes: broadcast::Sender<Arc<Change>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn row_to_resource(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredResource> {
+    Ok(StoredResource {
+        resource_type: r.get(0)?,
+        id: r.get(1)?,
+        tenant: r.get(2)?,
+        patient_id: r.get(3)?,
+        occurred_at: r.get(4)?,
+        json: r.get(5)?,
+        last_updated: r.get(6)?,
+    })
+}
+
+impl Store {
+    /// The database file inside `data_dir`.
+    pub fn file_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("query.sqlite")
+    }
+
+    /// Removes the database file in `data_dir` (and its WAL files), for a rebuild.
+    pub fn remove(data_dir: &Path) -> Result<(), StoreError> {
+        let db = Self::file_in(data_dir);
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", db.display()));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Remove { path: p, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (creating if needed) the store in `data_dir`. `watch_capacity` bounds how far a
+    /// watcher may fall behind before it is told it lagged.
+    pub fn open(data_dir: &Path, watch_capacity: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Dir { path: data_dir.into(), source })?;
+        let path = Self::file_in(data_dir);
+        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let writer = Connection::open(&path).map_err(sql)?;
+        writer.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        // WAL: readers do not block the writer. synchronous=FULL: a write the consumer has
+        // committed to Kafka must survive a power cut, or the store would silently miss it.
+        writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        writer.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        writer.execute_batch(SCHEMA).map_err(sql)?;
+        let (changes, _) = broadcast::channel(watch_capacity.max(1));
+        Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Subscribes to changes committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+
+    /// A value kept beside the data (e.g. the consumer group that fills this store).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(|e| self.sql(e))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value])
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Stores `r` unless the stored version is as new or newer; re-indexes on change and
+    /// announces the change once it is committed.
+    pub fn upsert(&self, r: &FhirResource) -> Result<Upsert, StoreError> {
+        let json: serde_json::Value = serde_json::from_str(&r.fhir_json)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .ok_or_else(|| StoreError::BadJson {
+                resource_type: r.resource_type.clone(),
+                id: r.id.clone(),
+                detail: match serde_json::from_str::<serde_json::Value>(&r.fhir_json) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "not an object".into(),
+                },
+            })?;
+        let x: Extracted = index::extract(&r.resource_type, &json);
+        let patient_id = if r.resource_type == "Patient" {
+            Some(r.id.clone())
+        } else {
+            r.patient_id.clone().filter(|p| !p.is_empty()).or(x.patient_ref.clone())
+        };
+        let last_updated = crate::time::now_rfc3339();
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.sql(e))?;
+        let existed: bool = tx
+            .query_row("SELECT 1 FROM resources WHERE resource_type = ?1 AND id = ?2", [&r.resource_type, &r.id], |_| Ok(()))
+            .optional()
+            .map_err(|e| self.sql(e))?
+            .is_some();
+        let changed = tx
+            .execute(
+                "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (resource_type, id) DO UPDATE SET
+                    tenant = excluded.tenant, patient_id = excluded.patient_id, occurred_at = excluded.occurred_at,
+                    source_event_id = excluded.source_event_id, event_type = excluded.event_type, json = excluded.json,
+                    last_updated = excluded.last_updated, effective = excluded.effective, birth_date = excluded.birth_date
+                 WHERE excluded.occurred_at > resources.occurred_at",
+                params![
+                    r.resource_type,
+                    r.id,
+                    r.tenant,
+                    patient_id,
+                    r.occurred_at,
+                    r.source_event_id,
+                    r.event_type,
+                    r.fhir_json,
+                    last_updated,
+                    x.effective.unwrap_or(NO_TIME),
+                    x.birth_date,
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+        if changed == 0 {
+            return Ok(Upsert::Ignored);
+        }
+        Self::reindex(&tx, &r.resource_type, &r.id, &x).map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        drop(w);
+        let change = Change {
+            resource: StoredResource {
+                resource_type: r.resource_type.clone(),
+                id: r.id.clone(),
+                tenant: r.tenant.clone(),
+                patient_id,
+                occurred_at: r.occurred_at,
+                json: r.fhir_json.clone(),
+                last_updated,
+            },
+        };
+        // No receivers is fine: nobody is watching.
+        let _ = self.changes.send(Arc::new(change));
+        Ok(if existed { Upsert::Updated } else { Upsert::Inserted })
+    }
+
+    fn reindex(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
+        tx.execute("DELETE FROM codes WHERE resource_type = ?1 AND id = ?2", [resource_type, id])?;
+        if resource_type == "Patient" {
+            tx.execute("DELETE FROM patient_identifiers WHERE patient_id = ?1", [id])?;
+            tx.execute("DELETE FROM patient_names WHERE patient_id = ?1", [id])?;
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)")?;
+            for (system, value) in &x.identifiers {
+                ins.execute([id, system, value])?;
+            }
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)")?;
+            for name in &x.names {
+                ins.execute([id, name])?;
+            }
+        }
+        let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)")?;
+        for (system, code) in &x.codes {
+            ins.execute([resource_type, id, system, code])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a resource (a tombstone on a compacted topic). `resource_type` is compared
+    /// case-insensitively, since topic names carry it in lower case. Returns whether it existed.
+    pub fn delete(&self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.sql(e))?;
+        let found: Option<String> = tx
+            .query_row("SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2", [resource_type, id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let Some(rt) = found else { return Ok(false) };
+        tx.execute("DELETE FROM resources WHERE resource_type = ?1 AND id = ?2", [&rt, id]).map_err(|e| self.sql(e))?;
+        Self::reindex(&tx, &rt, id, &Extracted::default()).map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(true)
+    }
+
+    /// Checkpoints the WAL into the main file (on shutdown, so the file alone is complete).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.sql(e))
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(|e| self.sql(e))?;
+                c.busy_timeout(Duration::from_secs(10)).map_err(|e| self.sql(e))?;
+                c
+            }
+        };
+        let out = f(&conn).map_err(|e| self.sql(e));
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// One resource by type and id.
+    pub fn get(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM resources WHERE resource_type = ?1 AND id = ?2"))?
+                .query_row([resource_type, id], row_to_resource)
+                .optional()
+        })
+    }
+
+    /// Ids of the patients with identifier `value` (in `system`, or any system when empty).
+    pub fn patients_by_identifier(&self, system: &str, value: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT patient_id FROM patient_identifiers WHERE value = ?1 AND (?2 = '' OR system = ?2) ORDER BY patient_id LIMIT 100",
+            )?;
+            st.query_map([value, system], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// Patients matching every given criterion, by id.
+    pub fn search_patients(&self, s: &PatientSearch, page: &PageReq) -> Result<PageOf, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM resources r WHERE r.resource_type = 'Patient'");
+        let mut args: Vec<SqlValue> = Vec::new();
+        if let Some(name) = &s.name {
+            let lo = name.trim().to_lowercase();
+            // Every string with prefix `lo` sorts between `lo` and `lo` + the highest scalar.
+            let hi = format!("{lo}\u{10FFFF}");
+            sql.push_str(" AND EXISTS (SELECT 1 FROM patient_names n WHERE n.patient_id = r.id AND n.name >= ? AND n.name < ?)");
+            args.push(lo.into());
+            args.push(hi.into());
+        }
+        if let Some(bd) = &s.birth_date {
+            sql.push_str(" AND substr(r.birth_date, 1, ?) = ?");
+            args.push((bd.len() as i64).into());
+            args.push(bd.clone().into());
+        }
+        if let Some((system, value)) = &s.identifier {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM patient_identifiers i WHERE i.patient_id = r.id AND i.value = ? AND (? = '' OR i.system = ?))");
+            args.push(value.clone().into());
+            args.push(system.clone().into());
+            args.push(system.clone().into());
+        }
+        if let Some(after) = &page.after {
+            sql.push_str(" AND r.id > ?");
+            args.push(after.id.clone().into());
+        }
+        sql.push_str(" ORDER BY r.id LIMIT ?");
+        args.push(((page.size + 1) as i64).into());
+        let mut rows = self.read(|c| c.prepare(&sql)?.query_map(params_from_iter(args), row_to_resource)?.collect::<rusqlite::Result<Vec<_>>>())?;
+        Ok(Self::paginate(&mut rows, page.size, |r| Cursor { time: 0, id: r.id.clone() }))
+    }
+
+    /// Resources of `resource_type` about `patient_id`, newest effective time first (those
+    /// without one last), then by id descending.
+    pub fn list_for_patient(&self, resource_type: &str, patient_id: &str, f: &ListFilter, page: &PageReq) -> Result<PageOf, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS}, r.effective FROM resources r WHERE r.resource_type = ? AND r.patient_id = ?");
+        let mut args: Vec<SqlValue> = vec![resource_type.to_string().into(), patient_id.to_string().into()];
+        if !f.codes.is_empty() {
+            let alts: Vec<&str> = f.codes.iter().map(|c| if c.system.is_some() { "(c.code = ? AND c.system = ?)" } else { "c.code = ?" }).collect();
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM codes c WHERE c.resource_type = r.resource_type AND c.id = r.id AND ({}))",
+                alts.join(" OR ")
+            ));
+            for c in &f.codes {
+                args.push(c.code.clone().into());
+                if let Some(s) = &c.system {
+                    args.push(s.clone().into());
+                }
+            }
+        }
+        if f.from.is_some() || f.to_exclusive.is_some() {
+            sql.push_str(" AND r.effective > ?");
+            args.push(NO_TIME.into());
+        }
+        if let Some(from) = f.from {
+            sql.push_str(" AND r.effective >= ?");
+            args.push(from.into());
+        }
+        if let Some(to) = f.to_exclusive {
+            sql.push_str(" AND r.effective < ?");
+            args.push(to.into());
+        }
+        if let Some(after) = &page.after {
+            sql.push_str(" AND (r.effective, r.id) < (?, ?)");
+            args.push(after.time.into());
+            args.push(after.id.clone().into());
+        }
+        sql.push_str(" ORDER BY r.effective DESC, r.id DESC LIMIT ?");
+        args.push(((page.size + 1) as i64).into());
+        let rows = self.read(|c| {
+            c.prepare(&sql)?
+                .query_map(params_from_iter(args), |r| Ok((row_to_resource(r)?, r.get::<_, i64>(7)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let next = (rows.len() > page.size).then(|| {
+            let (r, t) = &rows[page.size - 1];
+            Cursor { time: *t, id: r.id.clone() }
+        });
+        Ok(PageOf { rows: rows.into_iter().take(page.size).map(|(r, _)| r).collect(), next })
+    }
+
+    fn paginate(rows: &mut Vec<StoredResource>, size: usize, cursor: impl Fn(&StoredResource) -> Cursor) -> PageOf {
+        let next = (rows.len() > size).then(|| cursor(&rows[size - 1]));
+        rows.truncate(size);
+        PageOf { rows: std::mem::take(rows), next }
+    }
+
+    /// Number of stored resources (for start-up logs and tests).
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.read(|c| c.query_row("SELECT count(*) FROM resources", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn rec(rt: &str, id: &str, patient: Option<&str>, occurred_at: i64, json: serde_json::Value) -> FhirResource {
+        FhirResource {
+            id: id.into(),
+            resource_type: rt.into(),
+            tenant: "t1".into(),
+            patient_id: patient.map(str::to_string),
+            source_event_id: format!("ev-{occurred_at}"),
+            event_type: "test".into(),
+            occurred_at,
+            fhir_json: json.to_string(),
+        }
+    }
+
+    fn patient(id: &str, family: &str, given: &str, mrn: &str, birth: &str, at: i64) -> FhirResource {
+        rec(
+            "Patient",
+            id,
+            Some(id),
+            at,
+            json!({"resourceType": "Patient", "id": id, "identifier": [{"system": "urn:mrn", "value": mrn}],
+                   "name": [{"family": family, "given": [given]}], "birthDate": birth}),
+        )
+    }
+
+    fn obs(id: &str, patient: &str, code: &str, when: &str) -> FhirResource {
+        rec(
+            "Observation",
+            id,
+            None,
+            1,
+            json!({"resourceType": "Observation", "id": id, "subject": {"reference": format!("Patient/{patient}")},
+                   "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "effectiveDateTime": when}),
+        )
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 16).unwrap();
+        (dir, s)
+    }
+
+    fn all(p: usize) -> PageReq {
+        PageReq { size: p, after: None }
+    }
+
+    #[test]
+    fn newer_wins_equal_and_older_are_ignored() {
+        let (_d, s) = open();
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 10)).unwrap(), Upsert::Inserted);
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 10)).unwrap(), Upsert::Ignored);
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 5)).unwrap(), Upsert::Ignored);
+        assert!(s.get("Patient", "p1").unwrap().unwrap().json.contains("Smith"));
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M2", "1980", 11)).unwrap(), Upsert::Updated);
+        let got = s.get("Patient", "p1").unwrap().unwrap();
+        assert!(got.json.contains("Jones"));
+        assert_eq!(got.occurred_at, 11);
+        // Indexes follow the new version: the old name and identifier no longer match.
+        let by_old = PatientSearch { name: Some("smi".into()), ..Default::default() };
+        assert!(s.search_patients(&by_old, &all(10)).unwrap().rows.is_empty());
+        assert!(s.patients_by_identifier("", "M1").unwrap().is_empty());
+        assert_eq!(s.patients_by_identifier("urn:mrn", "M2").unwrap(), vec!["p1".to_string()]);
+        assert_eq!(s.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn replay_in_any_order_converges() {
+        let versions: Vec<FhirResource> = (1..=5).map(|i| patient("p1", &format!("Fam{i}"), "G", "M", "1990", i)).collect();
+        let orders: [&[usize]; 3] = [&[0, 1, 2, 3, 4], &[4, 3, 2, 1, 0], &[2, 4, 0, 4, 1, 3, 2]];
+        for order in orders {
+            let (_d, s) = open();
+            for &i in order {
+                s.upsert(&versions[i]).unwrap();
+            }
+            assert!(s.get("Patient", "p1").unwrap().unwrap().json.contains("Fam5"), "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn json_is_returned_exactly_as_stored() {
+        let (_d, s) = open();
+        let mut r = patient("p1", "A", "B", "M", "2000", 1);
+        r.fhir_json = "{ \"resourceType\" : \"Patient\",\n  \"id\":\"p1\" , \"x\": 1.50 }".into();
+        s.upsert(&r).unwrap();
+        assert_eq!(s.get("Patient", "p1").unwrap().unwrap().json, r.fhir_json);
+    }
+
+    #[test]
+    fn refuses_json_that_is_not_an_object() {
+        let (_d, s) = open();
+        let mut r = patient("p1", "A", "B", "M", "2000", 1);
+        r.fhir_json = "[1,2]".into();
+        assert!(matches!(s.upsert(&r), Err(StoreError::BadJson { .. })));
+        r.fhir_json = "{".into();
+        let e = s.upsert(&r).unwrap_err();
+        assert!(e.to_string().contains("Patient/p1"), "{e}");
+        assert_eq!(s.count().unwrap(), 0);
+    }
+
+    #[test]
+    fn patient_search_by_name_birth_date_identifier() {
+        let (_d, s) = open();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980-02-03", 1)).unwrap();
+        s.upsert(&patient("p2", "Smithers", "Bob", "M2", "1980-07-01", 1)).unwrap();
+        s.upsert(&patient("p3", "Jones", "Annabel", "M3", "1991-02-03", 1)).unwrap();
+        let ids = |q: PatientSearch| s.search_patients(&q, &all(50)).unwrap().rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(PatientSearch { name: Some("SMITH".into()), ..Default::default() }), ["p1", "p2"]);
+        assert_eq!(ids(PatientSearch { name: Some("ann".into()), ..Default::default() }), ["p1", "p3"]);
+        assert_eq!(ids(PatientSearch { name: Some("smithx".into()), ..Default::default() }), Vec::<String>::new());
+        assert_eq!(ids(PatientSearch { birth_date: Some("1980".into()), ..Default::default() }), ["p1", "p2"]);
+        assert_eq!(ids(PatientSearch { birth_date: Some("1980-02".into()), ..Default::default() }), ["p1"]);
+        assert_eq!(
+            ids(PatientSearch { name: Some("ann".into()), birth_date: Some("1991".into()), ..Default::default() }),
+            ["p3"]
+        );
+        assert_eq!(ids(PatientSearch { identifier: Some((String::new(), "M2".into())), ..Default::default() }), ["p2"]);
+        assert_eq!(ids(PatientSearch { identifier: Some(("urn:other".into(), "M2".into())), ..Default::default() }), Vec::<String>::new());
+    }
+
+    #[test]
+    fn patient_search_pages_by_id() {
+        let (_d, s) = open();
+        for i in 0..7 {
+            s.upsert(&patient(&format!("p{i}"), "Same", "X", &format!("M{i}"), "2000", 1)).unwrap();
+        }
+        let q = PatientSearch { name: Some("same".into()), ..Default::default() };
+        let mut seen = Vec::new();
+        let mut page = PageReq { size: 3, after: None };
+        loop {
+            let got = s.search_patients(&q, &page).unwrap();
+            assert!(got.rows.len() <= 3);
+            seen.extend(got.rows.iter().map(|r| r.id.clone()));
+            match got.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+        // An exact multiple of the page size ends without an empty extra page.
+        let got = s.search_patients(&q, &PageReq { size: 7, after: None }).unwrap();
+        assert_eq!((got.rows.len(), got.next), (7, None));
+    }
+
+    #[test]
+    fn observations_by_code_range_and_pages_newest_first() {
+        let (_d, s) = open();
+        s.upsert(&obs("o1", "p1", "A", "2024-01-10T08:00:00Z")).unwrap();
+        s.upsert(&obs("o2", "p1", "B", "2024-02-10T08:00:00Z")).unwrap();
+        s.upsert(&obs("o3", "p1", "A", "2024-03-10T08:00:00+02:00")).unwrap();
+        s.upsert(&obs("o4", "p1", "A", "2024-03-10T08:00:00Z")).unwrap();
+        s.upsert(&obs("o5", "p2", "A", "2024-03-10T08:00:00Z")).unwrap();
+        let mut untimed = obs("o6", "p1", "A", "x");
+        untimed.fhir_json = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}, "code": {"coding": [{"code": "A"}]}}).to_string();
+        s.upsert(&untimed).unwrap();
+        let ids = |f: ListFilter| {
+            s.list_for_patient("Observation", "p1", &f, &all(50)).unwrap().rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(ListFilter::default()), ["o4", "o3", "o2", "o1", "o6"]);
+        let a = CodeFilter::parse("http://loinc.org|A").unwrap();
+        // o6's coding has no system, so it matches a bare code only.
+        assert_eq!(ids(ListFilter { codes: vec![a.clone()], ..Default::default() }), ["o4", "o3", "o1"]);
+        assert_eq!(ids(ListFilter { codes: vec![CodeFilter::parse("A").unwrap()], ..Default::default() }), ["o4", "o3", "o1", "o6"]);
+        let wrong_system = CodeFilter::parse("urn:x|A").unwrap();
+        assert_eq!(ids(ListFilter { codes: vec![wrong_system], ..Default::default() }), Vec::<String>::new());
+        let b = CodeFilter::parse("B").unwrap();
+        assert_eq!(ids(ListFilter { codes: vec![a.clone(), b], ..Default::default() }), ["o4", "o3", "o2", "o1"]);
+        let march = ListFilter {
+            from: Some(crate::time::parse_start("2024-03").unwrap()),
+            to_exclusive: Some(crate::time::parse_end_exclusive("2024-03").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(ids(march), ["o4", "o3"]);
+        let until_feb = ListFilter { to_exclusive: Some(crate::time::parse_end_exclusive("2024-02-10").unwrap()), ..Default::default() };
+        assert_eq!(ids(until_feb), ["o2", "o1"]);
+        // Paging walks the same order without gaps or repeats.
+        let mut page = PageReq { size: 2, after: None };
+        let mut seen = Vec::new();
+        loop {
+            let got = s.list_for_patient("Observation", "p1", &ListFilter::default(), &page).unwrap();
+            seen.extend(got.rows.into_iter().map(|r| r.id));
+            match got.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["o4", "o3", "o2", "o1", "o6"]);
+    }
+
+    #[test]
+    fn record_patient_id_wins_over_the_json_reference() {
+        let (_d, s) = open();
+        let mut o = obs("o1", "from-json", "A", "2024-01-01");
+        o.patient_id = Some("from-record".into());
+        s.upsert(&o).unwrap();
+        assert_eq!(s.list_for_patient("Observation", "from-record", &ListFilter::default(), &all(5)).unwrap().rows.len(), 1);
+        assert!(s.list_for_patient("Observation", "from-json", &ListFilter::default(), &all(5)).unwrap().rows.is_empty());
+    }
+
+    #[test]
+    fn code_filter_parsing() {
+        assert_eq!(CodeFilter::parse("s|c"), Some(CodeFilter { system: Some("s".into()), code: "c".into() }));
+        assert_eq!(CodeFilter::parse("|c"), Some(CodeFilter { system: None, code: "c".into() }));
+        assert_eq!(CodeFilter::parse("c"), Some(CodeFilter { system: None, code: "c".into() }));
+        assert_eq!(CodeFilter::parse("s|"), None);
+        assert_eq!(CodeFilter::parse(""), None);
+    }
+
+    #[test]
+    fn tombstone_deletes_and_unindexes() {
+        let (_d, s) = open();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
+        assert!(s.delete("patient", "p1").unwrap());
+        assert!(!s.delete("patient", "p1").unwrap());
+        assert!(s.get("Patient", "p1").unwrap().is_none());
+        assert!(s.patients_by_identifier("", "M1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn survives_reopen_and_remove_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 4).unwrap();
+            s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
+            s.set_meta("group", "g1").unwrap();
+            s.checkpoint().unwrap();
+        }
+        let s = Store::open(dir.path(), 4).unwrap();
+        assert_eq!(s.count().unwrap(), 1);
+        assert_eq!(s.meta("group").unwrap().as_deref(), Some("g1"));
+        drop(s);
+        Store::remove(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 4).unwrap();
+        assert_eq!(s.count().unwrap(), 0);
+        assert_eq!(s.meta("group").unwrap(), None);
+    }
+
+    #[test]
+    fn readers_answer_while_the_writer_writes() {
+        let (_d, s) = open();
+        let s = Arc::new(s);
+        s.upsert(&patient("p0", "Smith", "Ann", "M0", "1980", 1)).unwrap();
+        let w = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    s.upsert(&obs(&format!("o{i}"), "p0", "A", "2024-01-01T00:00:00Z")).unwrap();
+                }
+            })
+        };
+        let mut last = 0;
+        let mut reads = 0;
+        while !w.is_finished() || reads == 0 {
+            let n = s.list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000)).unwrap().rows.len();
+            assert!(n >= last, "a reader saw the count go back from {last} to {n}");
+            last = n;
+            reads += 1;
+        }
+        w.join().unwrap();
+        assert_eq!(s.list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000)).unwrap().rows.len(), 300);
+    }
+
+    #[test]
+    fn changes_are_announced_after_commit_only_when_something_changed() {
+        let (_d, s) = open();
+        let mut rx = s.subscribe();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 2)).unwrap();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
+        s.upsert(&obs("o1", "p1", "A", "2024")).unwrap();
+        let a = rx.try_recv().unwrap();
+        assert_eq!((a.resource.resource_type.as_str(), a.resource.patient_id.as_deref()), ("Patient", Some("p1")));
+        let b = rx.try_recv().unwrap();
+        assert_eq!((b.resource.id.as_str(), b.resource.patient_id.as_deref()), ("o1", Some("p1")));
+        assert!(rx.try_recv().is_err(), "the ignored older version must not be announced");
+    }
+}

@@ -1,0 +1,112 @@
+//! The query service: configuration, wiring and lifecycle only (the logic is in `crates/query`).
+//!
+//! Start-up opens (or, with `--rebuild`, recreates) the SQLite store, waits for Kafka and the
+//! registry, starts the materialiser and the gRPC server, and reports ready. On SIGTERM it
+//! stops consuming (offsets of stored records are committed), checkpoints and closes the
+//! store, and stops the gRPC server after in-flight calls.
+
+use anyhow::Context;
+use bus::topics::wait_for_kafka;
+use bus::{BusConfig, Registry, Shutdown};
+use clap::Parser;
+use query::{Materializer, QueryConfig, QueryService};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use telemetry::{Health, Metrics, TelemetryConfig};
+
+/// Arteria query: materialises the fhir.<type>.v1 topics and serves the gRPC query API.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file (every key has a default; ARTERIA__SECTION__KEY env vars override).
+    #[arg(long, env = "ARTERIA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Delete the store and rebuild it from the topics (same as query.rebuild_on_start = true).
+    #[arg(long)]
+    rebuild: bool,
+}
+
+/// The documented defaults (`query.toml`), under the file and the environment.
+const DEFAULTS: &str = include_str!("../query.toml");
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    query: QueryConfig,
+    bus: BusConfig,
+    telemetry: TelemetryConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cfg: Config = settings::load_over(DEFAULTS, args.config.as_deref())?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cfg, args.rebuild))
+}
+
+async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("query", &cfg.telemetry)?;
+    let shutdown = Shutdown::on_signals()?;
+    let health = Health::new();
+    for check in ["store", "kafka", "registry", "grpc"] {
+        health.set(check, false);
+    }
+    let metrics = Metrics::new();
+    let stop = shutdown.clone();
+    let (health_addr, health_task) =
+        telemetry::health::serve(cfg.telemetry.http_addr, health.clone(), metrics.clone(), async move { stop.wait().await })
+            .await?;
+    tracing::info!(addr = %health_addr, "health and metrics endpoint up");
+
+    let rebuild = rebuild || cfg.query.rebuild_on_start;
+    let qc = cfg.query.clone();
+    let store = tokio::task::spawn_blocking(move || query::open_store(&qc, rebuild))
+        .await?
+        .with_context(|| format!("cannot open the query store in {}", cfg.query.data_dir.display()))?;
+    let store = Arc::new(store);
+    let count = { let s = store.clone(); tokio::task::spawn_blocking(move || s.count()).await?? };
+    tracing::info!(path = %store.path().display(), resources = count, rebuild, "store open");
+    health.set("store", true);
+
+    wait_for_kafka(&cfg.bus, &cfg.bus.startup_retry, &shutdown).await.context("Kafka is not reachable")?;
+    health.set("kafka", true);
+    let registry = Registry::new(&cfg.bus.registry)?;
+    registry.wait_ready(&cfg.bus, &shutdown).await.context("the schema registry is not reachable")?;
+    health.set("registry", true);
+
+    let materializer = Materializer::new(&cfg.bus, registry, store.clone(), &cfg.query.subscription(), &cfg.query.group_prefix)
+        .context("cannot start the consumer")?
+        .with_metrics(metrics.clone());
+    let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(cfg.query.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", cfg.query.grpc_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "gRPC listener up");
+    let stop = shutdown.clone();
+    let grpc_task = tokio::spawn(query::server::serve(listener, QueryService::new(store.clone(), shutdown.clone()), async move {
+        stop.wait().await
+    }));
+    health.set("grpc", true);
+    tracing::info!("query ready");
+
+    // A consumer failure (the store cannot be written) stops the service: continuing would
+    // serve an ever staler view while looking healthy.
+    let early = tokio::select! {
+        r = &mut consumer_task => Some(r),
+        _ = shutdown.wait() => None,
+    };
+    shutdown.trigger();
+    // The loop sees the trigger, leaves the group and checkpoints the store.
+    let consumed = match early {
+        Some(r) => r,
+        None => consumer_task.await,
+    };
+    health.set("grpc", false);
+    let served = grpc_task.await;
+    let _ = health_task.await;
+    consumed?.context("materialising the topics failed")?;
+    served?.context("the gRPC server failed")?;
+    tracing::info!("query stopped");
+    Ok(())
+}
