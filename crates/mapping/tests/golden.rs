@@ -65,6 +65,90 @@ SPM|1|SP1&LAB||119297000^Blood^SCT|||||||||||||20240310080000-0500
 OBX|11|NM|3167-4^Specimen volume^LN||5|mL^mL^UCUM|||||F
 ";
 
+fn two_obr_msg() -> String {
+    "MSH|^~\\&|LAB|ACME|EHR|ACME|20240310093000-0500||ORU^R01|CTRL-2|P|2.5.1
+PID|1||MRN123^^^ACME^MR||DOE^JANE||19800215|F
+OBR|1|SAME-1^EHR||1111-1^First^LN|||20240310083000-0500|||||||||||||||||F
+OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL^mg/dL^UCUM|||||F
+OBR|2|SAME-1^EHR||2222-2^Second^LN|||20240310083000-0500|||||||||||||||||F
+OBX|1|NM|2093-3^Cholesterol^LN||205|mg/dL^mg/dL^UCUM|||||F
+".to_string()
+}
+
+fn merge_msg() -> String {
+    "MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A40^ADT_A39|M-1|P|2.5
+EVN|A40|20240601120000+0200
+PID|1||KEEP-1^^^GH^MR||SMITH^JOHN||19700101|M
+MRG|OLD-9^^^GH^MR
+".to_string()
+}
+
+fn clinical_msg() -> String {
+    let in1 = seg("IN1", &[(1, "1"), (2, "PLAN-A^Gold"), (3, "INS-1^^^GH"), (4, "Acme Insurance"), (8, "GRP-7"), (12, "20240101"), (13, "20241231"), (17, "SEL"), (22, "1"), (36, "POL-123")]);
+    format!("MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A01|X-1|P|2.5
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+NK1|1|SMITH^JANE|SPO^Spouse^HL70063||^PRN^PH^^^555^1234567
+PV1|1|I|WARD1
+AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives~Wheezing|20200101
+DG1|1||I10^Essential hypertension^I10||20240601|A
+PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240602
+{in1}
+")
+}
+
+fn vxu_msg() -> String {
+    let rxa = seg("RXA", &[(1, "0"), (2, "1"), (3, "20240415100000-0400"), (5, "08^Hep B, adolescent or pediatric^CVX"), (6, "0.5"), (7, "mL^mL^UCUM"), (9, "00^New immunization record^NIP001"), (15, "LOT-42"), (17, "MSD^Merck^MVX"), (20, "CP"), (21, "A")]);
+    format!("MSH|^~\\&|IIS|CLINIC|REG|STATE|20240415103000-0400||VXU^V04^VXU_V04|V-1|P|2.5.1
+PID|1||IZ-77^^^CLINIC^MR||DOE^BABY||20230101|F
+ORC|RE||IZ-ORDER-1^CLINIC
+{rxa}
+RXR|IM^Intramuscular^HL70162|LA^Left Arm^HL70163
+OBX|1|CE|64994-7^Vaccine funding program eligibility category^LN|1|V02^VFC eligible^HL70064||||||F
+")
+}
+
+fn rde_msg() -> String {
+    let rxe = seg("RXE", &[(1, "^Q6H^^20240601"), (2, "00093-7146-56^Amoxicillin 500 MG Oral Capsule^NDC"), (3, "500"), (5, "mg^mg^UCUM"), (6, "CAP^Capsule"), (7, "^Take with food"), (10, "30"), (11, "CAP^Capsule"), (12, "2")]);
+    format!("MSH|^~\\&|PHARM|GH|EHR|GH|20240601120000+0200||RDE^O11^RDE_O11|R-1|P|2.5
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+ORC|NW|P-1^EHR|||||||20240601110000+0200|||1234^Welby^Marcus
+{rxe}
+RXR|PO^Oral^HL70162
+")
+}
+
+fn siu_msg() -> String {
+    "MSH|^~\\&|SCHED|GH|EHR|GH|20240601120000+0200||SIU^S12^SIU_S12|S-1|P|2.5
+SCH|APT-1^SCHED|APT-F1^SCHED|||||ROUTINE^Routine^HL70276|Normal^Normal^HL70277|30|MIN|^^30^20240610090000+0200^20240610093000+0200|||||||||||||Booked
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+RGS|1
+AIS|1||CONSULT^Consultation
+AIP|1||1234^Welby^Marcus
+AIL|1||ROOM5^^^GH
+".to_string()
+}
+
+fn mdm_msg() -> String {
+    let txa = seg("TXA", &[(1, "1"), (2, "DS"), (3, "TX"), (4, "20240601110000+0200"), (5, "1234^Welby^Marcus"), (12, "DOC-1^DOCS"), (17, "AU"), (19, "AV")]);
+    format!("MSH|^~\\&|DOCS|GH|EHR|GH|20240601120000+0200||MDM^T02^MDM_T02|D-1|P|2.5
+EVN|T02|20240601120000+0200
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+PV1|1|O
+{txa}
+OBX|1|TX|||Discharge summary line 1
+OBX|2|TX|||Line 2 with \\T\\ ampersand
+")
+}
+
+fn orm_msg() -> String {
+    "MSH|^~\\&|EHR|GH|LAB|GH|20240601120000+0200||ORM^O01|O-1|P|2.3
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+ORC|NW|ORD-1^EHR||||||^^^20240602080000+0200^^S|20240601115000+0200|||1234^Welby^Marcus
+OBR|1|ORD-1^EHR||80061^Lipid panel^C4|||||||||||||||||||||||^^^20240602080000+0200^^S
+NTE|1||Patient fasting
+".to_string()
+}
+
 #[test]
 fn oru_r01_results_values_units_ranges_and_specimen_group() {
     let (b, conv) = convert(ORU);
@@ -174,13 +258,7 @@ fn oru_r01_results_values_units_ranges_and_specimen_group() {
 
 #[test]
 fn two_obrs_with_the_same_placer_number_do_not_collide() {
-    let msg = "MSH|^~\\&|LAB|ACME|EHR|ACME|20240310093000-0500||ORU^R01|CTRL-2|P|2.5.1
-PID|1||MRN123^^^ACME^MR||DOE^JANE||19800215|F
-OBR|1|SAME-1^EHR||1111-1^First^LN|||20240310083000-0500|||||||||||||||||F
-OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL^mg/dL^UCUM|||||F
-OBR|2|SAME-1^EHR||2222-2^Second^LN|||20240310083000-0500|||||||||||||||||F
-OBX|1|NM|2093-3^Cholesterol^LN||205|mg/dL^mg/dL^UCUM|||||F
-";
+    let msg = &two_obr_msg();
     let (b, _) = convert(msg);
     let drs = all(&b, "DiagnosticReport");
     let srs = all(&b, "ServiceRequest");
@@ -257,11 +335,7 @@ fn adt_encounter_status_class_period_by_trigger() {
 
 #[test]
 fn adt_a40_merge_links_both_patients() {
-    let msg = "MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A40^ADT_A39|M-1|P|2.5
-EVN|A40|20240601120000+0200
-PID|1||KEEP-1^^^GH^MR||SMITH^JOHN||19700101|M
-MRG|OLD-9^^^GH^MR
-";
+    let msg = &merge_msg();
     let (b, _) = convert(msg);
     let pats = all(&b, "Patient");
     assert_eq!(pats.len(), 2);
@@ -279,17 +353,7 @@ MRG|OLD-9^^^GH^MR
 
 #[test]
 fn adt_allergy_diagnosis_procedure_insurance_next_of_kin() {
-    let in1 = seg("IN1", &[(1, "1"), (2, "PLAN-A^Gold"), (3, "INS-1^^^GH"), (4, "Acme Insurance"), (8, "GRP-7"), (12, "20240101"), (13, "20241231"), (17, "SEL"), (22, "1"), (36, "POL-123")]);
-    let msg = format!("MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A01|X-1|P|2.5
-PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
-NK1|1|SMITH^JANE|SPO^Spouse^HL70063||^PRN^PH^^^555^1234567
-PV1|1|I|WARD1
-AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives~Wheezing|20200101
-DG1|1||I10^Essential hypertension^I10||20240601|A
-PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240602
-{in1}
-");
-    let msg = msg.as_str();
+    let msg = &clinical_msg();
     let (b, conv) = convert(msg);
     let a = one(&b, "AllergyIntolerance");
     assert_eq!(a["category"][0], "medication");
@@ -319,14 +383,7 @@ PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240602
 
 #[test]
 fn vxu_immunization_cvx_lot_manufacturer_route() {
-    let rxa = seg("RXA", &[(1, "0"), (2, "1"), (3, "20240415100000-0400"), (5, "08^Hep B, adolescent or pediatric^CVX"), (6, "0.5"), (7, "mL^mL^UCUM"), (9, "00^New immunization record^NIP001"), (15, "LOT-42"), (17, "MSD^Merck^MVX"), (20, "CP"), (21, "A")]);
-    let msg = &format!("MSH|^~\\&|IIS|CLINIC|REG|STATE|20240415103000-0400||VXU^V04^VXU_V04|V-1|P|2.5.1
-PID|1||IZ-77^^^CLINIC^MR||DOE^BABY||20230101|F
-ORC|RE||IZ-ORDER-1^CLINIC
-{rxa}
-RXR|IM^Intramuscular^HL70162|LA^Left Arm^HL70163
-OBX|1|CE|64994-7^Vaccine funding program eligibility category^LN|1|V02^VFC eligible^HL70064||||||F
-");
+    let msg = &vxu_msg();
     let (b, _) = convert(msg);
     let im = one(&b, "Immunization");
     assert_eq!(im["status"], "completed");
@@ -348,13 +405,7 @@ OBX|1|CE|64994-7^Vaccine funding program eligibility category^LN|1|V02^VFC eligi
 
 #[test]
 fn rde_medication_request_codes_and_dose() {
-    let rxe = seg("RXE", &[(1, "^Q6H^^20240601"), (2, "00093-7146-56^Amoxicillin 500 MG Oral Capsule^NDC"), (3, "500"), (5, "mg^mg^UCUM"), (6, "CAP^Capsule^HL70292"), (7, "^Take with food"), (10, "30"), (11, "CAP^Capsule^HL70292"), (12, "2")]);
-    let msg = &format!("MSH|^~\\&|PHARM|GH|EHR|GH|20240601120000+0200||RDE^O11^RDE_O11|R-1|P|2.5
-PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
-ORC|NW|P-1^EHR|||||||20240601110000+0200|||1234^Welby^Marcus
-{rxe}
-RXR|PO^Oral^HL70162
-");
+    let msg = &rde_msg();
     let (b, _) = convert(msg);
     let m = one(&b, "MedicationRequest");
     assert_eq!(m["status"], "active");
@@ -373,14 +424,7 @@ RXR|PO^Oral^HL70162
 
 #[test]
 fn siu_appointment_and_mdm_document() {
-    let siu = "MSH|^~\\&|SCHED|GH|EHR|GH|20240601120000+0200||SIU^S12^SIU_S12|S-1|P|2.5
-SCH|APT-1^SCHED|APT-F1^SCHED|||||ROUTINE^Routine^HL70276|Normal^Normal^HL70277|30|MIN|^^30^20240610090000+0200^20240610093000+0200|||||||||||||Booked
-PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
-RGS|1
-AIS|1||CONSULT^Consultation
-AIP|1||1234^Welby^Marcus
-AIL|1||ROOM5^^^GH
-";
+    let siu = &siu_msg();
     let (b, _) = convert(siu);
     let a = one(&b, "Appointment");
     assert_eq!(a["status"], "booked");
@@ -391,15 +435,7 @@ AIL|1||ROOM5^^^GH
     let actors: Vec<&str> = a["participant"].as_array().unwrap().iter().map(|p| by_ref(&b, &p["actor"])["resourceType"].as_str().unwrap()).collect();
     assert_eq!(actors, ["Patient", "Practitioner", "Location"]);
 
-    let txa = seg("TXA", &[(1, "1"), (2, "DS"), (3, "TX"), (4, "20240601110000+0200"), (5, "1234^Welby^Marcus"), (12, "DOC-1^DOCS"), (17, "AU"), (19, "AV")]);
-    let mdm = &format!("MSH|^~\\&|DOCS|GH|EHR|GH|20240601120000+0200||MDM^T02^MDM_T02|D-1|P|2.5
-EVN|T02|20240601120000+0200
-PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
-PV1|1|O
-{txa}
-OBX|1|TX|||Discharge summary line 1
-OBX|2|TX|||Line 2 with \\T\\ ampersand
-");
+    let mdm = &mdm_msg();
     let (b, _) = convert(mdm);
     let d = one(&b, "DocumentReference");
     assert_eq!(d["status"], "current");
@@ -413,12 +449,7 @@ OBX|2|TX|||Line 2 with \\T\\ ampersand
 
 #[test]
 fn orm_order_is_a_service_request() {
-    let msg = "MSH|^~\\&|EHR|GH|LAB|GH|20240601120000+0200||ORM^O01|O-1|P|2.3
-PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
-ORC|NW|ORD-1^EHR||||||^^^20240602080000+0200^^S|20240601115000+0200|||1234^Welby^Marcus
-OBR|1|ORD-1^EHR||80061^Lipid panel^C4|||||||||||||||||||||||^^^20240602080000+0200^^S
-NTE|1||Patient fasting
-";
+    let msg = &orm_msg();
     let (b, _) = convert(msg);
     assert!(all(&b, "DiagnosticReport").is_empty(), "an order is not a report");
     let sr = one(&b, "ServiceRequest");
@@ -488,4 +519,34 @@ GT1|1||SMITH^JOHN
     assert_eq!(ev.event_type, "hl7v2.adt.a01");
     assert_eq!(ev.resources[0].resource_type, "MessageHeader");
     assert_eq!(ev.patient_key.as_deref(), Some(ev.resources[1].id.as_str()));
+}
+
+/// Every golden message's Bundle passes the FHIR R4 validator too (one JVM run; skipped
+/// loudly without Java unless `CI=true`).
+#[test]
+fn golden_bundles_pass_the_fhir_validator() {
+    if std::process::Command::new("java").arg("-version").output().is_err() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("java is required for the FHIR validator in CI");
+        }
+        eprintln!("\n*** SKIPPED: java not found; the FHIR R4 validator cannot run ***\n");
+        return;
+    }
+    let mut messages = vec![ORU.to_string(), two_obr_msg(), merge_msg(), clinical_msg(), vxu_msg(), rde_msg(), siu_msg(), mdm_msg(), orm_msg()];
+    for t in ["A01", "A03", "A04", "A08", "A11", "A13"] {
+        messages.push(adt(t, Some("20240601080000+0200"), Some("20240605170000+0200")));
+    }
+    let mut ndjson = String::new();
+    for m in &messages {
+        ndjson.push_str(&convert(m).1.to_bundle_json(false));
+        ndjson.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("golden.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/fhir-validator/validate.sh");
+    let out = std::process::Command::new("bash").arg(script).arg(&file).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains(": error:") || l.contains(": fatal:")).collect();
+    assert!(out.status.success() && errors.is_empty(), "FHIR validation failed:\n{}\n{}", errors.join("\n"), text.lines().rev().take(10).collect::<Vec<_>>().join("\n"));
 }
