@@ -25,9 +25,9 @@ pub enum EnrichError {
     Json { index: usize, resource_type: String, detail: String },
 }
 
-/// The sender key local code maps are registered under: `APPLICATION|FACILITY` (MSH-3, MSH-4).
+/// The sender key of the event's local code maps (see [`terminology::enrich::sender_key`]).
 pub fn sender_key(event: &ClinicalEvent) -> String {
-    format!("{}|{}", event.sender.application, event.sender.facility)
+    terminology::enrich::sender_key(&event.sender.application, &event.sender.facility)
 }
 
 fn reason_text(r: &NotMappedReason) -> (&'static str, String) {

@@ -177,6 +177,12 @@ impl EnrichmentReport {
     }
 }
 
+/// The sender key local code maps are registered under (`LoadOptions::sender`) and looked up
+/// by: `APPLICATION|FACILITY`, from MSH-3.1 and MSH-4.1.
+pub fn sender_key(application: &str, facility: &str) -> String {
+    format!("{application}|{facility}")
+}
+
 /// Enrichment settings.
 #[derive(Debug, Clone)]
 pub struct EnrichOptions {

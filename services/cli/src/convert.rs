@@ -32,6 +32,13 @@ pub struct ConvertArgs {
     /// Also print each message's coverage report (what was not mapped) to stderr.
     #[arg(long)]
     pub report: bool,
+    /// Enrich each Bundle as the terminology-enrich stage does: standard codings with displays
+    /// beside the originals, quantities with UCUM system and code.
+    #[arg(long)]
+    pub enrich: bool,
+    /// Terminology store files (from `arteria terminology load`) over the shipped content.
+    #[arg(long = "store", value_name = "FILE", requires = "enrich")]
+    pub stores: Vec<PathBuf>,
 }
 
 /// Runs the command; returns the process exit status (0 all converted, 1 some failed).
@@ -43,6 +50,11 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     if let Some(z) = &args.fallback_zone {
         profiles = profiles.with_fallback_zone(z).with_context(|| format!("--fallback-zone {z}"))?;
     }
+    let term = match (args.enrich, args.stores.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(terminology::Terminology::builtin()),
+        (true, false) => Some(terminology::Terminology::open(&args.stores).context("opening the terminology stores")?),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0usize;
@@ -64,7 +76,25 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         for piece in pieces {
             match mapping::convert_bytes(piece.bytes, &profiles, &args.tenant) {
                 Ok(conv) => {
-                    if args.pretty {
+                    if let Some(term) = &term {
+                        let sender = terminology::enrich::sender_key(&conv.sender_application, &conv.sender_facility);
+                        let enricher = terminology::Enricher::new(
+                            term,
+                            terminology::EnrichOptions { sender: Some(sender), ..Default::default() },
+                        );
+                        let mut bundle: serde_json::Value = serde_json::from_str(&conv.to_bundle_json(false))?;
+                        let report = terminology::enrich::enrich_fhir_json(&enricher, &mut bundle);
+                        if args.pretty {
+                            serde_json::to_writer_pretty(&mut out, &bundle)?;
+                        } else {
+                            serde_json::to_writer(&mut out, &bundle)?;
+                        }
+                        if args.report {
+                            for (entry, reason) in report.not_mapped() {
+                                eprintln!("{}: message {}: not enriched {}: {reason:?}", file.display(), piece.index, entry.path);
+                            }
+                        }
+                    } else if args.pretty {
                         out.write_all(conv.to_bundle_json(true).as_bytes())?;
                     } else {
                         conv.write_bundle_json(&mut out)?;
