@@ -32,6 +32,9 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/query_descriptor.bin"));
 }
 
+/// The tonic version the generated client and server use (callers need no own dependency).
+pub use tonic;
+
 pub use config::QueryConfig;
 pub use materialize::{Materializer, Progress};
 pub use service::QueryService;
