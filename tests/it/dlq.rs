@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use arteria_tests::{create_topic, read_committed, require_stack, unique};
 use bus::txloop::{Output, ProcessError, Processor, TxLoop, TxLoopConfig};
-use bus::{BusProducer, DeadLetterWriter, InputRecord, MessageHeaders, Registry, Shutdown, TraceParent};
+use bus::{
+    BusProducer, DeadLetterWriter, InputRecord, MessageHeaders, Registry, Shutdown, TraceParent,
+};
 
 struct Strict {
     output: String,
@@ -14,8 +16,14 @@ struct Strict {
 impl Processor for Strict {
     async fn process(&self, r: &InputRecord) -> Result<Vec<Output>, ProcessError> {
         let v = r.value.as_deref().unwrap_or_default();
-        let text = std::str::from_utf8(v).map_err(|e| ProcessError::permanent("encoding", format!("value is not UTF-8: {e}")))?;
-        Ok(vec![Output { topic: self.output.clone(), key: r.key.clone(), value: text.to_uppercase().into_bytes(), headers: MessageHeaders::new() }])
+        let text = std::str::from_utf8(v)
+            .map_err(|e| ProcessError::permanent("encoding", format!("value is not UTF-8: {e}")))?;
+        Ok(vec![Output {
+            topic: self.output.clone(),
+            key: r.key.clone(),
+            value: text.to_uppercase().into_bytes(),
+            headers: MessageHeaders::new(),
+        }])
     }
 }
 
@@ -30,19 +38,49 @@ async fn poison_record_goes_to_the_dlq_with_its_original_bytes_and_the_loop_goes
     let poison: Vec<u8> = vec![0xff, 0xfe, 0x00, b'M', b'S', b'H', 0x80];
     let tp = TraceParent::new_root();
     let mut poison_headers = MessageHeaders::new();
-    poison_headers.set_message_id("m-poison").set_traceparent(&tp).push("x-null", None).push("x-bin", Some(vec![0, 1, 255]));
+    poison_headers
+        .set_message_id("m-poison")
+        .set_traceparent(&tp)
+        .push("x-null", None)
+        .push("x-bin", Some(vec![0, 1, 255]));
     let mut offsets = Vec::new();
-    for (i, v) in [b"a".to_vec(), b"b".to_vec(), poison.clone(), b"c".to_vec(), b"d".to_vec()].iter().enumerate() {
-        let h = if i == 2 { poison_headers.clone() } else { MessageHeaders::new() };
-        offsets.push(producer.send(&input, Some(b"key-1"), v, &h).await.unwrap().offset);
+    for (i, v) in [
+        b"a".to_vec(),
+        b"b".to_vec(),
+        poison.clone(),
+        b"c".to_vec(),
+        b"d".to_vec(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let h = if i == 2 {
+            poison_headers.clone()
+        } else {
+            MessageHeaders::new()
+        };
+        offsets.push(
+            producer
+                .send(&input, Some(b"key-1"), v, &h)
+                .await
+                .unwrap()
+                .offset,
+        );
     }
 
     let registry = Registry::new(&cfg.registry).unwrap();
-    let mut lc = TxLoopConfig::new("dlqtest", &unique("dlq.group"), &[&input], &unique("dlq.txn"));
+    let mut lc = TxLoopConfig::new(
+        "dlqtest",
+        &unique("dlq.group"),
+        &[&input],
+        &unique("dlq.txn"),
+    );
     lc.dlq_topic = Some(dlq.clone());
     let shutdown = Shutdown::new();
     let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await.unwrap();
-    let p = Strict { output: output.clone() };
+    let p = Strict {
+        output: output.clone(),
+    };
     let s2 = shutdown.clone();
     let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
 
@@ -52,20 +90,56 @@ async fn poison_record_goes_to_the_dlq_with_its_original_bytes_and_the_loop_goes
     let stats = handle.await.unwrap().unwrap();
 
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(values, vec![&b"A"[..], b"B", b"C", b"D"], "records after the poison one were processed");
+    assert_eq!(
+        values,
+        vec![&b"A"[..], b"B", b"C", b"D"],
+        "records after the poison one were processed"
+    );
     assert_eq!(dead.len(), 1);
     let d = &dead[0];
-    assert_eq!(d.key.as_deref(), Some(&b"key-1"[..]), "dead letter keeps the input's key");
-    assert_eq!(d.headers.traceparent().map(|t| t.trace_id), Some(tp.trace_id), "dead letter continues the trace");
+    assert_eq!(
+        d.key.as_deref(),
+        Some(&b"key-1"[..]),
+        "dead letter keeps the input's key"
+    );
+    assert_eq!(
+        d.headers.traceparent().map(|t| t.trace_id),
+        Some(tp.trace_id),
+        "dead letter continues the trace"
+    );
     assert_eq!(d.headers.content_type(), Some(bus::dlq::CONTENT_TYPE));
-    let dl = DeadLetterWriter::new(&registry, "dlqtest", Some(&dlq)).decode(d.value.as_deref().unwrap()).await.unwrap();
-    assert_eq!(dl.original_value.as_deref(), Some(&poison[..]), "original bytes, byte for byte");
+    let dl = DeadLetterWriter::new(&registry, "dlqtest", Some(&dlq))
+        .decode(d.value.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        dl.original_value.as_deref(),
+        Some(&poison[..]),
+        "original bytes, byte for byte"
+    );
     assert_eq!(dl.original_key.as_deref(), Some(&b"key-1"[..]));
-    assert_eq!(dl.original_headers(), poison_headers, "original headers in order, nulls kept");
-    assert_eq!((dl.source_topic.as_str(), dl.source_partition, dl.source_offset), (input.as_str(), 0, offsets[2]));
-    assert_eq!((dl.stage.as_str(), dl.error_class.as_str(), dl.attempts), ("dlqtest", "encoding", 1));
+    assert_eq!(
+        dl.original_headers(),
+        poison_headers,
+        "original headers in order, nulls kept"
+    );
+    assert_eq!(
+        (
+            dl.source_topic.as_str(),
+            dl.source_partition,
+            dl.source_offset
+        ),
+        (input.as_str(), 0, offsets[2])
+    );
+    assert_eq!(
+        (dl.stage.as_str(), dl.error_class.as_str(), dl.attempts),
+        ("dlqtest", "encoding", 1)
+    );
     assert!(dl.detail.contains("not UTF-8"), "{}", dl.detail);
-    assert_eq!((stats.records_in, stats.records_out, stats.dead_lettered), (5, 4, 1));
+    assert_eq!(
+        (stats.records_in, stats.records_out, stats.dead_lettered),
+        (5, 4, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +159,9 @@ async fn dead_letter_writer_works_without_a_transaction() {
         headers: MessageHeaders::new(),
         timestamp_ms: None,
     };
-    w.write(&producer, &rec, "framing", "MSH segment missing", 1).await.unwrap();
+    w.write(&producer, &rec, "framing", "MSH segment missing", 1)
+        .await
+        .unwrap();
     let got = read_committed(&cfg, &dlq, 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
     let dl = w.decode(got[0].value.as_deref().unwrap()).await.unwrap();

@@ -17,12 +17,22 @@ pub enum BusError {
         "Kafka at {bootstrap} is unreachable after {attempts} attempts over {waited_ms} ms \
          (last error: {last_error}); check that the brokers are up and bootstrap_servers/security settings are right"
     )]
-    BrokerUnavailable { bootstrap: String, attempts: u32, waited_ms: u64, last_error: String },
+    BrokerUnavailable {
+        bootstrap: String,
+        attempts: u32,
+        waited_ms: u64,
+        last_error: String,
+    },
 
     #[error(
         "schema registry at {url} is unreachable after {attempts} attempts over {waited_ms} ms (last error: {last_error})"
     )]
-    RegistryUnavailable { url: String, attempts: u32, waited_ms: u64, last_error: String },
+    RegistryUnavailable {
+        url: String,
+        attempts: u32,
+        waited_ms: u64,
+        last_error: String,
+    },
 
     #[error("topic {topic} has the wrong shape: {problem}")]
     TopicMismatch { topic: String, problem: String },
@@ -38,7 +48,9 @@ pub enum BusError {
 
     /// The producer can no longer be used (e.g. fenced by a newer instance with the same
     /// transactional id, or an idempotence sequence error). The service must stop and restart.
-    #[error("fatal Kafka producer error during {op}: {detail}; stopping — restart the service (if fenced, another instance uses the same transactional_id)")]
+    #[error(
+        "fatal Kafka producer error during {op}: {detail}; stopping — restart the service (if fenced, another instance uses the same transactional_id)"
+    )]
     Fatal { op: &'static str, detail: String },
 
     #[error(transparent)]

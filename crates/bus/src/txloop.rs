@@ -89,7 +89,11 @@ impl Default for TxTuning {
             blocking_call_timeout_ms: 30_000,
             static_membership: true,
             max_attempts: 5,
-            retry: RetryConfig { initial_ms: 100, max_ms: 5_000, give_up_after_ms: None },
+            retry: RetryConfig {
+                initial_ms: 100,
+                max_ms: 5_000,
+                give_up_after_ms: None,
+            },
             retry_backoff_ms: 5,
         }
     }
@@ -131,11 +135,16 @@ pub enum ProcessError {
 
 impl ProcessError {
     pub fn permanent(class: &str, detail: impl Into<String>) -> Self {
-        ProcessError::Permanent { class: class.into(), detail: detail.into() }
+        ProcessError::Permanent {
+            class: class.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn transient(detail: impl Into<String>) -> Self {
-        ProcessError::Transient { detail: detail.into() }
+        ProcessError::Transient {
+            detail: detail.into(),
+        }
     }
 }
 
@@ -153,7 +162,10 @@ impl From<AvroError> for ProcessError {
 /// the same record after a transient failure or an aborted transaction, so it must be
 /// deterministic (same input, same outputs, same ids).
 pub trait Processor: Send + Sync {
-    fn process(&self, record: &InputRecord) -> impl Future<Output = Result<Vec<Output>, ProcessError>> + Send;
+    fn process(
+        &self,
+        record: &InputRecord,
+    ) -> impl Future<Output = Result<Vec<Output>, ProcessError>> + Send;
 }
 
 /// Counters of a running loop (shared, readable while it runs).
@@ -217,8 +229,12 @@ fn classify(e: &KafkaError) -> Class {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, BusError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| BusError::Join(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BusError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BusError::Join(e.to_string()))
 }
 
 /// A started loop: clients created, transactions initialised, subscribed.
@@ -239,7 +255,12 @@ impl TxLoop {
     /// Waits for Kafka and the registry (with backoff, see `bus.startup_retry`), creates the
     /// transactional producer and calls `init_transactions` (which fences a previous instance
     /// with the same transactional id and aborts its open transaction), then subscribes.
-    pub async fn start(bus: &BusConfig, cfg: TxLoopConfig, registry: &Registry, shutdown: &Shutdown) -> Result<Self, BusError> {
+    pub async fn start(
+        bus: &BusConfig,
+        cfg: TxLoopConfig,
+        registry: &Registry,
+        shutdown: &Shutdown,
+    ) -> Result<Self, BusError> {
         wait_for_kafka(bus, &bus.startup_retry, shutdown).await?;
         registry.wait_ready(bus, shutdown).await?;
         let t = &cfg.tuning;
@@ -247,13 +268,22 @@ impl TxLoop {
 
         let mut pc = producer_client_config(bus);
         pc.set("transactional.id", &cfg.transactional_id);
-        pc.set("transaction.timeout.ms", t.transaction_timeout_ms.to_string());
+        pc.set(
+            "transaction.timeout.ms",
+            t.transaction_timeout_ms.to_string(),
+        );
         // After a commit the coordinator answers the next transaction's first request with
         // CONCURRENT_TRANSACTIONS until the markers are written (a few ms); librdkafka retries
         // after retry.backoff.ms, whose 100 ms default would cap the loop at ~10 commits/s.
         pc.set("retry.backoff.ms", t.retry_backoff_ms.to_string());
         // librdkafka requires a record's delivery timeout to fit in its transaction.
-        pc.set("delivery.timeout.ms", bus.producer.delivery_timeout_ms.min(t.transaction_timeout_ms).to_string());
+        pc.set(
+            "delivery.timeout.ms",
+            bus.producer
+                .delivery_timeout_ms
+                .min(t.transaction_timeout_ms)
+                .to_string(),
+        );
         let producer: FutureProducer<BusContext> = pc
             .create_with_context(BusContext::new(format!("{}/txn-producer", cfg.stage)))
             .map_err(|e| BusError::Config(e.to_string()))?;
@@ -266,10 +296,19 @@ impl TxLoop {
             match blocking(move || p.init_transactions(call_timeout)).await? {
                 Ok(()) => break,
                 Err(e) => match classify(&e) {
-                    Class::Fatal => return Err(BusError::Fatal { op: "init_transactions", detail: e.to_string() }),
+                    Class::Fatal => {
+                        return Err(BusError::Fatal {
+                            op: "init_transactions",
+                            detail: e.to_string(),
+                        });
+                    }
                     _ => {
                         let waited = started.elapsed();
-                        if bus.startup_retry.give_up_after().is_some_and(|l| waited >= l) {
+                        if bus
+                            .startup_retry
+                            .give_up_after()
+                            .is_some_and(|l| waited >= l)
+                        {
                             return Err(BusError::BrokerUnavailable {
                                 bootstrap: bus.kafka.bootstrap_servers.clone(),
                                 attempts: attempt,
@@ -296,12 +335,23 @@ impl TxLoop {
             cc.set("group.instance.id", &cfg.transactional_id);
         }
         let ctx = BusConsumerContext::new(format!("{}/consumer", cfg.stage));
-        let consumer: StreamConsumer<BusConsumerContext> =
-            cc.create_with_context(ctx.clone()).map_err(|e| BusError::Config(e.to_string()))?;
+        let consumer: StreamConsumer<BusConsumerContext> = cc
+            .create_with_context(ctx.clone())
+            .map_err(|e| BusError::Config(e.to_string()))?;
         let topics: Vec<&str> = cfg.input_topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|e| BusError::kafka("subscribe", e))?;
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| BusError::kafka("subscribe", e))?;
         tracing::info!(stage = %cfg.stage, group = %cfg.group_id, "transactional loop started");
-        Ok(Self { cfg, producer, consumer: Arc::new(consumer), ctx, dlq, counters: Arc::default(), call_timeout })
+        Ok(Self {
+            cfg,
+            producer,
+            consumer: Arc::new(consumer),
+            ctx,
+            dlq,
+            counters: Arc::default(),
+            call_timeout,
+        })
     }
 
     /// Live counters, e.g. for metrics or a benchmark.
@@ -311,7 +361,11 @@ impl TxLoop {
 
     /// Runs until `shutdown` (then finishes and commits the batch in hand, flushes and leaves
     /// the group) or a fatal error.
-    pub async fn run<P: Processor>(self, processor: &P, shutdown: &Shutdown) -> Result<TxLoopStats, BusError> {
+    pub async fn run<P: Processor>(
+        self,
+        processor: &P,
+        shutdown: &Shutdown,
+    ) -> Result<TxLoopStats, BusError> {
         let result = self.run_inner(processor, shutdown).await;
         // Flushing, leaving the group and destroying the clients all block: off the executor.
         let t = self.call_timeout;
@@ -324,7 +378,11 @@ impl TxLoop {
         result
     }
 
-    async fn run_inner<P: Processor>(&self, processor: &P, shutdown: &Shutdown) -> Result<TxLoopStats, BusError> {
+    async fn run_inner<P: Processor>(
+        &self,
+        processor: &P,
+        shutdown: &Shutdown,
+    ) -> Result<TxLoopStats, BusError> {
         let t = &self.cfg.tuning;
         let mut attempts: HashMap<(String, i32, i64), u32> = HashMap::new();
         let mut consecutive_aborts = 0u32;
@@ -363,7 +421,10 @@ impl TxLoop {
             }
 
             tracing::trace!(stage = %self.cfg.stage, records = batch.len(), gather_us = gather_started.elapsed().as_micros() as u64, "batch gathered");
-            match self.process_batch(processor, &batch, generation, &mut attempts).await? {
+            match self
+                .process_batch(processor, &batch, generation, &mut attempts)
+                .await?
+            {
                 BatchOutcome::Committed => consecutive_aborts = 0,
                 BatchOutcome::RetryAfter { attempt } => {
                     let d = t.retry.delay(attempt);
@@ -388,7 +449,10 @@ impl TxLoop {
 
     fn consumer_error(&self, e: KafkaError) -> Result<(), BusError> {
         if let KafkaError::MessageConsumptionFatal(code) = e {
-            return Err(BusError::Fatal { op: "consume", detail: format!("{code:?}") });
+            return Err(BusError::Fatal {
+                op: "consume",
+                detail: format!("{code:?}"),
+            });
         }
         // librdkafka reconnects and refetches by itself; these are informational.
         tracing::warn!(stage = %self.cfg.stage, error = %e, "consumer error");
@@ -405,9 +469,16 @@ impl TxLoop {
         let t = &self.cfg.tuning;
         let mut batch_start: Positions = BTreeMap::new();
         for r in batch {
-            batch_start.entry((r.topic.clone(), r.partition)).or_insert(r.offset);
+            batch_start
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset);
         }
-        self.producer.begin_transaction().map_err(|e| BusError::Fatal { op: "begin_transaction", detail: e.to_string() })?;
+        self.producer
+            .begin_transaction()
+            .map_err(|e| BusError::Fatal {
+                op: "begin_transaction",
+                detail: e.to_string(),
+            })?;
 
         let process_started = Instant::now();
         let mut next_offsets: Positions = BTreeMap::new();
@@ -425,7 +496,10 @@ impl TxLoop {
                         if o.headers.traceparent().is_none() {
                             rec.headers.propagate_trace_to(&mut o.headers);
                         }
-                        match self.produce(&o.topic, o.key.as_deref(), &o.value, &o.headers).await {
+                        match self
+                            .produce(&o.topic, o.key.as_deref(), &o.value, &o.headers)
+                            .await
+                        {
                             Ok(d) => deliveries.push(d),
                             Err(e) => {
                                 r = Err(e);
@@ -444,16 +518,20 @@ impl TxLoop {
                     })
                 }
                 Err(ProcessError::Transient { detail }) => {
-                    self.counters.transient_failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .transient_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     let n = attempts.entry(id.clone()).or_insert(0);
                     *n += 1;
                     let n = *n;
                     if n >= t.max_attempts {
                         let detail = format!("gave up after {n} attempts; last error: {detail}");
-                        self.dead_letter(rec, "retries-exhausted", &detail, n).await.map(|d| {
-                            deliveries.push(d);
-                            dead += 1;
-                        })
+                        self.dead_letter(rec, "retries-exhausted", &detail, n)
+                            .await
+                            .map(|d| {
+                                deliveries.push(d);
+                                dead += 1;
+                            })
                     } else {
                         tracing::warn!(stage = %self.cfg.stage, topic = %rec.topic, partition = rec.partition,
                             offset = rec.offset, attempt = n, error = %detail, "transient failure, will retry");
@@ -473,7 +551,12 @@ impl TxLoop {
         // committing their offsets would duplicate work. Abort; the new assignment restarts
         // from committed offsets.
         if self.ctx.rebalance_generation() != generation {
-            return self.abort_and_rewind(&batch_start, TxnFailure::Abortable("partitions were revoked during the batch".into())).await;
+            return self
+                .abort_and_rewind(
+                    &batch_start,
+                    TxnFailure::Abortable("partitions were revoked during the batch".into()),
+                )
+                .await;
         }
 
         if next_offsets.is_empty() {
@@ -484,14 +567,25 @@ impl TxLoop {
         } else {
             let n_in: u64 = batch
                 .iter()
-                .filter(|r| next_offsets.get(&(r.topic.clone(), r.partition)).is_some_and(|&o| r.offset < o))
+                .filter(|r| {
+                    next_offsets
+                        .get(&(r.topic.clone(), r.partition))
+                        .is_some_and(|&o| r.offset < o)
+                })
                 .count() as u64;
             self.counters.records_in.fetch_add(n_in, Ordering::Relaxed);
-            self.counters.records_out.fetch_add(produced, Ordering::Relaxed);
-            self.counters.dead_lettered.fetch_add(dead, Ordering::Relaxed);
+            self.counters
+                .records_out
+                .fetch_add(produced, Ordering::Relaxed);
+            self.counters
+                .dead_lettered
+                .fetch_add(dead, Ordering::Relaxed);
             self.counters.transactions.fetch_add(1, Ordering::Relaxed);
             for r in batch {
-                if next_offsets.get(&(r.topic.clone(), r.partition)).is_some_and(|&o| r.offset < o) {
+                if next_offsets
+                    .get(&(r.topic.clone(), r.partition))
+                    .is_some_and(|&o| r.offset < o)
+                {
                     attempts.remove(&(r.topic.clone(), r.partition, r.offset));
                 }
             }
@@ -512,9 +606,17 @@ impl TxLoop {
     }
 
     /// Enqueues one record in the open transaction, waiting while librdkafka's queue is full.
-    async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &MessageHeaders) -> Result<DeliveryFuture, TxnFailure> {
+    async fn produce(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &MessageHeaders,
+    ) -> Result<DeliveryFuture, TxnFailure> {
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(value).headers(headers.to_kafka());
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .payload(value)
+                .headers(headers.to_kafka());
             if let Some(k) = key {
                 rec = rec.key(k);
             }
@@ -533,7 +635,13 @@ impl TxLoop {
         }
     }
 
-    async fn dead_letter(&self, rec: &InputRecord, class: &str, detail: &str, attempts: u32) -> Result<DeliveryFuture, TxnFailure> {
+    async fn dead_letter(
+        &self,
+        rec: &InputRecord,
+        class: &str,
+        detail: &str,
+        attempts: u32,
+    ) -> Result<DeliveryFuture, TxnFailure> {
         tracing::warn!(stage = %self.cfg.stage, topic = %rec.topic, partition = rec.partition, offset = rec.offset,
             error_class = class, "record sent to the dead-letter topic");
         let e = self
@@ -541,14 +649,19 @@ impl TxLoop {
             .encode(rec, class, detail, attempts)
             .await
             .map_err(|e| TxnFailure::Abortable(format!("encode dead letter: {e}")))?;
-        self.produce(&e.topic, e.key.as_deref(), &e.value, &e.headers).await
+        self.produce(&e.topic, e.key.as_deref(), &e.value, &e.headers)
+            .await
     }
 
     /// Waits for the transaction's records to be acknowledged, then sends the offsets and
     /// commits, retrying retriable errors. Awaiting the delivery reports here (rather than
     /// leaving it to commit_transaction's internal flush) keeps the flush from sleeping in
     /// rdkafka's 100 ms poll steps while the producer's own thread serves the events.
-    async fn commit(&self, next_offsets: &Positions, deliveries: Vec<DeliveryFuture>) -> Result<(), TxnFailure> {
+    async fn commit(
+        &self,
+        next_offsets: &Positions,
+        deliveries: Vec<DeliveryFuture>,
+    ) -> Result<(), TxnFailure> {
         for d in futures::future::join_all(deliveries).await {
             match d {
                 Ok(Ok(_)) => {}
@@ -558,7 +671,11 @@ impl TxLoop {
                     }
                     return Err(TxnFailure::Abortable(format!("delivery failed: {e}")));
                 }
-                Err(_canceled) => return Err(TxnFailure::Abortable("delivery report lost (producer closing)".into())),
+                Err(_canceled) => {
+                    return Err(TxnFailure::Abortable(
+                        "delivery report lost (producer closing)".into(),
+                    ));
+                }
             }
         }
         let mut tpl = TopicPartitionList::new();
@@ -599,7 +716,9 @@ impl TxLoop {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let r = blocking(make()).await.map_err(|e| TxnFailure::Fatal(e.to_string()))?;
+            let r = blocking(make())
+                .await
+                .map_err(|e| TxnFailure::Fatal(e.to_string()))?;
             match r {
                 Ok(()) => return Ok(()),
                 Err(e) => match classify(&e) {
@@ -626,13 +745,25 @@ impl TxLoop {
             .await
         {
             Ok(()) => Ok(()),
-            Err(TxnFailure::Fatal(d)) | Err(TxnFailure::Abortable(d)) => Err(BusError::Fatal { op: "abort_transaction", detail: d }),
+            Err(TxnFailure::Fatal(d)) | Err(TxnFailure::Abortable(d)) => Err(BusError::Fatal {
+                op: "abort_transaction",
+                detail: d,
+            }),
         }
     }
 
-    async fn abort_and_rewind(&self, batch_start: &Positions, failure: TxnFailure) -> Result<BatchOutcome, BusError> {
+    async fn abort_and_rewind(
+        &self,
+        batch_start: &Positions,
+        failure: TxnFailure,
+    ) -> Result<BatchOutcome, BusError> {
         let reason = match failure {
-            TxnFailure::Fatal(d) => return Err(BusError::Fatal { op: "transaction", detail: d }),
+            TxnFailure::Fatal(d) => {
+                return Err(BusError::Fatal {
+                    op: "transaction",
+                    detail: d,
+                });
+            }
             TxnFailure::Abortable(r) => r,
         };
         tracing::warn!(stage = %self.cfg.stage, reason = %reason, "aborting transaction and rewinding");
@@ -650,15 +781,18 @@ impl TxLoop {
         let to = to.clone();
         let timeout = self.call_timeout;
         blocking(move || {
-            let assigned = c.assignment().map_err(|e| BusError::kafka("assignment", e))?;
+            let assigned = c
+                .assignment()
+                .map_err(|e| BusError::kafka("assignment", e))?;
             for ((topic, partition), off) in &to {
                 if assigned.find_partition(topic, *partition).is_none() {
                     continue;
                 }
-                c.seek(topic, *partition, Offset::Offset(*off), timeout).map_err(|e| BusError::Fatal {
-                    op: "seek",
-                    detail: format!("cannot rewind {topic}/{partition} to {off}: {e}"),
-                })?;
+                c.seek(topic, *partition, Offset::Offset(*off), timeout)
+                    .map_err(|e| BusError::Fatal {
+                        op: "seek",
+                        detail: format!("cannot rewind {topic}/{partition} to {off}: {e}"),
+                    })?;
             }
             Ok(())
         })

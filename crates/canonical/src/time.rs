@@ -21,7 +21,6 @@ pub fn timestamp_micros_opt(_: &mut HashSet<Name>, _: NamespaceRef) -> Schema {
     )
 }
 
-
 /// Microseconds since the Unix epoch for `now`; a clock before 1970 reads as 0.
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now()

@@ -49,9 +49,15 @@ impl Processor for Relay {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let value = r.value.as_deref().ok_or_else(|| ProcessError::permanent("empty", "record has no value"))?;
+        let value = r
+            .value
+            .as_deref()
+            .ok_or_else(|| ProcessError::permanent("empty", "record has no value"))?;
         if value.starts_with(&self.poison) {
-            return Err(ProcessError::permanent("poison", "value starts with the poison prefix"));
+            return Err(ProcessError::permanent(
+                "poison",
+                "value starts with the poison prefix",
+            ));
         }
         let mut v = value.to_vec();
         v.extend_from_slice(b"|relayed");
@@ -59,7 +65,12 @@ impl Processor for Relay {
         if let Some(id) = r.headers.message_id() {
             headers.set_message_id(&format!("{id}/relayed"));
         }
-        Ok(vec![Output { topic: self.output.clone(), key: r.key.clone(), value: v, headers }])
+        Ok(vec![Output {
+            topic: self.output.clone(),
+            key: r.key.clone(),
+            value: v,
+            headers,
+        }])
     }
 }
 
@@ -67,7 +78,9 @@ impl Processor for Relay {
 async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     match run().await {
         Ok(()) => {}
@@ -93,14 +106,24 @@ async fn run() -> anyhow::Result<()> {
     let progress = tokio::spawn(async move {
         loop {
             let s = counters.snapshot();
-            eprintln!("relay progress in={} out={} dlq={} txns={} aborts={}", s.records_in, s.records_out, s.dead_lettered, s.transactions, s.aborts);
+            eprintln!(
+                "relay progress in={} out={} dlq={} txns={} aborts={}",
+                s.records_in, s.records_out, s.dead_lettered, s.transactions, s.aborts
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let relay = Relay { output: args.output, delay: Duration::from_micros(args.delay_us), poison: args.poison_prefix.into_bytes() };
+    let relay = Relay {
+        output: args.output,
+        delay: Duration::from_micros(args.delay_us),
+        poison: args.poison_prefix.into_bytes(),
+    };
     let stats = txl.run(&relay, &shutdown).await;
     progress.abort();
     let stats = stats?;
-    eprintln!("relay stopped in={} out={} dlq={} txns={} aborts={}", stats.records_in, stats.records_out, stats.dead_lettered, stats.transactions, stats.aborts);
+    eprintln!(
+        "relay stopped in={} out={} dlq={} txns={} aborts={}",
+        stats.records_in, stats.records_out, stats.dead_lettered, stats.transactions, stats.aborts
+    );
     Ok(())
 }
