@@ -97,11 +97,25 @@ pub struct Materializer {
 
 impl Materializer {
     /// Subscribes (topic names, or patterns starting with `^`) in the store's consumer group.
-    pub fn new(bus: &BusConfig, registry: Registry, store: Arc<Store>, subscription: &[String], group_prefix: &str) -> Result<Self, MaterializeError> {
+    pub fn new(
+        bus: &BusConfig,
+        registry: Registry,
+        store: Arc<Store>,
+        subscription: &[String],
+        group_prefix: &str,
+    ) -> Result<Self, MaterializeError> {
         let group = consumer_group(&store, group_prefix)?;
         let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         let consumer = BusConsumer::new(bus, &group, &topics, "query")?;
-        Ok(Self { store, consumer, registry, serdes: HashMap::new(), metrics: None, progress: Arc::default(), group })
+        Ok(Self {
+            store,
+            consumer,
+            registry,
+            serdes: HashMap::new(),
+            metrics: None,
+            progress: Arc::default(),
+            group,
+        })
     }
 
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
@@ -153,17 +167,27 @@ impl Materializer {
         };
         let store = self.store.clone();
         self.consumer.close().await?;
-        tokio::task::spawn_blocking(move || store.checkpoint()).await.map_err(|e| MaterializeError::Join(e.to_string()))??;
+        tokio::task::spawn_blocking(move || store.checkpoint())
+            .await
+            .map_err(|e| MaterializeError::Join(e.to_string()))??;
         tracing::info!("materialiser stopped");
         result
     }
 
     /// Stores one record. Ok(false): shutdown came first.
-    async fn handle(&mut self, rec: &InputRecord, shutdown: &Shutdown) -> Result<bool, MaterializeError> {
+    async fn handle(
+        &mut self,
+        rec: &InputRecord,
+        shutdown: &Shutdown,
+    ) -> Result<bool, MaterializeError> {
         let Some(value) = &rec.value else {
             return self.tombstone(rec).await.map(|_| true);
         };
-        let serde = self.serdes.entry(rec.topic.clone()).or_insert_with(|| self.registry.value_serde::<FhirResource>(&rec.topic)).clone();
+        let serde = self
+            .serdes
+            .entry(rec.topic.clone())
+            .or_insert_with(|| self.registry.value_serde::<FhirResource>(&rec.topic))
+            .clone();
         let mut attempt = 0u32;
         let resource = loop {
             match serde.decode(value).await {
@@ -184,9 +208,10 @@ impl Materializer {
             }
         };
         let store = self.store.clone();
-        let outcome = tokio::task::spawn_blocking(move || store.upsert(&resource).map(|u| (u, resource)))
-            .await
-            .map_err(|e| MaterializeError::Join(e.to_string()))?;
+        let outcome =
+            tokio::task::spawn_blocking(move || store.upsert(&resource).map(|u| (u, resource)))
+                .await
+                .map_err(|e| MaterializeError::Join(e.to_string()))?;
         match outcome {
             Ok((Upsert::Inserted | Upsert::Updated, r)) => {
                 tracing::debug!(resource_type = %r.resource_type, id = %r.id, "stored");
@@ -204,12 +229,20 @@ impl Materializer {
     }
 
     async fn tombstone(&self, rec: &InputRecord) -> Result<(), MaterializeError> {
-        let (Some(t), Some(id)) = (type_of_topic(&rec.topic), rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())) else {
-            self.skip(rec, "tombstone without a UTF-8 key or on a topic not named <type>.v<N>");
+        let (Some(t), Some(id)) = (
+            type_of_topic(&rec.topic),
+            rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()),
+        ) else {
+            self.skip(
+                rec,
+                "tombstone without a UTF-8 key or on a topic not named <type>.v<N>",
+            );
             return Ok(());
         };
         let (t, id, store) = (t.to_string(), id.to_string(), self.store.clone());
-        let existed = tokio::task::spawn_blocking(move || store.delete(&t, &id)).await.map_err(|e| MaterializeError::Join(e.to_string()))??;
+        let existed = tokio::task::spawn_blocking(move || store.delete(&t, &id))
+            .await
+            .map_err(|e| MaterializeError::Join(e.to_string()))??;
         if existed {
             self.progress.deleted.fetch_add(1, Ordering::Relaxed);
         }
@@ -231,7 +264,10 @@ mod tests {
     #[test]
     fn topic_types() {
         assert_eq!(type_of_topic("fhir.patient.v1"), Some("patient"));
-        assert_eq!(type_of_topic("it.q.1.2.fhir.diagnosticreport.v1"), Some("diagnosticreport"));
+        assert_eq!(
+            type_of_topic("it.q.1.2.fhir.diagnosticreport.v1"),
+            Some("diagnosticreport")
+        );
         assert_eq!(type_of_topic("patient.v2"), Some("patient"));
         assert_eq!(type_of_topic("nodots"), None);
         assert_eq!(type_of_topic("fhir.patient.x"), None);

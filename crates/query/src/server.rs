@@ -33,7 +33,9 @@ pub async fn serve(
         .add_service(QueryServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
-            reporter.set_not_serving::<QueryServer<QueryService>>().await;
+            reporter
+                .set_not_serving::<QueryServer<QueryService>>()
+                .await;
         })
         .await?;
     Ok(())
