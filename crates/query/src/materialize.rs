@@ -84,6 +84,23 @@ fn type_of_topic(topic: &str) -> Option<&str> {
     Some(rest.rsplit_once('.').map_or(rest, |(_, t)| t))
 }
 
+/// An Avro failure as it may be logged: a decode error's detail can quote field values of the
+/// record (PHI), so only its schema id and type are kept.
+fn loggable(e: &bus::AvroError) -> String {
+    match e {
+        bus::AvroError::Decode {
+            schema_id,
+            type_name,
+            ..
+        } => {
+            format!(
+                "cannot decode Avro value (writer schema id {schema_id}) as {type_name} (detail withheld: may quote record content)"
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The loop.
 pub struct Materializer {
     store: Arc<Store>,
@@ -202,7 +219,7 @@ impl Materializer {
                     }
                 }
                 Err(e) => {
-                    self.skip(rec, &e.to_string());
+                    self.skip(rec, &loggable(&e));
                     return Ok(true);
                 }
             }
@@ -260,6 +277,19 @@ impl Materializer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_errors_are_logged_without_their_detail() {
+        let e = bus::AvroError::Decode {
+            schema_id: 7,
+            type_name: "FhirResource",
+            detail: "String(\"Jane Doe\")".into(),
+        };
+        let l = loggable(&e);
+        assert!(l.contains("schema id 7") && !l.contains("Jane"), "{l}");
+        let w = bus::AvroError::Wire(bus::avro::wire::WireError::BadMagic(b'n'));
+        assert_eq!(loggable(&w), w.to_string());
+    }
 
     #[test]
     fn topic_types() {
