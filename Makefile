@@ -3,6 +3,7 @@
 
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
+PIPELINE := deploy/local/pipeline.sh
 CARGO ?= cargo
 
 .PHONY: help up down demo test test-unit test-integration test-disruptive schemas-check \
@@ -19,12 +20,14 @@ help:
 build:
 	$(CARGO) build --workspace --release
 
+# Bring-up: the stack (fetched on first use), the five services (built in release), then the
+# example messages sent through MLLP. Returns once everything answers.
 up: up-stack
-	@echo
-	@echo "Local stack is up. Endpoints:"
-	@$(STACK) env
+	$(PIPELINE) up
+	$(PIPELINE) demo
 
 down:
+	$(PIPELINE) down
 	$(STACK) down
 
 up-stack:
