@@ -168,3 +168,105 @@ async fn dead_letter_writer_works_without_a_transaction() {
     assert_eq!(dl.original_value, rec.value);
     assert_eq!(dl.original_key, None);
 }
+
+/// Outputs the input, except that `BIG` becomes 2 MB (over the client's message.max.bytes) and
+/// `MED` becomes 50 KB of incompressible bytes (over the output topic's max.message.bytes).
+struct Inflating {
+    output: String,
+}
+
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl Processor for Inflating {
+    async fn process(&self, r: &InputRecord) -> Result<Vec<Output>, ProcessError> {
+        let v = r.value.clone().unwrap_or_default();
+        let value = match v.as_slice() {
+            b"BIG" => noise(2_000_000),
+            b"MED" => noise(50_000),
+            _ => v,
+        };
+        Ok(vec![Output {
+            topic: self.output.clone(),
+            key: r.key.clone(),
+            value,
+            headers: MessageHeaders::new(),
+        }])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_kafka_refuses_sends_its_input_to_the_dlq_and_the_loop_goes_on() {
+    let cfg = require_stack();
+    let (input, output, dlq) = (unique("rej.in"), unique("rej.out"), unique("rej.dlq"));
+    create_topic(&cfg, &input, 1).await;
+    create_topic(&cfg, &dlq, 1).await;
+    let mut small = bus::topics::TopicSpec::with_defaults(&output, &cfg.topics);
+    small.partitions = 1;
+    small
+        .configs
+        .insert("max.message.bytes".into(), "20000".into());
+    bus::topics::ensure_topics(&cfg, &[small]).await.unwrap();
+
+    let producer = BusProducer::new(&cfg, "it-rej").unwrap();
+    for v in ["a", "BIG", "b", "MED", "c"] {
+        producer
+            .send(&input, Some(b"k"), v.as_bytes(), &MessageHeaders::new())
+            .await
+            .unwrap();
+    }
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let mut lc = TxLoopConfig::new("rej", &unique("rej.group"), &[&input], &unique("rej.txn"));
+    lc.dlq_topic = Some(dlq.clone());
+    lc.tuning.retry.initial_ms = 50;
+    let shutdown = Shutdown::new();
+    let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await.unwrap();
+    let s2 = shutdown.clone();
+    let p = Inflating {
+        output: output.clone(),
+    };
+    let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
+    let out = read_committed(&cfg, &output, 3, Duration::from_secs(60)).await;
+    // Ask for one more than expected: a wrongly dead-lettered neighbour would show up here.
+    let dead = read_committed(&cfg, &dlq, 3, Duration::from_secs(10)).await;
+    shutdown.trigger();
+    let stats = handle.await.unwrap().unwrap();
+
+    let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
+    assert_eq!(
+        values,
+        vec![&b"a"[..], b"b", b"c"],
+        "nothing lost, nothing duplicated, in order"
+    );
+    assert_eq!(
+        dead.len(),
+        2,
+        "only the two refused records are dead letters"
+    );
+    let w = DeadLetterWriter::new(&registry, "rej", Some(&dlq));
+    let mut originals = Vec::new();
+    for d in &dead {
+        let dl = w.decode(d.value.as_deref().unwrap()).await.unwrap();
+        assert_eq!(dl.error_class, "output-rejected");
+        assert!(dl.detail.contains("MessageSizeTooLarge"), "{}", dl.detail);
+        originals.push(dl.original_value.unwrap());
+    }
+    assert_eq!(originals, vec![b"BIG".to_vec(), b"MED".to_vec()]);
+    assert!(
+        stats.aborts >= 2,
+        "each refusal aborted its transaction first: {stats:?}"
+    );
+    assert_eq!(
+        (stats.records_in, stats.records_out, stats.dead_lettered),
+        (5, 3, 2)
+    );
+}

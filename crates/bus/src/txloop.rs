@@ -208,8 +208,41 @@ impl TxLoopCounters {
 enum TxnFailure {
     /// Abort the transaction, rewind, retry.
     Abortable(String),
+    /// Kafka refuses an output of this input record for good (e.g. too large): abort,
+    /// rewind, and dead-letter the record on the next pass instead of looping on it.
+    Rejected(RecordId, String),
+    /// Kafka refused a produce batch holding outputs of several input records: abort, rewind,
+    /// and redo those records one per transaction to find the culprit.
+    Isolate(String),
     /// The producer is unusable: stop.
     Fatal(String),
+}
+
+/// (topic, partition, offset) of an input record.
+type RecordId = (String, i32, i64);
+
+/// What the loop remembers about records it has to process again.
+#[derive(Default)]
+struct Recovery {
+    /// Transient failures so far, per record.
+    attempts: HashMap<RecordId, u32>,
+    /// Records whose output Kafka refused for good: dead-lettered on the next pass.
+    rejected: HashMap<RecordId, String>,
+    /// Records still to process one per transaction, so that a refusal the broker reports for
+    /// a whole batch can be pinned on the one record that caused it.
+    isolate: usize,
+}
+
+/// Produce errors that retrying the same record can never fix.
+fn rejects_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+    )
 }
 
 enum Class {
@@ -384,7 +417,7 @@ impl TxLoop {
         shutdown: &Shutdown,
     ) -> Result<TxLoopStats, BusError> {
         let t = &self.cfg.tuning;
-        let mut attempts: HashMap<(String, i32, i64), u32> = HashMap::new();
+        let mut recovery = Recovery::default();
         let mut consecutive_aborts = 0u32;
         loop {
             if shutdown.is_triggered() {
@@ -407,7 +440,12 @@ impl TxLoop {
             let gather_started = Instant::now();
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + Duration::from_millis(t.max_txn_ms);
-            while batch.len() < t.max_records_per_txn {
+            let max_records = if recovery.isolate > 0 {
+                1
+            } else {
+                t.max_records_per_txn
+            };
+            while batch.len() < max_records {
                 let next = tokio::select! {
                     biased;
                     _ = shutdown.wait() => break,
@@ -422,7 +460,7 @@ impl TxLoop {
 
             tracing::trace!(stage = %self.cfg.stage, records = batch.len(), gather_us = gather_started.elapsed().as_micros() as u64, "batch gathered");
             match self
-                .process_batch(processor, &batch, generation, &mut attempts)
+                .process_batch(processor, &batch, generation, &mut recovery)
                 .await?
             {
                 BatchOutcome::Committed => consecutive_aborts = 0,
@@ -464,7 +502,7 @@ impl TxLoop {
         processor: &P,
         batch: &[InputRecord],
         generation: u64,
-        attempts: &mut HashMap<(String, i32, i64), u32>,
+        recovery: &mut Recovery,
     ) -> Result<BatchOutcome, BusError> {
         let t = &self.cfg.tuning;
         let mut batch_start: Positions = BTreeMap::new();
@@ -482,12 +520,29 @@ impl TxLoop {
 
         let process_started = Instant::now();
         let mut next_offsets: Positions = BTreeMap::new();
-        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len());
+        let mut deliveries: Vec<(RecordId, DeliveryFuture)> = Vec::with_capacity(batch.len());
         let mut produced = 0u64;
         let mut dead = 0u64;
         let mut retry_attempt = None;
         for rec in batch {
             let id = (rec.topic.clone(), rec.partition, rec.offset);
+            if let Some(refusal) = recovery.rejected.get(&id) {
+                let n = recovery.attempts.get(&id).copied().unwrap_or(0) + 1;
+                let detail = format!("Kafka refused an output of this record: {refusal}");
+                match self.dead_letter(rec, "output-rejected", &detail, n).await {
+                    Ok(d) => {
+                        deliveries.push((id, d));
+                        dead += 1;
+                        next_offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
+                        continue;
+                    }
+                    Err(f) => {
+                        return self
+                            .abort_and_rewind(&batch_start, f, recovery, batch.len())
+                            .await;
+                    }
+                }
+            }
             let outcome = processor.process(rec).await;
             let sent = match outcome {
                 Ok(outputs) => {
@@ -500,7 +555,11 @@ impl TxLoop {
                             .produce(&o.topic, o.key.as_deref(), &o.value, &o.headers)
                             .await
                         {
-                            Ok(d) => deliveries.push(d),
+                            Ok(d) => deliveries.push((id.clone(), d)),
+                            Err(TxnFailure::Rejected(_, why)) => {
+                                r = Err(TxnFailure::Rejected(id.clone(), why));
+                                break;
+                            }
                             Err(e) => {
                                 r = Err(e);
                                 break;
@@ -511,9 +570,9 @@ impl TxLoop {
                     r
                 }
                 Err(ProcessError::Permanent { class, detail }) => {
-                    let n = attempts.get(&id).copied().unwrap_or(0) + 1;
+                    let n = recovery.attempts.get(&id).copied().unwrap_or(0) + 1;
                     self.dead_letter(rec, &class, &detail, n).await.map(|d| {
-                        deliveries.push(d);
+                        deliveries.push((id.clone(), d));
                         dead += 1;
                     })
                 }
@@ -521,7 +580,7 @@ impl TxLoop {
                     self.counters
                         .transient_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    let n = attempts.entry(id.clone()).or_insert(0);
+                    let n = recovery.attempts.entry(id.clone()).or_insert(0);
                     *n += 1;
                     let n = *n;
                     if n >= t.max_attempts {
@@ -529,7 +588,7 @@ impl TxLoop {
                         self.dead_letter(rec, "retries-exhausted", &detail, n)
                             .await
                             .map(|d| {
-                                deliveries.push(d);
+                                deliveries.push((id.clone(), d));
                                 dead += 1;
                             })
                     } else {
@@ -541,7 +600,9 @@ impl TxLoop {
                 }
             };
             if let Err(f) = sent {
-                return self.abort_and_rewind(&batch_start, f).await;
+                return self
+                    .abort_and_rewind(&batch_start, f, recovery, batch.len())
+                    .await;
             }
             next_offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
         }
@@ -555,6 +616,8 @@ impl TxLoop {
                 .abort_and_rewind(
                     &batch_start,
                     TxnFailure::Abortable("partitions were revoked during the batch".into()),
+                    recovery,
+                    batch.len(),
                 )
                 .await;
         }
@@ -563,7 +626,9 @@ impl TxLoop {
             // Nothing processed (transient failure on the first record): nothing to commit.
             self.abort_only().await?;
         } else if let Err(f) = self.commit(&next_offsets, deliveries).await {
-            return self.abort_and_rewind(&batch_start, f).await;
+            return self
+                .abort_and_rewind(&batch_start, f, recovery, batch.len())
+                .await;
         } else {
             let n_in: u64 = batch
                 .iter()
@@ -574,6 +639,7 @@ impl TxLoop {
                 })
                 .count() as u64;
             self.counters.records_in.fetch_add(n_in, Ordering::Relaxed);
+            recovery.isolate = recovery.isolate.saturating_sub(n_in as usize);
             self.counters
                 .records_out
                 .fetch_add(produced, Ordering::Relaxed);
@@ -586,7 +652,9 @@ impl TxLoop {
                     .get(&(r.topic.clone(), r.partition))
                     .is_some_and(|&o| r.offset < o)
                 {
-                    attempts.remove(&(r.topic.clone(), r.partition, r.offset));
+                    let id = (r.topic.clone(), r.partition, r.offset);
+                    recovery.attempts.remove(&id);
+                    recovery.rejected.remove(&id);
                 }
             }
         }
@@ -629,6 +697,15 @@ impl TxLoop {
                     if let Some((code, reason)) = self.producer.client().fatal_error() {
                         return Err(TxnFailure::Fatal(format!("{code:?}: {reason}")));
                     }
+                    if let KafkaError::MessageProduction(code) = e
+                        && rejects_record(code)
+                    {
+                        // The caller knows which input record this output belongs to.
+                        return Err(TxnFailure::Rejected(
+                            (String::new(), -1, -1),
+                            format!("{code:?} ({} bytes to {topic})", value.len()),
+                        ));
+                    }
                     return Err(TxnFailure::Abortable(format!("produce to {topic}: {e}")));
                 }
             }
@@ -660,14 +737,27 @@ impl TxLoop {
     async fn commit(
         &self,
         next_offsets: &Positions,
-        deliveries: Vec<DeliveryFuture>,
+        deliveries: Vec<(RecordId, DeliveryFuture)>,
     ) -> Result<(), TxnFailure> {
-        for d in futures::future::join_all(deliveries).await {
+        let (ids, futs): (Vec<RecordId>, Vec<DeliveryFuture>) = deliveries.into_iter().unzip();
+        let single_input = ids.windows(2).all(|w| w[0] == w[1]);
+        for (id, d) in ids.into_iter().zip(futures::future::join_all(futs).await) {
             match d {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
                     if let Some((code, reason)) = self.producer.client().fatal_error() {
                         return Err(TxnFailure::Fatal(format!("{code:?}: {reason}")));
+                    }
+                    if let KafkaError::MessageProduction(code) = e
+                        && rejects_record(code)
+                    {
+                        // The broker refuses whole produce batches, which may mix the outputs
+                        // of several inputs: only a single-input transaction names the culprit.
+                        return Err(if single_input {
+                            TxnFailure::Rejected(id, format!("{code:?} from the broker"))
+                        } else {
+                            TxnFailure::Isolate(format!("the broker refused a batch: {code:?}"))
+                        });
                     }
                     return Err(TxnFailure::Abortable(format!("delivery failed: {e}")));
                 }
@@ -745,7 +835,10 @@ impl TxLoop {
             .await
         {
             Ok(()) => Ok(()),
-            Err(TxnFailure::Fatal(d)) | Err(TxnFailure::Abortable(d)) => Err(BusError::Fatal {
+            Err(TxnFailure::Fatal(d))
+            | Err(TxnFailure::Abortable(d))
+            | Err(TxnFailure::Rejected(_, d))
+            | Err(TxnFailure::Isolate(d)) => Err(BusError::Fatal {
                 op: "abort_transaction",
                 detail: d,
             }),
@@ -756,6 +849,8 @@ impl TxLoop {
         &self,
         batch_start: &Positions,
         failure: TxnFailure,
+        recovery: &mut Recovery,
+        batch_len: usize,
     ) -> Result<BatchOutcome, BusError> {
         let reason = match failure {
             TxnFailure::Fatal(d) => {
@@ -765,6 +860,18 @@ impl TxLoop {
                 });
             }
             TxnFailure::Abortable(r) => r,
+            TxnFailure::Rejected(id, why) => {
+                let reason = format!(
+                    "Kafka refused an output of {}/{}@{}: {why}; it goes to the DLQ on retry",
+                    id.0, id.1, id.2
+                );
+                recovery.rejected.insert(id, why);
+                reason
+            }
+            TxnFailure::Isolate(why) => {
+                recovery.isolate = recovery.isolate.max(batch_len);
+                format!("{why}; redoing the {batch_len} records one per transaction")
+            }
         };
         tracing::warn!(stage = %self.cfg.stage, reason = %reason, "aborting transaction and rewinding");
         self.abort_only().await?;
