@@ -58,9 +58,9 @@ test-unit:
 test-integration:
 	$(CARGO) test -p arteria-tests
 
-# Tests that stop or kill the broker: run alone, one at a time.
+# Tests that stop or kill the broker: run alone, after the others, one at a time.
 test-disruptive:
-	@echo "(no disruptive tests yet)"
+	$(CARGO) test -p arteria-tests --test broker_faults -- --ignored --test-threads=1
 
 schemas-check:
 	$(CARGO) test -p arteria-tests --test schemas
