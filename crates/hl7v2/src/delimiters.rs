@@ -6,6 +6,8 @@
 /// The field, component, repetition, escape and subcomponent separators, plus the truncation
 /// character that HL7 v2.7+ allows as a fifth encoding character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+// 8-byte aligned so every value view copies it in one move (7 odd bytes made copies stall).
+#[repr(align(8))]
 pub struct Delimiters {
     pub field: u8,
     pub component: u8,
