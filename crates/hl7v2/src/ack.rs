@@ -305,7 +305,9 @@ impl Ack {
         raw(&mut m, "MSH-6", &h.sending_facility);
         let ts = self.timestamp.clone().unwrap_or_else(now_ts);
         let _ = m.set("MSH-7", &ts);
-        let version = h.version_id();
+        // A message without MSH-12 is answered as 2.5.1 (below); the ERR layout must then be
+        // 2.5.1's too, so the ACK is consistent with the version it declares.
+        let version = if h.version_id().is_empty() { "2.5.1" } else { h.version_id() };
         let vt = version_tuple(version);
         let _ = m.set("MSH-9.1", "ACK");
         let trigger = h.trigger();
@@ -487,4 +489,15 @@ mod tests {
         assert_eq!(ts.len(), 19);
         assert!(ts.starts_with("20"));
     }
+
+    #[test]
+    fn a_message_without_version_gets_a_consistent_2_5_1_nak() {
+        let raw = b"MSH|^~\\&|APP|FAC|RAPP|RFAC|2024||ADT^A01|C1|P|\rPID|1\r";
+        let err = crate::Message::parse(raw).unwrap_err();
+        let nak = String::from_utf8(Ack::for_bytes(raw).reject(&[ErrDetail::from(&err)]).unwrap()).unwrap();
+        assert!(nak.contains("|P|2.5.1"), "{nak}");
+        // v2.5+ layout: ERR-2 location, ERR-3 code, ERR-4 severity; not ERR-1 (ELD).
+        assert!(nak.contains("\rERR||MSH^1^12|101^"), "{nak}");
+    }
+
 }
