@@ -112,6 +112,13 @@ async fn one_event_per_message_duplicates_marked_even_after_a_restart_and_garbag
     }
     types.sort();
     assert_eq!(types, vec!["hl7v2.adt.a01", "hl7v2.oru.r01"]);
+    // Each event continues the trace its raw message started at ingest.
+    let raw = read_committed(&cfg, &t.raw, 4, Duration::from_secs(20)).await;
+    let raw_traces: Vec<_> = raw.iter().filter_map(|r| r.headers.traceparent()).map(|t| t.trace_id).collect();
+    for r in &out {
+        let t = r.headers.traceparent().unwrap().trace_id;
+        assert!(raw_traces.contains(&t), "output trace {t:?} is one of the inputs' traces");
+    }
     // Same patient → same key → same partition, in order.
     assert_eq!(out[0].key, out[1].key);
 

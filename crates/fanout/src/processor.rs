@@ -79,6 +79,12 @@ fn headers(id: &str, content_type: &str) -> MessageHeaders {
 
 impl Processor for FanoutProcessor {
     async fn process(&self, rec: &InputRecord) -> Result<Vec<Output>, ProcessError> {
+        lifecycle::traced(STAGE, rec, self.transform(rec)).await
+    }
+}
+
+impl FanoutProcessor {
+    async fn transform(&self, rec: &InputRecord) -> Result<Vec<Output>, ProcessError> {
         self.metrics.count(STAGE, Outcome::received);
         let started = std::time::Instant::now();
         let value = rec.value.as_deref().ok_or_else(|| ProcessError::permanent("empty", "record has no value"))?;

@@ -14,6 +14,7 @@ use hl7v2::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use telemetry::{Metrics, Outcome};
 
 const STAGE: &str = "ingest";
@@ -79,8 +80,14 @@ impl<P: Publisher> Session<P> {
         let received_at = intake::now_micros();
         let answer = match intake::decide(&self.cfg, bytes, peer, channel, received_at) {
             Decision::Accept(a) => {
-                let trace = TraceParent::new_root();
-                match self.within_deadline(self.publisher.publish_raw(&a.key, &a.record, &trace)).await {
+                // The trace of this message starts here; with an OTLP exporter configured it
+                // is a recorded span that every later stage continues.
+                let span = telemetry::propagation::record_span(STAGE, None);
+                let trace = telemetry::propagation::traceparent(&span)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_else(TraceParent::new_root);
+                let publish = self.publisher.publish_raw(&a.key, &a.record, &trace);
+                match self.within_deadline(publish.instrument(span)).await {
                     Ok(()) => {
                         tracing::debug!(message_id = %a.record.id, trace_id = %trace.trace_id_hex(), "accepted");
                         Answer { ack: a.ack.accept(), outcome: Outcome::acknowledged }

@@ -97,3 +97,22 @@ where
     }
     result
 }
+
+/// Runs one record's processing inside a span that continues the record's trace, and gives
+/// the outputs that span's `traceparent`, so exported traces join across services. Without an
+/// OpenTelemetry exporter the span is not recorded and the loop's own child `traceparent`
+/// applies instead.
+pub async fn traced<F>(stage: &'static str, rec: &bus::InputRecord, work: F) -> Result<Vec<bus::txloop::Output>, bus::txloop::ProcessError>
+where
+    F: Future<Output = Result<Vec<bus::txloop::Output>, bus::txloop::ProcessError>>,
+{
+    use tracing::Instrument;
+    let span = telemetry::propagation::record_span(stage, rec.headers.get_str(bus::headers::TRACEPARENT));
+    let mut outputs = work.instrument(span.clone()).await?;
+    if let Some(tp) = telemetry::propagation::traceparent(&span) {
+        for o in &mut outputs {
+            o.headers.set(bus::headers::TRACEPARENT, tp.clone().into_bytes());
+        }
+    }
+    Ok(outputs)
+}

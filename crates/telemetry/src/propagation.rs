@@ -36,6 +36,16 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) {
     let _ = span.set_parent(cx);
 }
 
+/// A span for one record at `stage`, continuing the trace of the record's `traceparent` header
+/// when it has one (a new trace otherwise).
+pub fn record_span(stage: &'static str, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!("record", stage);
+    if let Some(tp) = traceparent {
+        set_parent(&span, tp);
+    }
+    span
+}
+
 /// The `traceparent` of `span`, to put on the records it produces; `None` when the span is not
 /// recorded by OpenTelemetry (no exporter configured).
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
