@@ -264,4 +264,42 @@ mod tests {
         let a = session(rec, 1000).handle(b"garbage", None, Channel::Mllp).await;
         assert!(text(&a).contains("\rMSA|AE"), "{}", text(&a));
     }
+
+    /// Collects everything logged while it is the default subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_from_the_message_reaches_the_logs() {
+        let logs = Captured::default();
+        let w = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || w.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let marker = "ZZMARKERSURNAME";
+        let good = format!("MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-L1|P|2.5.1\rPID|1||ID-{marker}^^^NORTH^MR||{marker}^ALEX\r");
+        // Broken where the parser quotes what it found: the name stands where MSH should be.
+        let bad = format!("{marker}^ALEX|||\rPID|1\r");
+        for (bytes, fail) in [(good.as_bytes(), false), (bad.as_bytes(), false), (good.as_bytes(), true)] {
+            let rec = Arc::new(Recorder { fail, ..Default::default() });
+            session(rec, 1000).handle(bytes, None, Channel::Mllp).await;
+        }
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("rejected"), "the run did log: {text}");
+        // The parser quotes up to 12 bytes of a line it cannot read; any 10 would be a leak.
+        assert!(!text.contains(&marker[..10]), "message content leaked into the logs: {text}");
+    }
+
 }
