@@ -86,6 +86,12 @@ pub fn code_system(env: &Env<'_>, name: &str) -> String {
 
 /// CWE/CE/CNE/CF → CodeableConcept (primary and alternate codings, original text).
 pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
+    // Split once: reading component n from the start for each of 13 positions is quadratic.
+    let mut parts: [Option<Value<'_>>; 14] = [None; 14];
+    for (i, c) in r.components().take(13).enumerate() {
+        parts[i + 1] = Some(c.value());
+    }
+    let comp = |_: &Repetition<'_>, n: usize| txt(parts[n]);
     let mut cc = CodeableConcept::default();
     for (code_n, text_n, sys_n, ver_n) in [(1, 2, 3, 7), (4, 5, 6, 8), (10, 11, 12, 13)] {
         let code = comp(r, code_n);

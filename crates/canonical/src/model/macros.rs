@@ -17,8 +17,10 @@ macro_rules! fhir_struct {
         }
 
         impl crate::model::Skip for $name {
+            // Empty when every field is empty: checked field by field, without building a
+            // default value to compare with (this runs for every element on serialisation).
             fn skip(&self) -> bool {
-                *self == $name::default()
+                true $(&& crate::model::Skip::skip(&self.$field))*
             }
         }
     };

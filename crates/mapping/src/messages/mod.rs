@@ -97,6 +97,8 @@ pub(crate) struct Walk<'a, 'm> {
     pub document: Option<usize>,
     /// Texts of OBX in an MDM document body, in order.
     pub document_text: Vec<String>,
+    /// TQ1 segments of the current order that came before its OBR (ORC, TQ1, OBR order).
+    pub pending_tq1: Vec<Segment<'m>>,
 }
 
 /// Maps every segment of `msg` (after MSH), returning the resources built.
@@ -116,6 +118,7 @@ pub(crate) fn walk<'a, 'm>(env: &'a Env<'a>, msg: &'m Message<'m>) -> Out {
         appointment: None,
         document: None,
         document_text: Vec::new(),
+        pending_tq1: Vec::new(),
     };
     if let Some(p) = env.profile {
         for seg in msg.segments() {

@@ -21,6 +21,7 @@ const DATA_ABSENT: &str = "http://terminology.hl7.org/CodeSystem/data-absent-rea
 const VALUE_ATTACHMENT: &str = "urn:arteria:fhir:StructureDefinition:observation-value-attachment";
 
 pub(crate) fn orc<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    w.pending_tq1.clear();
     w.order = Some(super::OrderGroup { orc: seg });
     w.request = None;
     w.note_target = None;
@@ -198,6 +199,9 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         effective: start,
     });
     w.note_target = Some(sr_i);
+    for tq in std::mem::take(&mut w.pending_tq1) {
+        tq1(w, tq);
+    }
 }
 
 fn priority(code: &str) -> Option<String> {
@@ -673,7 +677,13 @@ pub(crate) fn nte<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
 
 pub(crate) fn tq1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
-    let Some(sr_i) = w.request.as_ref().and_then(|r| r.sr) else { return };
+    let Some(sr_i) = w.request.as_ref().and_then(|r| r.sr) else {
+        // Timing given with the ORC, before its OBR: applied when the OBR comes.
+        if w.order.is_some() {
+            w.pending_tq1.push(seg);
+        }
+        return;
+    };
     let s = env.seg(seg);
     s.structural(&[1]);
     let start = dt::ts(env, s.f(7).map(|f| f.value()), s.place(7)).map(|t| t.value);
