@@ -21,6 +21,9 @@ pub struct QueryConfig {
     pub group_prefix: String,
     /// Delete the store on start and rebuild it from the topics (also `query --rebuild`).
     pub rebuild_on_start: bool,
+    /// At most this many records stored per SQLite transaction (records already waiting in
+    /// the consumer are batched; one durable sync per batch).
+    pub max_batch: usize,
     /// Changes a WatchPatient stream may fall behind before it is ended with RESOURCE_EXHAUSTED.
     pub watch_buffer: usize,
 }
@@ -34,6 +37,7 @@ impl Default for QueryConfig {
             topic_pattern: r"^fhir\..*\.v1$".into(),
             group_prefix: "arteria-query".into(),
             rebuild_on_start: false,
+            max_batch: 500,
             watch_buffer: 1024,
         }
     }

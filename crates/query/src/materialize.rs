@@ -20,7 +20,7 @@ use bus::{AvroSerde, BusConfig, BusConsumer, BusError, InputRecord, Registry, Sh
 use canonical::current::FhirResource;
 use telemetry::{Metrics, Outcome};
 
-use crate::store::{Store, StoreError, Upsert};
+use crate::store::{Applied, Store, StoreError, Upsert, Write};
 
 const STAGE: &str = "query";
 const GROUP_KEY: &str = "consumer_group";
@@ -110,6 +110,7 @@ pub struct Materializer {
     metrics: Option<Metrics>,
     progress: Arc<Progress>,
     group: String,
+    max_batch: usize,
 }
 
 impl Materializer {
@@ -132,7 +133,14 @@ impl Materializer {
             metrics: None,
             progress: Arc::default(),
             group,
+            max_batch: 500,
         })
+    }
+
+    /// At most this many records per store transaction (default 500).
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
@@ -155,14 +163,19 @@ impl Materializer {
     }
 
     /// Runs until `shutdown`; then leaves the group (pending commits complete) and checkpoints.
+    ///
+    /// Records already waiting in the consumer are taken together (up to `max_batch`) and
+    /// stored in one transaction: one durable sync per batch instead of per record, so a
+    /// rebuild runs at batch speed while a trickle of live records is still stored one by one
+    /// as it arrives.
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), MaterializeError> {
-        tracing::info!(group = %self.group, "materialising FHIR topics");
+        tracing::info!(group = %self.group, max_batch = self.max_batch, "materialising FHIR topics");
         let result = loop {
-            let rec = tokio::select! {
+            let first = tokio::select! {
                 r = self.consumer.recv() => r,
                 _ = shutdown.wait() => break Ok(()),
             };
-            let rec = match rec {
+            let first = match first {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error; retrying");
@@ -170,17 +183,31 @@ impl Materializer {
                     continue;
                 }
             };
-            self.progress.received.fetch_add(1, Ordering::Relaxed);
-            self.count(Outcome::received);
-            match self.handle(&rec, &shutdown).await {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                // Only what is already there: a pending recv is dropped, which takes nothing.
+                match futures::FutureExt::now_or_never(self.consumer.recv()) {
+                    Some(Ok(r)) => batch.push(r),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            self.progress
+                .received
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for _ in &batch {
+                self.count(Outcome::received);
+            }
+            match self.store_batch(&batch, &shutdown).await {
                 Ok(true) => {}
-                // Shut down while waiting for the registry: not handled, not committed.
+                // Shut down while waiting for the registry: nothing stored, nothing committed.
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
             }
-            if let Err(e) = self.consumer.commit(&rec) {
-                tracing::warn!(error = %e, topic = %rec.topic, partition = rec.partition, offset = rec.offset, "commit failed; the record may be replayed");
-            }
+            self.commit(&batch);
         };
         let store = self.store.clone();
         self.consumer.close().await?;
@@ -191,79 +218,114 @@ impl Materializer {
         result
     }
 
-    /// Stores one record. Ok(false): shutdown came first.
-    async fn handle(
-        &mut self,
-        rec: &InputRecord,
-        shutdown: &Shutdown,
-    ) -> Result<bool, MaterializeError> {
-        let Some(value) = &rec.value else {
-            return self.tombstone(rec).await.map(|_| true);
-        };
-        let serde = self
-            .serdes
-            .entry(rec.topic.clone())
-            .or_insert_with(|| self.registry.value_serde::<FhirResource>(&rec.topic))
-            .clone();
-        let mut attempt = 0u32;
-        let resource = loop {
-            match serde.decode(value).await {
-                Ok(r) => break r,
-                Err(e) if e.is_transient() => {
-                    attempt += 1;
-                    let wait = Duration::from_millis((200u64 << attempt.min(6)).min(10_000));
-                    tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; waiting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.wait() => return Ok(false),
-                    }
-                }
-                Err(e) => {
-                    self.skip(rec, &loggable(&e));
-                    return Ok(true);
-                }
-            }
-        };
-        let store = self.store.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || store.upsert(&resource).map(|u| (u, resource)))
-                .await
-                .map_err(|e| MaterializeError::Join(e.to_string()))?;
-        match outcome {
-            Ok((Upsert::Inserted | Upsert::Updated, r)) => {
-                tracing::debug!(resource_type = %r.resource_type, id = %r.id, "stored");
-                self.progress.applied.fetch_add(1, Ordering::Relaxed);
-                self.count(Outcome::acknowledged);
-            }
-            Ok((Upsert::Ignored, _)) => {
-                self.progress.ignored.fetch_add(1, Ordering::Relaxed);
-                self.count(Outcome::duplicate);
-            }
-            Err(e @ StoreError::BadJson { .. }) => self.skip(rec, &e.to_string()),
-            Err(e) => return Err(e.into()),
+    /// Commits the last offset of each partition in the batch.
+    fn commit(&self, batch: &[InputRecord]) {
+        let mut last: HashMap<(&str, i32), &InputRecord> = HashMap::new();
+        for r in batch {
+            last.insert((r.topic.as_str(), r.partition), r);
         }
-        Ok(true)
+        for rec in last.values() {
+            if let Err(e) = self.consumer.commit(rec) {
+                tracing::warn!(error = %e, topic = %rec.topic, partition = rec.partition, offset = rec.offset, "commit failed; records may be replayed");
+            }
+        }
     }
 
-    async fn tombstone(&self, rec: &InputRecord) -> Result<(), MaterializeError> {
-        let (Some(t), Some(id)) = (
-            type_of_topic(&rec.topic),
-            rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()),
-        ) else {
-            self.skip(
-                rec,
-                "tombstone without a UTF-8 key or on a topic not named <type>.v<N>",
-            );
-            return Ok(());
-        };
-        let (t, id, store) = (t.to_string(), id.to_string(), self.store.clone());
-        let existed = tokio::task::spawn_blocking(move || store.delete(&t, &id))
-            .await
-            .map_err(|e| MaterializeError::Join(e.to_string()))??;
-        if existed {
-            self.progress.deleted.fetch_add(1, Ordering::Relaxed);
+    /// Decodes and stores a batch. Ok(false): shutdown came first (nothing stored).
+    async fn store_batch(
+        &mut self,
+        batch: &[InputRecord],
+        shutdown: &Shutdown,
+    ) -> Result<bool, MaterializeError> {
+        enum Item {
+            Upsert(FhirResource),
+            Delete(String, String),
         }
-        Ok(())
+        // (index into batch, what to write)
+        let mut items: Vec<(usize, Item)> = Vec::with_capacity(batch.len());
+        for (i, rec) in batch.iter().enumerate() {
+            let Some(value) = &rec.value else {
+                match (
+                    type_of_topic(&rec.topic),
+                    rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()),
+                ) {
+                    (Some(t), Some(id)) => {
+                        items.push((i, Item::Delete(t.to_string(), id.to_string())))
+                    }
+                    _ => self.skip(
+                        rec,
+                        "tombstone without a UTF-8 key or on a topic not named <type>.v<N>",
+                    ),
+                }
+                continue;
+            };
+            let serde = self
+                .serdes
+                .entry(rec.topic.clone())
+                .or_insert_with(|| self.registry.value_serde::<FhirResource>(&rec.topic))
+                .clone();
+            let mut attempt = 0u32;
+            loop {
+                match serde.decode(value).await {
+                    Ok(r) => {
+                        items.push((i, Item::Upsert(r)));
+                        break;
+                    }
+                    Err(e) if e.is_transient() => {
+                        attempt += 1;
+                        let wait = Duration::from_millis((200u64 << attempt.min(6)).min(10_000));
+                        tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; waiting");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.wait() => return Ok(false),
+                        }
+                    }
+                    Err(e) => {
+                        self.skip(rec, &loggable(&e));
+                        break;
+                    }
+                }
+            }
+        }
+        if items.is_empty() {
+            return Ok(true);
+        }
+        let store = self.store.clone();
+        let (items, applied) = tokio::task::spawn_blocking(move || {
+            let writes = items.iter().map(|(_, it)| match it {
+                Item::Upsert(r) => Write::Upsert(r),
+                Item::Delete(t, id) => Write::Delete {
+                    resource_type: t,
+                    id,
+                },
+            });
+            let applied = store.apply(writes);
+            (items, applied)
+        })
+        .await
+        .map_err(|e| MaterializeError::Join(e.to_string()))?;
+        for ((i, item), a) in items.iter().zip(applied?) {
+            match a {
+                Applied::Upsert(Upsert::Inserted | Upsert::Updated) => {
+                    if let Item::Upsert(r) = item {
+                        tracing::debug!(resource_type = %r.resource_type, id = %r.id, "stored");
+                    }
+                    self.progress.applied.fetch_add(1, Ordering::Relaxed);
+                    self.count(Outcome::acknowledged);
+                }
+                Applied::Upsert(Upsert::Ignored) => {
+                    self.progress.ignored.fetch_add(1, Ordering::Relaxed);
+                    self.count(Outcome::duplicate);
+                }
+                Applied::Deleted(existed) => {
+                    if existed {
+                        self.progress.deleted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Applied::Refused(e) => self.skip(&batch[*i], &e.to_string()),
+            }
+        }
+        Ok(true)
     }
 
     fn skip(&self, rec: &InputRecord, why: &str) {

@@ -78,6 +78,33 @@ pub enum Upsert {
     Ignored,
 }
 
+/// One write of a batch ([`Store::apply`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    Upsert(&'a FhirResource),
+    /// A tombstone: type compared case-insensitively.
+    Delete {
+        resource_type: &'a str,
+        id: &'a str,
+    },
+}
+
+/// What one write of a batch did.
+#[derive(Debug)]
+pub enum Applied {
+    Upsert(Upsert),
+    /// Whether the resource existed.
+    Deleted(bool),
+    /// Not stored: its JSON is unusable (the rest of the batch is unaffected).
+    Refused(StoreError),
+}
+
+enum Prepared<'a> {
+    Upsert(&'a FhirResource, Extracted, Option<String>),
+    Delete(&'a str, &'a str),
+    Refused(StoreError),
+}
+
 /// A committed change, as announced to watchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -313,18 +340,101 @@ impl Store {
     /// Stores `r` unless the stored version is as new or newer; re-indexes on change and
     /// announces the change once it is committed.
     pub fn upsert(&self, r: &FhirResource) -> Result<Upsert, StoreError> {
-        let json: serde_json::Value = serde_json::from_str(&r.fhir_json)
-            .ok()
-            .filter(serde_json::Value::is_object)
-            .ok_or_else(|| StoreError::BadJson {
-                resource_type: r.resource_type.clone(),
-                id: r.id.clone(),
-                detail: match serde_json::from_str::<serde_json::Value>(&r.fhir_json) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "not an object".into(),
+        match self
+            .apply(std::slice::from_ref(r).iter().map(Write::Upsert))?
+            .pop()
+        {
+            Some(Applied::Upsert(u)) => Ok(u),
+            Some(Applied::Refused(e)) => Err(e),
+            _ => unreachable!("one upsert gives one upsert result"),
+        }
+    }
+
+    /// Deletes a resource (a tombstone on a compacted topic). `resource_type` is compared
+    /// case-insensitively, since topic names carry it in lower case. Returns whether it existed.
+    pub fn delete(&self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        match self.apply([Write::Delete { resource_type, id }])?.pop() {
+            Some(Applied::Deleted(d)) => Ok(d),
+            _ => unreachable!("one delete gives one delete result"),
+        }
+    }
+
+    /// Applies `writes` in order in one transaction (one durable sync for the lot, which is
+    /// what makes a rebuild fast), then announces the changes. A resource whose JSON is
+    /// unusable is refused on its own ([`Applied::Refused`]); a database failure fails the
+    /// whole batch and nothing of it is stored.
+    pub fn apply<'a>(
+        &self,
+        writes: impl IntoIterator<Item = Write<'a>>,
+    ) -> Result<Vec<Applied>, StoreError> {
+        // Parse and extract outside the writer lock.
+        let prepared: Vec<Prepared<'a>> = writes
+            .into_iter()
+            .map(|w| match w {
+                Write::Upsert(r) => match Self::prepare(r) {
+                    Ok((x, patient_id)) => Prepared::Upsert(r, x, patient_id),
+                    Err(e) => Prepared::Refused(e),
                 },
-            })?;
-        let x: Extracted = index::extract(&r.resource_type, &json);
+                Write::Delete { resource_type, id } => Prepared::Delete(resource_type, id),
+            })
+            .collect();
+        let last_updated = crate::time::now_rfc3339();
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut changes = Vec::new();
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.sql(e))?;
+        for p in prepared {
+            match p {
+                Prepared::Refused(e) => out.push(Applied::Refused(e)),
+                Prepared::Delete(t, id) => out.push(Applied::Deleted(
+                    Self::delete_in(&tx, t, id).map_err(|e| self.sql(e))?,
+                )),
+                Prepared::Upsert(r, x, patient_id) => {
+                    let u = Self::upsert_in(&tx, r, &x, patient_id.as_deref(), &last_updated)
+                        .map_err(|e| self.sql(e))?;
+                    if u != Upsert::Ignored {
+                        changes.push(Change {
+                            resource: StoredResource {
+                                resource_type: r.resource_type.clone(),
+                                id: r.id.clone(),
+                                tenant: r.tenant.clone(),
+                                patient_id,
+                                occurred_at: r.occurred_at,
+                                json: r.fhir_json.clone(),
+                                last_updated: last_updated.clone(),
+                            },
+                        });
+                    }
+                    out.push(Applied::Upsert(u));
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.sql(e))?;
+        drop(w);
+        for c in changes {
+            // No receivers is fine: nobody is watching.
+            let _ = self.changes.send(Arc::new(c));
+        }
+        Ok(out)
+    }
+
+    /// The index entries and the patient of `r`, or why its JSON cannot be stored.
+    fn prepare(r: &FhirResource) -> Result<(Extracted, Option<String>), StoreError> {
+        let json: serde_json::Value = match serde_json::from_str::<serde_json::Value>(&r.fhir_json)
+        {
+            Ok(v) if v.is_object() => v,
+            other => {
+                return Err(StoreError::BadJson {
+                    resource_type: r.resource_type.clone(),
+                    id: r.id.clone(),
+                    detail: match other {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "not an object".into(),
+                    },
+                });
+            }
+        };
+        let x = index::extract(&r.resource_type, &json);
         let patient_id = if r.resource_type == "Patient" {
             Some(r.id.clone())
         } else {
@@ -333,66 +443,70 @@ impl Store {
                 .filter(|p| !p.is_empty())
                 .or(x.patient_ref.clone())
         };
-        let last_updated = crate::time::now_rfc3339();
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = w.transaction().map_err(|e| self.sql(e))?;
-        let existed: bool = tx
-            .query_row(
-                "SELECT 1 FROM resources WHERE resource_type = ?1 AND id = ?2",
-                [&r.resource_type, &r.id],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))?
+        Ok((x, patient_id))
+    }
+
+    fn upsert_in(
+        tx: &rusqlite::Transaction<'_>,
+        r: &FhirResource,
+        x: &Extracted,
+        patient_id: Option<&str>,
+        last_updated: &str,
+    ) -> rusqlite::Result<Upsert> {
+        let existed = tx
+            .prepare_cached("SELECT 1 FROM resources WHERE resource_type = ?1 AND id = ?2")?
+            .query_row([&r.resource_type, &r.id], |_| Ok(()))
+            .optional()?
             .is_some();
-        let changed = tx
-            .execute(
-                "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (resource_type, id) DO UPDATE SET
-                    tenant = excluded.tenant, patient_id = excluded.patient_id, occurred_at = excluded.occurred_at,
-                    source_event_id = excluded.source_event_id, event_type = excluded.event_type, json = excluded.json,
-                    last_updated = excluded.last_updated, effective = excluded.effective, birth_date = excluded.birth_date
-                 WHERE excluded.occurred_at > resources.occurred_at",
-                params![
-                    r.resource_type,
-                    r.id,
-                    r.tenant,
-                    patient_id,
-                    r.occurred_at,
-                    r.source_event_id,
-                    r.event_type,
-                    r.fhir_json,
-                    last_updated,
-                    x.effective.unwrap_or(NO_TIME),
-                    x.birth_date,
-                ],
-            )
-            .map_err(|e| self.sql(e))?;
+        let changed = tx.prepare_cached(
+            "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (resource_type, id) DO UPDATE SET
+                tenant = excluded.tenant, patient_id = excluded.patient_id, occurred_at = excluded.occurred_at,
+                source_event_id = excluded.source_event_id, event_type = excluded.event_type, json = excluded.json,
+                last_updated = excluded.last_updated, effective = excluded.effective, birth_date = excluded.birth_date
+             WHERE excluded.occurred_at > resources.occurred_at",
+        )?
+        .execute(params![
+            r.resource_type,
+            r.id,
+            r.tenant,
+            patient_id,
+            r.occurred_at,
+            r.source_event_id,
+            r.event_type,
+            r.fhir_json,
+            last_updated,
+            x.effective.unwrap_or(NO_TIME),
+            x.birth_date,
+        ])?;
         if changed == 0 {
             return Ok(Upsert::Ignored);
         }
-        Self::reindex(&tx, &r.resource_type, &r.id, &x).map_err(|e| self.sql(e))?;
-        tx.commit().map_err(|e| self.sql(e))?;
-        drop(w);
-        let change = Change {
-            resource: StoredResource {
-                resource_type: r.resource_type.clone(),
-                id: r.id.clone(),
-                tenant: r.tenant.clone(),
-                patient_id,
-                occurred_at: r.occurred_at,
-                json: r.fhir_json.clone(),
-                last_updated,
-            },
-        };
-        // No receivers is fine: nobody is watching.
-        let _ = self.changes.send(Arc::new(change));
+        Self::reindex(tx, &r.resource_type, &r.id, x)?;
         Ok(if existed {
             Upsert::Updated
         } else {
             Upsert::Inserted
         })
+    }
+
+    fn delete_in(
+        tx: &rusqlite::Transaction<'_>,
+        resource_type: &str,
+        id: &str,
+    ) -> rusqlite::Result<bool> {
+        let found: Option<String> = tx
+            .prepare_cached("SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2")?
+            .query_row([resource_type, id], |r| r.get(0))
+            .optional()?;
+        let Some(rt) = found else { return Ok(false) };
+        tx.execute(
+            "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
+            [&rt, id],
+        )?;
+        Self::reindex(tx, &rt, id, &Extracted::default())?;
+        Ok(true)
     }
 
     fn reindex(
@@ -429,26 +543,6 @@ impl Store {
             ins.execute([resource_type, id, system, code])?;
         }
         Ok(())
-    }
-
-    /// Deletes a resource (a tombstone on a compacted topic). `resource_type` is compared
-    /// case-insensitively, since topic names carry it in lower case. Returns whether it existed.
-    pub fn delete(&self, resource_type: &str, id: &str) -> Result<bool, StoreError> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = w.transaction().map_err(|e| self.sql(e))?;
-        let found: Option<String> = tx
-            .query_row("SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2", [resource_type, id], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.sql(e))?;
-        let Some(rt) = found else { return Ok(false) };
-        tx.execute(
-            "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
-            [&rt, id],
-        )
-        .map_err(|e| self.sql(e))?;
-        Self::reindex(&tx, &rt, id, &Extracted::default()).map_err(|e| self.sql(e))?;
-        tx.commit().map_err(|e| self.sql(e))?;
-        Ok(true)
     }
 
     /// Checkpoints the WAL into the main file (on shutdown, so the file alone is complete).
@@ -506,7 +600,9 @@ impl Store {
         })
     }
 
-    /// Patients matching every given criterion, by id.
+    /// Patients matching every given criterion, by id. Name and identifier drive the lookup
+    /// through their own indexes (IN rather than a per-patient EXISTS), so a search costs the
+    /// matches, not the number of patients.
     pub fn search_patients(&self, s: &PatientSearch, page: &PageReq) -> Result<PageOf, StoreError> {
         let mut sql =
             format!("SELECT {COLUMNS} FROM resources r WHERE r.resource_type = 'Patient'");
@@ -515,7 +611,7 @@ impl Store {
             let lo = name.trim().to_lowercase();
             // Every string with prefix `lo` sorts between `lo` and `lo` + the highest scalar.
             let hi = format!("{lo}\u{10FFFF}");
-            sql.push_str(" AND EXISTS (SELECT 1 FROM patient_names n WHERE n.patient_id = r.id AND n.name >= ? AND n.name < ?)");
+            sql.push_str(" AND r.id IN (SELECT n.patient_id FROM patient_names n WHERE n.name >= ? AND n.name < ?)");
             args.push(lo.into());
             args.push(hi.into());
         }
@@ -525,7 +621,7 @@ impl Store {
             args.push(bd.clone().into());
         }
         if let Some((system, value)) = &s.identifier {
-            sql.push_str(" AND EXISTS (SELECT 1 FROM patient_identifiers i WHERE i.patient_id = r.id AND i.value = ? AND (? = '' OR i.system = ?))");
+            sql.push_str(" AND r.id IN (SELECT i.patient_id FROM patient_identifiers i WHERE i.value = ? AND (? = '' OR i.system = ?))");
             args.push(value.clone().into());
             args.push(system.clone().into());
             args.push(system.clone().into());
@@ -537,7 +633,7 @@ impl Store {
         sql.push_str(" ORDER BY r.id LIMIT ?");
         args.push(((page.size + 1) as i64).into());
         let mut rows = self.read(|c| {
-            c.prepare(&sql)?
+            c.prepare_cached(&sql)?
                 .query_map(params_from_iter(args), row_to_resource)?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })?;
@@ -606,7 +702,7 @@ impl Store {
         sql.push_str(" ORDER BY r.effective DESC, r.id DESC LIMIT ?");
         args.push(((page.size + 1) as i64).into());
         let rows = self.read(|c| {
-            c.prepare(&sql)?
+            c.prepare_cached(&sql)?
                 .query_map(params_from_iter(args), |r| {
                     Ok((row_to_resource(r)?, r.get::<_, i64>(7)?))
                 })?
@@ -1068,6 +1164,69 @@ mod tests {
         );
         assert_eq!(CodeFilter::parse("s|"), None);
         assert_eq!(CodeFilter::parse(""), None);
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_refuses_bad_json_alone_and_announces_after_commit() {
+        let (_d, s) = open();
+        let mut rx = s.subscribe();
+        let v1 = patient("p1", "One", "A", "M1", "1980", 1);
+        let v2 = patient("p1", "Two", "A", "M1", "1980", 2);
+        let mut bad = patient("p2", "Bad", "B", "M2", "1980", 1);
+        bad.fhir_json = "not json".into();
+        let o = obs("o1", "p1", "A", "2024");
+        let got = s
+            .apply([
+                Write::Upsert(&v1),
+                Write::Upsert(&bad),
+                Write::Upsert(&v2),
+                Write::Upsert(&v1),
+                Write::Upsert(&o),
+                Write::Delete {
+                    resource_type: "observation",
+                    id: "o1",
+                },
+            ])
+            .unwrap();
+        let kinds: Vec<String> = got
+            .iter()
+            .map(|a| match a {
+                Applied::Upsert(u) => format!("{u:?}"),
+                Applied::Deleted(d) => format!("Deleted({d})"),
+                Applied::Refused(_) => "Refused".into(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Inserted",
+                "Refused",
+                "Updated",
+                "Ignored",
+                "Inserted",
+                "Deleted(true)"
+            ]
+        );
+        assert!(
+            s.get("Patient", "p1")
+                .unwrap()
+                .unwrap()
+                .json
+                .contains("Two")
+        );
+        assert!(s.get("Patient", "p2").unwrap().is_none());
+        assert!(s.get("Observation", "o1").unwrap().is_none());
+        let announced: Vec<(String, i64)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|c| (c.resource.id.clone(), c.resource.occurred_at))
+            .collect();
+        assert_eq!(
+            announced,
+            [
+                ("p1".to_string(), 1),
+                ("p1".to_string(), 2),
+                ("o1".to_string(), 1)
+            ]
+        );
     }
 
     #[test]

@@ -102,6 +102,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
         &cfg.query.group_prefix,
     )
     .context("cannot start the consumer")?
+    .with_max_batch(cfg.query.max_batch)
     .with_metrics(metrics.clone());
     let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
 

@@ -1,0 +1,169 @@
+//! Store costs: one upsert (index extraction + one durable transaction) and one filtered,
+//! paged ListObservations read, each against a peer measured in the same run — plain SQLite
+//! with the same pragmas: the upsert peer writes one row into one table (no index extraction),
+//! the query peer filters the same JSON with SQLite's json_extract instead of our indexes.
+//!
+//! `cargo bench -p query --bench store`
+
+use std::hint::black_box;
+
+use canonical::current::FhirResource;
+use criterion::{Criterion, criterion_group, criterion_main};
+use query::store::{CodeFilter, ListFilter, PageReq, Store};
+use rusqlite::{Connection, params};
+
+const PATIENTS: usize = 100;
+const PER_PATIENT: usize = 100;
+
+fn observation(i: usize, at: i64) -> FhirResource {
+    let patient = format!("p{}", i % PATIENTS);
+    let code = ["2345-7", "718-7", "2823-3", "2951-2"][i % 4];
+    let json = serde_json::json!({
+        "resourceType": "Observation", "id": format!("o{i}"), "status": "final",
+        "subject": {"reference": format!("Patient/{patient}")},
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": "Some analyte"}]},
+        "effectiveDateTime": format!("2024-{:02}-{:02}T08:00:00+01:00", i % 12 + 1, i % 28 + 1),
+        "valueQuantity": {"value": i as f64 / 10.0, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}
+    });
+    FhirResource {
+        id: format!("o{i}"),
+        resource_type: "Observation".into(),
+        tenant: "bench".into(),
+        patient_id: Some(patient),
+        source_event_id: format!("ev{i}"),
+        event_type: "bench".into(),
+        occurred_at: at,
+        fhir_json: json.to_string(),
+    }
+}
+
+fn peer_open(dir: &std::path::Path) -> Connection {
+    let c = Connection::open(dir.join("peer.sqlite")).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "FULL").unwrap();
+    c.execute_batch(
+        "CREATE TABLE r (resource_type TEXT NOT NULL, id TEXT NOT NULL, patient_id TEXT, occurred_at INTEGER NOT NULL, json TEXT NOT NULL,
+         PRIMARY KEY (resource_type, id));
+         CREATE INDEX r_patient ON r (resource_type, patient_id);",
+    )
+    .unwrap();
+    c
+}
+
+fn peer_upsert(c: &Connection, r: &FhirResource) {
+    let tx = c.unchecked_transaction().unwrap();
+    tx.execute(
+        "INSERT INTO r (resource_type, id, patient_id, occurred_at, json) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (resource_type, id) DO UPDATE SET patient_id = excluded.patient_id, occurred_at = excluded.occurred_at, json = excluded.json
+         WHERE excluded.occurred_at > r.occurred_at",
+        params![r.resource_type, r.id, r.patient_id, r.occurred_at, r.fhir_json],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+fn upsert(c: &mut Criterion) {
+    let mut g = c.benchmark_group("upsert");
+    g.sample_size(30);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 16).unwrap();
+    let mut n = 0usize;
+    g.bench_function("query::Store::upsert", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(store.upsert(&observation(n, n as i64)).unwrap())
+        })
+    });
+    let peer = peer_open(dir.path());
+    let mut m = 0usize;
+    g.bench_function("peer: plain SQLite row, no indexes", |b| {
+        b.iter(|| {
+            m += 1;
+            peer_upsert(&peer, &observation(m, m as i64));
+        })
+    });
+    g.finish();
+}
+
+fn list(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 16).unwrap();
+    let peer = peer_open(dir.path());
+    for i in 0..PATIENTS * PER_PATIENT {
+        let r = observation(i, 1);
+        store.upsert(&r).unwrap();
+        peer_upsert(&peer, &r);
+    }
+    let from = query::time::parse_start("2024-03").unwrap();
+    let to = query::time::parse_end_exclusive("2024-08").unwrap();
+    let filter = ListFilter {
+        codes: vec![CodeFilter::parse("http://loinc.org|2345-7").unwrap()],
+        from: Some(from),
+        to_exclusive: Some(to),
+    };
+    let expected = store
+        .list_for_patient(
+            "Observation",
+            "p4",
+            &filter,
+            &PageReq {
+                size: 50,
+                after: None,
+            },
+        )
+        .unwrap()
+        .rows
+        .len();
+    let mut g =
+        c.benchmark_group("list_observations (10k stored, 1 patient, code + range, page 50)");
+    g.bench_function("query::Store::list_for_patient", |b| {
+        b.iter(|| {
+            black_box(
+                store
+                    .list_for_patient(
+                        "Observation",
+                        "p4",
+                        &filter,
+                        &PageReq {
+                            size: 50,
+                            after: None,
+                        },
+                    )
+                    .unwrap(),
+            )
+        })
+    });
+    // The peer: same answer from the JSON itself (json_extract, julianday for the offset-aware range).
+    let sql = "SELECT id, json FROM r WHERE resource_type = 'Observation' AND patient_id = ?1
+               AND EXISTS (SELECT 1 FROM json_each(r.json, '$.code.coding') c
+                           WHERE json_extract(c.value, '$.system') = 'http://loinc.org' AND json_extract(c.value, '$.code') = '2345-7')
+               AND julianday(json_extract(json, '$.effectiveDateTime')) >= julianday('2024-03-01')
+               AND julianday(json_extract(json, '$.effectiveDateTime')) < julianday('2024-08-01')
+               ORDER BY julianday(json_extract(json, '$.effectiveDateTime')) DESC, id DESC LIMIT 51";
+    let peer_rows = peer
+        .prepare(sql)
+        .unwrap()
+        .query_map(["p4"], |r| r.get::<_, String>(0))
+        .unwrap()
+        .count();
+    assert_eq!(
+        peer_rows, expected,
+        "the peer answers the same query ({peer_rows} vs {expected})"
+    );
+    g.bench_function("peer: json_extract over the patient's rows", |b| {
+        b.iter(|| {
+            let mut st = peer.prepare_cached(sql).unwrap();
+            black_box(
+                st.query_map(["p4"], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .unwrap()
+                .count(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, upsert, list);
+criterion_main!(benches);
