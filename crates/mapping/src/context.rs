@@ -150,11 +150,10 @@ impl Out {
         }
         if let (Some(p), Some(desc)) = (&parent, comp(&r, 9)) {
             let id = p.reference.as_deref().unwrap_or("").trim_start_matches("urn:uuid:").to_string();
-            if let Some(&i) = self.master.get(&id) {
-                if let Resource::Location(l) = &mut self.resources[i] {
+            if let Some(&i) = self.master.get(&id)
+                && let Resource::Location(l) = &mut self.resources[i] {
                     l.description.get_or_insert(desc);
                 }
-            }
         }
         parent
     }

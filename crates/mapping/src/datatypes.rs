@@ -412,7 +412,7 @@ fn media_type(t: &str, sub: &str) -> String {
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let b: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)
@@ -422,7 +422,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 fn is_base64(s: &str) -> bool {
     !s.is_empty()
-        && s.len() % 4 == 0
+        && s.len().is_multiple_of(4)
         && s.trim_end_matches('=').bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
         && s.len() - s.trim_end_matches('=').len() <= 2
 }

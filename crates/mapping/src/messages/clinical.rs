@@ -180,15 +180,14 @@ pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let s = env.seg(seg);
     s.structural(&[1]);
     let mut c = Coverage { id: env.event_id("Coverage", seg.index(), ""), status: "active".into(), beneficiary: patient.clone(), ..Default::default() };
-    if let Some(r) = s.f(2).and_then(|f| f.repetition(1)) {
-        if let Some(plan) = comp(&r, 1) {
+    if let Some(r) = s.f(2).and_then(|f| f.repetition(1))
+        && let Some(plan) = comp(&r, 1) {
             c.class.push(CoverageClass {
                 r#type: CodeableConcept::code("http://terminology.hl7.org/CodeSystem/coverage-class", "plan", Some("Plan")),
                 value: plan,
                 name: comp(&r, 2),
             });
         }
-    }
     let company_id = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r));
     let company_name = s.f(4).and_then(|f| f.repetition(1)).and_then(|r| comp(&r, 1));
     match w.out.organization(env, company_name, company_id) {

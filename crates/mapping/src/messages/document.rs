@@ -31,11 +31,10 @@ pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             }
         }
     }
-    if let Some(f) = s.f(10) {
-        if let Some(r) = f.repetition(1) {
+    if let Some(f) = s.f(10)
+        && let Some(r) = f.repetition(1) {
             d.authenticator = w.out.practitioner(env, &r);
         }
-    }
     d.master_identifier = s.f(12).and_then(|f| f.repetition(1)).and_then(|r| dt::ei(env, &r));
     if let Some(parent) = s.f(13).and_then(|f| f.repetition(1)).and_then(|r| dt::ei(env, &r)) {
         d.identifier.push(Identifier { r#use: Some("secondary".into()), ..parent });

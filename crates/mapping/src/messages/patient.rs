@@ -113,8 +113,8 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             ..Default::default()
         });
     }
-    if let Some(r) = s.f(20).and_then(|f| f.repetition(1)) {
-        if let Some(v) = comp(&r, 1) {
+    if let Some(r) = s.f(20).and_then(|f| f.repetition(1))
+        && let Some(v) = comp(&r, 1) {
             let system = comp(&r, 2).map(|st| format!("urn:arteria:v2:drivers-license:{}", dt::urn_part(&st)));
             p.identifier.push(Identifier {
                 r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "DL", None)),
@@ -123,7 +123,6 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                 ..Default::default()
             });
         }
-    }
     let birth_order = s.c1(25);
     if birth_order.as_deref().is_some_and(|b| b.parse::<i64>().is_err()) {
         s.note(NoteKind::InvalidValue, 25, "birth order is not a number");

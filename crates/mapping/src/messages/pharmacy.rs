@@ -92,8 +92,7 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
     if dosage != Dosage::default() {
         m.dosage_instruction.push(dosage);
     }
-    let mut disp = MedicationRequestDispense::default();
-    disp.quantity = dose(&s, disp_f, s.c1(disp_f), disp_u_f, w);
+    let mut disp = MedicationRequestDispense { quantity: dose(&s, disp_f, s.c1(disp_f), disp_u_f, w), ..Default::default() };
     match s.c1(refills_f).map(|n| n.parse::<u32>()) {
         Some(Ok(n)) => disp.number_of_repeats_allowed = Some(n),
         Some(Err(_)) => s.note(NoteKind::InvalidValue, refills_f, "number of refills is not a number"),
@@ -108,8 +107,8 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
         Some(_) => s.note(NoteKind::UnknownCode, subst_f, "substitution code not in table 0161"),
         None => {}
     }
-    if rxe {
-        if let Some(f) = s.f(21) {
+    if rxe
+        && let Some(f) = s.f(21) {
             for r in f.repetitions() {
                 if let Some(c) = dt::cwe(env, &r) {
                     let text = c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone())));
@@ -117,7 +116,6 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
                 }
             }
         }
-    }
     let i = w.out.push(Resource::MedicationRequest(m));
     w.medication = Some(i);
     w.request = None;
@@ -252,11 +250,10 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         if let Some(r) = s.f(18).and_then(|f| f.repetition(1)) {
             ma.status_reason.extend(dt::cwe(env, &r));
         }
-        if let Some(prev) = w.medication {
-            if let Resource::MedicationRequest(mr) = &w.out.resources[prev] {
+        if let Some(prev) = w.medication
+            && let Resource::MedicationRequest(mr) = &w.out.resources[prev] {
                 ma.request = Some(crate::context::reference(&mr.id));
             }
-        }
         w.out.push(Resource::MedicationAdministration(ma))
     };
     w.medication = Some(i);

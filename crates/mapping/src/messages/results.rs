@@ -179,15 +179,14 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         dr_i = Some(w.out.push(Resource::DiagnosticReport(dr)));
     } else if start.is_some() {
         // In an order, OBR-7 is when the specimen is to be / was collected.
-        if let Resource::ServiceRequest(sr) = w.out.get_mut(sr_i) {
-            if sr.occurrence.is_none() {
+        if let Resource::ServiceRequest(sr) = w.out.get_mut(sr_i)
+            && sr.occurrence.is_none() {
                 sr.occurrence = Some(match effective.clone() {
                     Some(Effective::Period(p)) => Occurrence::Period(p),
                     Some(Effective::DateTime(d)) => Occurrence::DateTime(d),
                     None => unreachable!("start is set"),
                 });
             }
-        }
     }
     w.request = Some(RequestGroup {
         sr: Some(sr_i),
@@ -360,11 +359,10 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         dr_i = req.dr;
     }
     let oi = w.out.push(Resource::Observation(o));
-    if let Some(di) = dr_i {
-        if let Resource::DiagnosticReport(dr) = w.out.get_mut(di) {
+    if let Some(di) = dr_i
+        && let Resource::DiagnosticReport(dr) = w.out.get_mut(di) {
             dr.result.push(oref);
         }
-    }
     w.note_target = Some(oi);
 }
 
@@ -562,8 +560,8 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(r) = s.f(8).and_then(|f| f.repetition(1)) {
         col.body_site = dt::cwe(env, &r);
     }
-    if let Some(r) = s.f(12).and_then(|f| f.repetition(1)) {
-        if let Some(v) = comp(&r, 1) {
+    if let Some(r) = s.f(12).and_then(|f| f.repetition(1))
+        && let Some(v) = comp(&r, 1) {
             let unit_text = sub(&r, 2, 2).or_else(|| sub(&r, 2, 1));
             let (system, code) = match (sub(&r, 2, 1), sub(&r, 2, 3)) {
                 (Some(c), Some(sys)) => (Some(dt::code_system(env, &sys)), Some(c)),
@@ -574,7 +572,6 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                 s.note(NoteKind::InvalidValue, 12, "collection amount is not a number");
             }
         }
-    }
     if let Some(r) = s.f(17).and_then(|f| f.repetition(1)) {
         let start = dt::ts(env, r.component(1).map(|c| c.value()), s.place(17)).map(|t| t.value);
         let end = dt::ts(env, r.component(2).map(|c| c.value()), s.place(17)).map(|t| t.value);
@@ -605,26 +602,23 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(f) = s.f(24) {
         sp.condition.extend(f.repetitions().filter_map(|r| dt::cwe_table(env, &r, "0493")));
     }
-    if let Some(r) = s.f(27).and_then(|f| f.repetition(1)) {
-        if let Some(t) = dt::cwe(env, &r) {
+    if let Some(r) = s.f(27).and_then(|f| f.repetition(1))
+        && let Some(t) = dt::cwe(env, &r) {
             sp.container.push(SpecimenContainer { r#type: Some(t), ..Default::default() });
         }
-    }
     let req = w.request.as_ref().map(|r| (r.sr, r.dr, r.sr_ref.clone()));
     sp.request.extend(req.as_ref().and_then(|r| r.2.clone()));
     let spref = reference(&sp.id);
     let si = w.out.push(Resource::Specimen(sp));
     if let Some((sr_i, dr_i, _)) = req {
-        if let Some(i) = sr_i {
-            if let Resource::ServiceRequest(sr) = w.out.get_mut(i) {
+        if let Some(i) = sr_i
+            && let Resource::ServiceRequest(sr) = w.out.get_mut(i) {
                 sr.specimen.push(spref.clone());
             }
-        }
-        if let Some(i) = dr_i {
-            if let Resource::DiagnosticReport(dr) = w.out.get_mut(i) {
+        if let Some(i) = dr_i
+            && let Resource::DiagnosticReport(dr) = w.out.get_mut(i) {
                 dr.specimen.push(spref.clone());
             }
-        }
         if let Some(rq) = w.request.as_mut() {
             rq.specimen = Some(spref.clone());
             rq.specimens.push(spref);

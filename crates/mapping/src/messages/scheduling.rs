@@ -64,11 +64,10 @@ pub(crate) fn sch<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         },
     }
     .into();
-    if let Some(r) = s.f(16).and_then(|f| f.repetition(1)) {
-        if let Some(p) = w.out.practitioner(env, &r) {
+    if let Some(r) = s.f(16).and_then(|f| f.repetition(1))
+        && let Some(p) = w.out.practitioner(env, &r) {
             a.participant.push(AppointmentParticipant { actor: Some(p), status: "accepted".into(), r#type: vec![CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "CON", Some("consultant"))], ..Default::default() });
         }
-    }
     if let Some(desc) = s.text(3).or_else(|| s.text(5)) {
         a.description = Some(desc);
     }

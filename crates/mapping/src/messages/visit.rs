@@ -55,11 +55,10 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         e.identifier.push(alt);
     }
     let discharged = w.family == Family::Adt && w.trigger == "A03";
-    if let Some(f) = s.f(3) {
-        if let Some(l) = w.out.location(env, &f) {
+    if let Some(f) = s.f(3)
+        && let Some(l) = w.out.location(env, &f) {
             e.location.push(EncounterLocation { location: l, status: Some(if discharged { "completed" } else { "active" }.into()) });
         }
-    }
     if let Some(r) = s.f(4).and_then(|f| f.repetition(1)) {
         e.r#type.extend(dt::cwe_table(env, &r, "0007"));
     }
@@ -67,11 +66,10 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(r) = s.f(5).and_then(|f| f.repetition(1)) {
         hosp.pre_admission_identifier = dt::cx(env, &r);
     }
-    if let Some(f) = s.f(6) {
-        if let Some(l) = w.out.location(env, &f) {
+    if let Some(f) = s.f(6)
+        && let Some(l) = w.out.location(env, &f) {
             e.location.push(EncounterLocation { location: l, status: Some("completed".into()) });
         }
-    }
     for (n, code, display) in [(7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"), (52, "PART", "Participation")] {
         if let Some(f) = s.f(n) {
             for r in f.repetitions() {
@@ -88,11 +86,10 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(r) = s.f(10).and_then(|f| f.repetition(1)) {
         e.service_type = dt::cwe_table(env, &r, "0069");
     }
-    if let Some(f) = s.f(11) {
-        if let Some(l) = w.out.location(env, &f) {
+    if let Some(f) = s.f(11)
+        && let Some(l) = w.out.location(env, &f) {
             e.location.push(EncounterLocation { location: l, status: Some("reserved".into()) });
         }
-    }
     if let Some(r) = s.f(13).and_then(|f| f.repetition(1)) {
         hosp.re_admission = dt::cwe_table(env, &r, "0092");
     }
@@ -134,12 +131,11 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             s.note(NoteKind::Info, 45, "planned encounter with a discharge date");
         }
     }
-    if let (Some(a), Some(b)) = (&start, &end) {
-        if crate::time::is_after(a, b) {
+    if let (Some(a), Some(b)) = (&start, &end)
+        && crate::time::is_after(a, b) {
             s.note(NoteKind::InvalidValue, 45, "discharge before admission; the end is not carried");
             end = None;
         }
-    }
     if start.is_some() || end.is_some() {
         e.period = Some(Period { start, end });
     }
