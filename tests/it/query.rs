@@ -102,14 +102,14 @@ impl Running {
             .expect("connect to the in-process server")
     }
 
-    /// Waits (bounded) until the consumer has read `n` records in total.
-    async fn wait_received(&self, n: u64) {
+    /// Waits (bounded) until the consumer has handled and committed `n` records in total.
+    async fn wait_processed(&self, n: u64) {
         let start = Instant::now();
-        while self.progress.received() < n {
+        while self.progress.processed() < n {
             assert!(
                 start.elapsed() < WAIT,
-                "consumer read {} of {n} records within the bound",
-                self.progress.received()
+                "consumer handled {} of {n} records within the bound",
+                self.progress.processed()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -378,7 +378,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
 
     let dir_a = std::env::temp_dir().join(unique("query.store.a"));
     let node = Running::start(&bus, &topics, dir_a.clone()).await;
-    node.wait_received(w.sent).await;
+    node.wait_processed(w.sent).await;
     assert_eq!(
         node.progress.skipped(),
         1,
@@ -546,7 +546,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
         (seen.id.as_str(), seen.json.as_str()),
         (g1.as_str(), newer.fhir_json.as_str())
     );
-    node.wait_received(w.sent).await;
+    node.wait_processed(w.sent).await;
     let got = c
         .get_resource(GetResourceRequest {
             resource_type: "Observation".into(),
@@ -564,7 +564,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
         &observation(&g1, &pid, GLUCOSE, &g1_when, 5.1, 1_000),
     )
     .await;
-    node.wait_received(w.sent).await;
+    node.wait_processed(w.sent).await;
     assert_eq!(node.progress.ignored(), ignored_before + 1);
     let got = c
         .get_resource(GetResourceRequest {
@@ -624,7 +624,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     writer.await.expect("bulk writer");
     w.sent += bulk;
     assert!(reads >= 1);
-    node.wait_received(w.sent).await;
+    node.wait_processed(w.sent).await;
     let before = answers(&mut c, &mrn, &pid).await;
     assert_eq!(before.len(), 1 + 7 + bulk as usize + 2);
     drop(watch);
@@ -643,7 +643,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     // Rebuild: a new, empty store (so a new consumer group) refills from the topics.
     let dir_b = std::env::temp_dir().join(unique("query.store.b"));
     let node = Running::start(&bus, &topics, dir_b.clone()).await;
-    node.wait_received(w.sent).await;
+    node.wait_processed(w.sent).await;
     let mut c = node.client().await;
     assert_eq!(
         answers(&mut c, &mrn, &pid).await,

@@ -48,6 +48,8 @@ pub struct Progress {
     pub deleted: AtomicU64,
     /// Could not be stored (logged by position) and skipped.
     pub skipped: AtomicU64,
+    /// Records fully handled (stored, ignored, deleted or skipped) and committed.
+    pub processed: AtomicU64,
 }
 
 impl Progress {
@@ -62,6 +64,9 @@ impl Progress {
     }
     pub fn skipped(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)
+    }
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Acquire)
     }
 }
 
@@ -208,6 +213,9 @@ impl Materializer {
                 Err(e) => break Err(e),
             }
             self.commit(&batch);
+            self.progress
+                .processed
+                .fetch_add(batch.len() as u64, Ordering::Release);
         };
         let store = self.store.clone();
         self.consumer.close().await?;
