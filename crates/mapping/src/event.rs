@@ -10,6 +10,13 @@ pub fn event_type(message_type: &str) -> String {
 }
 
 impl Conversion {
+    /// MSH-7 as microseconds since the epoch (UTC), when it has a time of day — the natural
+    /// `occurred_at` of the event.
+    pub fn timestamp_micros(&self) -> Option<i64> {
+        let ts: jiff::Timestamp = self.timestamp.as_deref()?.parse().ok()?;
+        Some(ts.as_microsecond())
+    }
+
     /// Builds the canonical event. `occurred_at` is in microseconds since the epoch (UTC);
     /// the caller passes the receive time when the message carries none it trusts.
     pub fn to_event(&self, tenant: &str, source_raw_id: &str, occurred_at: i64) -> ClinicalEvent {
@@ -40,5 +47,20 @@ impl Conversion {
                 .collect(),
             issues: self.coverage.to_issues(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamp_micros_from_msh7() {
+        let msg = b"MSH|^~\\&|A|B|C|D|20240101120000+0100||ADT^A04|1|P|2.5\rPID|1||X^^^H^MR\r";
+        let c = crate::convert_bytes(msg, &crate::Profiles::default(), "t").unwrap();
+        // 2024-01-01T11:00:00Z
+        assert_eq!(c.timestamp_micros(), Some(1_704_106_800_000_000));
+        let ev = c.to_event("t", "raw", c.timestamp_micros().unwrap());
+        assert_eq!(ev.event_type, "hl7v2.adt.a04");
+        assert_eq!(ev.provenance.source_control_id.as_deref(), Some("1"));
+        assert!(ev.resources.iter().all(|r| serde_json::from_str::<serde_json::Value>(&r.fhir_json).is_ok()));
     }
 }
