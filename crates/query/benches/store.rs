@@ -8,8 +8,8 @@
 use std::hint::black_box;
 
 use canonical::current::FhirResource;
-use criterion::{Criterion, criterion_group, criterion_main};
-use query::store::{CodeFilter, ListFilter, PageReq, Store};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use query::store::{CodeFilter, ListFilter, PageReq, Store, Write};
 use rusqlite::{Connection, params};
 
 const PATIENTS: usize = 100;
@@ -80,6 +80,39 @@ fn upsert(c: &mut Criterion) {
         b.iter(|| {
             m += 1;
             peer_upsert(&peer, &observation(m, m as i64));
+        })
+    });
+    g.finish();
+
+    // A rebuild: 500 records per transaction (the materialiser's default max_batch).
+    const BATCH: usize = 500;
+    let mut g = c.benchmark_group("upsert batch of 500 (per record)");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut n = 1_000_000usize;
+    g.bench_function("query::Store::apply", |b| {
+        b.iter(|| {
+            let recs: Vec<FhirResource> = (0..BATCH).map(|i| observation(n + i, 1)).collect();
+            n += BATCH;
+            black_box(store.apply(recs.iter().map(Write::Upsert)).unwrap())
+        })
+    });
+    let mut m = 1_000_000usize;
+    g.bench_function("peer: plain SQLite rows, no indexes", |b| {
+        b.iter(|| {
+            let recs: Vec<FhirResource> = (0..BATCH).map(|i| observation(m + i, 1)).collect();
+            m += BATCH;
+            let tx = peer.unchecked_transaction().unwrap();
+            for r in &recs {
+                tx.execute(
+                    "INSERT INTO r (resource_type, id, patient_id, occurred_at, json) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (resource_type, id) DO UPDATE SET patient_id = excluded.patient_id, occurred_at = excluded.occurred_at, json = excluded.json
+                     WHERE excluded.occurred_at > r.occurred_at",
+                    params![r.resource_type, r.id, r.patient_id, r.occurred_at, r.fhir_json],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
         })
     });
     g.finish();
