@@ -521,6 +521,23 @@ GT1|1||SMITH^JOHN
     assert_eq!(ev.patient_key.as_deref(), Some(ev.resources[1].id.as_str()));
 }
 
+#[test]
+fn prt_participations_land_on_their_resource() {
+    let msg = "MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A01|P-1|P|2.8
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+PV1|1|I|WARD1
+PRT|1|AD||AD^Admitting Provider^HL70912|777^House^Greg||||||20240601080000+0200
+PRT|2|AD||RCT^Result Copies To^HL70912||||Some Org
+";
+    let (b, conv) = convert(msg);
+    let e = one(&b, "Encounter");
+    assert_eq!(e["participant"][0]["type"][0]["coding"][0]["code"], "AD");
+    assert_eq!(by_ref(&b, &e["participant"][0]["individual"])["name"][0]["family"], "House");
+    assert_eq!(e["participant"][0]["period"]["start"], "2024-06-01T08:00:00+02:00");
+    // An organisation cannot be an encounter participant: that PRT is reported, not forced in.
+    assert!(conv.coverage.unmapped_segments.iter().any(|p| p.segment == "PRT" && p.index == 5));
+}
+
 /// Every golden message's Bundle passes the FHIR R4 validator too (one JVM run; skipped
 /// loudly without Java unless `CI=true`).
 #[test]

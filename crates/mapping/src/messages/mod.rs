@@ -12,6 +12,7 @@
 
 mod clinical;
 mod document;
+mod participation;
 mod patient;
 mod pharmacy;
 mod results;
@@ -164,6 +165,7 @@ impl<'a, 'm> Walk<'a, 'm> {
             "SPM" => results::spm(self, seg),
             "NTE" => results::nte(self, seg),
             "TQ1" => results::tq1(self, seg),
+            "PRT" => participation::prt(self, seg),
             "RXE" => pharmacy::rxe(self, seg),
             "RXO" => pharmacy::rxo(self, seg),
             "RXA" => pharmacy::rxa(self, seg),

@@ -148,6 +148,7 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     e.id = id.clone();
     let i = w.out.push(Resource::Encounter(e));
     w.encounter = Some((i, reference(&id)));
+    w.note_target = Some(i);
 }
 
 pub(crate) fn pv2<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {

@@ -1,0 +1,65 @@
+//! PRT (participation, v2.7+) → the participant of the resource it follows: an Encounter
+//! participant after PV1, the requester or performer of an order after ORC/OBR, a performer
+//! of an Observation or Immunization, the general practitioner after PID/PD1.
+//!
+//! A participation with no FHIR home in its context (e.g. "result copies to" on an order, an
+//! organisation as encounter participant) is left unmapped and so reported.
+
+use super::Walk;
+use crate::datatypes::{self as dt, comp};
+use canonical::model::*;
+use hl7v2::Segment;
+
+pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    let env = w.env;
+    let Some(ti) = w.note_target.or(w.encounter.as_ref().map(|e| e.0)).or(w.patient.as_ref().map(|p| p.0)) else { return };
+    let Some(raw_role) = seg.field(4).and_then(|f| f.repetition(1)).filter(|r| !r.is_empty()) else { return };
+    let role_code = comp(&raw_role, 1).unwrap_or_default();
+    let has_person = seg.field(5).is_some_and(|f| !f.is_empty());
+    let has_org = seg.field(8).is_some_and(|f| !f.is_empty());
+    // Decide the home before reading (reading marks fields as mapped).
+    let kind = w.out.resources[ti].resource_type();
+    let home = match (kind, role_code.as_str()) {
+        ("Encounter", _) if has_person => true,
+        ("ServiceRequest", "OP" | "PH") => has_person || has_org,
+        // Where the role is implied by the element (performer), only performing roles fit.
+        ("Observation" | "DiagnosticReport", "PH" | "RO") => has_person || has_org,
+        ("Immunization", r) if r != "RCT" => has_person || has_org,
+        ("Patient", "PP") => has_person || has_org,
+        _ => false,
+    };
+    // A delete of a participation cannot be expressed by adding one: left unmapped.
+    let deletes = seg.field(2).is_some_and(|f| f.as_str() == "DE");
+    if !home || deletes {
+        return;
+    }
+    let s = env.seg(seg);
+    s.structural(&[1]);
+    let _ = s.f(2); // action code AD/UP/CO (add, update, correct): the participation is present
+    let role = s.f(4).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0912"));
+    let actor = match s.f(5).and_then(|f| f.repetition(1)) {
+        Some(r) => w.out.practitioner(env, &r),
+        None => s.f(8).and_then(|f| f.repetition(1)).and_then(|r| {
+            let ident = comp(&r, 10).map(|v| Identifier { value: Some(v), ..Default::default() });
+            w.out.organization(env, comp(&r, 1), ident)
+        }),
+    };
+    let Some(actor) = actor else { return };
+    let start = dt::ts(env, s.f(11).map(|f| f.value()), s.place(11)).map(|t| t.value);
+    let end = dt::ts(env, s.f(12).map(|f| f.value()), s.place(12)).map(|t| t.value);
+    let period = (start.is_some() || end.is_some()).then_some(Period { start, end });
+    match w.out.get_mut(ti) {
+        Resource::Encounter(e) => e.participant.push(EncounterParticipant { r#type: role.into_iter().collect(), period, individual: Some(actor) }),
+        Resource::ServiceRequest(sr) => match (role_code.as_str(), &sr.requester) {
+            ("OP", None) => sr.requester = Some(actor),
+            ("OP", Some(r)) if r.reference == actor.reference => {}
+            ("OP", Some(_)) => s.note(crate::coverage::NoteKind::Info, 5, "a second ordering provider; the order has one requester"),
+            _ => sr.performer.push(actor),
+        },
+        Resource::Observation(o) => o.performer.push(actor),
+        Resource::DiagnosticReport(d) => d.performer.push(actor),
+        Resource::Immunization(i) => i.performer.push(ImmunizationPerformer { function: role, actor }),
+        Resource::Patient(p) => p.general_practitioner.push(actor),
+        _ => {}
+    }
+}
