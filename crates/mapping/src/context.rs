@@ -75,7 +75,8 @@ impl Out {
             return None;
         }
         let system = datatypes::hd_system(env, sub(r, 9, 1).as_deref(), sub(r, 9, 2).as_deref(), sub(r, 9, 3).as_deref());
-        let key_sys = system.clone().unwrap_or_default();
+        // As for patients: an id without an authority is scoped by its sender.
+        let key_sys = system.clone().unwrap_or_else(|| format!("sender:{}", env.sender_key));
         let rid = match &id_value {
             Some(v) => identity::id(env.tenant, "Practitioner", &[&key_sys, v]),
             None => identity::id(env.tenant, "Practitioner", &["name", &env.sender_key, r.as_str()]),

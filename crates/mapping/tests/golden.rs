@@ -538,6 +538,21 @@ PRT|2|AD||RCT^Result Copies To^HL70912||||Some Org
     assert!(conv.coverage.unmapped_segments.iter().any(|p| p.segment == "PRT" && p.index == 5));
 }
 
+#[test]
+fn identifiers_without_authority_are_scoped_by_sender() {
+    let a = "MSH|^~\\&|APP|SITE-A|EHR|X|20240601120000+0200||ADT^A04|S-1|P|2.5\nPID|1||123||DOE^A||19700101|M\n";
+    let b = "MSH|^~\\&|APP|SITE-B|EHR|X|20240601120000+0200||ADT^A04|S-1|P|2.5\nPID|1||123||ROE^B||19800101|F\n";
+    let (ba, _) = convert(a);
+    let (bb, _) = convert(b);
+    assert_ne!(one(&ba, "Patient")["id"], one(&bb, "Patient")["id"], "MRN 123 at two senders is two patients");
+    let (again, _) = convert(a);
+    assert_eq!(one(&ba, "Patient")["id"], one(&again, "Patient")["id"]);
+    // With an authority the sender does not matter: the authority names the number space.
+    let c = "MSH|^~\\&|APP|SITE-A|EHR|X|20240601120000+0200||ADT^A04|S-2|P|2.5\nPID|1||123^^^STATE^MR||DOE^A\n";
+    let d = "MSH|^~\\&|APP|SITE-B|EHR|X|20240601120000+0200||ADT^A04|S-3|P|2.5\nPID|1||123^^^STATE^MR||DOE^A\n";
+    assert_eq!(one(&convert(c).0, "Patient")["id"], one(&convert(d).0, "Patient")["id"]);
+}
+
 /// Every golden message's Bundle passes the FHIR R4 validator too (one JVM run; skipped
 /// loudly without Java unless `CI=true`).
 #[test]

@@ -23,7 +23,13 @@ fn patient_id(env: &Env<'_>, list: &Field<'_>) -> Option<String> {
     let reps: Vec<_> = list.repetitions().filter(|r| comp(r, 1).is_some()).collect();
     let best = reps.iter().find(|r| comp(r, 5).as_deref() == Some("MR")).or(reps.first())?;
     let id = dt::cx(env, best)?;
-    Some(identity::id(env.tenant, "Patient", &[id.system.as_deref().unwrap_or(""), id.value.as_deref().unwrap_or("")]))
+    // Without an assigning authority a number is only unique at its sender: scope it, so
+    // MRN 123 from two senders never becomes one patient.
+    let scope = match &id.system {
+        Some(s) => s.clone(),
+        None => format!("sender:{}", env.sender_key),
+    };
+    Some(identity::id(env.tenant, "Patient", &[&scope, id.value.as_deref().unwrap_or("")]))
 }
 
 fn identifiers(env: &Env<'_>, f: &Field<'_>) -> Vec<Identifier> {
