@@ -90,7 +90,7 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
     let recorded = recorded.or_else(|| timestamp.clone());
     let targets: Vec<Reference> = body.iter().map(|r| reference(r.id())).collect();
     let mh_ref = reference(&mh.id);
-    all.push(Resource::MessageHeader(mh));
+    all.push(Resource::MessageHeader(Box::new(mh)));
     all.extend(body);
     match recorded {
         Some(rec) => {
@@ -109,7 +109,7 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
             }
             if !agent.is_empty() {
                 let control = env.control_id.clone();
-                all.push(Resource::Provenance(Provenance {
+                all.push(Resource::from(Provenance {
                     id: env.event_id("Provenance", 1, ""),
                     target: if targets.is_empty() { vec![mh_ref] } else { targets },
                     occurred_date_time: occurred,

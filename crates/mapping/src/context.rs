@@ -32,7 +32,20 @@ impl<'a> Env<'a> {
     /// Id of an event resource made from the segment at `index` (position keeps two OBRs
     /// with the same OBR-2 apart).
     pub fn event_id(&self, rtype: &str, index: usize, extra: &str) -> String {
-        identity::id(self.tenant, rtype, &[&self.sender_key, &self.control_id, &index.to_string(), extra])
+        // The position as decimal text, formatted on the stack (this runs per resource).
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut n = index;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let pos = std::str::from_utf8(&buf[i..]).expect("ASCII digits");
+        identity::id(self.tenant, rtype, &[&self.sender_key, &self.control_id, pos, extra])
     }
 
     pub fn seg<'m>(&self, s: Segment<'m>) -> Seg<'a, 'm> {
@@ -95,7 +108,7 @@ impl Out {
                     vec![Identifier { system, value: Some(v), r#type, ..Default::default() }]
                 })
                 .unwrap_or_default();
-            Resource::Practitioner(Practitioner { id, identifier, name: name.into_iter().collect(), ..Default::default() })
+            Resource::from(Practitioner { id, identifier, name: name.into_iter().collect(), ..Default::default() })
         });
         reference.display = display;
         Some(reference)
@@ -113,7 +126,7 @@ impl Out {
         let rid = identity::id(env.tenant, "Organization", &[&key]);
         let display = name.clone();
         let mut r = self.master(rid, |id| {
-            Resource::Organization(Organization { id, identifier: ident.into_iter().collect(), name, ..Default::default() })
+            Resource::from(Organization { id, identifier: ident.into_iter().collect(), name, ..Default::default() })
         });
         r.display = display;
         Some(r)
@@ -133,7 +146,7 @@ impl Out {
             let rid = identity::id(env.tenant, "Location", &[&env.sender_key, &path]);
             let part_of = parent.clone();
             let mut reference = self.master(rid, |id| {
-                Resource::Location(Location {
+                Resource::from(Location {
                     id,
                     name: Some(name.clone()),
                     mode: Some("instance".into()),

@@ -181,16 +181,14 @@ impl Tracker {
         let mut rep = CoverageReport::default();
         for seg in segments {
             let used = self.used.get(seg.index() - 1).map_or(0, Cell::get);
-            let present: Vec<usize> = seg
-                .fields()
-                .enumerate()
-                .filter(|(_, f)| !f.is_empty())
-                .map(|(i, _)| i + 1)
-                .collect();
             if used == 0 {
                 rep.unmapped_segments.push(Place { segment: seg.name().into(), index: seg.index(), field: None });
                 continue;
             }
+            if used == u128::MAX {
+                continue;
+            }
+            let present = seg.fields().enumerate().filter(|(_, f)| !f.is_empty()).map(|(i, _)| i + 1);
             for n in present {
                 if n >= 128 || used & (1u128 << n) == 0 {
                     rep.unmapped_fields.push(Place { segment: seg.name().into(), index: seg.index(), field: Some(n) });

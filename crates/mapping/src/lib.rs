@@ -186,7 +186,7 @@ impl Conversion {
             identifier: self.bundle_identifier(),
             r#type: "message",
             timestamp: self.timestamp.as_deref(),
-            entry: self.resources.iter().map(|r| BorrowedEntry { full_url: format!("urn:uuid:{}", r.id()), resource: r }).collect(),
+            entry: self.resources.iter().map(|r| BorrowedEntry { full_url: UrnUuid(r.id()), resource: r }).collect(),
         }
     }
 }
@@ -206,6 +206,15 @@ struct BorrowedBundle<'a> {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BorrowedEntry<'a> {
-    full_url: String,
+    full_url: UrnUuid<'a>,
     resource: &'a Resource,
+}
+
+/// `urn:uuid:<id>` written straight into the output.
+struct UrnUuid<'a>(&'a str);
+
+impl serde::Serialize for UrnUuid<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("urn:uuid:{}", self.0))
+    }
 }

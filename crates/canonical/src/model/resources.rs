@@ -578,31 +578,158 @@ fhir_struct!(MessageHeader {
     focus: Vec<Reference>,
 });
 
-/// Any resource of the canonical model, serialised with its `resourceType`.
+/// Any resource of the canonical model, serialised with its `resourceType`. Boxed: the
+/// resource structs are large, and a message's list of them is built by pushing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "resourceType")]
 pub enum Resource {
-    MessageHeader(MessageHeader),
-    Patient(Patient),
-    RelatedPerson(RelatedPerson),
-    Encounter(Encounter),
-    Observation(Observation),
-    DiagnosticReport(DiagnosticReport),
-    ServiceRequest(ServiceRequest),
-    Specimen(Specimen),
-    MedicationRequest(MedicationRequest),
-    MedicationAdministration(MedicationAdministration),
-    Immunization(Immunization),
-    AllergyIntolerance(AllergyIntolerance),
-    Condition(Condition),
-    Procedure(Procedure),
-    Practitioner(Practitioner),
-    Organization(Organization),
-    Location(Location),
-    Coverage(Coverage),
-    DocumentReference(DocumentReference),
-    Appointment(Appointment),
-    Provenance(Provenance),
+    MessageHeader(Box<MessageHeader>),
+    Patient(Box<Patient>),
+    RelatedPerson(Box<RelatedPerson>),
+    Encounter(Box<Encounter>),
+    Observation(Box<Observation>),
+    DiagnosticReport(Box<DiagnosticReport>),
+    ServiceRequest(Box<ServiceRequest>),
+    Specimen(Box<Specimen>),
+    MedicationRequest(Box<MedicationRequest>),
+    MedicationAdministration(Box<MedicationAdministration>),
+    Immunization(Box<Immunization>),
+    AllergyIntolerance(Box<AllergyIntolerance>),
+    Condition(Box<Condition>),
+    Procedure(Box<Procedure>),
+    Practitioner(Box<Practitioner>),
+    Organization(Box<Organization>),
+    Location(Box<Location>),
+    Coverage(Box<Coverage>),
+    DocumentReference(Box<DocumentReference>),
+    Appointment(Box<Appointment>),
+    Provenance(Box<Provenance>),
+}
+
+impl From<MessageHeader> for Resource {
+    fn from(r: MessageHeader) -> Resource {
+        Resource::MessageHeader(Box::new(r))
+    }
+}
+
+impl From<Patient> for Resource {
+    fn from(r: Patient) -> Resource {
+        Resource::Patient(Box::new(r))
+    }
+}
+
+impl From<RelatedPerson> for Resource {
+    fn from(r: RelatedPerson) -> Resource {
+        Resource::RelatedPerson(Box::new(r))
+    }
+}
+
+impl From<Encounter> for Resource {
+    fn from(r: Encounter) -> Resource {
+        Resource::Encounter(Box::new(r))
+    }
+}
+
+impl From<Observation> for Resource {
+    fn from(r: Observation) -> Resource {
+        Resource::Observation(Box::new(r))
+    }
+}
+
+impl From<DiagnosticReport> for Resource {
+    fn from(r: DiagnosticReport) -> Resource {
+        Resource::DiagnosticReport(Box::new(r))
+    }
+}
+
+impl From<ServiceRequest> for Resource {
+    fn from(r: ServiceRequest) -> Resource {
+        Resource::ServiceRequest(Box::new(r))
+    }
+}
+
+impl From<Specimen> for Resource {
+    fn from(r: Specimen) -> Resource {
+        Resource::Specimen(Box::new(r))
+    }
+}
+
+impl From<MedicationRequest> for Resource {
+    fn from(r: MedicationRequest) -> Resource {
+        Resource::MedicationRequest(Box::new(r))
+    }
+}
+
+impl From<MedicationAdministration> for Resource {
+    fn from(r: MedicationAdministration) -> Resource {
+        Resource::MedicationAdministration(Box::new(r))
+    }
+}
+
+impl From<Immunization> for Resource {
+    fn from(r: Immunization) -> Resource {
+        Resource::Immunization(Box::new(r))
+    }
+}
+
+impl From<AllergyIntolerance> for Resource {
+    fn from(r: AllergyIntolerance) -> Resource {
+        Resource::AllergyIntolerance(Box::new(r))
+    }
+}
+
+impl From<Condition> for Resource {
+    fn from(r: Condition) -> Resource {
+        Resource::Condition(Box::new(r))
+    }
+}
+
+impl From<Procedure> for Resource {
+    fn from(r: Procedure) -> Resource {
+        Resource::Procedure(Box::new(r))
+    }
+}
+
+impl From<Practitioner> for Resource {
+    fn from(r: Practitioner) -> Resource {
+        Resource::Practitioner(Box::new(r))
+    }
+}
+
+impl From<Organization> for Resource {
+    fn from(r: Organization) -> Resource {
+        Resource::Organization(Box::new(r))
+    }
+}
+
+impl From<Location> for Resource {
+    fn from(r: Location) -> Resource {
+        Resource::Location(Box::new(r))
+    }
+}
+
+impl From<Coverage> for Resource {
+    fn from(r: Coverage) -> Resource {
+        Resource::Coverage(Box::new(r))
+    }
+}
+
+impl From<DocumentReference> for Resource {
+    fn from(r: DocumentReference) -> Resource {
+        Resource::DocumentReference(Box::new(r))
+    }
+}
+
+impl From<Appointment> for Resource {
+    fn from(r: Appointment) -> Resource {
+        Resource::Appointment(Box::new(r))
+    }
+}
+
+impl From<Provenance> for Resource {
+    fn from(r: Provenance) -> Resource {
+        Resource::Provenance(Box::new(r))
+    }
 }
 
 macro_rules! resource_meta {
@@ -660,14 +787,15 @@ mod tests {
             effective: Some(Effective::DateTime("2024-01-01".into())),
             ..Default::default()
         };
-        let v = serde_json::to_value(Resource::Observation(obs)).unwrap();
+        let v = serde_json::to_value(Resource::from(obs)).unwrap();
         assert_eq!(v["resourceType"], "Observation");
         assert_eq!(v["valueString"], "a\\b\n");
         assert_eq!(v["effectiveDateTime"], "2024-01-01");
         assert!(v.get("value").is_none());
         assert!(v.get("note").is_none());
         let p = Patient { id: "p".into(), deceased: Some(Deceased::Boolean(false)), ..Default::default() };
-        let v = serde_json::to_value(Resource::Patient(p)).unwrap();
+        let v = serde_json::to_value(Resource::from(p)).unwrap();
         assert_eq!(v["deceasedBoolean"], false);
     }
 }
+

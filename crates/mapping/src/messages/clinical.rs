@@ -55,7 +55,7 @@ pub(crate) fn al1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         a.code = Some(CodeableConcept::text("allergen not specified"));
         s.note(NoteKind::InvalidValue, 3, "allergen code missing");
     }
-    w.out.push(Resource::AllergyIntolerance(a));
+    w.out.push(Resource::AllergyIntolerance(Box::new(a)));
 }
 
 fn condition_base(w: &Walk<'_, '_>, id: String, subject: Reference) -> Condition {
@@ -97,7 +97,7 @@ pub(crate) fn dg1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         c.code = Some(CodeableConcept::text("diagnosis not specified"));
         s.note(NoteKind::InvalidValue, 3, "diagnosis code missing");
     }
-    w.out.push(Resource::Condition(c));
+    w.out.push(Resource::Condition(Box::new(c)));
 }
 
 /// PRB (problem, PPR messages) → Condition on the problem list.
@@ -133,7 +133,7 @@ pub(crate) fn prb<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         c.code = Some(CodeableConcept::text("problem not specified"));
         s.note(NoteKind::InvalidValue, 3, "problem code missing");
     }
-    let i = w.out.push(Resource::Condition(c));
+    let i = w.out.push(Resource::Condition(Box::new(c)));
     w.note_target = Some(i);
 }
 
@@ -171,7 +171,7 @@ pub(crate) fn pr1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         p.identifier.push(id);
     }
     let _ = comp;
-    w.out.push(Resource::Procedure(p));
+    w.out.push(Resource::Procedure(Box::new(p)));
 }
 
 pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
@@ -234,5 +234,5 @@ pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(r) = s.f(49).and_then(|f| f.repetition(1)) {
         c.subscriber_id = comp(&r, 1);
     }
-    w.out.push(Resource::Coverage(c));
+    w.out.push(Resource::Coverage(Box::new(c)));
 }

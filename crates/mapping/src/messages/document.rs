@@ -74,7 +74,7 @@ pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     .into();
     d.description = file_name.clone();
     d.context = w.encounter_ref().map(|e| DocumentReferenceContext { encounter: vec![e], period: None });
-    let i = w.out.push(Resource::DocumentReference(d));
+    let i = w.out.push(Resource::DocumentReference(Box::new(d)));
     w.document = Some(i);
     w.document_text.clear();
     w.note_target = Some(i);

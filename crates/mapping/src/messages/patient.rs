@@ -158,7 +158,7 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         id
     };
     p.id = id.clone();
-    let i = w.out.push(Resource::Patient(p));
+    let i = w.out.push(Resource::Patient(Box::new(p)));
     w.patient = Some((i, reference(&id)));
     // A new patient group starts: earlier visit, order and request groups are closed.
     w.encounter = None;
@@ -240,7 +240,7 @@ pub(crate) fn nk1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         s.note_segment(NoteKind::InvalidValue, "next of kin without name, relationship, contact or identifier: not mapped");
         return;
     }
-    w.out.push(Resource::RelatedPerson(rp));
+    w.out.push(Resource::RelatedPerson(Box::new(rp)));
 }
 
 pub(crate) fn mrg<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
@@ -285,5 +285,5 @@ pub(crate) fn mrg<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Resource::Patient(p) = w.out.get_mut(survivor_i) {
         p.link.push(PatientLink { other: reference(&old_id), r#type: "replaces".into() });
     }
-    w.out.push(Resource::Patient(old));
+    w.out.push(Resource::Patient(Box::new(old)));
 }

@@ -116,7 +116,7 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
                 }
             }
         }
-    let i = w.out.push(Resource::MedicationRequest(m));
+    let i = w.out.push(Resource::MedicationRequest(Box::new(m)));
     w.medication = Some(i);
     w.request = None;
     w.note_target = Some(i);
@@ -213,7 +213,7 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         if let Some(f) = s.f(19) {
             im.reason_code.extend(f.repetitions().filter_map(|r| dt::cwe(env, &r)));
         }
-        w.out.push(Resource::Immunization(im))
+        w.out.push(Resource::Immunization(Box::new(im)))
     } else {
         let mut ma = MedicationAdministration {
             id: env.event_id("MedicationAdministration", seg.index(), ""),
@@ -254,7 +254,7 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             && let Resource::MedicationRequest(mr) = &w.out.resources[prev] {
                 ma.request = Some(crate::context::reference(&mr.id));
             }
-        w.out.push(Resource::MedicationAdministration(ma))
+        w.out.push(Resource::MedicationAdministration(Box::new(ma)))
     };
     w.medication = Some(i);
     w.request = None;

@@ -132,7 +132,7 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         _ => None,
     };
     let sr_ref = reference(&sr.id);
-    let sr_i = w.out.push(Resource::ServiceRequest(sr));
+    let sr_i = w.out.push(Resource::ServiceRequest(Box::new(sr)));
     let mut dr_i = None;
     if w.family == Family::Results {
         let mut dr = DiagnosticReport {
@@ -176,7 +176,7 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                 }
             }
         }
-        dr_i = Some(w.out.push(Resource::DiagnosticReport(dr)));
+        dr_i = Some(w.out.push(Resource::DiagnosticReport(Box::new(dr))));
     } else if start.is_some() {
         // In an order, OBR-7 is when the specimen is to be / was collected.
         if let Resource::ServiceRequest(sr) = w.out.get_mut(sr_i)
@@ -358,7 +358,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
         dr_i = req.dr;
     }
-    let oi = w.out.push(Resource::Observation(o));
+    let oi = w.out.push(Resource::Observation(Box::new(o)));
     if let Some(di) = dr_i
         && let Resource::DiagnosticReport(dr) = w.out.get_mut(di) {
             dr.result.push(oref);
@@ -609,7 +609,7 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let req = w.request.as_ref().map(|r| (r.sr, r.dr, r.sr_ref.clone()));
     sp.request.extend(req.as_ref().and_then(|r| r.2.clone()));
     let spref = reference(&sp.id);
-    let si = w.out.push(Resource::Specimen(sp));
+    let si = w.out.push(Resource::Specimen(Box::new(sp)));
     if let Some((sr_i, dr_i, _)) = req {
         if let Some(i) = sr_i
             && let Resource::ServiceRequest(sr) = w.out.get_mut(i) {

@@ -71,7 +71,7 @@ pub(crate) fn sch<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(desc) = s.text(3).or_else(|| s.text(5)) {
         a.description = Some(desc);
     }
-    let i = w.out.push(Resource::Appointment(a));
+    let i = w.out.push(Resource::Appointment(Box::new(a)));
     w.appointment = Some(i);
     w.note_target = Some(i);
 }

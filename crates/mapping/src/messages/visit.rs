@@ -146,7 +146,7 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         id
     };
     e.id = id.clone();
-    let i = w.out.push(Resource::Encounter(e));
+    let i = w.out.push(Resource::Encounter(Box::new(e)));
     w.encounter = Some((i, reference(&id)));
     w.note_target = Some(i);
 }
