@@ -5,7 +5,9 @@
 //! starts; nothing here stands in for them. When the stack is not reachable the tests fail
 //! with the command that starts it, rather than skipping silently.
 
+pub mod mllp;
 pub mod schema_check;
+pub mod services;
 pub mod stage;
 
 use std::collections::HashMap;
