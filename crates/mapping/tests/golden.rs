@@ -582,3 +582,12 @@ fn golden_bundles_pass_the_fhir_validator() {
     let errors: Vec<&str> = text.lines().filter(|l| l.contains(": error:") || l.contains(": fatal:")).collect();
     assert!(out.status.success() && errors.is_empty(), "FHIR validation failed:\n{}\n{}", errors.join("\n"), text.lines().rev().take(10).collect::<Vec<_>>().join("\n"));
 }
+
+#[test]
+fn shipped_example_profile_loads_and_matches() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let profiles = mapping::Profiles::load_dir(&dir).expect("shipped profiles load");
+    let p = profiles.find(Some("EXLAB"), Some("EXAMPLE-HOSP")).expect("example profile matches");
+    assert_eq!(p.file.name, "example-lab");
+    assert!(p.zone.is_some());
+}
