@@ -325,6 +325,7 @@ pub fn table_codes(table: &str) -> Option<&'static [&'static str]> {
         "0276" => &["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"],
         "0277" => &["Complete", "Normal", "Tentative"],
         "0493" => &["AUT", "CFU", "CLOT", "CON", "COOL", "FROZ", "HEM", "LIVE", "ROOM", "SNR"],
+        "0443" => &["AD", "AT", "CP", "FHCP", "PP", "RP", "RT"],
         "0912" => &["AD", "AP", "AT", "CP", "DP", "EP", "OP", "PH", "PP", "RCT", "RO", "RP", "TR", "VP"],
         _ => return None,
     })

@@ -536,6 +536,16 @@ PRT|2|AD||RCT^Result Copies To^HL70912||||Some Org
     assert_eq!(e["participant"][0]["period"]["start"], "2024-06-01T08:00:00+02:00");
     // An organisation cannot be an encounter participant: that PRT is reported, not forced in.
     assert!(conv.coverage.unmapped_segments.iter().any(|p| p.segment == "PRT" && p.index == 5));
+
+    // ROL (before v2.7): primary care provider after PID → general practitioner.
+    let rol = "MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A04|R-1|P|2.5
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
+ROL|1|AD|PP^Primary Care Provider^HL70443|888^Quinn^Mike
+";
+    let (b, conv) = convert(rol);
+    let p = one(&b, "Patient");
+    assert_eq!(by_ref(&b, &p["generalPractitioner"][0])["name"][0]["family"], "Quinn");
+    assert!(conv.coverage.unmapped_segments.is_empty());
 }
 
 #[test]

@@ -166,6 +166,7 @@ impl<'a, 'm> Walk<'a, 'm> {
             "NTE" => results::nte(self, seg),
             "TQ1" => results::tq1(self, seg),
             "PRT" => participation::prt(self, seg),
+            "ROL" => participation::rol(self, seg),
             "RXE" => pharmacy::rxe(self, seg),
             "RXO" => pharmacy::rxo(self, seg),
             "RXA" => pharmacy::rxa(self, seg),

@@ -1,4 +1,4 @@
-//! PRT (participation, v2.7+) → the participant of the resource it follows: an Encounter
+//! PRT (participation, v2.7+) and ROL (role, before v2.7) → the participant of the resource it follows: an Encounter
 //! participant after PV1, the requester or performer of an order after ORC/OBR, a performer
 //! of an Observation or Immunization, the general practitioner after PID/PD1.
 //!
@@ -60,6 +60,55 @@ pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         Resource::DiagnosticReport(d) => d.performer.push(actor),
         Resource::Immunization(i) => i.performer.push(ImmunizationPerformer { function: role, actor }),
         Resource::Patient(p) => p.general_practitioner.push(actor),
+        _ => {}
+    }
+}
+
+/// ROL (v2.3–2.6): a primary care provider after PID/PD1 → `Patient.generalPractitioner`; any
+/// role after PV1 → an Encounter participant of that type. Other contexts stay unmapped.
+pub(crate) fn rol<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
+    let env = w.env;
+    let Some(ti) = w.note_target.or(w.encounter.as_ref().map(|e| e.0)).or(w.patient.as_ref().map(|p| p.0)) else { return };
+    let role_code = seg.field(3).and_then(|f| f.component(1)).map(|c| c.as_str().to_string()).unwrap_or_default();
+    let has_person = seg.field(4).is_some_and(|f| !f.is_empty());
+    let deletes = seg.field(2).is_some_and(|f| f.as_str() == "DE");
+    let home = match w.out.resources[ti].resource_type() {
+        "Encounter" => has_person,
+        "Patient" => has_person && matches!(role_code.as_str(), "PP" | "FHCP"),
+        _ => false,
+    };
+    if !home || deletes {
+        return;
+    }
+    let s = env.seg(seg);
+    s.structural(&[1]); // role instance id: numbers the ROL itself, not the person
+    let _ = s.f(2); // action code AD/UP/CO: the role is present
+    let role = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0443"));
+    let mut actors = Vec::new();
+    if let Some(f) = s.f(4) {
+        for r in f.repetitions() {
+            actors.extend(w.out.practitioner(env, &r));
+        }
+    }
+    let start = dt::ts(env, s.f(5).map(|f| f.value()), s.place(5)).map(|t| t.value);
+    let end = dt::ts(env, s.f(6).map(|f| f.value()), s.place(6)).map(|t| t.value);
+    let period = (start.is_some() || end.is_some()).then_some(Period { start, end });
+    match w.out.get_mut(ti) {
+        Resource::Encounter(e) => {
+            for a in actors {
+                e.participant.push(EncounterParticipant { r#type: role.clone().into_iter().collect(), period: period.clone(), individual: Some(a) });
+            }
+        }
+        Resource::Patient(p) => {
+            if let Some(p) = &period {
+                for (n, v) in [(5, &p.start), (6, &p.end)] {
+                    if v.is_some() {
+                        s.note(crate::coverage::NoteKind::Info, n, "role period not carried on the general practitioner");
+                    }
+                }
+            }
+            p.general_practitioner.extend(actors);
+        }
         _ => {}
     }
 }
