@@ -193,3 +193,35 @@ fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Whatever the field contents (components, repetitions, escapes, non-ASCII, odd dates and
+    /// numbers), conversion never panics and always yields valid JSON with unique fullUrls.
+    #[test]
+    fn never_panics_on_arbitrary_field_content(
+        segs in proptest::collection::vec((0..KINDS.len(), proptest::collection::vec((1usize..=30, "[-A-Za-z0-9^~&\\\\.+<>: é\"]{0,24}"), 0..8)), 0..10),
+        trigger in prop::sample::select(vec!["ADT^A01", "ORU^R01", "ORM^O01", "VXU^V04", "MDM^T02", "SIU^S12", "RDE^O11", "ADT^A40"]),
+    ) {
+        let mut text = format!("MSH|^~\\&|APP|FAC|RCV|RFAC|20240101120000||{trigger}|CTL|P|2.5.1\rPID|1||P1^^^FAC^MR\r");
+        for (kind, fields) in &segs {
+            let max = fields.iter().map(|f| f.0).max().unwrap_or(1);
+            let mut v = vec![String::new(); max + 1];
+            v[0] = KINDS[*kind].0.to_string();
+            for (n, val) in fields {
+                v[*n] = val.clone();
+            }
+            text.push_str(&v.join("|"));
+            text.push('\r');
+        }
+        let conv = mapping::convert_bytes(text.as_bytes(), &mapping::Profiles::default(), "prop").expect("converts");
+        let json = conv.to_bundle_json(false);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let n = v["entry"].as_array().unwrap().len();
+        let urls: std::collections::HashSet<&str> = v["entry"].as_array().unwrap().iter().map(|e| e["fullUrl"].as_str().unwrap()).collect();
+        prop_assert_eq!(urls.len(), n);
+        let ev = conv.to_event("prop", "raw", 0);
+        prop_assert_eq!(ev.resources.len(), n);
+    }
+}
