@@ -45,8 +45,10 @@ start_one() {
     fi
     mkdir -p "$RUN" "$LOGS"
     # From the repository root, so relative state paths (the query store) land under .state/.
-    (cd "$REPO_ROOT" && ARTERIA__TELEMETRY__LOG_FORMAT="${ARTERIA_LOG_FORMAT:-json}" \
-        nohup "$BIN/$name" >"$LOGS/$name.log" 2>&1 & echo $! >"$RUN/$name.pid")
+    # `exec` so the recorded pid is the service itself, not a wrapping shell.
+    ( cd "$REPO_ROOT" && ARTERIA__TELEMETRY__LOG_FORMAT="${ARTERIA_LOG_FORMAT:-json}" \
+        exec nohup "$BIN/$name" >"$LOGS/$name.log" 2>&1 ) &
+    echo $! >"$RUN/$name.pid"
     local deadline=$(( $(date +%s) + START_TIMEOUT ))
     until ready "$port"; do
         if ! running "$name"; then

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod convert;
 mod parse;
+mod query;
 mod send;
 mod terminology;
 
@@ -25,6 +26,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Send every message of the files over MLLP and print `<MSH-10> <MSA-1>` per message.
     Send(send::Args),
+    /// Read patients and observations from the query service (FHIR JSON, one per line).
+    Query(query::Args),
     /// Load terminology releases; look up and translate codes.
     Terminology(terminology::Args),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => parse::run(&args),
         Command::Convert(args) => convert::run(args).map(|c| ExitCode::from(u8::try_from(c).unwrap_or(1))),
         Command::Send(args) => send::run(&args),
+        Command::Query(args) => query::run(&args),
         Command::Terminology(args) => terminology::run(&args),
     };
     match result {
