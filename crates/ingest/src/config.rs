@@ -22,6 +22,10 @@ pub struct IngestConfig {
     /// MSH-11 processing ids accepted (e.g. `["P"]` on a production endpoint). Empty (the
     /// default) accepts any.
     pub processing_ids: Vec<String>,
+    /// Required MSH fields (among 9, 10, 11, 12) this endpoint lets senders leave empty, e.g.
+    /// `[11]` for a sender that never fills the processing id. Empty (the default): a message
+    /// without them is answered AR, never guessed.
+    pub allow_missing_msh: Vec<usize>,
     /// Message limits, enforced with a clear NAK.
     pub limits: LimitsConfig,
     /// How long a sender waits for Kafka's acknowledgement before getting AE/CE. Default 10 000.
@@ -38,6 +42,7 @@ impl Default for IngestConfig {
             http: HttpConfig::default(),
             allow: Vec::new(),
             processing_ids: Vec::new(),
+            allow_missing_msh: Vec::new(),
             limits: LimitsConfig::default(),
             ack_timeout_ms: 10_000,
         }

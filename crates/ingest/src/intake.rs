@@ -92,7 +92,11 @@ pub fn decide(
     channel: Channel,
     received_at: i64,
 ) -> Decision {
-    let opts = ParseOptions { limits: cfg.limits.to_hl7(), ..ParseOptions::default() };
+    let opts = ParseOptions {
+        limits: cfg.limits.to_hl7(),
+        allow_missing_msh: cfg.allow_missing_msh.clone(),
+        ..ParseOptions::default()
+    };
     let msg = match Message::parse_with(bytes, &opts) {
         Ok(m) => m,
         Err(e) => {
@@ -282,6 +286,14 @@ mod tests {
         let Decision::Reject(r) = decide(&cfg, ADT, None, Channel::Mllp, 1) else { panic!() };
         assert_eq!(r.class, "parse");
         assert!(r.detail.contains("segments"), "{}", r.detail);
+    }
+
+    #[test]
+    fn an_empty_processing_id_is_refused_unless_the_endpoint_allows_it() {
+        let no_msh11 = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01|CTL-11||2.5.1\rPID|1||P-1^^^NORTH^MR\r";
+        assert!(matches!(decide_default(no_msh11), Decision::Reject(_)));
+        let cfg = IngestConfig { allow_missing_msh: vec![11], ..IngestConfig::default() };
+        assert!(matches!(decide(&cfg, no_msh11, None, Channel::Mllp, 1), Decision::Accept(_)));
     }
 
     #[test]

@@ -69,13 +69,6 @@ impl Normalizer {
         }
     }
 
-    fn occurred_at(conv: &mapping::Conversion, raw: &RawMessage) -> i64 {
-        conv.timestamp
-            .as_deref()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_microsecond())
-            .unwrap_or(raw.received_at)
-    }
 }
 
 impl Processor for Normalizer {
@@ -94,15 +87,16 @@ impl Normalizer {
             self.metrics.count(STAGE, Outcome::duplicate);
             return Ok(Vec::new());
         }
-        let msg = hl7v2::Message::parse(&raw.payload).map_err(|e| {
+        // The mapping's own parse options: an empty MSH-11/12 that ingest was configured to
+        // let through is reported in the event's issues, not refused again here.
+        let conv = mapping::convert_bytes(&raw.payload, &self.profiles, &raw.tenant).map_err(|e| {
             self.metrics.count(STAGE, Outcome::dead_lettered);
-            ProcessError::permanent("parse", e.to_string())
+            match e {
+                mapping::MapError::Parse(p) => ProcessError::permanent("parse", p.to_string()),
+            }
         })?;
-        let conv = mapping::convert(&msg, &self.profiles, &raw.tenant).map_err(|e| {
-            self.metrics.count(STAGE, Outcome::dead_lettered);
-            ProcessError::permanent("mapping", e.to_string())
-        })?;
-        let event = conv.to_event(&raw.tenant, &raw.id, Self::occurred_at(&conv, &raw));
+        let occurred_at = conv.timestamp_micros().unwrap_or(raw.received_at);
+        let event = conv.to_event(&raw.tenant, &raw.id, occurred_at);
         let value = self.events.encode(&event).await?;
         let mut headers = MessageHeaders::new();
         headers.set_message_id(&event.id).set_content_type(EVENT_CONTENT_TYPE);
