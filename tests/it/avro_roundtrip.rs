@@ -18,14 +18,8 @@ fn sample() -> RawMessage {
         received_at: 1_700_000_000_123_456,
         channel: Channel::Http,
         peer: None,
-        sender: SenderId {
-            application: "LAB".into(),
-            facility: "H1".into(),
-        },
-        receiver: Some(SenderId {
-            application: "ART".into(),
-            facility: "".into(),
-        }),
+        sender: SenderId { application: "LAB".into(), facility: "H1".into() },
+        receiver: Some(SenderId { application: "ART".into(), facility: "".into() }),
         message_type: Some("ORU^R01".into()),
         control_id: Some("C1".into()),
         version: None,
@@ -102,16 +96,9 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
 
     let id = serde.register().await.expect("schema registered");
     let latest = registered_latest(&format!("{topic}-value")).await;
-    assert_eq!(
-        latest["id"].as_u64(),
-        Some(u64::from(id)),
-        "registry's latest id for the subject: {latest}"
-    );
+    assert_eq!(latest["id"].as_u64(), Some(u64::from(id)), "registry's latest id for the subject: {latest}");
     let registered = apache_avro::Schema::parse_str(latest["schema"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        registered.canonical_form(),
-        RawMessage::get_schema().canonical_form()
-    );
+    assert_eq!(registered.canonical_form(), RawMessage::get_schema().canonical_form());
 
     let msg = sample();
     let value = serde.encode(&msg).await.expect("encode");
@@ -124,29 +111,17 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
 
     let producer = BusProducer::new(&cfg, "it-avro").unwrap();
     let mut headers = MessageHeaders::new();
-    headers
-        .set_message_id(&msg.id)
-        .set_content_type("application/vnd.arteria.raw.v1+avro");
-    let d = producer
-        .send(&topic, Some(b"patient-1"), &value, &headers)
-        .await
-        .expect("acknowledged");
+    headers.set_message_id(&msg.id).set_content_type("application/vnd.arteria.raw.v1+avro");
+    let d = producer.send(&topic, Some(b"patient-1"), &value, &headers).await.expect("acknowledged");
     assert!(d.offset >= 0);
 
     let got = read_committed(&cfg, &topic, 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(
-        got[0].value.as_deref(),
-        Some(&value[..]),
-        "bytes on the topic are the bytes produced"
-    );
+    assert_eq!(got[0].value.as_deref(), Some(&value[..]), "bytes on the topic are the bytes produced");
     assert_eq!(got[0].key.as_deref(), Some(&b"patient-1"[..]));
     assert_eq!((got[0].partition, got[0].offset), (d.partition, d.offset));
     assert_eq!(got[0].headers.message_id(), Some(msg.id.as_str()));
-    let back = serde
-        .decode(got[0].value.as_deref().unwrap())
-        .await
-        .expect("decode");
+    let back = serde.decode(got[0].value.as_deref().unwrap()).await.expect("decode");
     assert_eq!(back, msg);
 }
 
@@ -157,51 +132,27 @@ async fn older_writer_schema_resolves_to_the_current_type() {
     // ClinicalEvent as it was before `issues` existed.
     let current: serde_json::Value = serde_json::to_value(ClinicalEvent::get_schema()).unwrap();
     let mut old = current.clone();
-    old["fields"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|f| f["name"] != "issues");
+    old["fields"].as_array_mut().unwrap().retain(|f| f["name"] != "issues");
     let old_text = old.to_string();
     let old_schema = apache_avro::Schema::parse_str(&old_text).unwrap();
 
     let client = reqwest::Client::new();
     let r = client
-        .post(format!(
-            "{}/subjects/{topic}-value/versions",
-            registry_url()
-        ))
+        .post(format!("{}/subjects/{topic}-value/versions", registry_url()))
         .header("content-type", "application/vnd.schemaregistry.v1+json")
         .json(&serde_json::json!({ "schema": old_text }))
         .send()
         .await
         .unwrap();
-    assert!(
-        r.status().is_success(),
-        "register old schema: {}",
-        r.status()
-    );
-    let old_id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_u64()
-        .unwrap() as u32;
+    assert!(r.status().is_success(), "register old schema: {}", r.status());
+    let old_id = r.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap() as u32;
 
     // A record written by an old producer.
     use apache_avro::types::{Record, Value};
-    let apache_avro::Schema::Record(rs) = &old_schema else {
-        panic!("record")
-    };
+    let apache_avro::Schema::Record(rs) = &old_schema else { panic!("record") };
     let mut rec = Record::new(&old_schema).unwrap();
-    let sender_schema = &rs
-        .fields
-        .iter()
-        .find(|f| f.name == "sender")
-        .unwrap()
-        .schema;
-    let prov_schema = &rs
-        .fields
-        .iter()
-        .find(|f| f.name == "provenance")
-        .unwrap()
-        .schema;
+    let sender_schema = &rs.fields.iter().find(|f| f.name == "sender").unwrap().schema;
+    let prov_schema = &rs.fields.iter().find(|f| f.name == "provenance").unwrap().schema;
     rec.put("id", "ev-1");
     rec.put("source_raw_id", "raw-1");
     rec.put("tenant", "t1");
@@ -214,10 +165,7 @@ async fn older_writer_schema_resolves_to_the_current_type() {
     rec.put("patient_key", Value::Union(0, Box::new(Value::Null)));
     let mut p = Record::new(prov_schema).unwrap();
     p.put("source_format", "hl7v2");
-    p.put(
-        "source_message_type",
-        Value::Union(1, Box::new(Value::String("ADT^A01".into()))),
-    );
+    p.put("source_message_type", Value::Union(1, Box::new(Value::String("ADT^A01".into()))));
     p.put("source_control_id", Value::Union(0, Box::new(Value::Null)));
     p.put("stage", "normalize");
     p.put("logic_version", "0.1.0");
@@ -233,22 +181,13 @@ async fn older_writer_schema_resolves_to_the_current_type() {
 
     let registry = Registry::new(&cfg.registry).unwrap();
     let serde = registry.value_serde::<ClinicalEvent>(&topic);
-    let ev = serde
-        .decode(&framed)
-        .await
-        .expect("old record decodes as the current type");
+    let ev = serde.decode(&framed).await.expect("old record decodes as the current type");
     assert_eq!(ev.id, "ev-1");
-    assert_eq!(
-        ev.provenance.source_message_type.as_deref(),
-        Some("ADT^A01")
-    );
+    assert_eq!(ev.provenance.source_message_type.as_deref(), Some("ADT^A01"));
     assert!(ev.issues.is_empty(), "missing field takes its default");
 
     // The current schema is accepted as the next version of the subject (BACKWARD).
-    let new_id = serde
-        .register()
-        .await
-        .expect("current schema registers over the old one");
+    let new_id = serde.register().await.expect("current schema registers over the old one");
     assert_ne!(new_id, old_id);
 }
 
@@ -258,15 +197,9 @@ async fn bad_bytes_and_unknown_ids_are_precise_permanent_errors() {
     let registry = Registry::new(&cfg.registry).unwrap();
     let serde = registry.value_serde::<RawMessage>(&unique("avro.bad"));
     let e = serde.decode(b"MSH|^~\\&|").await.unwrap_err();
-    assert!(
-        matches!(e, AvroError::Wire(wire::WireError::BadMagic(b'M'))),
-        "{e}"
-    );
+    assert!(matches!(e, AvroError::Wire(wire::WireError::BadMagic(b'M'))), "{e}");
     assert!(!e.is_transient());
-    let e = serde
-        .decode(&wire::frame(2_000_000_000, &[1, 2, 3]))
-        .await
-        .unwrap_err();
+    let e = serde.decode(&wire::frame(2_000_000_000, &[1, 2, 3])).await.unwrap_err();
     assert!(matches!(e, AvroError::RegistryRefused(_)), "{e:?}");
     assert!(!e.is_transient());
     // Truncated body with a real schema id.

@@ -13,8 +13,8 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use arteria_tests::{
-    create_topic, exactly_once_in_order, numbered, produce_numbered_range, read_committed,
-    require_stack, stack_sh, unique,
+    create_topic, exactly_once_in_order, numbered, produce_numbered_range, read_committed, require_stack, stack_sh,
+    unique,
 };
 
 fn stack(args: &[&str]) {
@@ -30,25 +30,10 @@ impl Drop for KafkaGuard {
     }
 }
 
-fn spawn_relay(
-    input: &str,
-    output: &str,
-    group: &str,
-    txn: &str,
-    delay_us: u64,
-) -> (Child, Receiver<String>) {
+fn spawn_relay(input: &str, output: &str, group: &str, txn: &str, delay_us: u64) -> (Child, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tx-relay"))
-        .args([
-            "--input", input, "--output", output, "--group", group, "--txn-id", txn,
-        ])
-        .args([
-            "--delay-us",
-            &delay_us.to_string(),
-            "--max-records",
-            "100",
-            "--give-up-ms",
-            "300000",
-        ])
+        .args(["--input", input, "--output", output, "--group", group, "--txn-id", txn])
+        .args(["--delay-us", &delay_us.to_string(), "--max-records", "100", "--give-up-ms", "300000"])
         .env("RUST_LOG", "warn,librdkafka=error")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -68,11 +53,7 @@ fn spawn_relay(
 }
 
 /// Waits for a line matching `pred` (bounded so a broken run ends); returns the lines seen.
-fn wait_for_line(
-    rx: &Receiver<String>,
-    limit: Duration,
-    mut pred: impl FnMut(&str) -> bool,
-) -> (bool, Vec<String>) {
+fn wait_for_line(rx: &Receiver<String>, limit: Duration, mut pred: impl FnMut(&str) -> bool) -> (bool, Vec<String>) {
     let start = Instant::now();
     let mut seen = Vec::new();
     while start.elapsed() < limit {
@@ -92,10 +73,7 @@ fn wait_for_line(
 }
 
 fn stop_relay(mut child: Child, rx: &Receiver<String>) -> Vec<String> {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     let lines: Vec<String> = rx.try_iter().collect();
     assert!(
@@ -110,11 +88,7 @@ fn stop_relay(mut child: Child, rx: &Receiver<String>) -> Vec<String> {
 #[ignore = "stops the shared Kafka: run alone with --ignored --test-threads=1"]
 async fn broker_down_at_start_up_is_retried_with_backoff_then_the_loop_runs() {
     let cfg = require_stack();
-    let (input, output, dlq) = (
-        unique("bf.start.in"),
-        unique("bf.start.out"),
-        unique("bf.start.dlq"),
-    );
+    let (input, output, dlq) = (unique("bf.start.in"), unique("bf.start.out"), unique("bf.start.dlq"));
     for t in [&input, &output, &dlq] {
         create_topic(&cfg, t, 3).await;
     }
@@ -122,13 +96,7 @@ async fn broker_down_at_start_up_is_retried_with_backoff_then_the_loop_runs() {
 
     let _guard = KafkaGuard;
     stack(&["stop", "kafka"]);
-    let (child, rx) = spawn_relay(
-        &input,
-        &output,
-        &unique("bf.start.g"),
-        &unique("bf.start.t"),
-        0,
-    );
+    let (child, rx) = spawn_relay(&input, &output, &unique("bf.start.g"), &unique("bf.start.t"), 0);
     // Two logged retries prove it is waiting, not dead.
     let mut retries = 0;
     let (ok, seen) = wait_for_line(&rx, Duration::from_secs(60), |l| {
@@ -138,18 +106,10 @@ async fn broker_down_at_start_up_is_retried_with_backoff_then_the_loop_runs() {
         retries >= 2
     });
     assert!(ok, "relay did not report retrying; lines: {seen:?}");
-    assert!(
-        !seen
-            .iter()
-            .any(|l| l.contains("panicked") || l.starts_with("relay error")),
-        "{seen:?}"
-    );
+    assert!(!seen.iter().any(|l| l.contains("panicked") || l.starts_with("relay error")), "{seen:?}");
     stack(&["start", "kafka"]);
     let (ready, seen) = wait_for_line(&rx, Duration::from_secs(120), |l| l == "relay ready");
-    assert!(
-        ready,
-        "relay did not start once Kafka was back; lines: {seen:?}"
-    );
+    assert!(ready, "relay did not start once Kafka was back; lines: {seen:?}");
 
     let got = read_committed(&cfg, &output, 1_000, Duration::from_secs(60)).await;
     stop_relay(child, &rx);
@@ -161,23 +121,13 @@ async fn broker_down_at_start_up_is_retried_with_backoff_then_the_loop_runs() {
 #[ignore = "kills the shared Kafka: run alone with --ignored --test-threads=1"]
 async fn broker_killed_and_restarted_mid_run_loses_nothing() {
     let cfg = require_stack();
-    let (input, output, dlq) = (
-        unique("bf.mid.in"),
-        unique("bf.mid.out"),
-        unique("bf.mid.dlq"),
-    );
+    let (input, output, dlq) = (unique("bf.mid.in"), unique("bf.mid.out"), unique("bf.mid.dlq"));
     for t in [&input, &output, &dlq] {
         create_topic(&cfg, t, 3).await;
     }
     // First half before the crash; the relay works through it slowly (1 ms per record).
     produce_numbered_range(&cfg, &input, 20, 0..100).await;
-    let (child, rx) = spawn_relay(
-        &input,
-        &output,
-        &unique("bf.mid.g"),
-        &unique("bf.mid.t"),
-        1_000,
-    );
+    let (child, rx) = spawn_relay(&input, &output, &unique("bf.mid.g"), &unique("bf.mid.t"), 1_000);
     let (started, seen) = wait_for_line(&rx, Duration::from_secs(60), |l| {
         l.strip_prefix("relay progress in=")
             .and_then(|r| r.split_whitespace().next())
@@ -196,16 +146,11 @@ async fn broker_killed_and_restarted_mid_run_loses_nothing() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack(&["start", "kafka"]);
-    let expected = producing
-        .await
-        .expect("every send of the second half was acknowledged");
+    let expected = producing.await.expect("every send of the second half was acknowledged");
 
     let got = read_committed(&cfg, &output, 4_000, Duration::from_secs(120)).await;
     let lines = stop_relay(child, &rx);
-    eprintln!(
-        "relay after the broker crash: {:?}",
-        lines.iter().rev().find(|l| l.starts_with("relay stopped"))
-    );
+    eprintln!("relay after the broker crash: {:?}", lines.iter().rev().find(|l| l.starts_with("relay stopped")));
     let problems = exactly_once_in_order(&got, numbered, &expected);
     assert!(
         problems.is_empty(),

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use arteria_tests::{create_topic, read_committed, require_stack, unique};
 use bus::txloop::{Output, ProcessError, Processor, TxLoop, TxLoopConfig};
-use bus::{
-    BusProducer, DeadLetterWriter, InputRecord, MessageHeaders, Registry, Shutdown, TraceParent,
-};
+use bus::{BusProducer, DeadLetterWriter, InputRecord, MessageHeaders, Registry, Shutdown, TraceParent};
 
 struct Strict {
     output: String,
@@ -44,43 +42,17 @@ async fn poison_record_goes_to_the_dlq_with_its_original_bytes_and_the_loop_goes
         .push("x-null", None)
         .push("x-bin", Some(vec![0, 1, 255]));
     let mut offsets = Vec::new();
-    for (i, v) in [
-        b"a".to_vec(),
-        b"b".to_vec(),
-        poison.clone(),
-        b"c".to_vec(),
-        b"d".to_vec(),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let h = if i == 2 {
-            poison_headers.clone()
-        } else {
-            MessageHeaders::new()
-        };
-        offsets.push(
-            producer
-                .send(&input, Some(b"key-1"), v, &h)
-                .await
-                .unwrap()
-                .offset,
-        );
+    for (i, v) in [b"a".to_vec(), b"b".to_vec(), poison.clone(), b"c".to_vec(), b"d".to_vec()].iter().enumerate() {
+        let h = if i == 2 { poison_headers.clone() } else { MessageHeaders::new() };
+        offsets.push(producer.send(&input, Some(b"key-1"), v, &h).await.unwrap().offset);
     }
 
     let registry = Registry::new(&cfg.registry).unwrap();
-    let mut lc = TxLoopConfig::new(
-        "dlqtest",
-        &unique("dlq.group"),
-        &[&input],
-        &unique("dlq.txn"),
-    );
+    let mut lc = TxLoopConfig::new("dlqtest", &unique("dlq.group"), &[&input], &unique("dlq.txn"));
     lc.dlq_topic = Some(dlq.clone());
     let shutdown = Shutdown::new();
     let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await.unwrap();
-    let p = Strict {
-        output: output.clone(),
-    };
+    let p = Strict { output: output.clone() };
     let s2 = shutdown.clone();
     let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
 
@@ -90,56 +62,20 @@ async fn poison_record_goes_to_the_dlq_with_its_original_bytes_and_the_loop_goes
     let stats = handle.await.unwrap().unwrap();
 
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(
-        values,
-        vec![&b"A"[..], b"B", b"C", b"D"],
-        "records after the poison one were processed"
-    );
+    assert_eq!(values, vec![&b"A"[..], b"B", b"C", b"D"], "records after the poison one were processed");
     assert_eq!(dead.len(), 1);
     let d = &dead[0];
-    assert_eq!(
-        d.key.as_deref(),
-        Some(&b"key-1"[..]),
-        "dead letter keeps the input's key"
-    );
-    assert_eq!(
-        d.headers.traceparent().map(|t| t.trace_id),
-        Some(tp.trace_id),
-        "dead letter continues the trace"
-    );
+    assert_eq!(d.key.as_deref(), Some(&b"key-1"[..]), "dead letter keeps the input's key");
+    assert_eq!(d.headers.traceparent().map(|t| t.trace_id), Some(tp.trace_id), "dead letter continues the trace");
     assert_eq!(d.headers.content_type(), Some(bus::dlq::CONTENT_TYPE));
-    let dl = DeadLetterWriter::new(&registry, "dlqtest", Some(&dlq))
-        .decode(d.value.as_deref().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        dl.original_value.as_deref(),
-        Some(&poison[..]),
-        "original bytes, byte for byte"
-    );
+    let dl = DeadLetterWriter::new(&registry, "dlqtest", Some(&dlq)).decode(d.value.as_deref().unwrap()).await.unwrap();
+    assert_eq!(dl.original_value.as_deref(), Some(&poison[..]), "original bytes, byte for byte");
     assert_eq!(dl.original_key.as_deref(), Some(&b"key-1"[..]));
-    assert_eq!(
-        dl.original_headers(),
-        poison_headers,
-        "original headers in order, nulls kept"
-    );
-    assert_eq!(
-        (
-            dl.source_topic.as_str(),
-            dl.source_partition,
-            dl.source_offset
-        ),
-        (input.as_str(), 0, offsets[2])
-    );
-    assert_eq!(
-        (dl.stage.as_str(), dl.error_class.as_str(), dl.attempts),
-        ("dlqtest", "encoding", 1)
-    );
+    assert_eq!(dl.original_headers(), poison_headers, "original headers in order, nulls kept");
+    assert_eq!((dl.source_topic.as_str(), dl.source_partition, dl.source_offset), (input.as_str(), 0, offsets[2]));
+    assert_eq!((dl.stage.as_str(), dl.error_class.as_str(), dl.attempts), ("dlqtest", "encoding", 1));
     assert!(dl.detail.contains("not UTF-8"), "{}", dl.detail);
-    assert_eq!(
-        (stats.records_in, stats.records_out, stats.dead_lettered),
-        (5, 4, 1)
-    );
+    assert_eq!((stats.records_in, stats.records_out, stats.dead_lettered), (5, 4, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,9 +95,7 @@ async fn dead_letter_writer_works_without_a_transaction() {
         headers: MessageHeaders::new(),
         timestamp_ms: None,
     };
-    w.write(&producer, &rec, "framing", "MSH segment missing", 1)
-        .await
-        .unwrap();
+    w.write(&producer, &rec, "framing", "MSH segment missing", 1).await.unwrap();
     let got = read_committed(&cfg, &dlq, 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
     let dl = w.decode(got[0].value.as_deref().unwrap()).await.unwrap();
@@ -195,12 +129,7 @@ impl Processor for Inflating {
             b"MED" => noise(50_000),
             _ => v,
         };
-        Ok(vec![Output {
-            topic: self.output.clone(),
-            key: r.key.clone(),
-            value,
-            headers: MessageHeaders::new(),
-        }])
+        Ok(vec![Output { topic: self.output.clone(), key: r.key.clone(), value, headers: MessageHeaders::new() }])
     }
 }
 
@@ -212,17 +141,12 @@ async fn an_output_kafka_refuses_sends_its_input_to_the_dlq_and_the_loop_goes_on
     create_topic(&cfg, &dlq, 1).await;
     let mut small = bus::topics::TopicSpec::with_defaults(&output, &cfg.topics);
     small.partitions = 1;
-    small
-        .configs
-        .insert("max.message.bytes".into(), "20000".into());
+    small.configs.insert("max.message.bytes".into(), "20000".into());
     bus::topics::ensure_topics(&cfg, &[small]).await.unwrap();
 
     let producer = BusProducer::new(&cfg, "it-rej").unwrap();
     for v in ["a", "BIG", "b", "MED", "c"] {
-        producer
-            .send(&input, Some(b"k"), v.as_bytes(), &MessageHeaders::new())
-            .await
-            .unwrap();
+        producer.send(&input, Some(b"k"), v.as_bytes(), &MessageHeaders::new()).await.unwrap();
     }
     let registry = Registry::new(&cfg.registry).unwrap();
     let mut lc = TxLoopConfig::new("rej", &unique("rej.group"), &[&input], &unique("rej.txn"));
@@ -231,9 +155,7 @@ async fn an_output_kafka_refuses_sends_its_input_to_the_dlq_and_the_loop_goes_on
     let shutdown = Shutdown::new();
     let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await.unwrap();
     let s2 = shutdown.clone();
-    let p = Inflating {
-        output: output.clone(),
-    };
+    let p = Inflating { output: output.clone() };
     let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
     let out = read_committed(&cfg, &output, 3, Duration::from_secs(60)).await;
     // Ask for one more than expected: a wrongly dead-lettered neighbour would show up here.
@@ -242,16 +164,8 @@ async fn an_output_kafka_refuses_sends_its_input_to_the_dlq_and_the_loop_goes_on
     let stats = handle.await.unwrap().unwrap();
 
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(
-        values,
-        vec![&b"a"[..], b"b", b"c"],
-        "nothing lost, nothing duplicated, in order"
-    );
-    assert_eq!(
-        dead.len(),
-        2,
-        "only the two refused records are dead letters"
-    );
+    assert_eq!(values, vec![&b"a"[..], b"b", b"c"], "nothing lost, nothing duplicated, in order");
+    assert_eq!(dead.len(), 2, "only the two refused records are dead letters");
     let w = DeadLetterWriter::new(&registry, "rej", Some(&dlq));
     let mut originals = Vec::new();
     for d in &dead {
@@ -261,12 +175,6 @@ async fn an_output_kafka_refuses_sends_its_input_to_the_dlq_and_the_loop_goes_on
         originals.push(dl.original_value.unwrap());
     }
     assert_eq!(originals, vec![b"BIG".to_vec(), b"MED".to_vec()]);
-    assert!(
-        stats.aborts >= 2,
-        "each refusal aborted its transaction first: {stats:?}"
-    );
-    assert_eq!(
-        (stats.records_in, stats.records_out, stats.dead_lettered),
-        (5, 3, 2)
-    );
+    assert!(stats.aborts >= 2, "each refusal aborted its transaction first: {stats:?}");
+    assert_eq!((stats.records_in, stats.records_out, stats.dead_lettered), (5, 3, 2));
 }

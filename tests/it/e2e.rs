@@ -48,34 +48,49 @@ async fn every_acked_message_arrives_exactly_once_while_each_service_is_killed_a
         v.extend(extra);
         v
     };
-    let mut ingest = Service::start("ingest", &common(vec![
-        ("ARTERIA__INGEST__RAW_TOPIC", raw.clone()),
-        ("ARTERIA__INGEST__DLQ_TOPIC", t("ingest.dlq")),
-        ("ARTERIA__INGEST__MLLP__ADDR", format!("127.0.0.1:{mllp_port}")),
-        ("ARTERIA__INGEST__HTTP__ENABLED", "false".into()),
-    ]));
-    let mut normalize = Service::start("normalize", &common(vec![
-        ("ARTERIA__NORMALIZE__INPUT_TOPIC", raw.clone()),
-        ("ARTERIA__NORMALIZE__OUTPUT_TOPIC", norm.clone()),
-        ("ARTERIA__NORMALIZE__DLQ_TOPIC", t("normalize.dlq")),
-        ("ARTERIA__NORMALIZE__GROUP_ID", t("normalize")),
-        ("ARTERIA__NORMALIZE__TRANSACTIONAL_ID", t("normalize-0")),
-    ]));
-    let mut enrich = Service::start("enrich", &common(vec![
-        ("ARTERIA__ENRICH__INPUT_TOPIC", norm.clone()),
-        ("ARTERIA__ENRICH__OUTPUT_TOPIC", enr.clone()),
-        ("ARTERIA__ENRICH__DLQ_TOPIC", t("enrich.dlq")),
-        ("ARTERIA__ENRICH__GROUP_ID", t("enrich")),
-        ("ARTERIA__ENRICH__TRANSACTIONAL_ID", t("enrich-0")),
-    ]));
-    let mut fanout = Service::start("fanout", &common(vec![
-        ("ARTERIA__FANOUT__INPUT_TOPIC", enr.clone()),
-        ("ARTERIA__FANOUT__DLQ_TOPIC", t("fanout.dlq")),
-        ("ARTERIA__FANOUT__GROUP_ID", t("fanout")),
-        ("ARTERIA__FANOUT__TRANSACTIONAL_ID", t("fanout-0")),
-        ("ARTERIA__FANOUT__TOPIC_PREFIX", prefix.clone()),
-        ("ARTERIA__FANOUT__RESOURCE_TYPES", r#"["Patient", "Encounter", "Observation", "DiagnosticReport", "ServiceRequest"]"#.into()),
-    ]));
+    let mut ingest = Service::start(
+        "ingest",
+        &common(vec![
+            ("ARTERIA__INGEST__RAW_TOPIC", raw.clone()),
+            ("ARTERIA__INGEST__DLQ_TOPIC", t("ingest.dlq")),
+            ("ARTERIA__INGEST__MLLP__ADDR", format!("127.0.0.1:{mllp_port}")),
+            ("ARTERIA__INGEST__HTTP__ENABLED", "false".into()),
+        ]),
+    );
+    let mut normalize = Service::start(
+        "normalize",
+        &common(vec![
+            ("ARTERIA__NORMALIZE__INPUT_TOPIC", raw.clone()),
+            ("ARTERIA__NORMALIZE__OUTPUT_TOPIC", norm.clone()),
+            ("ARTERIA__NORMALIZE__DLQ_TOPIC", t("normalize.dlq")),
+            ("ARTERIA__NORMALIZE__GROUP_ID", t("normalize")),
+            ("ARTERIA__NORMALIZE__TRANSACTIONAL_ID", t("normalize-0")),
+        ]),
+    );
+    let mut enrich = Service::start(
+        "enrich",
+        &common(vec![
+            ("ARTERIA__ENRICH__INPUT_TOPIC", norm.clone()),
+            ("ARTERIA__ENRICH__OUTPUT_TOPIC", enr.clone()),
+            ("ARTERIA__ENRICH__DLQ_TOPIC", t("enrich.dlq")),
+            ("ARTERIA__ENRICH__GROUP_ID", t("enrich")),
+            ("ARTERIA__ENRICH__TRANSACTIONAL_ID", t("enrich-0")),
+        ]),
+    );
+    let mut fanout = Service::start(
+        "fanout",
+        &common(vec![
+            ("ARTERIA__FANOUT__INPUT_TOPIC", enr.clone()),
+            ("ARTERIA__FANOUT__DLQ_TOPIC", t("fanout.dlq")),
+            ("ARTERIA__FANOUT__GROUP_ID", t("fanout")),
+            ("ARTERIA__FANOUT__TRANSACTIONAL_ID", t("fanout-0")),
+            ("ARTERIA__FANOUT__TOPIC_PREFIX", prefix.clone()),
+            (
+                "ARTERIA__FANOUT__RESOURCE_TYPES",
+                r#"["Patient", "Encounter", "Observation", "DiagnosticReport", "ServiceRequest"]"#.into(),
+            ),
+        ]),
+    );
     for s in [&mut ingest, &mut normalize, &mut enrich, &mut fanout] {
         s.wait_ready(Duration::from_secs(120)).await;
     }

@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const ADT: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301101500+0100||ADT^A01^ADT_A01|IT-ADT-1|P|2.5.1\rEVN|A01|20240301101500\rPID|1||IT-P-1^^^NORTH^MR||TESTER^ALEX||19800101|U\r";
-const MISSING_VERSION: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01|IT-BAD-1|P|\rPID|1||IT-P-2^^^NORTH^MR\r";
+const MISSING_VERSION: &[u8] =
+    b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01|IT-BAD-1|P|\rPID|1||IT-P-2^^^NORTH^MR\r";
 
 struct Running {
     addr: SocketAddr,
@@ -42,7 +43,11 @@ async fn start(cfg: &BusConfig, ingest: IngestConfig) -> Running {
 }
 
 async fn topics(cfg: &BusConfig, name: &str) -> IngestConfig {
-    let ingest = IngestConfig { raw_topic: unique(&format!("{name}.raw")), dlq_topic: unique(&format!("{name}.dlq")), ..Default::default() };
+    let ingest = IngestConfig {
+        raw_topic: unique(&format!("{name}.raw")),
+        dlq_topic: unique(&format!("{name}.dlq")),
+        ..Default::default()
+    };
     create_topic(cfg, &ingest.raw_topic, 3).await;
     create_topic(cfg, &ingest.dlq_topic, 3).await;
     ingest
@@ -124,7 +129,10 @@ async fn several_frames_in_one_write_split_reads_and_garbage_are_all_answered_in
     let cfg = require_stack();
     let run = start(&cfg, topics(&cfg, "ingest.frames").await).await;
     let msg = |n: u32| {
-        format!("MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A08^ADT_A01|IT-F-{n}|P|2.5.1\rPID|1||IT-P-{n}^^^NORTH^MR\r").into_bytes()
+        format!(
+            "MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A08^ADT_A01|IT-F-{n}|P|2.5.1\rPID|1||IT-P-{n}^^^NORTH^MR\r"
+        )
+        .into_bytes()
     };
     let mut bytes = Vec::new();
     bytes.extend(framed(&msg(1)));
@@ -151,7 +159,8 @@ async fn oversized_frame_is_refused_from_its_head_and_recorded() {
     let mut ingest = topics(&cfg, "ingest.big").await;
     ingest.limits.max_message_bytes = 1024;
     let run = start(&cfg, ingest).await;
-    let mut big = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ORU^R01^ORU_R01|IT-BIG-1|P|2.5.1\rOBX|1|ED|PDF^Report||".to_vec();
+    let mut big =
+        b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ORU^R01^ORU_R01|IT-BIG-1|P|2.5.1\rOBX|1|ED|PDF^Report||".to_vec();
     big.extend(std::iter::repeat_n(b'A', 10_000));
     big.extend(b"\r");
     let mut s = TcpStream::connect(run.addr).await.unwrap();
@@ -172,9 +181,19 @@ async fn kafka_unreachable_means_ae_never_aa() {
     // A real librdkafka producer aimed at a closed port: the write cannot be acknowledged.
     cfg.kafka.bootstrap_servers = "127.0.0.1:9".into();
     cfg.producer.delivery_timeout_ms = 1_500;
-    let ingest = IngestConfig { raw_topic: unique("ingest.down.raw"), dlq_topic: unique("ingest.down.dlq"), ack_timeout_ms: 3_000, ..Default::default() };
+    let ingest = IngestConfig {
+        raw_topic: unique("ingest.down.raw"),
+        dlq_topic: unique("ingest.down.dlq"),
+        ack_timeout_ms: 3_000,
+        ..Default::default()
+    };
     let registry = Registry::new(&require_stack().registry).unwrap();
-    let publisher = KafkaPublisher::new(BusProducer::new(&cfg, "it-ingest-down").unwrap(), &registry, &ingest.raw_topic, &ingest.dlq_topic);
+    let publisher = KafkaPublisher::new(
+        BusProducer::new(&cfg, "it-ingest-down").unwrap(),
+        &registry,
+        &ingest.raw_topic,
+        &ingest.dlq_topic,
+    );
     let session = Session::new(Arc::new(ingest), publisher, Metrics::new());
     let answer = session.handle(ADT, None, canonical::raw::Channel::Mllp).await;
     let text = String::from_utf8(answer.ack.unwrap()).unwrap();

@@ -25,7 +25,12 @@ struct Topics {
 }
 
 async fn topics(cfg: &BusConfig) -> Topics {
-    let t = Topics { raw: unique("norm.raw"), out: unique("norm.out"), dlq: unique("norm.dlq"), ingest_dlq: unique("norm.idlq") };
+    let t = Topics {
+        raw: unique("norm.raw"),
+        out: unique("norm.out"),
+        dlq: unique("norm.dlq"),
+        ingest_dlq: unique("norm.idlq"),
+    };
     for name in [&t.raw, &t.out, &t.dlq, &t.ingest_dlq] {
         create_topic(cfg, name, 3).await;
     }

@@ -17,9 +17,9 @@ use canonical::current::FhirResource;
 use futures::StreamExt;
 use query::client::{self, Client, PatientRef};
 use query::proto::{
-    GetPatientRequest, GetResourceRequest, Identifier, ListByPatientRequest,
-    ListObservationsRequest, Page, SearchPatientsRequest, WatchPatientRequest, get_patient_request,
-    list_by_patient_request, list_observations_request, watch_patient_request,
+    GetPatientRequest, GetResourceRequest, Identifier, ListByPatientRequest, ListObservationsRequest, Page,
+    SearchPatientsRequest, WatchPatientRequest, get_patient_request, list_by_patient_request,
+    list_observations_request, watch_patient_request,
 };
 use query::tonic::Code;
 use query::{Materializer, Progress, QueryConfig, QueryService, Store};
@@ -39,11 +39,7 @@ struct Topics {
 
 impl Topics {
     fn all(&self) -> Vec<String> {
-        vec![
-            self.patient.clone(),
-            self.observation.clone(),
-            self.encounter.clone(),
-        ]
+        vec![self.patient.clone(), self.observation.clone(), self.encounter.clone()]
     }
 }
 
@@ -67,39 +63,22 @@ impl Running {
         let store = Arc::new(query::open_store(&cfg, false).expect("open store"));
         let shutdown = Shutdown::new();
         let registry = Registry::new(&bus.registry).expect("registry");
-        let m = Materializer::new(
-            bus,
-            registry,
-            store.clone(),
-            &cfg.subscription(),
-            &cfg.group_prefix,
-        )
-        .expect("materializer");
+        let m = Materializer::new(bus, registry, store.clone(), &cfg.subscription(), &cfg.group_prefix)
+            .expect("materializer");
         let progress = m.progress();
         let consumer = tokio::spawn(m.run(shutdown.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let stop = shutdown.clone();
-        let server = tokio::spawn(query::server::serve(
-            listener,
-            QueryService::new(store, shutdown.clone()),
-            async move { stop.wait().await },
-        ));
-        Self {
-            shutdown,
-            progress,
-            consumer,
-            server,
-            addr,
-        }
+        let server =
+            tokio::spawn(query::server::serve(listener, QueryService::new(store, shutdown.clone()), async move {
+                stop.wait().await
+            }));
+        Self { shutdown, progress, consumer, server, addr }
     }
 
     async fn client(&self) -> Client {
-        client::connect(&self.addr)
-            .await
-            .expect("connect to the in-process server")
+        client::connect(&self.addr).await.expect("connect to the in-process server")
     }
 
     /// Waits (bounded) until the consumer has handled and committed `n` records in total.
@@ -117,14 +96,8 @@ impl Running {
 
     async fn stop(self) {
         self.shutdown.trigger();
-        self.consumer
-            .await
-            .expect("consumer task")
-            .expect("consumer stopped cleanly");
-        self.server
-            .await
-            .expect("server task")
-            .expect("server stopped cleanly");
+        self.consumer.await.expect("consumer task").expect("consumer stopped cleanly");
+        self.server.await.expect("server task").expect("server stopped cleanly");
     }
 }
 
@@ -138,14 +111,7 @@ fn patient(id: &str, mrn: &str, family: &str, at: i64) -> FhirResource {
     rec("Patient", id, id, at, j.to_string())
 }
 
-fn observation(
-    id: &str,
-    patient: &str,
-    code: &str,
-    when: &str,
-    value: f64,
-    at: i64,
-) -> FhirResource {
+fn observation(id: &str, patient: &str, code: &str, when: &str, value: f64, at: i64) -> FhirResource {
     let j = json!({
         "resourceType": "Observation", "id": id, "status": "final",
         "subject": {"reference": format!("Patient/{patient}")},
@@ -183,33 +149,19 @@ struct Writer {
 
 impl Writer {
     async fn send(&mut self, topic: &str, r: &FhirResource) {
-        let bytes = self
-            .registry
-            .value_serde::<FhirResource>(topic)
-            .encode(r)
-            .await
-            .expect("encode FhirResource");
-        self.producer
-            .send(topic, Some(r.id.as_bytes()), &bytes, &MessageHeaders::new())
-            .await
-            .expect("produce");
+        let bytes = self.registry.value_serde::<FhirResource>(topic).encode(r).await.expect("encode FhirResource");
+        self.producer.send(topic, Some(r.id.as_bytes()), &bytes, &MessageHeaders::new()).await.expect("produce");
         self.sent += 1;
     }
 
     async fn send_raw(&mut self, topic: &str, key: &str, value: &[u8]) {
-        self.producer
-            .send(topic, Some(key.as_bytes()), value, &MessageHeaders::new())
-            .await
-            .expect("produce");
+        self.producer.send(topic, Some(key.as_bytes()), value, &MessageHeaders::new()).await.expect("produce");
         self.sent += 1;
     }
 }
 
 fn ident(value: &str) -> Identifier {
-    Identifier {
-        system: MRN_SYSTEM.into(),
-        value: value.into(),
-    }
+    Identifier { system: MRN_SYSTEM.into(), value: value.into() }
 }
 
 /// Every Observation id of the patient for `codes` in `from..to`, following tokens with
@@ -228,16 +180,11 @@ async fn observation_ids(
     loop {
         let page = c
             .list_observations(ListObservationsRequest {
-                patient: Some(list_observations_request::Patient::PatientIdentifier(
-                    ident(mrn),
-                )),
+                patient: Some(list_observations_request::Patient::PatientIdentifier(ident(mrn))),
                 codes: codes.iter().map(|s| s.to_string()).collect(),
                 from: from.into(),
                 to: to.into(),
-                page: Some(Page {
-                    size: page_size,
-                    token,
-                }),
+                page: Some(Page { size: page_size, token }),
             })
             .await
             .expect("ListObservations")
@@ -255,20 +202,11 @@ async fn observation_ids(
 /// What the API answers about the patient, for comparing two stores.
 async fn answers(c: &mut Client, mrn: &str, pid: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let p = client::patient(
-        c,
-        &PatientRef::Identifier {
-            system: MRN_SYSTEM.into(),
-            value: mrn.into(),
-        },
-    )
-    .await
-    .expect("patient");
-    out.insert(format!("Patient/{}", p.id), p.json);
-    for o in client::observations(c, &PatientRef::Id(pid.into()), &[], None, None)
+    let p = client::patient(c, &PatientRef::Identifier { system: MRN_SYSTEM.into(), value: mrn.into() })
         .await
-        .expect("observations")
-    {
+        .expect("patient");
+    out.insert(format!("Patient/{}", p.id), p.json);
+    for o in client::observations(c, &PatientRef::Id(pid.into()), &[], None, None).await.expect("observations") {
         out.insert(format!("Observation/{}", o.id), o.json);
     }
     let enc = c
@@ -298,99 +236,52 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
         create_topic(&bus, &t, 3).await;
     }
     let registry = Registry::new(&bus.registry).expect("registry");
-    let mut w = Writer {
-        producer: BusProducer::new(&bus, "it-query").expect("producer"),
-        registry: registry.clone(),
-        sent: 0,
-    };
+    let mut w =
+        Writer { producer: BusProducer::new(&bus, "it-query").expect("producer"), registry: registry.clone(), sent: 0 };
 
     let run = std::process::id();
     let pid = format!("pat-{run}-{}", base.len());
     let mrn = format!("MRN-{run}");
     let other_pid = format!("other-{run}");
-    w.send(&topics.patient, &patient(&pid, &mrn, "Testerson", 1_000))
-        .await;
-    w.send(
-        &topics.patient,
-        &patient(&other_pid, &format!("OTHER-{run}"), "Tester", 1_000),
-    )
-    .await;
+    w.send(&topics.patient, &patient(&pid, &mrn, "Testerson", 1_000)).await;
+    w.send(&topics.patient, &patient(&other_pid, &format!("OTHER-{run}"), "Tester", 1_000)).await;
     // Five glucose values Jan..May 2024 and two other codes; one glucose of another patient.
     let mut glucose: Vec<(String, String)> = Vec::new();
     for m in 1..=5 {
         let id = format!("obs-g{m}-{run}");
         let when = format!("2024-0{m}-10T08:00:00+01:00");
-        w.send(
-            &topics.observation,
-            &observation(&id, &pid, GLUCOSE, &when, 5.0 + m as f64 / 10.0, 1_000),
-        )
-        .await;
+        w.send(&topics.observation, &observation(&id, &pid, GLUCOSE, &when, 5.0 + m as f64 / 10.0, 1_000)).await;
         glucose.push((id, when));
     }
     w.send(
         &topics.observation,
-        &observation(
-            &format!("obs-hb-{run}"),
-            &pid,
-            "718-7",
-            "2024-03-01T00:00:00Z",
-            13.5,
-            1_000,
-        ),
+        &observation(&format!("obs-hb-{run}"), &pid, "718-7", "2024-03-01T00:00:00Z", 13.5, 1_000),
     )
     .await;
     w.send(
         &topics.observation,
-        &observation(
-            &format!("obs-k-{run}"),
-            &pid,
-            "2823-3",
-            "2024-04-01T00:00:00Z",
-            4.1,
-            1_000,
-        ),
+        &observation(&format!("obs-k-{run}"), &pid, "2823-3", "2024-04-01T00:00:00Z", 4.1, 1_000),
     )
     .await;
     w.send(
         &topics.observation,
-        &observation(
-            &format!("obs-x-{run}"),
-            &other_pid,
-            GLUCOSE,
-            "2024-03-01T00:00:00Z",
-            7.0,
-            1_000,
-        ),
+        &observation(&format!("obs-x-{run}"), &other_pid, GLUCOSE, "2024-03-01T00:00:00Z", 7.0, 1_000),
     )
     .await;
-    w.send(
-        &topics.encounter,
-        &encounter(&format!("enc-1-{run}"), &pid, "2024-01-10", 1_000),
-    )
-    .await;
-    w.send(
-        &topics.encounter,
-        &encounter(&format!("enc-2-{run}"), &pid, "2024-05-10", 1_000),
-    )
-    .await;
+    w.send(&topics.encounter, &encounter(&format!("enc-1-{run}"), &pid, "2024-01-10", 1_000)).await;
+    w.send(&topics.encounter, &encounter(&format!("enc-2-{run}"), &pid, "2024-05-10", 1_000)).await;
     // A value that is not Confluent-framed Avro: logged and skipped, the loop goes on.
     w.send_raw(&topics.observation, "poison", b"not avro").await;
 
     let dir_a = std::env::temp_dir().join(unique("query.store.a"));
     let node = Running::start(&bus, &topics, dir_a.clone()).await;
     node.wait_processed(w.sent).await;
-    assert_eq!(
-        node.progress.skipped(),
-        1,
-        "the poison record is skipped, nothing else"
-    );
+    assert_eq!(node.progress.skipped(), 1, "the poison record is skipped, nothing else");
     let mut c = node.client().await;
 
     // GetPatient by identifier: the JSON exactly as produced.
     let got = c
-        .get_patient(GetPatientRequest {
-            by: Some(get_patient_request::By::Identifier(ident(&mrn))),
-        })
+        .get_patient(GetPatientRequest { by: Some(get_patient_request::By::Identifier(ident(&mrn))) })
         .await
         .expect("GetPatient")
         .into_inner();
@@ -398,9 +289,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     assert_eq!(got.json, patient(&pid, &mrn, "Testerson", 1_000).fhir_json);
     assert!(!got.last_updated.is_empty());
     let e = c
-        .get_patient(GetPatientRequest {
-            by: Some(get_patient_request::By::Identifier(ident("NO-SUCH-MRN"))),
-        })
+        .get_patient(GetPatientRequest { by: Some(get_patient_request::By::Identifier(ident("NO-SUCH-MRN"))) })
         .await
         .expect_err("unknown identifier");
     assert_eq!(e.code(), Code::NotFound);
@@ -409,10 +298,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     let first = c
         .search_patients(SearchPatientsRequest {
             name: "TEST".into(),
-            page: Some(Page {
-                size: 1,
-                token: String::new(),
-            }),
+            page: Some(Page { size: 1, token: String::new() }),
             ..Default::default()
         })
         .await
@@ -423,21 +309,13 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     let second = c
         .search_patients(SearchPatientsRequest {
             name: "TEST".into(),
-            page: Some(Page {
-                size: 1,
-                token: first.next_page_token,
-            }),
+            page: Some(Page { size: 1, token: first.next_page_token }),
             ..Default::default()
         })
         .await
         .expect("SearchPatients page 2")
         .into_inner();
-    let mut found: Vec<String> = first
-        .resources
-        .iter()
-        .chain(second.resources.iter())
-        .map(|r| r.id.clone())
-        .collect();
+    let mut found: Vec<String> = first.resources.iter().chain(second.resources.iter()).map(|r| r.id.clone()).collect();
     found.sort();
     let mut want = vec![pid.clone(), other_pid.clone()];
     want.sort();
@@ -452,85 +330,42 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
         .await
         .expect("SearchPatients")
         .into_inner();
-    assert_eq!(
-        testerson
-            .resources
-            .iter()
-            .map(|r| r.id.as_str())
-            .collect::<Vec<_>>(),
-        [pid.as_str()]
-    );
+    assert_eq!(testerson.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [pid.as_str()]);
 
     // ListObservations by code and date range (Feb..Apr), two per page, newest first.
-    let (ids, pages) = observation_ids(
-        &mut c,
-        &mrn,
-        &[&format!("{LOINC}|{GLUCOSE}")],
-        "2024-02",
-        "2024-04",
-        2,
-    )
-    .await;
-    let want: Vec<String> = glucose[1..4]
-        .iter()
-        .rev()
-        .map(|(id, _)| id.clone())
-        .collect();
+    let (ids, pages) = observation_ids(&mut c, &mrn, &[&format!("{LOINC}|{GLUCOSE}")], "2024-02", "2024-04", 2).await;
+    let want: Vec<String> = glucose[1..4].iter().rev().map(|(id, _)| id.clone()).collect();
     assert_eq!(ids, want);
     assert_eq!(pages, 2);
     let (all_glucose, _) = observation_ids(&mut c, &mrn, &[GLUCOSE], "", "", 2).await;
-    assert_eq!(
-        all_glucose,
-        glucose
-            .iter()
-            .rev()
-            .map(|(id, _)| id.clone())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(all_glucose, glucose.iter().rev().map(|(id, _)| id.clone()).collect::<Vec<_>>());
     let (all, _) = observation_ids(&mut c, &mrn, &[], "", "", 1000).await;
-    assert_eq!(
-        all.len(),
-        7,
-        "5 glucose + 2 others, not the other patient's"
-    );
+    assert_eq!(all.len(), 7, "5 glucose + 2 others, not the other patient's");
 
     // GetResource and ListEncounters.
     let enc = c
-        .get_resource(GetResourceRequest {
-            resource_type: "Encounter".into(),
-            id: format!("enc-2-{run}"),
-        })
+        .get_resource(GetResourceRequest { resource_type: "Encounter".into(), id: format!("enc-2-{run}") })
         .await
         .expect("GetResource")
         .into_inner();
-    assert_eq!(
-        enc.json,
-        encounter(&format!("enc-2-{run}"), &pid, "2024-05-10", 1_000).fhir_json
-    );
+    assert_eq!(enc.json, encounter(&format!("enc-2-{run}"), &pid, "2024-05-10", 1_000).fhir_json);
     let encs = c
         .list_encounters(ListByPatientRequest {
-            patient: Some(list_by_patient_request::Patient::PatientIdentifier(ident(
-                &mrn,
-            ))),
+            patient: Some(list_by_patient_request::Patient::PatientIdentifier(ident(&mrn))),
             page: None,
         })
         .await
         .expect("ListEncounters")
         .into_inner();
     assert_eq!(
-        encs.resources
-            .iter()
-            .map(|r| r.id.clone())
-            .collect::<Vec<_>>(),
+        encs.resources.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
         [format!("enc-2-{run}"), format!("enc-1-{run}")]
     );
 
     // WatchPatient, then a newer version of an Observation: the watch sees it, reads see it.
     let mut watch = c
         .watch_patient(WatchPatientRequest {
-            patient: Some(watch_patient_request::Patient::PatientIdentifier(ident(
-                &mrn,
-            ))),
+            patient: Some(watch_patient_request::Patient::PatientIdentifier(ident(&mrn))),
         })
         .await
         .expect("WatchPatient")
@@ -538,20 +373,12 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     let (g1, g1_when) = glucose[0].clone();
     let newer = observation(&g1, &pid, GLUCOSE, &g1_when, 9.9, 2_000);
     w.send(&topics.observation, &newer).await;
-    let seen = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .expect("the watch got the change within the bound");
+    let seen = tokio::time::timeout(WAIT, watch.next()).await.expect("the watch got the change within the bound");
     let seen = seen.expect("stream open").expect("a resource");
-    assert_eq!(
-        (seen.id.as_str(), seen.json.as_str()),
-        (g1.as_str(), newer.fhir_json.as_str())
-    );
+    assert_eq!((seen.id.as_str(), seen.json.as_str()), (g1.as_str(), newer.fhir_json.as_str()));
     node.wait_processed(w.sent).await;
     let got = c
-        .get_resource(GetResourceRequest {
-            resource_type: "Observation".into(),
-            id: g1.clone(),
-        })
+        .get_resource(GetResourceRequest { resource_type: "Observation".into(), id: g1.clone() })
         .await
         .expect("get")
         .into_inner();
@@ -559,18 +386,11 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
 
     // A replay of the older version does not overwrite.
     let ignored_before = node.progress.ignored();
-    w.send(
-        &topics.observation,
-        &observation(&g1, &pid, GLUCOSE, &g1_when, 5.1, 1_000),
-    )
-    .await;
+    w.send(&topics.observation, &observation(&g1, &pid, GLUCOSE, &g1_when, 5.1, 1_000)).await;
     node.wait_processed(w.sent).await;
     assert_eq!(node.progress.ignored(), ignored_before + 1);
     let got = c
-        .get_resource(GetResourceRequest {
-            resource_type: "Observation".into(),
-            id: g1.clone(),
-        })
+        .get_resource(GetResourceRequest { resource_type: "Observation".into(), id: g1.clone() })
         .await
         .expect("get")
         .into_inner();
@@ -581,26 +401,12 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     let writer = {
         let topic = topics.observation.clone();
         let pid = pid.clone();
-        let mut w2 = Writer {
-            producer: w.producer.clone(),
-            registry: registry.clone(),
-            sent: 0,
-        };
+        let mut w2 = Writer { producer: w.producer.clone(), registry: registry.clone(), sent: 0 };
         tokio::spawn(async move {
             for i in 0..bulk {
                 let when = format!("2023-{:02}-01T00:00:00Z", i % 12 + 1);
-                w2.send(
-                    &topic,
-                    &observation(
-                        &format!("obs-bulk-{i}-{run}"),
-                        &pid,
-                        "BULK",
-                        &when,
-                        i as f64,
-                        1_000,
-                    ),
-                )
-                .await;
+                w2.send(&topic, &observation(&format!("obs-bulk-{i}-{run}"), &pid, "BULK", &when, i as f64, 1_000))
+                    .await;
             }
         })
     };
@@ -615,10 +421,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
         if last as u64 == bulk {
             break;
         }
-        assert!(
-            start.elapsed() < WAIT,
-            "bulk records materialised: {last} of {bulk}"
-        );
+        assert!(start.elapsed() < WAIT, "bulk records materialised: {last} of {bulk}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     writer.await.expect("bulk writer");
@@ -633,11 +436,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     // Restart on the same store: the answers come from disk before any record is read again.
     let node = Running::start(&bus, &topics, dir_a.clone()).await;
     let mut c = node.client().await;
-    assert_eq!(
-        answers(&mut c, &mrn, &pid).await,
-        before,
-        "same store after a restart"
-    );
+    assert_eq!(answers(&mut c, &mrn, &pid).await, before, "same store after a restart");
     node.stop().await;
 
     // Rebuild: a new, empty store (so a new consumer group) refills from the topics.
@@ -645,11 +444,7 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     let node = Running::start(&bus, &topics, dir_b.clone()).await;
     node.wait_processed(w.sent).await;
     let mut c = node.client().await;
-    assert_eq!(
-        answers(&mut c, &mrn, &pid).await,
-        before,
-        "rebuilt store answers the same"
-    );
+    assert_eq!(answers(&mut c, &mrn, &pid).await, before, "rebuilt store answers the same");
     assert_eq!(node.progress.skipped(), 1);
     node.stop().await;
 

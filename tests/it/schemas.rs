@@ -5,29 +5,15 @@
 use std::collections::BTreeMap;
 
 use apache_avro::{AvroSchema, Schema};
-use arteria_tests::schema_check::{
-    History, check_backward, committed_versions, parse, schema_files,
-};
+use arteria_tests::schema_check::{History, check_backward, committed_versions, parse, schema_files};
 use arteria_tests::{registry_url, require_stack, unique, workspace_root};
 
 fn rust_types() -> BTreeMap<&'static str, Schema> {
     BTreeMap::from([
-        (
-            "schemas/RawMessage.avsc",
-            canonical::RawMessage::get_schema(),
-        ),
-        (
-            "schemas/ClinicalEvent.avsc",
-            canonical::ClinicalEvent::get_schema(),
-        ),
-        (
-            "schemas/AuditEvent.avsc",
-            canonical::AuditEvent::get_schema(),
-        ),
-        (
-            "schemas/FhirResource.avsc",
-            canonical::FhirResource::get_schema(),
-        ),
+        ("schemas/RawMessage.avsc", canonical::RawMessage::get_schema()),
+        ("schemas/ClinicalEvent.avsc", canonical::ClinicalEvent::get_schema()),
+        ("schemas/AuditEvent.avsc", canonical::AuditEvent::get_schema()),
+        ("schemas/FhirResource.avsc", canonical::FhirResource::get_schema()),
         ("schemas/DeadLetter.avsc", bus::DeadLetter::get_schema()),
     ])
 }
@@ -48,17 +34,10 @@ fn every_schema_parses_and_is_exactly_its_rust_type() {
         if let Schema::Record(r) = &schema
             && r.name.namespace() != Some("org.arteria.v1")
         {
-            problems.push(format!(
-                "{}: namespace {:?}, expected org.arteria.v1",
-                f.rel_path,
-                r.name.namespace()
-            ));
+            problems.push(format!("{}: namespace {:?}, expected org.arteria.v1", f.rel_path, r.name.namespace()));
         }
         let Some(derived) = types.remove(f.rel_path.as_str()) else {
-            problems.push(format!(
-                "{} has no Rust type checked against it (add it to rust_types())",
-                f.rel_path
-            ));
+            problems.push(format!("{} has no Rust type checked against it (add it to rust_types())", f.rel_path));
             continue;
         };
         if derived.canonical_form() != schema.canonical_form()
@@ -96,27 +75,19 @@ fn every_schema_can_read_all_its_committed_versions() {
             }
             History::Versions(vs) => {
                 if vs.is_empty() {
-                    eprintln!(
-                        "schemas-check: {} is new (no committed version yet)",
-                        f.rel_path
-                    );
+                    eprintln!("schemas-check: {} is new (no committed version yet)", f.rel_path);
                 }
                 for (rev, old) in vs {
                     checked += 1;
                     if let Err(e) = check_backward(&old, &f.text) {
-                        problems.push(format!(
-                            "{} cannot read data written with its version at {rev}: {e}",
-                            f.rel_path
-                        ));
+                        problems
+                            .push(format!("{} cannot read data written with its version at {rev}: {e}", f.rel_path));
                     }
                 }
             }
         }
     }
-    eprintln!(
-        "schemas-check: {} files, {checked} committed versions checked for BACKWARD compatibility",
-        files.len()
-    );
+    eprintln!("schemas-check: {} files, {checked} committed versions checked for BACKWARD compatibility", files.len());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -129,10 +100,7 @@ fn raw_message_with(change: impl FnOnce(&mut serde_json::Value)) -> String {
 }
 
 fn add_required_field(v: &mut serde_json::Value) {
-    v["fields"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"name": "priority", "type": "int"}));
+    v["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "priority", "type": "int"}));
 }
 
 fn add_optional_field(v: &mut serde_json::Value) {
@@ -152,15 +120,11 @@ fn change_id_type(v: &mut serde_json::Value) {
 
 #[test]
 fn the_check_refuses_incompatible_changes_and_accepts_compatible_ones() {
-    let current =
-        std::fs::read_to_string(workspace_root().join("schemas/RawMessage.avsc")).unwrap();
+    let current = std::fs::read_to_string(workspace_root().join("schemas/RawMessage.avsc")).unwrap();
     let e = check_backward(&current, &raw_message_with(add_required_field)).unwrap_err();
     assert!(e.contains("priority"), "the error names the field: {e}");
     assert!(check_backward(&current, &raw_message_with(change_id_type)).is_err());
-    assert_eq!(
-        check_backward(&current, &raw_message_with(add_optional_field)),
-        Ok(())
-    );
+    assert_eq!(check_backward(&current, &raw_message_with(add_optional_field)), Ok(()));
 }
 
 async fn register(client: &reqwest::Client, subject: &str, schema: &str) -> reqwest::Response {
@@ -180,12 +144,7 @@ async fn the_registry_refuses_incompatible_changes() {
     let subject = format!("{}-value", unique("compat"));
     let v1 = std::fs::read_to_string(workspace_root().join("schemas/RawMessage.avsc")).unwrap();
     let r = register(&client, &subject, &v1).await;
-    assert!(
-        r.status().is_success(),
-        "v1 registers: {} {}",
-        r.status(),
-        r.text().await.unwrap_or_default()
-    );
+    assert!(r.status().is_success(), "v1 registers: {} {}", r.status(), r.text().await.unwrap_or_default());
     let r = client
         .put(format!("{}/config/{subject}", registry_url()))
         .header("content-type", "application/vnd.schemaregistry.v1+json")
@@ -193,32 +152,16 @@ async fn the_registry_refuses_incompatible_changes() {
         .send()
         .await
         .unwrap();
-    assert!(
-        r.status().is_success(),
-        "set BACKWARD on the subject: {}",
-        r.status()
-    );
+    assert!(r.status().is_success(), "set BACKWARD on the subject: {}", r.status());
 
     for (what, bad) in [
-        (
-            "a required field without default",
-            raw_message_with(add_required_field),
-        ),
+        ("a required field without default", raw_message_with(add_required_field)),
         ("a type change", raw_message_with(change_id_type)),
     ] {
         let r = register(&client, &subject, &bad).await;
-        assert_eq!(
-            r.status().as_u16(),
-            409,
-            "{what} must be refused with 409: {}",
-            r.text().await.unwrap_or_default()
-        );
+        assert_eq!(r.status().as_u16(), 409, "{what} must be refused with 409: {}", r.text().await.unwrap_or_default());
     }
     // The same subject accepts a compatible change: the 409s were about compatibility.
     let r = register(&client, &subject, &raw_message_with(add_optional_field)).await;
-    assert!(
-        r.status().is_success(),
-        "compatible v2 registers: {}",
-        r.status()
-    );
+    assert!(r.status().is_success(), "compatible v2 registers: {}", r.status());
 }

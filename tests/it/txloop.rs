@@ -10,17 +10,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use arteria_tests::{
-    create_topic, exactly_once_in_order, numbered, produce_numbered, read_committed, require_stack,
-    unique,
+    create_topic, exactly_once_in_order, numbered, produce_numbered, read_committed, require_stack, unique,
 };
 use bus::txloop::{Output, ProcessError, Processor, TxLoop, TxLoopConfig};
 use bus::{InputRecord, Registry, Shutdown};
 
 fn spawn_relay(input: &str, output: &str, group: &str, txn: &str, delay_us: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tx-relay"))
-        .args([
-            "--input", input, "--output", output, "--group", group, "--txn-id", txn,
-        ])
+        .args(["--input", input, "--output", output, "--group", group, "--txn-id", txn])
         .args(["--delay-us", &delay_us.to_string(), "--max-records", "100"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -44,11 +41,7 @@ fn follow(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
 }
 
 fn progress_in(line: &str) -> Option<u64> {
-    line.strip_prefix("relay progress in=")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    line.strip_prefix("relay progress in=")?.split_whitespace().next()?.parse().ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,27 +68,18 @@ async fn kill_9_mid_run_then_restart_gives_every_input_exactly_once_in_key_order
         }
         assert!(!line.starts_with("relay error"), "{line}");
     }
-    assert!(
-        seen_in >= 2_000,
-        "relay made no progress before exiting (last in={seen_in})"
-    );
+    assert!(seen_in >= 2_000, "relay made no progress before exiting (last in={seen_in})");
     first.kill().expect("SIGKILL the relay"); // std's kill() is SIGKILL on Unix
     let status = first.wait().unwrap();
     assert!(!status.success(), "the relay was killed, not stopped");
-    assert!(
-        seen_in < 10_000,
-        "the kill must land mid-run; the relay had already committed everything"
-    );
+    assert!(seen_in < 10_000, "the kill must land mid-run; the relay had already committed everything");
 
     let mut second = spawn_relay(&input, &output, &group, &txn, 0);
     let lines2 = follow(&mut second);
     let got = read_committed(&cfg, &output, 10_000, Duration::from_secs(90)).await;
 
     // SIGTERM: graceful stop, exit 0.
-    Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
     let status = second.wait().unwrap();
     let tail: Vec<String> = lines2.try_iter().collect();
     assert!(
@@ -103,32 +87,20 @@ async fn kill_9_mid_run_then_restart_gives_every_input_exactly_once_in_key_order
         "relay exits 0 on SIGTERM; stderr tail: {:?}",
         tail.iter().rev().take(5).collect::<Vec<_>>()
     );
-    assert!(
-        tail.iter().any(|l| l.starts_with("relay stopped")),
-        "relay reported its graceful stop"
-    );
+    assert!(tail.iter().any(|l| l.starts_with("relay stopped")), "relay reported its graceful stop");
 
     let problems = exactly_once_in_order(&got, numbered, &expected);
-    assert!(
-        problems.is_empty(),
-        "{} records read; problems:\n{}",
-        got.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} records read; problems:\n{}", got.len(), problems.join("\n"));
     assert_eq!(got.len(), 10_000);
     // Per key, output sits in one partition (same key, same partitioner).
     let mut partitions: HashMap<Vec<u8>, i32> = HashMap::new();
     for r in &got {
-        let p = *partitions
-            .entry(r.key.clone().unwrap())
-            .or_insert(r.partition);
+        let p = *partitions.entry(r.key.clone().unwrap()).or_insert(r.partition);
         assert_eq!(p, r.partition, "a key's records share a partition");
     }
     // For the record: how much the killed transaction had written (visible only uncommitted).
     let mut uc = cfg.clone();
-    uc.kafka
-        .extra
-        .insert("isolation.level".into(), "read_uncommitted".into());
+    uc.kafka.extra.insert("isolation.level".into(), "read_uncommitted".into());
     let raw = read_committed(&uc, &output, 20_000, Duration::from_secs(5)).await;
     eprintln!(
         "kill -9 at in={seen_in}; read_uncommitted sees {} records (aborted ones included), read_committed {}",
@@ -146,9 +118,7 @@ struct Flaky {
 
 impl Processor for Flaky {
     async fn process(&self, r: &InputRecord) -> Result<Vec<Output>, ProcessError> {
-        if r.value.as_deref() == Some(b"k0:1")
-            && self.failures.load(Ordering::SeqCst) < self.fail_times
-        {
+        if r.value.as_deref() == Some(b"k0:1") && self.failures.load(Ordering::SeqCst) < self.fail_times {
             self.failures.fetch_add(1, Ordering::SeqCst);
             return Err(ProcessError::transient("lookup service unavailable"));
         }
@@ -161,10 +131,7 @@ impl Processor for Flaky {
     }
 }
 
-async fn run_flaky(
-    fail_times: u32,
-    max_attempts: u32,
-) -> (Vec<InputRecord>, Vec<InputRecord>, bus::TxLoopStats, u32) {
+async fn run_flaky(fail_times: u32, max_attempts: u32) -> (Vec<InputRecord>, Vec<InputRecord>, bus::TxLoopStats, u32) {
     let cfg = require_stack();
     let (input, output, dlq) = (unique("flaky.in"), unique("flaky.out"), unique("flaky.dlq"));
     for t in [&input, &output, &dlq] {
@@ -172,39 +139,22 @@ async fn run_flaky(
     }
     produce_numbered(&cfg, &input, 2, 3).await; // k0:0 k1:0 k0:1 k1:1 k0:2 k1:2
     let registry = Registry::new(&cfg.registry).unwrap();
-    let mut lc = TxLoopConfig::new(
-        "flaky",
-        &unique("flaky.group"),
-        &[&input],
-        &unique("flaky.txn"),
-    );
+    let mut lc = TxLoopConfig::new("flaky", &unique("flaky.group"), &[&input], &unique("flaky.txn"));
     lc.dlq_topic = Some(dlq.clone());
     lc.tuning.max_attempts = max_attempts;
     lc.tuning.retry.initial_ms = 50;
     let shutdown = Shutdown::new();
     let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await.unwrap();
     let failures = Arc::new(AtomicU32::new(0));
-    let p = Flaky {
-        output: output.clone(),
-        fail_times,
-        failures: failures.clone(),
-    };
+    let p = Flaky { output: output.clone(), fail_times, failures: failures.clone() };
     let s2 = shutdown.clone();
     let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
     let expect_out = if fail_times >= max_attempts { 5 } else { 6 };
     let out = read_committed(&cfg, &output, expect_out, Duration::from_secs(60)).await;
-    let dead = read_committed(
-        &cfg,
-        &dlq,
-        6 - expect_out,
-        Duration::from_secs(if expect_out == 6 { 2 } else { 60 }),
-    )
-    .await;
+    let dead =
+        read_committed(&cfg, &dlq, 6 - expect_out, Duration::from_secs(if expect_out == 6 { 2 } else { 60 })).await;
     shutdown.trigger();
-    let stats = handle
-        .await
-        .unwrap()
-        .expect("loop ends cleanly on shutdown");
+    let stats = handle.await.unwrap().expect("loop ends cleanly on shutdown");
     (out, dead, stats, failures.load(Ordering::SeqCst))
 }
 
@@ -213,10 +163,7 @@ async fn transient_failures_are_retried_without_loss_duplication_or_reordering()
     let (out, dead, stats, failures) = run_flaky(2, 5).await;
     assert_eq!(failures, 2);
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(
-        values,
-        vec![&b"k0:0"[..], b"k1:0", b"k0:1", b"k1:1", b"k0:2", b"k1:2"]
-    );
+    assert_eq!(values, vec![&b"k0:0"[..], b"k1:0", b"k0:1", b"k1:1", b"k0:2", b"k1:2"]);
     assert!(dead.is_empty());
     assert_eq!(stats.records_in, 6);
     assert_eq!(stats.transient_failures, 2);
@@ -227,10 +174,7 @@ async fn a_record_failing_past_max_attempts_goes_to_the_dlq_and_the_loop_goes_on
     let (out, dead, stats, failures) = run_flaky(100, 3).await;
     assert_eq!(failures, 3);
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(
-        values,
-        vec![&b"k0:0"[..], b"k1:0", b"k1:1", b"k0:2", b"k1:2"]
-    );
+    assert_eq!(values, vec![&b"k0:0"[..], b"k1:0", b"k1:1", b"k0:2", b"k1:2"]);
     assert_eq!(dead.len(), 1);
     let registry = Registry::new(&require_stack().registry).unwrap();
     let w = bus::DeadLetterWriter::new(&registry, "flaky", Some(&dead[0].topic));
@@ -259,8 +203,7 @@ impl Processor for Slow {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fenced_instance_stops_with_a_clear_fatal_error_and_its_successor_finishes_exactly_once()
-{
+async fn a_fenced_instance_stops_with_a_clear_fatal_error_and_its_successor_finishes_exactly_once() {
     let cfg = require_stack();
     let (input, output, dlq) = (unique("fence.in"), unique("fence.out"), unique("fence.dlq"));
     for t in [&input, &output, &dlq] {
@@ -268,19 +211,12 @@ async fn a_fenced_instance_stops_with_a_clear_fatal_error_and_its_successor_fini
     }
     let expected = produce_numbered(&cfg, &input, 10, 200).await;
     let registry = Registry::new(&cfg.registry).unwrap();
-    let mut lc = TxLoopConfig::new(
-        "fence",
-        &unique("fence.group"),
-        &[&input],
-        &unique("fence.txn"),
-    );
+    let mut lc = TxLoopConfig::new("fence", &unique("fence.group"), &[&input], &unique("fence.txn"));
     lc.dlq_topic = Some(dlq.clone());
     lc.tuning.max_records_per_txn = 50;
 
     let s1 = Shutdown::new();
-    let first = TxLoop::start(&cfg, lc.clone(), &registry, &s1)
-        .await
-        .unwrap();
+    let first = TxLoop::start(&cfg, lc.clone(), &registry, &s1).await.unwrap();
     let c1 = first.counters();
     let out1 = output.clone();
     let s1b = s1.clone();
@@ -297,30 +233,19 @@ async fn a_fenced_instance_stops_with_a_clear_fatal_error_and_its_successor_fini
     let s2b = s2.clone();
     let h2 = tokio::spawn(async move { second.run(&Slow { output: out2 }, &s2b).await });
 
-    let err = tokio::time::timeout(Duration::from_secs(120), h1)
-        .await
-        .expect("fenced instance stops")
-        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(120), h1).await.expect("fenced instance stops").unwrap();
     let msg = match err {
         Err(e @ bus::BusError::Fatal { .. }) => e.to_string(),
         other => panic!("expected a fatal error, got {other:?}"),
     };
     eprintln!("fenced instance stopped with: {msg}");
-    assert!(
-        msg.contains("fatal") && msg.contains("transactional_id"),
-        "{msg}"
-    );
+    assert!(msg.contains("fatal") && msg.contains("transactional_id"), "{msg}");
 
     let got = read_committed(&cfg, &output, 2_000, Duration::from_secs(90)).await;
     s2.trigger();
     h2.await.unwrap().expect("successor ends cleanly");
     let problems = exactly_once_in_order(&got, numbered, &expected);
-    assert!(
-        problems.is_empty(),
-        "{} records; fenced with: {msg}\n{}",
-        got.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} records; fenced with: {msg}\n{}", got.len(), problems.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,45 +264,23 @@ async fn sigterm_mid_run_commits_the_batch_in_hand_and_a_restart_continues_exact
             break;
         }
     }
-    Command::new("kill")
-        .args(["-TERM", &relay.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();
     let status = relay.wait().unwrap();
     assert!(status.success(), "exit 0 on SIGTERM");
-    let stopped = lines
-        .iter()
-        .find(|l| l.starts_with("relay stopped"))
-        .expect("relay reports its stop");
-    let committed_in: usize = stopped
-        .strip_prefix("relay stopped in=")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        committed_in < 2_000,
-        "SIGTERM must land mid-run (in={committed_in})"
-    );
+    let stopped = lines.iter().find(|l| l.starts_with("relay stopped")).expect("relay reports its stop");
+    let committed_in: usize =
+        stopped.strip_prefix("relay stopped in=").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(committed_in < 2_000, "SIGTERM must land mid-run (in={committed_in})");
 
     // What the stopped relay reports as committed is exactly what read_committed readers see:
     // the batch in hand at SIGTERM was finished and committed, nothing was left half-done.
     let after_stop = read_committed(&cfg, &output, 2_000, Duration::from_secs(5)).await;
-    assert_eq!(
-        after_stop.len(),
-        committed_in,
-        "output after a graceful stop = committed input"
-    );
+    assert_eq!(after_stop.len(), committed_in, "output after a graceful stop = committed input");
 
     let mut again = spawn_relay(&input, &output, &group, &txn, 0);
     let lines2 = follow(&mut again);
     let got = read_committed(&cfg, &output, 2_000, Duration::from_secs(60)).await;
-    Command::new("kill")
-        .args(["-TERM", &again.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &again.id().to_string()]).status().unwrap();
     assert!(again.wait().unwrap().success());
     drop(lines2);
     let problems = exactly_once_in_order(&got, numbered, &expected);
@@ -401,9 +304,7 @@ async fn a_second_replica_joining_mid_run_rebalances_without_loss_or_duplication
         lc
     };
     let shutdown = Shutdown::new();
-    let a = TxLoop::start(&cfg, config(&unique("reb.a")), &registry, &shutdown)
-        .await
-        .unwrap();
+    let a = TxLoop::start(&cfg, config(&unique("reb.a")), &registry, &shutdown).await.unwrap();
     let ca = a.counters();
     let (oa, sa) = (output.clone(), shutdown.clone());
     let ha = tokio::spawn(async move { a.run(&Slow { output: oa }, &sa).await });
@@ -411,9 +312,7 @@ async fn a_second_replica_joining_mid_run_rebalances_without_loss_or_duplication
         assert!(!ha.is_finished(), "replica A ended early");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let b = TxLoop::start(&cfg, config(&unique("reb.b")), &registry, &shutdown)
-        .await
-        .unwrap();
+    let b = TxLoop::start(&cfg, config(&unique("reb.b")), &registry, &shutdown).await.unwrap();
     let cb = b.counters();
     let (ob, sb) = (output.clone(), shutdown.clone());
     let hb = tokio::spawn(async move { b.run(&Slow { output: ob }, &sb).await });
@@ -422,20 +321,8 @@ async fn a_second_replica_joining_mid_run_rebalances_without_loss_or_duplication
     shutdown.trigger();
     let (sa, sb) = (ha.await.unwrap().unwrap(), hb.await.unwrap().unwrap());
     eprintln!("replica A: {sa:?}\nreplica B: {sb:?}");
-    assert!(
-        cb.snapshot().records_in > 0,
-        "replica B took over some partitions"
-    );
-    assert_eq!(
-        sa.records_in + sb.records_in,
-        4_000,
-        "committed inputs add up"
-    );
+    assert!(cb.snapshot().records_in > 0, "replica B took over some partitions");
+    assert_eq!(sa.records_in + sb.records_in, 4_000, "committed inputs add up");
     let problems = exactly_once_in_order(&got, numbered, &expected);
-    assert!(
-        problems.is_empty(),
-        "{} records\n{}",
-        got.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} records\n{}", got.len(), problems.join("\n"));
 }

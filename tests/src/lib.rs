@@ -27,32 +27,25 @@ pub fn kafka_bootstrap() -> String {
 
 /// Registry base URL (`ARTERIA_REGISTRY_URL`, default Apicurio's Confluent API on 8081).
 pub fn registry_url() -> String {
-    std::env::var("ARTERIA_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
+    std::env::var("ARTERIA_REGISTRY_URL").unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
 }
 
 /// The workspace root (this package lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// `../shared` (or `ARTERIA_SHARED`), when it exists. Tests that need it must say so loudly
 /// when it is missing (and fail when `CI=true`).
 pub fn shared_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("ARTERIA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"));
+    let p = std::env::var_os("ARTERIA_SHARED").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("../shared"));
     p.is_dir().then_some(p)
 }
 
 /// `deploy/local/stack.sh <args>`.
 pub fn stack_sh(args: &[&str]) -> Command {
     let mut c = Command::new("bash");
-    c.arg(workspace_root().join("deploy/local/stack.sh"))
-        .args(args);
+    c.arg(workspace_root().join("deploy/local/stack.sh")).args(args);
     c
 }
 
@@ -65,18 +58,12 @@ pub fn bus_config() -> BusConfig {
     cfg.registry.url = registry_url();
     cfg.topics.partitions = 3;
     cfg.topics.replication_factor = 1;
-    cfg.startup_retry = RetryConfig {
-        initial_ms: 200,
-        max_ms: 2_000,
-        give_up_after_ms: Some(30_000),
-    };
+    cfg.startup_retry = RetryConfig { initial_ms: 200, max_ms: 2_000, give_up_after_ms: Some(30_000) };
     // Extra librdkafka properties for experiments, e.g. ARTERIA_RDKAFKA_EXTRA="debug=eos,linger.ms=1".
     if let Ok(extra) = std::env::var("ARTERIA_RDKAFKA_EXTRA") {
         for kv in extra.split(',').filter(|s| !s.is_empty()) {
             if let Some((k, v)) = kv.split_once('=') {
-                cfg.kafka
-                    .extra
-                    .insert(k.trim().to_string(), v.trim().to_string());
+                cfg.kafka.extra.insert(k.trim().to_string(), v.trim().to_string());
             }
         }
     }
@@ -120,10 +107,7 @@ pub fn require_stack() -> BusConfig {
 /// A topic (or subject, group) name unique to this test run, so tests never see each other's
 /// data: `it.<name>.<pid>.<millis>`.
 pub fn unique(name: &str) -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("it.{name}.{}.{ms}", std::process::id())
 }
 
@@ -136,22 +120,13 @@ pub async fn create_topic(cfg: &BusConfig, topic: &str, partitions: i32) {
         compacted: false,
         configs: Default::default(),
     };
-    bus::topics::ensure_topics(cfg, &[spec])
-        .await
-        .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+    bus::topics::ensure_topics(cfg, &[spec]).await.unwrap_or_else(|e| panic!("create {topic}: {e}"));
 }
 
 /// Reads `topic` from the beginning with read_committed until `expected` records arrived or
 /// nothing new came for `idle` (a bound so a broken run ends; not a timing assertion).
-pub async fn read_committed(
-    cfg: &BusConfig,
-    topic: &str,
-    expected: usize,
-    idle: Duration,
-) -> Vec<InputRecord> {
-    let c: StreamConsumer = consumer_client_config(cfg, &unique("reader"))
-        .create()
-        .expect("reader consumer");
+pub async fn read_committed(cfg: &BusConfig, topic: &str, expected: usize, idle: Duration) -> Vec<InputRecord> {
+    let c: StreamConsumer = consumer_client_config(cfg, &unique("reader")).create().expect("reader consumer");
     c.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
     let mut last = Instant::now();
@@ -185,8 +160,7 @@ pub fn exactly_once_in_order(
         let got = seen.remove(k).unwrap_or_default();
         let want: Vec<u64> = (0..*n).collect();
         if got != want {
-            let dups = got.len() as i64
-                - got.iter().collect::<std::collections::HashSet<_>>().len() as i64;
+            let dups = got.len() as i64 - got.iter().collect::<std::collections::HashSet<_>>().len() as i64;
             problems.push(format!(
                 "key {k}: {} records, want {n}; duplicates {dups}; in order: {}; first wrong at {:?}",
                 got.len(),
@@ -204,12 +178,7 @@ pub fn exactly_once_in_order(
 /// Produces `per_key` records for each of `keys` keys (`k0`..), interleaved, value
 /// `k<i>:<seq>`, with a message id header; returns the expected count per key. Records are
 /// enqueued in order, so each key's records land in order (idempotent producer).
-pub async fn produce_numbered(
-    cfg: &BusConfig,
-    topic: &str,
-    keys: usize,
-    per_key: u64,
-) -> HashMap<String, u64> {
+pub async fn produce_numbered(cfg: &BusConfig, topic: &str, keys: usize, per_key: u64) -> HashMap<String, u64> {
     produce_numbered_range(cfg, topic, keys, 0..per_key).await
 }
 
@@ -223,9 +192,7 @@ pub async fn produce_numbered_range(
     use futures::StreamExt;
     let producer = bus::BusProducer::new(cfg, "it-input").expect("producer");
     let per_key = seqs.end;
-    let items: Vec<(String, u64)> = seqs
-        .flat_map(|s| (0..keys).map(move |k| (format!("k{k}"), s)))
-        .collect();
+    let items: Vec<(String, u64)> = seqs.flat_map(|s| (0..keys).map(move |k| (format!("k{k}"), s))).collect();
     let topic = topic.to_string();
     let results: Vec<_> = futures::stream::iter(items)
         .map(|(k, s)| {
@@ -234,13 +201,7 @@ pub async fn produce_numbered_range(
             async move {
                 let mut h = bus::MessageHeaders::new();
                 h.set_message_id(&format!("{k}:{s}"));
-                p.send(
-                    &topic,
-                    Some(k.as_bytes()),
-                    format!("{k}:{s}").as_bytes(),
-                    &h,
-                )
-                .await
+                p.send(&topic, Some(k.as_bytes()), format!("{k}:{s}").as_bytes(), &h).await
             }
         })
         .buffered(2_000)

@@ -26,16 +26,8 @@ pub fn schema_files(root: &Path) -> std::io::Result<Vec<SchemaFile>> {
     for e in std::fs::read_dir(root.join("schemas"))? {
         let path = e?.path();
         if path.extension().is_some_and(|x| x == "avsc") {
-            let name = path
-                .file_name()
-                .expect("file has a name")
-                .to_string_lossy()
-                .to_string();
-            out.push(SchemaFile {
-                rel_path: format!("schemas/{name}"),
-                text: std::fs::read_to_string(&path)?,
-                path,
-            });
+            let name = path.file_name().expect("file has a name").to_string_lossy().to_string();
+            out.push(SchemaFile { rel_path: format!("schemas/{name}"), text: std::fs::read_to_string(&path)?, path });
         }
     }
     out.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
@@ -51,9 +43,7 @@ pub fn parse(text: &str) -> Result<Schema, String> {
 pub fn check_backward(old: &str, new: &str) -> Result<(), String> {
     let old = parse(old).map_err(|e| format!("old version does not parse: {e}"))?;
     let new = parse(new).map_err(|e| format!("new version does not parse: {e}"))?;
-    SchemaCompatibility::can_read(&old, &new)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    SchemaCompatibility::can_read(&old, &new).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// What git knows about previous versions of a file.
@@ -66,18 +56,10 @@ pub enum History {
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+    let out =
+        Command::new("git").arg("-C").arg(root).args(args).output().map_err(|e| format!("cannot run git: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
@@ -95,12 +77,8 @@ pub fn committed_versions(root: &Path, rel_path: &str) -> History {
             out.push((rev.to_string(), text));
         }
     }
-    if out.is_empty()
-        && git(root, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|s| s.trim() == "true")
-    {
-        return History::Unavailable(
-            "shallow clone: no earlier commit of this file is available".into(),
-        );
+    if out.is_empty() && git(root, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|s| s.trim() == "true") {
+        return History::Unavailable("shallow clone: no earlier commit of this file is available".into());
     }
     History::Versions(out)
 }
@@ -109,7 +87,8 @@ pub fn committed_versions(root: &Path, rel_path: &str) -> History {
 mod tests {
     use super::*;
 
-    const V1: &str = r#"{"type":"record","name":"T","namespace":"org.arteria.test","fields":[{"name":"a","type":"string"}]}"#;
+    const V1: &str =
+        r#"{"type":"record","name":"T","namespace":"org.arteria.test","fields":[{"name":"a","type":"string"}]}"#;
 
     #[test]
     fn adding_an_optional_field_is_backward_compatible() {
@@ -134,10 +113,6 @@ mod tests {
 
     #[test]
     fn unparsable_text_is_reported() {
-        assert!(
-            check_backward(V1, "{not json")
-                .unwrap_err()
-                .contains("new version does not parse")
-        );
+        assert!(check_backward(V1, "{not json").unwrap_err().contains("new version does not parse"));
     }
 }

@@ -74,16 +74,9 @@ pub enum AvroError {
     #[error("schema registry refused the request: {0}")]
     RegistryRefused(String),
     #[error("cannot encode {type_name} as Avro: {detail}")]
-    Encode {
-        type_name: &'static str,
-        detail: String,
-    },
+    Encode { type_name: &'static str, detail: String },
     #[error("cannot decode Avro value (writer schema id {schema_id}) as {type_name}: {detail}")]
-    Decode {
-        schema_id: u32,
-        type_name: &'static str,
-        detail: String,
-    },
+    Decode { schema_id: u32, type_name: &'static str, detail: String },
     #[error("invalid registry settings: {0}")]
     Settings(String),
 }
@@ -215,12 +208,7 @@ impl<T> Clone for AvroSerde<T> {
             reader_schema: self.reader_schema.clone(),
             reader_canonical: self.reader_canonical.clone(),
             strategy: self.strategy.clone(),
-            writer_matches: Mutex::new(
-                self.writer_matches
-                    .lock()
-                    .map(|m| m.clone())
-                    .unwrap_or_default(),
-            ),
+            writer_matches: Mutex::new(self.writer_matches.lock().map(|m| m.clone()).unwrap_or_default()),
             _t: PhantomData,
         }
     }
@@ -232,11 +220,8 @@ where
 {
     pub fn new(registry: Registry, topic: &str) -> Self {
         let schema = T::get_schema();
-        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
-            topic.to_string(),
-            false,
-            get_supplied_schema(&schema),
-        );
+        let strategy =
+            SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_string(), false, get_supplied_schema(&schema));
         Self {
             registry,
             topic: topic.to_string(),
@@ -271,68 +256,40 @@ where
 
     /// Encodes in the Confluent wire format with `T`'s registered schema.
     pub async fn encode(&self, value: &T) -> Result<Vec<u8>, AvroError> {
-        self.registry
-            .encoder
-            .encode_struct(value, &self.strategy)
-            .await
-            .map_err(|e| {
-                if e.error.contains("Could not get Avro bytes") {
-                    AvroError::Encode {
-                        type_name: std::any::type_name::<T>(),
-                        detail: e.to_string(),
-                    }
-                } else {
-                    AvroError::from_registry(e)
-                }
-            })
+        self.registry.encoder.encode_struct(value, &self.strategy).await.map_err(|e| {
+            if e.error.contains("Could not get Avro bytes") {
+                AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() }
+            } else {
+                AvroError::from_registry(e)
+            }
+        })
     }
 
     /// Decodes a Confluent-framed value written with any schema the registry knows and that
     /// resolves to `T` (Avro schema resolution: defaults for missing fields and so on).
     pub async fn decode(&self, bytes: &[u8]) -> Result<T, AvroError> {
         let (id, body) = wire::unframe(bytes)?;
-        let writer = self
-            .registry
-            .decoder
-            .get_schema(id)
-            .await
-            .map_err(AvroError::from_registry)?;
+        let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
         let same = {
-            let mut m = self
-                .writer_matches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *m.entry(id)
-                .or_insert_with(|| writer.parsed.canonical_form() == self.reader_canonical)
+            let mut m = self.writer_matches.lock().unwrap_or_else(|p| p.into_inner());
+            *m.entry(id).or_insert_with(|| writer.parsed.canonical_form() == self.reader_canonical)
         };
-        let decode_err = |detail: String| AvroError::Decode {
-            schema_id: id,
-            type_name: std::any::type_name::<T>(),
-            detail,
-        };
+        let decode_err =
+            |detail: String| AvroError::Decode { schema_id: id, type_name: std::any::type_name::<T>(), detail };
         let mut cursor = body;
         let value = if same {
-            let reader = GenericDatumReader::builder(&writer.parsed)
-                .build()
-                .map_err(|e| decode_err(e.to_string()))?;
-            reader
-                .read_deser::<T>(&mut cursor)
-                .map_err(|e| decode_err(e.to_string()))?
+            let reader = GenericDatumReader::builder(&writer.parsed).build().map_err(|e| decode_err(e.to_string()))?;
+            reader.read_deser::<T>(&mut cursor).map_err(|e| decode_err(e.to_string()))?
         } else {
             let reader = GenericDatumReader::builder(&writer.parsed)
                 .reader_schema(&self.reader_schema)
                 .build()
                 .map_err(|e| decode_err(e.to_string()))?;
-            let v = reader
-                .read_value(&mut cursor)
-                .map_err(|e| decode_err(e.to_string()))?;
+            let v = reader.read_value(&mut cursor).map_err(|e| decode_err(e.to_string()))?;
             apache_avro::from_value::<T>(&v).map_err(|e| decode_err(e.to_string()))?
         };
         if !cursor.is_empty() {
-            return Err(decode_err(format!(
-                "{} trailing bytes after the record",
-                cursor.len()
-            )));
+            return Err(decode_err(format!("{} trailing bytes after the record", cursor.len())));
         }
         Ok(value)
     }

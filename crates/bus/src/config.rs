@@ -131,19 +131,10 @@ impl KafkaConfig {
         let tls = &self.tls;
         let pairs = [
             ("ssl.ca.location", tls.ca_location.as_deref()),
-            (
-                "ssl.certificate.location",
-                tls.certificate_location.as_deref(),
-            ),
+            ("ssl.certificate.location", tls.certificate_location.as_deref()),
             ("ssl.key.location", tls.key_location.as_deref()),
-            (
-                "ssl.key.password",
-                tls.key_password.as_ref().map(|s| s.0.as_str()),
-            ),
-            (
-                "ssl.endpoint.identification.algorithm",
-                tls.endpoint_identification.as_deref(),
-            ),
+            ("ssl.key.password", tls.key_password.as_ref().map(|s| s.0.as_str())),
+            ("ssl.endpoint.identification.algorithm", tls.endpoint_identification.as_deref()),
         ];
         for (k, v) in pairs {
             if let Some(v) = v {
@@ -186,11 +177,7 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
-            auth: RegistryAuth::None,
-            timeout_ms: 10_000,
-        }
+        Self { url: "http://127.0.0.1:8081/apis/ccompat/v7".into(), auth: RegistryAuth::None, timeout_ms: 10_000 }
     }
 }
 
@@ -235,10 +222,7 @@ impl ProducerConfig {
         c.set("batch.size", self.batch_size.to_string());
         c.set("compression.type", &self.compression);
         c.set("delivery.timeout.ms", self.delivery_timeout_ms.to_string());
-        c.set(
-            "queue.buffering.max.messages",
-            self.queue_max_messages.to_string(),
-        );
+        c.set("queue.buffering.max.messages", self.queue_max_messages.to_string());
     }
 }
 
@@ -256,11 +240,7 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self {
-            initial_ms: 200,
-            max_ms: 10_000,
-            give_up_after_ms: Some(120_000),
-        }
+        Self { initial_ms: 200, max_ms: 10_000, give_up_after_ms: Some(120_000) }
     }
 }
 
@@ -268,10 +248,7 @@ impl RetryConfig {
     /// Delay before retry number `attempt` (1-based): doubles from `initial_ms`, capped at `max_ms`.
     pub fn delay(&self, attempt: u32) -> Duration {
         let shift = attempt.saturating_sub(1).min(20);
-        let ms = self
-            .initial_ms
-            .saturating_mul(1u64 << shift)
-            .min(self.max_ms);
+        let ms = self.initial_ms.saturating_mul(1u64 << shift).min(self.max_ms);
         Duration::from_millis(ms)
     }
 
@@ -295,11 +272,7 @@ pub struct TopicDefaults {
 
 impl Default for TopicDefaults {
     fn default() -> Self {
-        Self {
-            partitions: 6,
-            replication_factor: 1,
-            configs: BTreeMap::new(),
-        }
+        Self { partitions: 6, replication_factor: 1, configs: BTreeMap::new() }
     }
 }
 
@@ -336,10 +309,7 @@ mod tests {
         assert_eq!(c.get("sasl.username"), Some("svc"));
         assert_eq!(c.get("sasl.password"), Some("pw"));
         assert_eq!(c.get("ssl.ca.location"), Some("/etc/ca.pem"));
-        assert_eq!(
-            c.get("ssl.endpoint.identification.algorithm"),
-            Some("https")
-        );
+        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), Some("https"));
         assert_eq!(c.get("socket.keepalive.enable"), Some("true"));
         // Extras are applied last and win.
         assert_eq!(c.get("client.id"), Some("override"));
@@ -355,9 +325,7 @@ mod tests {
             oauthbearer_config: None,
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
-        let reg = RegistryAuth::Bearer {
-            token: Secret("tok123".into()),
-        };
+        let reg = RegistryAuth::Bearer { token: Secret("tok123".into()) };
         assert!(!format!("{reg:?}").contains("tok123"));
     }
 
@@ -367,10 +335,7 @@ mod tests {
         assert_eq!(cfg, BusConfig::default());
         assert_eq!(cfg.kafka.bootstrap_servers, "127.0.0.1:9092");
         let err = serde_json::from_str::<BusConfig>(r#"{"kafka":{"bootstrap":"x"}}"#).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown field `bootstrap`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown field `bootstrap`"), "{err}");
     }
 
     #[test]
@@ -383,11 +348,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let r = RetryConfig {
-            initial_ms: 100,
-            max_ms: 1000,
-            give_up_after_ms: None,
-        };
+        let r = RetryConfig { initial_ms: 100, max_ms: 1000, give_up_after_ms: None };
         let d: Vec<u64> = (1..=6).map(|a| r.delay(a).as_millis() as u64).collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(r.delay(u32::MAX).as_millis(), 1000);

@@ -70,21 +70,12 @@ pub struct BusConsumer {
 
 impl BusConsumer {
     /// Creates the consumer and subscribes to `topics`.
-    pub fn new(
-        cfg: &BusConfig,
-        group_id: &str,
-        topics: &[&str],
-        name: &str,
-    ) -> Result<Self, BusError> {
+    pub fn new(cfg: &BusConfig, group_id: &str, topics: &[&str], name: &str) -> Result<Self, BusError> {
         let inner: StreamConsumer<BusConsumerContext> = consumer_client_config(cfg, group_id)
             .create_with_context(BusConsumerContext::new(format!("{name}/consumer")))
             .map_err(|e| BusError::Config(e.to_string()))?;
-        inner
-            .subscribe(topics)
-            .map_err(|e| BusError::kafka("subscribe", e))?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        inner.subscribe(topics).map_err(|e| BusError::kafka("subscribe", e))?;
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Next record. Transient consumer errors are returned to the caller, which may simply
@@ -100,15 +91,9 @@ impl BusConsumer {
     /// a lost commit only means a replay, which idempotent processing absorbs.
     pub fn commit(&self, record: &InputRecord) -> Result<(), BusError> {
         let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(
-            &record.topic,
-            record.partition,
-            rdkafka::Offset::Offset(record.offset + 1),
-        )
-        .map_err(|e| BusError::kafka("commit", e))?;
-        self.inner
-            .commit(&tpl, rdkafka::consumer::CommitMode::Async)
-            .map_err(|e| BusError::kafka("commit", e))
+        tpl.add_partition_offset(&record.topic, record.partition, rdkafka::Offset::Offset(record.offset + 1))
+            .map_err(|e| BusError::kafka("commit", e))?;
+        self.inner.commit(&tpl, rdkafka::consumer::CommitMode::Async).map_err(|e| BusError::kafka("commit", e))
     }
 
     /// Leaves the group (pending asynchronous commits are completed by librdkafka's close).

@@ -28,10 +28,7 @@ impl BusContext {
 
 fn log_rdkafka(name: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
     match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
             tracing::error!(target: "librdkafka", client = name, facility = fac, "{msg}")
         }
         RDKafkaLogLevel::Warning => {
@@ -51,8 +48,7 @@ fn error_rdkafka(name: &str, error: &KafkaError, reason: &str) {
     let routine = matches!(
         error.rdkafka_error_code(),
         Some(
-            rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
-                | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+            rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
         )
     );
     if routine {
@@ -82,10 +78,7 @@ pub struct BusConsumerContext {
 
 impl BusConsumerContext {
     pub fn new(name: impl Into<Arc<str>>) -> Self {
-        Self {
-            name: name.into(),
-            rebalances: Arc::new(AtomicU64::new(0)),
-        }
+        Self { name: name.into(), rebalances: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Number of revocations seen so far.
@@ -110,18 +103,10 @@ impl ConsumerContext for BusConsumerContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 self.rebalances.fetch_add(1, Ordering::SeqCst);
-                tracing::info!(
-                    client = &*self.name,
-                    partitions = tpl.count(),
-                    "partitions revoked"
-                );
+                tracing::info!(client = &*self.name, partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
-                tracing::info!(
-                    client = &*self.name,
-                    partitions = tpl.count(),
-                    "partitions assigned"
-                );
+                tracing::info!(client = &*self.name, partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Error(e) => {
                 tracing::error!(client = &*self.name, error = %e, "rebalance error");

@@ -82,13 +82,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// A dead letter for `rec`.
-    pub fn for_record(
-        rec: &InputRecord,
-        stage: &str,
-        error_class: &str,
-        detail: &str,
-        attempts: u32,
-    ) -> Self {
+    pub fn for_record(rec: &InputRecord, stage: &str, error_class: &str, detail: &str, attempts: u32) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             stage: stage.to_string(),
@@ -106,10 +100,7 @@ impl DeadLetter {
                 .headers
                 .entries()
                 .iter()
-                .map(|(k, v)| HeaderEntry {
-                    name: k.clone(),
-                    value: v.clone(),
-                })
+                .map(|(k, v)| HeaderEntry { name: k.clone(), value: v.clone() })
                 .collect(),
         }
     }
@@ -144,13 +135,8 @@ pub struct DeadLetterWriter {
 impl DeadLetterWriter {
     /// Writer for `<stage>.dlq.v1`, or `topic` when given.
     pub fn new(registry: &Registry, stage: &str, topic: Option<&str>) -> Self {
-        let topic = topic
-            .map(str::to_string)
-            .unwrap_or_else(|| dlq_topic(stage));
-        Self {
-            stage: stage.to_string(),
-            serde: registry.value_serde(&topic),
-        }
+        let topic = topic.map(str::to_string).unwrap_or_else(|| dlq_topic(stage));
+        Self { stage: stage.to_string(), serde: registry.value_serde(&topic) }
     }
 
     pub fn topic(&self) -> &str {
@@ -173,16 +159,9 @@ impl DeadLetterWriter {
         let dl = DeadLetter::for_record(rec, &self.stage, error_class, detail, attempts);
         let value = self.serde.encode(&dl).await?;
         let mut headers = MessageHeaders::new();
-        headers
-            .set_message_id(&dl.id)
-            .set_content_type(CONTENT_TYPE);
+        headers.set_message_id(&dl.id).set_content_type(CONTENT_TYPE);
         rec.headers.propagate_trace_to(&mut headers);
-        Ok(EncodedDeadLetter {
-            topic: self.serde.topic().to_string(),
-            key: rec.key.clone(),
-            value,
-            headers,
-        })
+        Ok(EncodedDeadLetter { topic: self.serde.topic().to_string(), key: rec.key.clone(), value, headers })
     }
 
     /// Writes the dead letter of `rec` with a plain (non-transactional) producer and resolves
@@ -196,9 +175,7 @@ impl DeadLetterWriter {
         attempts: u32,
     ) -> Result<Delivered, BusError> {
         let e = self.encode(rec, error_class, detail, attempts).await?;
-        producer
-            .send(&e.topic, e.key.as_deref(), &e.value, &e.headers)
-            .await
+        producer.send(&e.topic, e.key.as_deref(), &e.value, &e.headers).await
     }
 
     /// Decodes a dead letter read from the DLQ topic.
@@ -213,8 +190,7 @@ mod tests {
 
     #[test]
     fn schema_matches_committed_file() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/DeadLetter.avsc");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/DeadLetter.avsc");
         let text = std::fs::read_to_string(&path).expect("schemas/DeadLetter.avsc is readable");
         let committed = apache_avro::Schema::parse_str(&text).expect("DeadLetter.avsc parses");
         let derived = DeadLetter::get_schema();

@@ -17,22 +17,12 @@ pub enum BusError {
         "Kafka at {bootstrap} is unreachable after {attempts} attempts over {waited_ms} ms \
          (last error: {last_error}); check that the brokers are up and bootstrap_servers/security settings are right"
     )]
-    BrokerUnavailable {
-        bootstrap: String,
-        attempts: u32,
-        waited_ms: u64,
-        last_error: String,
-    },
+    BrokerUnavailable { bootstrap: String, attempts: u32, waited_ms: u64, last_error: String },
 
     #[error(
         "schema registry at {url} is unreachable after {attempts} attempts over {waited_ms} ms (last error: {last_error})"
     )]
-    RegistryUnavailable {
-        url: String,
-        attempts: u32,
-        waited_ms: u64,
-        last_error: String,
-    },
+    RegistryUnavailable { url: String, attempts: u32, waited_ms: u64, last_error: String },
 
     #[error("topic {topic} has the wrong shape: {problem}")]
     TopicMismatch { topic: String, problem: String },

@@ -43,10 +43,7 @@ impl MessageHeaders {
     pub fn to_kafka(&self) -> OwnedHeaders {
         let mut out = OwnedHeaders::new_with_capacity(self.entries.len());
         for (k, v) in &self.entries {
-            out = out.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
+            out = out.insert(Header { key: k, value: v.as_deref() });
         }
         out
     }
@@ -62,11 +59,7 @@ impl MessageHeaders {
 
     /// Last value of `name` (Kafka allows repeats; the last one wins, as in Kafka clients).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
+        self.entries.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref())
     }
 
     /// Last value of `name` as UTF-8, if it is.
@@ -120,10 +113,7 @@ impl MessageHeaders {
     /// Context for a record produced because of this one: a child of its trace (or a new root
     /// when it had none), with `tracestate` carried over unchanged.
     pub fn propagate_trace_to(&self, out: &mut MessageHeaders) {
-        let tp = self
-            .traceparent()
-            .map(|t| t.child())
-            .unwrap_or_else(TraceParent::new_root);
+        let tp = self.traceparent().map(|t| t.child()).unwrap_or_else(TraceParent::new_root);
         out.set_traceparent(&tp);
         if let Some(ts) = self.get(TRACESTATE) {
             out.set(TRACESTATE, ts.to_vec());
@@ -138,10 +128,7 @@ mod tests {
     #[test]
     fn round_trips_through_rdkafka_headers_keeping_order_nulls_and_repeats() {
         let mut h = MessageHeaders::new();
-        h.set_message_id("m-1")
-            .push("x", None)
-            .push("x", Some(vec![0, 255]))
-            .set_content_type("a/b");
+        h.set_message_id("m-1").push("x", None).push("x", Some(vec![0, 255])).set_content_type("a/b");
         let k = h.to_kafka();
         let back = MessageHeaders::from_kafka(Some(&k));
         assert_eq!(back, h);
@@ -153,8 +140,7 @@ mod tests {
     #[test]
     fn set_replaces_all_previous_values() {
         let mut h = MessageHeaders::new();
-        h.push(MESSAGE_ID, Some(b"a".to_vec()))
-            .push(MESSAGE_ID, Some(b"b".to_vec()));
+        h.push(MESSAGE_ID, Some(b"a".to_vec())).push(MESSAGE_ID, Some(b"b".to_vec()));
         h.set_message_id("c");
         assert_eq!(h.entries().len(), 1);
         assert_eq!(h.message_id(), Some("c"));

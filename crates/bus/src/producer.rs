@@ -41,10 +41,7 @@ impl BusProducer {
         let inner = producer_client_config(cfg)
             .create_with_context(BusContext::new(format!("{name}/producer")))
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(Self {
-            inner,
-            queue_timeout: Duration::from_millis(cfg.producer.delivery_timeout_ms),
-        })
+        Ok(Self { inner, queue_timeout: Duration::from_millis(cfg.producer.delivery_timeout_ms) })
     }
 
     /// Sends one record and resolves when the broker acknowledged it (acks=all), or with the
@@ -56,28 +53,17 @@ impl BusProducer {
         value: &[u8],
         headers: &MessageHeaders,
     ) -> Result<Delivered, BusError> {
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-            .payload(value)
-            .headers(headers.to_kafka());
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(value).headers(headers.to_kafka());
         if let Some(k) = key {
             rec = rec.key(k);
         }
         match self.inner.send(rec, self.queue_timeout).await {
-            Ok(d) => Ok(Delivered {
-                partition: d.partition,
-                offset: d.offset,
-            }),
+            Ok(d) => Ok(Delivered { partition: d.partition, offset: d.offset }),
             Err((error, _msg)) => {
                 if let Some((code, reason)) = self.inner.client().fatal_error() {
-                    return Err(BusError::Fatal {
-                        op: "send",
-                        detail: format!("{code:?}: {reason}"),
-                    });
+                    return Err(BusError::Fatal { op: "send", detail: format!("{code:?}: {reason}") });
                 }
-                Err(BusError::Delivery {
-                    topic: topic.to_string(),
-                    error,
-                })
+                Err(BusError::Delivery { topic: topic.to_string(), error })
             }
         }
     }
@@ -106,9 +92,7 @@ mod tests {
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
 
-    fn cfg_for(
-        mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    ) -> BusConfig {
+    fn cfg_for(mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>) -> BusConfig {
         let mut cfg = BusConfig::default();
         cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
         cfg.producer.delivery_timeout_ms = 3_000;
@@ -120,19 +104,11 @@ mod tests {
         let mock = MockCluster::new(1).unwrap();
         mock.create_topic("t", 1, 1).unwrap();
         let p = BusProducer::new(&cfg_for(&mock), "unit").unwrap();
-        p.send("t", Some(b"k"), b"first", &MessageHeaders::new())
-            .await
-            .unwrap();
+        p.send("t", Some(b"k"), b"first", &MessageHeaders::new()).await.unwrap();
         // The next three produce requests fail retriably; librdkafka retries, idempotence
         // keeps the record once, and `send` resolves only when the broker finally took it.
-        mock.request_errors(
-            RDKafkaApiKey::Produce,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 3],
-        );
-        let d = p
-            .send("t", Some(b"k"), b"second", &MessageHeaders::new())
-            .await
-            .unwrap();
+        mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 3]);
+        let d = p.send("t", Some(b"k"), b"second", &MessageHeaders::new()).await.unwrap();
         assert_eq!(d.offset, 1, "delivered once, right after the first record");
     }
 
@@ -141,21 +117,13 @@ mod tests {
         let mock = MockCluster::new(1).unwrap();
         mock.create_topic("t", 1, 1).unwrap();
         let p = BusProducer::new(&cfg_for(&mock), "unit").unwrap();
-        p.send("t", None, b"warm-up", &MessageHeaders::new())
-            .await
-            .unwrap();
+        p.send("t", None, b"warm-up", &MessageHeaders::new()).await.unwrap();
         mock.broker_down(1).unwrap();
-        let err = p
-            .send("t", None, b"lost?", &MessageHeaders::new())
-            .await
-            .unwrap_err();
+        let err = p.send("t", None, b"lost?", &MessageHeaders::new()).await.unwrap_err();
         match err {
             BusError::Delivery { topic, error } => {
                 assert_eq!(topic, "t");
-                assert_eq!(
-                    error.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::MessageTimedOut)
-                );
+                assert_eq!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageTimedOut));
             }
             other => panic!("expected a delivery error, got {other}"),
         }

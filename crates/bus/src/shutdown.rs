@@ -23,10 +23,7 @@ impl Shutdown {
     /// A flag triggered only by [`Shutdown::trigger`].
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(false);
-        Self {
-            tx: std::sync::Arc::new(tx),
-            rx,
-        }
+        Self { tx: std::sync::Arc::new(tx), rx }
     }
 
     /// A flag that SIGTERM or SIGINT (Ctrl-C) triggers. Must be called inside a Tokio runtime.
@@ -41,10 +38,7 @@ impl Shutdown {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
             };
-            tracing::info!(
-                signal = which,
-                "shutdown requested: finishing in-flight work"
-            );
+            tracing::info!(signal = which, "shutdown requested: finishing in-flight work");
             trigger.trigger();
         });
         Ok(s)

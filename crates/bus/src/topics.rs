@@ -55,21 +55,12 @@ pub struct TopicShape {
 pub fn shape_problems(spec: &TopicSpec, shape: &TopicShape) -> Vec<String> {
     let mut p = Vec::new();
     if shape.partitions != spec.partitions {
-        p.push(format!(
-            "{} partitions, expected {}",
-            shape.partitions, spec.partitions
-        ));
+        p.push(format!("{} partitions, expected {}", shape.partitions, spec.partitions));
     }
     if shape.replication_factor != spec.replication_factor {
-        p.push(format!(
-            "replication factor {}, expected {}",
-            shape.replication_factor, spec.replication_factor
-        ));
+        p.push(format!("replication factor {}, expected {}", shape.replication_factor, spec.replication_factor));
     }
-    let compacted = shape
-        .cleanup_policy
-        .split(',')
-        .any(|s| s.trim() == "compact");
+    let compacted = shape.cleanup_policy.split(',').any(|s| s.trim() == "compact");
     if compacted != spec.compacted {
         p.push(format!(
             "cleanup.policy={}, expected {}",
@@ -91,11 +82,7 @@ fn admin(cfg: &BusConfig, name: &str) -> Result<Arc<AdminClient<BusContext>>, Bu
 /// Waits until the cluster answers a metadata request, retrying with exponential backoff and
 /// a log line per attempt. Gives up after `retry.give_up_after_ms` with
 /// [`BusError::BrokerUnavailable`], or with [`BusError::ShutDown`] on shutdown. Never panics.
-pub async fn wait_for_kafka(
-    cfg: &BusConfig,
-    retry: &RetryConfig,
-    shutdown: &Shutdown,
-) -> Result<(), BusError> {
+pub async fn wait_for_kafka(cfg: &BusConfig, retry: &RetryConfig, shutdown: &Shutdown) -> Result<(), BusError> {
     let client = admin(cfg, "startup")?;
     let started = Instant::now();
     let mut attempt = 0u32;
@@ -105,11 +92,7 @@ pub async fn wait_for_kafka(
         // slow cluster still answers and a dead one is reported on time.
         let mut per_attempt = Duration::from_secs(u64::from(attempt.min(5)));
         if let Some(limit) = retry.give_up_after() {
-            per_attempt = per_attempt.min(
-                limit
-                    .saturating_sub(started.elapsed())
-                    .max(Duration::from_millis(200)),
-            );
+            per_attempt = per_attempt.min(limit.saturating_sub(started.elapsed()).max(Duration::from_millis(200)));
         }
         let c = client.clone();
         let res = tokio::task::spawn_blocking(move || c.inner().fetch_metadata(None, per_attempt))
@@ -155,18 +138,13 @@ pub async fn describe_topic(cfg: &BusConfig, topic: &str) -> Result<Option<Topic
     describe_with(&client, topic).await
 }
 
-async fn describe_with(
-    client: &Arc<AdminClient<BusContext>>,
-    topic: &str,
-) -> Result<Option<TopicShape>, BusError> {
+async fn describe_with(client: &Arc<AdminClient<BusContext>>, topic: &str) -> Result<Option<TopicShape>, BusError> {
     let c = client.clone();
     let t = topic.to_string();
-    let md = tokio::task::spawn_blocking(move || {
-        c.inner().fetch_metadata(Some(&t), Duration::from_secs(10))
-    })
-    .await
-    .map_err(|e| BusError::Join(e.to_string()))?
-    .map_err(|e| BusError::kafka("fetch topic metadata", e))?;
+    let md = tokio::task::spawn_blocking(move || c.inner().fetch_metadata(Some(&t), Duration::from_secs(10)))
+        .await
+        .map_err(|e| BusError::Join(e.to_string()))?
+        .map_err(|e| BusError::kafka("fetch topic metadata", e))?;
     let Some(mt) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -183,11 +161,7 @@ async fn describe_with(
         }
     }
     let partitions = mt.partitions().len() as i32;
-    let replication_factor = mt
-        .partitions()
-        .first()
-        .map(|p| p.replicas().len() as i32)
-        .unwrap_or(0);
+    let replication_factor = mt.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(0);
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     let res = client
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
@@ -208,11 +182,7 @@ async fn describe_with(
         }
         None => "delete".into(),
     };
-    Ok(Some(TopicShape {
-        partitions,
-        replication_factor,
-        cleanup_policy,
-    }))
+    Ok(Some(TopicShape { partitions, replication_factor, cleanup_policy }))
 }
 
 /// Creates missing topics and verifies existing ones against `specs`. Fails on the first topic
@@ -225,20 +195,13 @@ pub async fn ensure_topics(cfg: &BusConfig, specs: &[TopicSpec]) -> Result<(), B
             continue;
         }
         let policy = if spec.compacted { "compact" } else { "delete" };
-        let mut nt = NewTopic::new(
-            &spec.name,
-            spec.partitions,
-            TopicReplication::Fixed(spec.replication_factor),
-        )
-        .set("cleanup.policy", policy);
+        let mut nt = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(spec.replication_factor))
+            .set("cleanup.policy", policy);
         for (k, v) in &spec.configs {
             nt = nt.set(k, v);
         }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let res = client
-            .create_topics([&nt], &opts)
-            .await
-            .map_err(|e| BusError::kafka("create topic", e))?;
+        let res = client.create_topics([&nt], &opts).await.map_err(|e| BusError::kafka("create topic", e))?;
         match res.into_iter().next() {
             Some(Ok(_)) => {
                 tracing::info!(topic = %spec.name, partitions = spec.partitions, policy, "topic created")
@@ -246,16 +209,10 @@ pub async fn ensure_topics(cfg: &BusConfig, specs: &[TopicSpec]) -> Result<(), B
             // Another instance created it first: verify what it made.
             Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {}
             Some(Err((_, code))) => {
-                return Err(BusError::TopicCreate {
-                    topic: spec.name.clone(),
-                    detail: format!("{code:?}"),
-                });
+                return Err(BusError::TopicCreate { topic: spec.name.clone(), detail: format!("{code:?}") });
             }
             None => {
-                return Err(BusError::TopicCreate {
-                    topic: spec.name.clone(),
-                    detail: "no result".into(),
-                });
+                return Err(BusError::TopicCreate { topic: spec.name.clone(), detail: "no result".into() });
             }
         }
         // Metadata can lag creation by a moment; poll until it shows the topic.
@@ -284,10 +241,7 @@ fn verify(spec: &TopicSpec, shape: &TopicShape) -> Result<(), BusError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(BusError::TopicMismatch {
-            topic: spec.name.clone(),
-            problem: problems.join("; "),
-        })
+        Err(BusError::TopicMismatch { topic: spec.name.clone(), problem: problems.join("; ") })
     }
 }
 
@@ -305,22 +259,11 @@ mod tests {
     #[test]
     fn shape_problems_name_each_difference() {
         let spec = TopicSpec::with_defaults("fhir.patient.v1", &TopicDefaults::default());
-        let ok = TopicShape {
-            partitions: 6,
-            replication_factor: 1,
-            cleanup_policy: "compact".into(),
-        };
+        let ok = TopicShape { partitions: 6, replication_factor: 1, cleanup_policy: "compact".into() };
         assert!(shape_problems(&spec, &ok).is_empty());
-        let also_ok = TopicShape {
-            cleanup_policy: "compact,delete".into(),
-            ..ok.clone()
-        };
+        let also_ok = TopicShape { cleanup_policy: "compact,delete".into(), ..ok.clone() };
         assert!(shape_problems(&spec, &also_ok).is_empty());
-        let bad = TopicShape {
-            partitions: 3,
-            replication_factor: 2,
-            cleanup_policy: "delete".into(),
-        };
+        let bad = TopicShape { partitions: 3, replication_factor: 2, cleanup_policy: "delete".into() };
         assert_eq!(
             shape_problems(&spec, &bad),
             vec![

@@ -37,20 +37,12 @@ impl TraceParent {
         if trace_id == [0; 16] {
             trace_id[15] = 1;
         }
-        Self {
-            trace_id,
-            parent_id: new_span_id(),
-            flags: SAMPLED,
-        }
+        Self { trace_id, parent_id: new_span_id(), flags: SAMPLED }
     }
 
     /// The same trace with a fresh span id: the context for something this span produces.
     pub fn child(&self) -> Self {
-        Self {
-            trace_id: self.trace_id,
-            parent_id: new_span_id(),
-            flags: self.flags,
-        }
+        Self { trace_id: self.trace_id, parent_id: new_span_id(), flags: self.flags }
     }
 
     pub fn sampled(&self) -> bool {
@@ -70,13 +62,7 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
-            self.flags
-        )
+        write!(f, "00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.parent_id), self.flags)
     }
 }
 
@@ -110,11 +96,7 @@ impl FromStr for TraceParent {
         if parent_id == [0; 8] {
             return Err(TraceParseError::ZeroId("parent"));
         }
-        Ok(Self {
-            trace_id,
-            parent_id,
-            flags,
-        })
+        Ok(Self { trace_id, parent_id, flags })
     }
 }
 
@@ -201,34 +183,13 @@ mod tests {
     fn rejects_malformed_values() {
         let bad = [
             ("", TraceParseError::Length(0)),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
-                TraceParseError::Length(54),
-            ),
-            (
-                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-                TraceParseError::Field("trace-id"),
-            ),
-            (
-                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                TraceParseError::ZeroId("trace"),
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-                TraceParseError::ZeroId("parent"),
-            ),
-            (
-                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                TraceParseError::InvalidVersion,
-            ),
-            (
-                "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                TraceParseError::Field("separator"),
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
-                TraceParseError::Length(57),
-            ),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", TraceParseError::Length(54)),
+            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", TraceParseError::Field("trace-id")),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", TraceParseError::ZeroId("trace")),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", TraceParseError::ZeroId("parent")),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceParseError::InvalidVersion),
+            ("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceParseError::Field("separator")),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", TraceParseError::Length(57)),
         ];
         for (input, want) in bad {
             assert_eq!(input.parse::<TraceParent>(), Err(want), "{input:?}");
@@ -243,12 +204,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_arbitrary_ascii_and_utf8() {
-        let inputs = [
-            "é".repeat(30),
-            "-".repeat(55),
-            "0".repeat(55),
-            format!("{}\u{1F600}", &EXAMPLE[..51]),
-        ];
+        let inputs = ["é".repeat(30), "-".repeat(55), "0".repeat(55), format!("{}\u{1F600}", &EXAMPLE[..51])];
         for i in inputs {
             let _ = i.parse::<TraceParent>();
         }

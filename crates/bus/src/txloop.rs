@@ -89,11 +89,7 @@ impl Default for TxTuning {
             blocking_call_timeout_ms: 30_000,
             static_membership: true,
             max_attempts: 5,
-            retry: RetryConfig {
-                initial_ms: 100,
-                max_ms: 5_000,
-                give_up_after_ms: None,
-            },
+            retry: RetryConfig { initial_ms: 100, max_ms: 5_000, give_up_after_ms: None },
             retry_backoff_ms: 5,
         }
     }
@@ -135,16 +131,11 @@ pub enum ProcessError {
 
 impl ProcessError {
     pub fn permanent(class: &str, detail: impl Into<String>) -> Self {
-        ProcessError::Permanent {
-            class: class.into(),
-            detail: detail.into(),
-        }
+        ProcessError::Permanent { class: class.into(), detail: detail.into() }
     }
 
     pub fn transient(detail: impl Into<String>) -> Self {
-        ProcessError::Transient {
-            detail: detail.into(),
-        }
+        ProcessError::Transient { detail: detail.into() }
     }
 }
 
@@ -162,10 +153,7 @@ impl From<AvroError> for ProcessError {
 /// the same record after a transient failure or an aborted transaction, so it must be
 /// deterministic (same input, same outputs, same ids).
 pub trait Processor: Send + Sync {
-    fn process(
-        &self,
-        record: &InputRecord,
-    ) -> impl Future<Output = Result<Vec<Output>, ProcessError>> + Send;
+    fn process(&self, record: &InputRecord) -> impl Future<Output = Result<Vec<Output>, ProcessError>> + Send;
 }
 
 /// Counters of a running loop (shared, readable while it runs).
@@ -262,12 +250,8 @@ fn classify(e: &KafkaError) -> Class {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BusError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BusError::Join(e.to_string()))
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, BusError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| BusError::Join(e.to_string()))
 }
 
 /// A started loop: clients created, transactions initialised, subscribed.
@@ -301,22 +285,13 @@ impl TxLoop {
 
         let mut pc = producer_client_config(bus);
         pc.set("transactional.id", &cfg.transactional_id);
-        pc.set(
-            "transaction.timeout.ms",
-            t.transaction_timeout_ms.to_string(),
-        );
+        pc.set("transaction.timeout.ms", t.transaction_timeout_ms.to_string());
         // After a commit the coordinator answers the next transaction's first request with
         // CONCURRENT_TRANSACTIONS until the markers are written (a few ms); librdkafka retries
         // after retry.backoff.ms, whose 100 ms default would cap the loop at ~10 commits/s.
         pc.set("retry.backoff.ms", t.retry_backoff_ms.to_string());
         // librdkafka requires a record's delivery timeout to fit in its transaction.
-        pc.set(
-            "delivery.timeout.ms",
-            bus.producer
-                .delivery_timeout_ms
-                .min(t.transaction_timeout_ms)
-                .to_string(),
-        );
+        pc.set("delivery.timeout.ms", bus.producer.delivery_timeout_ms.min(t.transaction_timeout_ms).to_string());
         let producer: FutureProducer<BusContext> = pc
             .create_with_context(BusContext::new(format!("{}/txn-producer", cfg.stage)))
             .map_err(|e| BusError::Config(e.to_string()))?;
@@ -330,18 +305,11 @@ impl TxLoop {
                 Ok(()) => break,
                 Err(e) => match classify(&e) {
                     Class::Fatal => {
-                        return Err(BusError::Fatal {
-                            op: "init_transactions",
-                            detail: e.to_string(),
-                        });
+                        return Err(BusError::Fatal { op: "init_transactions", detail: e.to_string() });
                     }
                     _ => {
                         let waited = started.elapsed();
-                        if bus
-                            .startup_retry
-                            .give_up_after()
-                            .is_some_and(|l| waited >= l)
-                        {
+                        if bus.startup_retry.give_up_after().is_some_and(|l| waited >= l) {
                             return Err(BusError::BrokerUnavailable {
                                 bootstrap: bus.kafka.bootstrap_servers.clone(),
                                 attempts: attempt,
@@ -368,23 +336,12 @@ impl TxLoop {
             cc.set("group.instance.id", &cfg.transactional_id);
         }
         let ctx = BusConsumerContext::new(format!("{}/consumer", cfg.stage));
-        let consumer: StreamConsumer<BusConsumerContext> = cc
-            .create_with_context(ctx.clone())
-            .map_err(|e| BusError::Config(e.to_string()))?;
+        let consumer: StreamConsumer<BusConsumerContext> =
+            cc.create_with_context(ctx.clone()).map_err(|e| BusError::Config(e.to_string()))?;
         let topics: Vec<&str> = cfg.input_topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| BusError::kafka("subscribe", e))?;
+        consumer.subscribe(&topics).map_err(|e| BusError::kafka("subscribe", e))?;
         tracing::info!(stage = %cfg.stage, group = %cfg.group_id, "transactional loop started");
-        Ok(Self {
-            cfg,
-            producer,
-            consumer: Arc::new(consumer),
-            ctx,
-            dlq,
-            counters: Arc::default(),
-            call_timeout,
-        })
+        Ok(Self { cfg, producer, consumer: Arc::new(consumer), ctx, dlq, counters: Arc::default(), call_timeout })
     }
 
     /// Live counters, e.g. for metrics or a benchmark.
@@ -394,11 +351,7 @@ impl TxLoop {
 
     /// Runs until `shutdown` (then finishes and commits the batch in hand, flushes and leaves
     /// the group) or a fatal error.
-    pub async fn run<P: Processor>(
-        self,
-        processor: &P,
-        shutdown: &Shutdown,
-    ) -> Result<TxLoopStats, BusError> {
+    pub async fn run<P: Processor>(self, processor: &P, shutdown: &Shutdown) -> Result<TxLoopStats, BusError> {
         let result = self.run_inner(processor, shutdown).await;
         // Flushing, leaving the group and destroying the clients all block: off the executor.
         let t = self.call_timeout;
@@ -411,11 +364,7 @@ impl TxLoop {
         result
     }
 
-    async fn run_inner<P: Processor>(
-        &self,
-        processor: &P,
-        shutdown: &Shutdown,
-    ) -> Result<TxLoopStats, BusError> {
+    async fn run_inner<P: Processor>(&self, processor: &P, shutdown: &Shutdown) -> Result<TxLoopStats, BusError> {
         let t = &self.cfg.tuning;
         let mut recovery = Recovery::default();
         let mut consecutive_aborts = 0u32;
@@ -440,11 +389,7 @@ impl TxLoop {
             let gather_started = Instant::now();
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + Duration::from_millis(t.max_txn_ms);
-            let max_records = if recovery.isolate > 0 {
-                1
-            } else {
-                t.max_records_per_txn
-            };
+            let max_records = if recovery.isolate > 0 { 1 } else { t.max_records_per_txn };
             while batch.len() < max_records {
                 let next = tokio::select! {
                     biased;
@@ -459,10 +404,7 @@ impl TxLoop {
             }
 
             tracing::trace!(stage = %self.cfg.stage, records = batch.len(), gather_us = gather_started.elapsed().as_micros() as u64, "batch gathered");
-            match self
-                .process_batch(processor, &batch, generation, &mut recovery)
-                .await?
-            {
+            match self.process_batch(processor, &batch, generation, &mut recovery).await? {
                 BatchOutcome::Committed => consecutive_aborts = 0,
                 BatchOutcome::RetryAfter { attempt } => {
                     let d = t.retry.delay(attempt);
@@ -487,10 +429,7 @@ impl TxLoop {
 
     fn consumer_error(&self, e: KafkaError) -> Result<(), BusError> {
         if let KafkaError::MessageConsumptionFatal(code) = e {
-            return Err(BusError::Fatal {
-                op: "consume",
-                detail: format!("{code:?}"),
-            });
+            return Err(BusError::Fatal { op: "consume", detail: format!("{code:?}") });
         }
         // librdkafka reconnects and refetches by itself; these are informational.
         tracing::warn!(stage = %self.cfg.stage, error = %e, "consumer error");
@@ -507,16 +446,11 @@ impl TxLoop {
         let t = &self.cfg.tuning;
         let mut batch_start: Positions = BTreeMap::new();
         for r in batch {
-            batch_start
-                .entry((r.topic.clone(), r.partition))
-                .or_insert(r.offset);
+            batch_start.entry((r.topic.clone(), r.partition)).or_insert(r.offset);
         }
         self.producer
             .begin_transaction()
-            .map_err(|e| BusError::Fatal {
-                op: "begin_transaction",
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| BusError::Fatal { op: "begin_transaction", detail: e.to_string() })?;
 
         let process_started = Instant::now();
         let mut next_offsets: Positions = BTreeMap::new();
@@ -537,9 +471,7 @@ impl TxLoop {
                         continue;
                     }
                     Err(f) => {
-                        return self
-                            .abort_and_rewind(&batch_start, f, recovery, batch.len())
-                            .await;
+                        return self.abort_and_rewind(&batch_start, f, recovery, batch.len()).await;
                     }
                 }
             }
@@ -551,10 +483,7 @@ impl TxLoop {
                         if o.headers.traceparent().is_none() {
                             rec.headers.propagate_trace_to(&mut o.headers);
                         }
-                        match self
-                            .produce(&o.topic, o.key.as_deref(), &o.value, &o.headers)
-                            .await
-                        {
+                        match self.produce(&o.topic, o.key.as_deref(), &o.value, &o.headers).await {
                             Ok(d) => deliveries.push((id.clone(), d)),
                             Err(TxnFailure::Rejected(_, why)) => {
                                 r = Err(TxnFailure::Rejected(id.clone(), why));
@@ -577,20 +506,16 @@ impl TxLoop {
                     })
                 }
                 Err(ProcessError::Transient { detail }) => {
-                    self.counters
-                        .transient_failures
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters.transient_failures.fetch_add(1, Ordering::Relaxed);
                     let n = recovery.attempts.entry(id.clone()).or_insert(0);
                     *n += 1;
                     let n = *n;
                     if n >= t.max_attempts {
                         let detail = format!("gave up after {n} attempts; last error: {detail}");
-                        self.dead_letter(rec, "retries-exhausted", &detail, n)
-                            .await
-                            .map(|d| {
-                                deliveries.push((id.clone(), d));
-                                dead += 1;
-                            })
+                        self.dead_letter(rec, "retries-exhausted", &detail, n).await.map(|d| {
+                            deliveries.push((id.clone(), d));
+                            dead += 1;
+                        })
                     } else {
                         tracing::warn!(stage = %self.cfg.stage, topic = %rec.topic, partition = rec.partition,
                             offset = rec.offset, attempt = n, error = %detail, "transient failure, will retry");
@@ -600,9 +525,7 @@ impl TxLoop {
                 }
             };
             if let Err(f) = sent {
-                return self
-                    .abort_and_rewind(&batch_start, f, recovery, batch.len())
-                    .await;
+                return self.abort_and_rewind(&batch_start, f, recovery, batch.len()).await;
             }
             next_offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
         }
@@ -626,32 +549,19 @@ impl TxLoop {
             // Nothing processed (transient failure on the first record): nothing to commit.
             self.abort_only().await?;
         } else if let Err(f) = self.commit(&next_offsets, deliveries).await {
-            return self
-                .abort_and_rewind(&batch_start, f, recovery, batch.len())
-                .await;
+            return self.abort_and_rewind(&batch_start, f, recovery, batch.len()).await;
         } else {
             let n_in: u64 = batch
                 .iter()
-                .filter(|r| {
-                    next_offsets
-                        .get(&(r.topic.clone(), r.partition))
-                        .is_some_and(|&o| r.offset < o)
-                })
+                .filter(|r| next_offsets.get(&(r.topic.clone(), r.partition)).is_some_and(|&o| r.offset < o))
                 .count() as u64;
             self.counters.records_in.fetch_add(n_in, Ordering::Relaxed);
             recovery.isolate = recovery.isolate.saturating_sub(n_in as usize);
-            self.counters
-                .records_out
-                .fetch_add(produced, Ordering::Relaxed);
-            self.counters
-                .dead_lettered
-                .fetch_add(dead, Ordering::Relaxed);
+            self.counters.records_out.fetch_add(produced, Ordering::Relaxed);
+            self.counters.dead_lettered.fetch_add(dead, Ordering::Relaxed);
             self.counters.transactions.fetch_add(1, Ordering::Relaxed);
             for r in batch {
-                if next_offsets
-                    .get(&(r.topic.clone(), r.partition))
-                    .is_some_and(|&o| r.offset < o)
-                {
+                if next_offsets.get(&(r.topic.clone(), r.partition)).is_some_and(|&o| r.offset < o) {
                     let id = (r.topic.clone(), r.partition, r.offset);
                     recovery.attempts.remove(&id);
                     recovery.rejected.remove(&id);
@@ -682,9 +592,8 @@ impl TxLoop {
         headers: &MessageHeaders,
     ) -> Result<DeliveryFuture, TxnFailure> {
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-                .payload(value)
-                .headers(headers.to_kafka());
+            let mut rec: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).payload(value).headers(headers.to_kafka());
             if let Some(k) = key {
                 rec = rec.key(k);
             }
@@ -726,8 +635,7 @@ impl TxLoop {
             .encode(rec, class, detail, attempts)
             .await
             .map_err(|e| TxnFailure::Abortable(format!("encode dead letter: {e}")))?;
-        self.produce(&e.topic, e.key.as_deref(), &e.value, &e.headers)
-            .await
+        self.produce(&e.topic, e.key.as_deref(), &e.value, &e.headers).await
     }
 
     /// Waits for the transaction's records to be acknowledged, then sends the offsets and
@@ -762,9 +670,7 @@ impl TxLoop {
                     return Err(TxnFailure::Abortable(format!("delivery failed: {e}")));
                 }
                 Err(_canceled) => {
-                    return Err(TxnFailure::Abortable(
-                        "delivery report lost (producer closing)".into(),
-                    ));
+                    return Err(TxnFailure::Abortable("delivery report lost (producer closing)".into()));
                 }
             }
         }
@@ -806,9 +712,7 @@ impl TxLoop {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let r = blocking(make())
-                .await
-                .map_err(|e| TxnFailure::Fatal(e.to_string()))?;
+            let r = blocking(make()).await.map_err(|e| TxnFailure::Fatal(e.to_string()))?;
             match r {
                 Ok(()) => return Ok(()),
                 Err(e) => match classify(&e) {
@@ -838,10 +742,7 @@ impl TxLoop {
             Err(TxnFailure::Fatal(d))
             | Err(TxnFailure::Abortable(d))
             | Err(TxnFailure::Rejected(_, d))
-            | Err(TxnFailure::Isolate(d)) => Err(BusError::Fatal {
-                op: "abort_transaction",
-                detail: d,
-            }),
+            | Err(TxnFailure::Isolate(d)) => Err(BusError::Fatal { op: "abort_transaction", detail: d }),
         }
     }
 
@@ -854,10 +755,7 @@ impl TxLoop {
     ) -> Result<BatchOutcome, BusError> {
         let reason = match failure {
             TxnFailure::Fatal(d) => {
-                return Err(BusError::Fatal {
-                    op: "transaction",
-                    detail: d,
-                });
+                return Err(BusError::Fatal { op: "transaction", detail: d });
             }
             TxnFailure::Abortable(r) => r,
             TxnFailure::Rejected(id, why) => {
@@ -888,18 +786,15 @@ impl TxLoop {
         let to = to.clone();
         let timeout = self.call_timeout;
         blocking(move || {
-            let assigned = c
-                .assignment()
-                .map_err(|e| BusError::kafka("assignment", e))?;
+            let assigned = c.assignment().map_err(|e| BusError::kafka("assignment", e))?;
             for ((topic, partition), off) in &to {
                 if assigned.find_partition(topic, *partition).is_none() {
                     continue;
                 }
-                c.seek(topic, *partition, Offset::Offset(*off), timeout)
-                    .map_err(|e| BusError::Fatal {
-                        op: "seek",
-                        detail: format!("cannot rewind {topic}/{partition} to {off}: {e}"),
-                    })?;
+                c.seek(topic, *partition, Offset::Offset(*off), timeout).map_err(|e| BusError::Fatal {
+                    op: "seek",
+                    detail: format!("cannot rewind {topic}/{partition} to {off}: {e}"),
+                })?;
             }
             Ok(())
         })

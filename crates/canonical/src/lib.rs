@@ -30,8 +30,7 @@ pub(crate) mod schema_file {
     /// Parses `schemas/<file>` from the workspace root.
     pub fn load(file: &str) -> Schema {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas").join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         Schema::parse_str(&text).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
     }
 

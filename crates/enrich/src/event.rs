@@ -34,13 +34,19 @@ fn reason_text(r: &NotMappedReason) -> (&'static str, String) {
     match r {
         NotMappedReason::NoCode => ("no-code", "coding has no code".into()),
         NotMappedReason::UnknownCode { system } => ("unknown-code", format!("code not found in {system}")),
-        NotMappedReason::SystemNotLoaded { system } => ("system-not-loaded", format!("{system} is not loaded; load its release to check and map it")),
+        NotMappedReason::SystemNotLoaded { system } => {
+            ("system-not-loaded", format!("{system} is not loaded; load its release to check and map it"))
+        }
         NotMappedReason::NoMap => ("not-mapped", "no concept map translates this code to a standard system".into()),
         NotMappedReason::MapUnmatched { map_url } => ("map-unmatched", format!("{map_url} says the code has no match")),
         NotMappedReason::NoUnit => ("no-unit", "quantity has no unit".into()),
-        NotMappedReason::UnknownUnit { .. } => ("unknown-unit", "unit is neither a known sender unit nor valid UCUM".into()),
+        NotMappedReason::UnknownUnit { .. } => {
+            ("unknown-unit", "unit is neither a known sender unit nor valid UCUM".into())
+        }
         NotMappedReason::InvalidUcum { error, .. } => ("invalid-ucum", format!("UCUM code is invalid: {error}")),
-        NotMappedReason::OtherUnitSystem { system, .. } => ("other-unit-system", format!("unit coded in {system}, left as is")),
+        NotMappedReason::OtherUnitSystem { system, .. } => {
+            ("other-unit-system", format!("unit coded in {system}, left as is"))
+        }
     }
 }
 

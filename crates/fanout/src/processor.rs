@@ -100,7 +100,12 @@ impl FanoutProcessor {
             let value = self.resource_serde(&topic).encode(r).await?;
             // The message id names this version: the resource in this event.
             let id = format!("{}/{}@{}", r.resource_type, r.id, event.id);
-            out.push(Output { topic, key: Some(r.id.clone().into_bytes()), value, headers: headers(&id, RESOURCE_CONTENT_TYPE) });
+            out.push(Output {
+                topic,
+                key: Some(r.id.clone().into_bytes()),
+                value,
+                headers: headers(&id, RESOURCE_CONTENT_TYPE),
+            });
         }
         if !self.cfg.routes.is_empty() {
             let parsed: Vec<serde_json::Value> =
@@ -114,7 +119,12 @@ impl FanoutProcessor {
                     }
                 };
                 tracing::debug!(route = %route.name, event_id = %event.id, "routed");
-                out.push(Output { topic: route.to.clone(), key: rec.key.clone(), value, headers: headers(&event.id, ct) });
+                out.push(Output {
+                    topic: route.to.clone(),
+                    key: rec.key.clone(),
+                    value,
+                    headers: headers(&event.id, ct),
+                });
             }
         }
         self.metrics.count(STAGE, Outcome::acknowledged);

@@ -36,14 +36,15 @@ pub fn patient_of(resource_type: &str, id: &str, json: &Value) -> Option<String>
     if resource_type == "Patient" {
         return Some(id.to_string());
     }
-    ["subject", "patient"].iter().find_map(|f| {
-        json.get(f)?.get("reference")?.as_str()?.strip_prefix("Patient/").map(str::to_string)
-    })
+    ["subject", "patient"]
+        .iter()
+        .find_map(|f| json.get(f)?.get("reference")?.as_str()?.strip_prefix("Patient/").map(str::to_string))
 }
 
 /// The event's resources of the wanted types as `FhirResource` records, references resolved.
 pub fn current_state(event: &ClinicalEvent, wanted: &[String]) -> Result<Vec<FhirResource>, ResourceError> {
-    let types: HashMap<&str, &str> = event.resources.iter().map(|r| (r.id.as_str(), r.resource_type.as_str())).collect();
+    let types: HashMap<&str, &str> =
+        event.resources.iter().map(|r| (r.id.as_str(), r.resource_type.as_str())).collect();
     let mut out = Vec::new();
     for (index, r) in event.resources.iter().enumerate() {
         if !wanted.iter().any(|w| *w == r.resource_type) {
@@ -89,7 +90,8 @@ pub(crate) mod tests {
     use canonical::{Provenance, Resource, SenderId};
 
     pub fn event() -> ClinicalEvent {
-        let r = |t: &str, id: &str, j: Value| Resource { resource_type: t.into(), id: id.into(), fhir_json: j.to_string() };
+        let r =
+            |t: &str, id: &str, j: Value| Resource { resource_type: t.into(), id: id.into(), fhir_json: j.to_string() };
         ClinicalEvent {
             id: "ev-1".into(),
             source_raw_id: "raw-1".into(),
@@ -107,11 +109,19 @@ pub(crate) mod tests {
                 profile: None,
             },
             resources: vec![
-                r("MessageHeader", "mh1", serde_json::json!({"resourceType": "MessageHeader", "id": "mh1", "focus": [{"reference": "urn:uuid:o1"}]})),
+                r(
+                    "MessageHeader",
+                    "mh1",
+                    serde_json::json!({"resourceType": "MessageHeader", "id": "mh1", "focus": [{"reference": "urn:uuid:o1"}]}),
+                ),
                 r("Patient", "p1", serde_json::json!({"resourceType": "Patient", "id": "p1"})),
-                r("Observation", "o1", serde_json::json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                r(
+                    "Observation",
+                    "o1",
+                    serde_json::json!({"resourceType": "Observation", "id": "o1", "status": "final",
                     "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
-                    "subject": {"reference": "urn:uuid:p1"}, "performer": [{"reference": "urn:uuid:elsewhere"}]})),
+                    "subject": {"reference": "urn:uuid:p1"}, "performer": [{"reference": "urn:uuid:elsewhere"}]}),
+                ),
             ],
             issues: vec![],
         }

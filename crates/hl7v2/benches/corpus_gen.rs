@@ -26,7 +26,8 @@ impl Rng {
     }
 }
 
-const FAMILY: &[&str] = &["TESTPERSON", "O\\T\\BRIEN", "FAKENAME", "SAMPLE-SMITH", "EXAMPLE", "DUMMY", "PLACEHOLDER", "MOCKINGBIRD"];
+const FAMILY: &[&str] =
+    &["TESTPERSON", "O\\T\\BRIEN", "FAKENAME", "SAMPLE-SMITH", "EXAMPLE", "DUMMY", "PLACEHOLDER", "MOCKINGBIRD"];
 const GIVEN: &[&str] = &["ALEX", "JORDAN", "SAM", "CASEY", "RILEY", "TAYLOR", "MORGAN", "JAMIE"];
 const STREETS: &[&str] = &["1 NOWHERE LN", "22 FICTION AVE", "333 TEST BLVD\\S\\APT 4", "4 SAMPLE RD"];
 const TESTS: &[(&str, &str, &str, &str)] = &[
@@ -64,7 +65,12 @@ fn pid(r: &mut Rng) -> String {
     let mrn = r.below(10_000_000);
     let mut ids = format!("{mrn}^^^GENHOSP^MR");
     for _ in 0..r.below(3) {
-        ids.push_str(&format!("~{}^^^{}^{}", r.below(1_000_000_000), r.pick(&["SSA", "NHS", "DMV"]), r.pick(&["SS", "NH", "DL"])));
+        ids.push_str(&format!(
+            "~{}^^^{}^{}",
+            r.below(1_000_000_000),
+            r.pick(&["SSA", "NHS", "DMV"]),
+            r.pick(&["SS", "NH", "DL"])
+        ));
     }
     format!(
         "PID|1||{ids}||{}^{}^{}^^{}||19{:02}{:02}{:02}|{}|||{}^^FAKETOWN^ZZ^{:05}^USA^H~PO BOX {}^^FAKETOWN^ZZ^00000^USA^M||555-{:04}^PRN^PH~555-{:04}^WPN^PH|||{}|||{:09}\r",
@@ -105,7 +111,13 @@ pub fn adt(r: &mut Rng, n: u64, target: usize) -> String {
     let mut m = msh(r, &format!("ADT^{trig}^ADT_A01"), n);
     m.push_str(&format!("EVN|{trig}|{}\r", ts(r)));
     m.push_str(&pid(r));
-    m.push_str(&format!("NK1|1|{}^{}|SPO^Spouse^HL70063|{}^^FAKETOWN^ZZ|555-{:04}\r", r.pick(FAMILY), r.pick(GIVEN), r.pick(STREETS), r.below(10_000)));
+    m.push_str(&format!(
+        "NK1|1|{}^{}|SPO^Spouse^HL70063|{}^^FAKETOWN^ZZ|555-{:04}\r",
+        r.pick(FAMILY),
+        r.pick(GIVEN),
+        r.pick(STREETS),
+        r.below(10_000)
+    ));
     m.push_str(&pv1(r));
     let mut i = 1;
     while m.len() + 260 < target {
@@ -163,7 +175,8 @@ fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 4);
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for k in 0..4 {
             if k <= c.len() {
                 out.push(T[(n >> (18 - 6 * k)) as usize & 63] as char);

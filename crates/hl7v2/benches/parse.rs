@@ -5,7 +5,7 @@
 #[path = "corpus_gen.rs"]
 mod corpus_gen;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hl7v2::Message;
 use std::hint::black_box;
 use std::time::Duration;

@@ -72,7 +72,12 @@ fn main() {
             }
             let n = msgs.len() as f64;
             let mb = bytes as f64 / 1e6;
-            println!("rust hl7v2 tokenise+index: {:.0} msgs/s, {:.0} MB/s ({} msgs, best of {rounds})", n / best_index, mb / best_index, msgs.len());
+            println!(
+                "rust hl7v2 tokenise+index: {:.0} msgs/s, {:.0} MB/s ({} msgs, best of {rounds})",
+                n / best_index,
+                mb / best_index,
+                msgs.len()
+            );
             println!("rust hl7v2 full access:    {:.0} msgs/s, {:.0} MB/s", n / best_full, mb / best_full);
             println!("RUST_MSGS_PER_S={:.0}", n / best_index);
             println!("RUST_FULL_MSGS_PER_S={:.0}", n / best_full);

@@ -174,10 +174,8 @@ fn version_tuple(v: &str) -> (u32, u32, u32) {
 
 /// `YYYYMMDDHHMMSS+0000` for now, without a calendar dependency.
 fn now_ts() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (proleptic Gregorian).
@@ -190,12 +188,7 @@ fn now_ts() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 impl Ack {
@@ -248,9 +241,7 @@ impl Ack {
     fn first(&self, original: AckCode, commit: AckCode, errs: &[ErrDetail]) -> Option<Vec<u8>> {
         match self.mode() {
             AckMode::Original => Some(self.build(original, errs)),
-            AckMode::Enhanced { accept, .. } => {
-                accept.wants(commit.is_success()).then(|| self.build(commit, errs))
-            }
+            AckMode::Enhanced { accept, .. } => accept.wants(commit.is_success()).then(|| self.build(commit, errs)),
         }
     }
 
@@ -331,10 +322,9 @@ impl Ack {
         let new_err = version_at_least(version, 2, 5);
         let _ = m.set("MSA-1", code.as_str());
         raw(&mut m, "MSA-2", &h.control_id);
-        if !new_err
-            && let Some(e) = errs.first() {
-                let _ = m.set("MSA-3", &truncate(&e.text, 80));
-            }
+        if !new_err && let Some(e) = errs.first() {
+            let _ = m.set("MSA-3", &truncate(&e.text, 80));
+        }
         for (i, e) in errs.iter().enumerate() {
             let occ = i + 1;
             let p = |f: &str| format!("ERR({occ})-{f}");
@@ -446,10 +436,7 @@ mod tests {
         let raw = b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|E1|P|2.5|||ER|AL\r";
         let m = Message::parse(raw).unwrap();
         let a = Ack::for_message(&m).timestamp("2024");
-        assert_eq!(
-            a.mode(),
-            AckMode::Enhanced { accept: AckCondition::OnError, application: AckCondition::Always }
-        );
+        assert_eq!(a.mode(), AckMode::Enhanced { accept: AckCondition::OnError, application: AckCondition::Always });
         assert!(a.accept().is_none(), "ER: no commit ACK on success");
         let ce = text(a.error(&[]).unwrap());
         assert!(ce.contains("MSA|CE|E1"));
@@ -466,7 +453,11 @@ mod tests {
         let raw = b"MSH!@*$%!APP!FAC!ME!US!2024!!ADT@A01!X$F$1!P!2.7!!!!!!8859/1\rPID!1!!!!Jos\xE9\r";
         let m = Message::parse(raw).unwrap();
         let b = Ack::for_message(&m).control_id("R\u{e9}f").timestamp("2024").accept().unwrap();
-        assert!(b.starts_with(b"MSH!@*$%!ME!US!APP!FAC!2024!!ACK@A01@ACK!R\xE9f!P!2.7!!!!!!8859/1\r"), "{}", String::from_utf8_lossy(&b));
+        assert!(
+            b.starts_with(b"MSH!@*$%!ME!US!APP!FAC!2024!!ACK@A01@ACK!R\xE9f!P!2.7!!!!!!8859/1\r"),
+            "{}",
+            String::from_utf8_lossy(&b)
+        );
         assert!(b.ends_with(b"MSA!AA!X$F$1\r"));
         let five = Message::parse(b"MSH|^~\\&#|A|B|C|D|2024||ADT^A01|1|P|2.8\r").unwrap();
         let b = Ack::for_message(&five).accept().unwrap();
@@ -499,5 +490,4 @@ mod tests {
         // v2.5+ layout: ERR-2 location, ERR-3 code, ERR-4 severity; not ERR-1 (ELD).
         assert!(nak.contains("\rERR||MSH^1^12|101^"), "{nak}");
     }
-
 }

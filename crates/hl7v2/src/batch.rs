@@ -142,9 +142,11 @@ fn declared_count(line: &[u8], segment: &'static str, offset: usize) -> Result<O
     if t.is_empty() {
         return Ok(None);
     }
-    t.parse::<usize>()
-        .map(Some)
-        .map_err(|_| BatchError::BadCount { segment, value: t.chars().take(20).collect(), offset })
+    t.parse::<usize>().map(Some).map_err(|_| BatchError::BadCount {
+        segment,
+        value: t.chars().take(20).collect(),
+        offset,
+    })
 }
 
 /// Splits the segments of `input[from..]` (the slice end bounds the scan).
@@ -180,12 +182,20 @@ fn split_plain<'a>(input: &'a [u8], from: usize, out: &mut Split<'a>) -> Result<
         let line = &input[line_start..line_end];
         let name = &line[..line.len().min(3)];
         if ended && !blank(line) {
-            return Err(BatchError::Misplaced { segment: "FTS", reason: "content after the file trailer", offset: line_start });
+            return Err(BatchError::Misplaced {
+                segment: "FTS",
+                reason: "content after the file trailer",
+                offset: line_start,
+            });
         }
         match name {
             b"FHS" => {
                 if out.file_header.is_some() || !out.batches.is_empty() || batch.is_some() || msg_start.is_some() {
-                    return Err(BatchError::Misplaced { segment: "FHS", reason: "a file header must come first", offset: line_start });
+                    return Err(BatchError::Misplaced {
+                        segment: "FHS",
+                        reason: "a file header must come first",
+                        offset: line_start,
+                    });
                 }
                 out.file_header = Some(Chunk { bytes: line, offset: line_start });
             }
@@ -204,15 +214,16 @@ fn split_plain<'a>(input: &'a [u8], from: usize, out: &mut Split<'a>) -> Result<
                 close_msg(input, &mut msg_start, last_end, &mut batch);
                 let mut b = batch.take().unwrap_or_default();
                 if let Some(declared) = declared_count(line, "BTS", line_start)?
-                    && declared != b.messages.len() {
-                        return Err(BatchError::CountMismatch {
-                            segment: "BTS",
-                            what: "messages",
-                            declared,
-                            actual: b.messages.len(),
-                            offset: line_start,
-                        });
-                    }
+                    && declared != b.messages.len()
+                {
+                    return Err(BatchError::CountMismatch {
+                        segment: "BTS",
+                        what: "messages",
+                        declared,
+                        actual: b.messages.len(),
+                        offset: line_start,
+                    });
+                }
                 b.trailer = Some(Chunk { bytes: line, offset: line_start });
                 out.batches.push(b);
             }
@@ -288,7 +299,10 @@ mod tests {
         assert!(s.batches[0].header.is_some() && s.batches[0].trailer.is_some());
         assert_eq!(s.message_count(), 2);
         let bad = format!("BHS|^~\\&|A|B\r{M1}{M2}BTS|3\r");
-        assert!(matches!(split(bad.as_bytes()), Err(BatchError::CountMismatch { segment: "BTS", declared: 3, actual: 2, .. })));
+        assert!(matches!(
+            split(bad.as_bytes()),
+            Err(BatchError::CountMismatch { segment: "BTS", declared: 3, actual: 2, .. })
+        ));
         let nan = format!("BHS|^~\\&\r{M1}BTS|two\r");
         assert!(matches!(split(nan.as_bytes()), Err(BatchError::BadCount { .. })));
     }
@@ -301,7 +315,10 @@ mod tests {
         assert_eq!(s.batches.len(), 2);
         assert_eq!(s.message_count(), 3);
         let bad = f.replace("FTS|2", "FTS|5");
-        assert!(matches!(split(bad.as_bytes()), Err(BatchError::CountMismatch { segment: "FTS", declared: 5, actual: 2, .. })));
+        assert!(matches!(
+            split(bad.as_bytes()),
+            Err(BatchError::CountMismatch { segment: "FTS", declared: 5, actual: 2, .. })
+        ));
         let after = format!("{f}{M1}");
         assert!(matches!(split(after.as_bytes()), Err(BatchError::Misplaced { segment: "FTS", .. })));
         let late = format!("{M1}FHS|^~\\&\r");

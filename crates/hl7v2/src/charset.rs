@@ -50,9 +50,23 @@ impl Charset {
         } else if is(&["UNICODE UTF-8", "UTF-8", "UTF8", "UNICODE", "ISO IR192"]) {
             Ok(Charset::Utf8)
         } else if is(&[
-            "8859/2", "8859/3", "8859/4", "8859/5", "8859/6", "8859/7", "8859/8", "8859/9",
-            "ISO IR14", "ISO IR87", "ISO IR159", "GB 18030-2000", "KS X 1001", "CNS 11643-1992",
-            "BIG-5", "UNICODE UTF-16", "UNICODE UTF-32",
+            "8859/2",
+            "8859/3",
+            "8859/4",
+            "8859/5",
+            "8859/6",
+            "8859/7",
+            "8859/8",
+            "8859/9",
+            "ISO IR14",
+            "ISO IR87",
+            "ISO IR159",
+            "GB 18030-2000",
+            "KS X 1001",
+            "CNS 11643-1992",
+            "BIG-5",
+            "UNICODE UTF-16",
+            "UNICODE UTF-32",
         ]) {
             Err(CharsetError::Unsupported(v.to_string()))
         } else {
@@ -103,11 +117,7 @@ pub struct Replaced {
 ///
 /// Borrowed for UTF-8, ASCII and pure-ASCII 8859 input; owned only when transcoding or
 /// (lenient) replacing was needed.
-pub fn decode(
-    bytes: &[u8],
-    charset: Charset,
-    lenient: bool,
-) -> Result<(Cow<'_, str>, Option<Replaced>), InvalidByte> {
+pub fn decode(bytes: &[u8], charset: Charset, lenient: bool) -> Result<(Cow<'_, str>, Option<Replaced>), InvalidByte> {
     match charset {
         Charset::Unspecified | Charset::Utf8 => match std::str::from_utf8(bytes) {
             Ok(s) => Ok((Cow::Borrowed(s), None)),
@@ -117,10 +127,7 @@ pub fn decode(
                     return Err(InvalidByte { offset, byte: bytes[offset] });
                 }
                 let count = count_invalid_utf8(bytes);
-                Ok((
-                    String::from_utf8_lossy(bytes),
-                    Some(Replaced { first_offset: offset, count }),
-                ))
+                Ok((String::from_utf8_lossy(bytes), Some(Replaced { first_offset: offset, count })))
             }
         },
         Charset::Ascii => {
@@ -133,10 +140,7 @@ pub fn decode(
                 return Err(InvalidByte { offset, byte: bytes[offset] });
             }
             let count = bytes.iter().filter(|b| !b.is_ascii()).count();
-            let s: String = bytes
-                .iter()
-                .map(|&b| if b.is_ascii() { b as char } else { '\u{FFFD}' })
-                .collect();
+            let s: String = bytes.iter().map(|&b| if b.is_ascii() { b as char } else { '\u{FFFD}' }).collect();
             Ok((Cow::Owned(s), Some(Replaced { first_offset: offset, count })))
         }
         Charset::Latin1 | Charset::Latin9 => {

@@ -50,10 +50,9 @@ impl std::fmt::Display for DelimiterProblem {
             DelimiterProblem::BadFieldSeparator(b) => {
                 write!(f, "field separator {} is not a punctuation character", show(*b))
             }
-            DelimiterProblem::WrongCount(n) => write!(
-                f,
-                "MSH-2 has {n} encoding characters; expected 4 (^~\\&) or 5 (^~\\&#)"
-            ),
+            DelimiterProblem::WrongCount(n) => {
+                write!(f, "MSH-2 has {n} encoding characters; expected 4 (^~\\&) or 5 (^~\\&#)")
+            }
             DelimiterProblem::BadCharacter(b) => {
                 write!(f, "encoding character {} is not a punctuation character", show(*b))
             }
@@ -65,11 +64,7 @@ impl std::fmt::Display for DelimiterProblem {
 }
 
 fn show(b: u8) -> String {
-    if b.is_ascii_graphic() {
-        format!("'{}'", b as char)
-    } else {
-        format!("0x{b:02X}")
-    }
+    if b.is_ascii_graphic() { format!("'{}'", b as char) } else { format!("0x{b:02X}") }
 }
 
 fn usable(b: u8) -> bool {

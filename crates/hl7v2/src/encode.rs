@@ -4,11 +4,11 @@
 //! Round trips hold both ways: `parse(encode(model))` gives back the model, and
 //! `parse(message.encode())` gives back the same segments and fields.
 
+use crate::Delimiters;
 use crate::charset::{self, Charset};
 use crate::escape;
 use crate::message::Message;
 use crate::path::{Path, PathError};
-use crate::Delimiters;
 
 /// The innermost value: text (escaped on encoding), an explicit null `""`, or ER7 text that
 /// must be written as is (it holds formatting or other escapes that plain text cannot carry).
@@ -75,10 +75,7 @@ impl OwnedSegment {
     fn msh(d: &Delimiters) -> Self {
         OwnedSegment {
             name: "MSH".into(),
-            fields: vec![
-                OwnedField::text((d.field as char).to_string()),
-                OwnedField::text(d.encoding_characters()),
-            ],
+            fields: vec![OwnedField::text((d.field as char).to_string()), OwnedField::text(d.encoding_characters())],
         }
     }
 
@@ -103,11 +100,7 @@ fn grow<T>(v: &mut Vec<T>, n: usize, mk: impl Fn() -> T) {
 impl OwnedMessage {
     /// An empty message with just `MSH|^~\&` (or the given delimiters).
     pub fn new(delimiters: Delimiters) -> Self {
-        OwnedMessage {
-            delimiters,
-            charset: Charset::Unspecified,
-            segments: vec![OwnedSegment::msh(&delimiters)],
-        }
+        OwnedMessage { delimiters, charset: Charset::Unspecified, segments: vec![OwnedSegment::msh(&delimiters)] }
     }
 
     /// Appends a segment and returns it for filling.
@@ -314,10 +307,7 @@ mod tests {
         m.set("PID-5.1", "O'NEIL^SMITH").unwrap();
         m.set_null("PID-8").unwrap();
         let text = m.encode_text();
-        assert_eq!(
-            text,
-            "MSH|^~\\&|||||||ADT^A01|C1|P|2.5.1\rPID|||~X\\F\\Y||O'NEIL\\S\\SMITH|||\"\"\r"
-        );
+        assert_eq!(text, "MSH|^~\\&|||||||ADT^A01|C1|P|2.5.1\rPID|||~X\\F\\Y||O'NEIL\\S\\SMITH|||\"\"\r");
         let parsed = Message::parse(text.as_bytes()).unwrap();
         assert_eq!(parsed.get("PID-3[2].1").unwrap().unescaped(), "X|Y");
         assert!(parsed.get("PID-8").unwrap().is_null());

@@ -181,10 +181,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::MissingMsh { found } => {
                 write!(f, "message must start with an MSH segment, found {found:?}")
             }
-            ErrorKind::BatchHeader { found } => write!(
-                f,
-                "{found} is a batch/file header; split the input into messages first"
-            ),
+            ErrorKind::BatchHeader { found } => {
+                write!(f, "{found} is a batch/file header; split the input into messages first")
+            }
             ErrorKind::BadEncodingCharacters { problem } => {
                 write!(f, "bad delimiters in MSH-1/MSH-2: {problem}")
             }
@@ -197,21 +196,18 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownCharset { value } => {
                 write!(f, "MSH-18 character set {value:?} is not in HL7 Table 0211")
             }
-            ErrorKind::UnsupportedCharset { value } => write!(
-                f,
-                "MSH-18 character set {value:?} is not supported (ASCII, 8859/1, 8859/15, UTF-8 are)"
-            ),
+            ErrorKind::UnsupportedCharset { value } => {
+                write!(f, "MSH-18 character set {value:?} is not supported (ASCII, 8859/1, 8859/15, UTF-8 are)")
+            }
             ErrorKind::InvalidBytes { charset, byte } => {
                 write!(f, "byte 0x{byte:02X} is not valid {charset}")
             }
-            ErrorKind::InvalidSegmentId { found } => write!(
-                f,
-                "segment id {found:?} is not 3 upper-case letters or digits (truncated or garbled segment)"
-            ),
-            ErrorKind::UnexpectedMsh => write!(
-                f,
-                "a second MSH segment: the input holds several messages; split it as a batch"
-            ),
+            ErrorKind::InvalidSegmentId { found } => {
+                write!(f, "segment id {found:?} is not 3 upper-case letters or digits (truncated or garbled segment)")
+            }
+            ErrorKind::UnexpectedMsh => {
+                write!(f, "a second MSH segment: the input holds several messages; split it as a batch")
+            }
             ErrorKind::MessageTooLarge { len, max } => {
                 write!(f, "message is {len} bytes, over the limit of {max}")
             }
@@ -249,15 +245,11 @@ impl ParseError {
             | ErrorKind::UnexpectedMsh
             | ErrorKind::TooManySegments { .. } => ErrorCode::SegmentSequence,
             ErrorKind::RequiredFieldMissing { .. } => ErrorCode::RequiredFieldMissing,
-            ErrorKind::BadEncodingCharacters { .. } | ErrorKind::InvalidBytes { .. } => {
-                ErrorCode::DataType
-            }
+            ErrorKind::BadEncodingCharacters { .. } | ErrorKind::InvalidBytes { .. } => ErrorCode::DataType,
             ErrorKind::UnknownCharset { .. } => ErrorCode::TableValueNotFound,
             ErrorKind::UnsupportedCharset { .. } => ErrorCode::ApplicationInternalError,
             ErrorKind::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersionId,
-            ErrorKind::MessageTooLarge { .. } | ErrorKind::FieldTooLong { .. } => {
-                ErrorCode::ValueTooLong
-            }
+            ErrorKind::MessageTooLarge { .. } | ErrorKind::FieldTooLong { .. } => ErrorCode::ValueTooLong,
         }
     }
 }

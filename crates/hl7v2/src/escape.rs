@@ -143,9 +143,7 @@ pub fn escape<'a>(text: &'a str, d: &Delimiters) -> Cow<'a, str> {
         let e = d.escape as char;
         return Cow::Owned(format!("{e}X2222{e}"));
     }
-    let needs = text
-        .bytes()
-        .any(|b| d.is_special(b) || b == b'\r' || b == b'\n');
+    let needs = text.bytes().any(|b| d.is_special(b) || b == b'\r' || b == b'\n');
     if !needs {
         return Cow::Borrowed(text);
     }
@@ -202,9 +200,7 @@ pub fn is_plain(raw: &str, d: &Delimiters) -> bool {
         let seq = &b[start..start + len];
         let ok = match seq {
             b"F" | b"S" | b"T" | b"R" | b"E" | b"P" => true,
-            [b'X', hex @ ..] => {
-                !hex.is_empty() && hex.len() % 2 == 0 && hex.iter().all(u8::is_ascii_hexdigit)
-            }
+            [b'X', hex @ ..] => !hex.is_empty() && hex.len() % 2 == 0 && hex.iter().all(u8::is_ascii_hexdigit),
             _ => false,
         };
         if !ok {
@@ -265,10 +261,7 @@ mod tests {
     fn formatting_kept_or_rendered() {
         let raw = r"line one\.br\line two \H\bold\N\ \.sp2\end\.in+4\";
         assert_eq!(unescape(raw, &d()), raw);
-        assert_eq!(
-            unescape_with(raw, &d(), Formatting::Render),
-            "line one\nline two bold \n\nend"
-        );
+        assert_eq!(unescape_with(raw, &d(), Formatting::Render), "line one\nline two bold \n\nend");
         assert_eq!(unescape_with(r"\.fi\\.nf\\.ti-2\\.sk3\\.ce\x", &d(), Formatting::Render), "x");
     }
 

@@ -3,9 +3,9 @@
 //! A NAK must still echo MSH-10 and answer in the sender's delimiters, version and character
 //! set even if parsing failed further on; ingest also uses it to key and label raw records.
 
+use crate::Delimiters;
 use crate::charset::{self, Charset};
 use crate::message::Message;
-use crate::Delimiters;
 
 /// The MSH fields an acknowledgment and a raw-message record need, as owned raw (escaped) text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -15,10 +15,6 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_message_bytes: 64 << 20,
-            max_segments: 100_000,
-            max_field_bytes: 32 << 20,
-        }
+        Limits { max_message_bytes: 64 << 20, max_segments: 100_000, max_field_bytes: 32 << 20 }
     }
 }

@@ -105,11 +105,7 @@ fn is_terminator(b: u8) -> bool {
 fn locate(bytes: &[u8], offset: usize, fs: u8, base: usize) -> Location {
     let upto = &bytes[..offset.min(bytes.len())];
     let seg_start = upto.iter().rposition(|&b| is_terminator(b)).map_or(0, |p| p + 1);
-    let seg_index = upto[..seg_start]
-        .split(|&b| is_terminator(b))
-        .filter(|l| !l.is_empty())
-        .count()
-        + 1;
+    let seg_index = upto[..seg_start].split(|&b| is_terminator(b)).filter(|l| !l.is_empty()).count() + 1;
     let name_end = (seg_start + 3).min(bytes.len());
     let name = String::from_utf8_lossy(&bytes[seg_start..name_end]).into_owned();
     let mut field = upto[seg_start..].iter().filter(|&&b| b == fs).count();
@@ -171,13 +167,13 @@ impl<'a> Message<'a> {
                 msh_loc(1, 3),
             ));
         };
-        let enc_len = b[4..]
-            .iter()
-            .position(|&c| c == fs || is_terminator(c))
-            .unwrap_or(b.len() - 4);
+        let enc_len = b[4..].iter().position(|&c| c == fs || is_terminator(c)).unwrap_or(b.len() - 4);
         let (delims, doubled) = Delimiters::from_msh(fs, &b[4..4 + enc_len]).map_err(|p| {
             let field = if matches!(p, crate::delimiters::DelimiterProblem::BadFieldSeparator(_)) { 1 } else { 2 };
-            err(ErrorKind::BadEncodingCharacters { problem: p.to_string() }, msh_loc(field, if field == 1 { 3 } else { 4 }))
+            err(
+                ErrorKind::BadEncodingCharacters { problem: p.to_string() },
+                msh_loc(field, if field == 1 { 3 } else { 4 }),
+            )
         })?;
         let mut warnings = Vec::new();
         if doubled {
@@ -210,10 +206,7 @@ impl<'a> Message<'a> {
             err(kind, msh_loc(18, charset_off))
         })?;
         let (text, replaced) = charset::decode(b, charset, opts.lenient_charset).map_err(|e| {
-            err(
-                ErrorKind::InvalidBytes { charset: charset.label(), byte: e.byte },
-                locate(b, e.offset, fs, base),
-            )
+            err(ErrorKind::InvalidBytes { charset: charset.label(), byte: e.byte }, locate(b, e.offset, fs, base))
         })?;
         if let Some(r) = replaced {
             warnings.push(Warning::ReplacedInvalidBytes {
@@ -223,15 +216,7 @@ impl<'a> Message<'a> {
             });
         }
 
-        let mut msg = Message {
-            text,
-            delims,
-            segs: Vec::new(),
-            spans: Vec::new(),
-            charset,
-            warnings,
-            base,
-        };
+        let mut msg = Message { text, delims, segs: Vec::new(), spans: Vec::new(), charset, warnings, base };
         msg.index(limits)?;
         msg.check_msh(opts)?;
         Ok(msg)
@@ -241,10 +226,7 @@ impl<'a> Message<'a> {
         let t = self.text.as_bytes();
         let n = t.len();
         if n > u32::MAX as usize {
-            return Err(err(
-                ErrorKind::MessageTooLarge { len: n, max: u32::MAX as usize },
-                Location::at(0),
-            ));
+            return Err(err(ErrorKind::MessageTooLarge { len: n, max: u32::MAX as usize }, Location::at(0)));
         }
         let fs = self.delims.field;
         let base = self.base;
@@ -288,13 +270,9 @@ impl<'a> Message<'a> {
             spans.push(Span { start: fstart as u32, end: p as u32 });
             if spans.len() - first_field == 1 {
                 let name = &t[fstart..p];
-                let ok = name.len() == 3
-                    && name.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-                let loc = || Location {
-                    segment_index: Some(segs.len() + 1),
-                    offset: base + seg_start,
-                    ..Default::default()
-                };
+                let ok = name.len() == 3 && name.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                let loc =
+                    || Location { segment_index: Some(segs.len() + 1), offset: base + seg_start, ..Default::default() };
                 if !ok {
                     let found = String::from_utf8_lossy(&name[..name.len().min(12)]).into_owned();
                     return Err(err(ErrorKind::InvalidSegmentId { found }, loc()));
@@ -331,20 +309,13 @@ impl<'a> Message<'a> {
 
     fn check_msh(&self, opts: &ParseOptions) -> Result<(), ParseError> {
         let msh = self.msh();
-        let required: [(usize, &'static str); 4] = [
-            (9, "message type"),
-            (10, "message control id"),
-            (11, "processing id"),
-            (12, "version id"),
-        ];
+        let required: [(usize, &'static str); 4] =
+            [(9, "message type"), (10, "message control id"), (11, "processing id"), (12, "version id")];
         for (n, name) in required {
             if opts.allow_missing_msh.contains(&n) {
                 continue;
             }
-            let present = msh
-                .field(n)
-                .and_then(|f| f.component(1))
-                .is_some_and(|c| !c.is_empty() && !c.is_null());
+            let present = msh.field(n).and_then(|f| f.component(1)).is_some_and(|c| !c.is_empty() && !c.is_null());
             if !present {
                 let offset = msh.field_offset(n).unwrap_or(msh.raw().len());
                 return Err(err(
@@ -604,10 +575,7 @@ impl<'m> Segment<'m> {
     pub fn fields(&self) -> impl ExactSizeIterator<Item = Field<'m>> + '_ {
         (1..self.spans.len()).map(move |n| {
             let s = self.spans[n];
-            Field::new(
-                Value::new(&self.text[s.start as usize..s.end as usize], self.delims),
-                self.opaque(n),
-            )
+            Field::new(Value::new(&self.text[s.start as usize..s.end as usize], self.delims), self.opaque(n))
         })
     }
 

@@ -63,9 +63,14 @@ pub enum MllpError {
 enum State {
     Idle,
     /// Inside a frame; `scanned` bytes of the payload were already searched.
-    InFrame { scanned: usize },
+    InFrame {
+        scanned: usize,
+    },
     /// Dropping an oversized frame.
-    Discarding { len: usize, head: BytesMut },
+    Discarding {
+        len: usize,
+        head: BytesMut,
+    },
 }
 
 /// Counters, for metrics.

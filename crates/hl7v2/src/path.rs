@@ -97,21 +97,13 @@ impl FromStr for Path {
         if c.eat(b'.') || c.eat(b'-') {
             component = Some(c.number().ok_or_else(|| fail("component must be a number ≥ 1"))?);
             if c.eat(b'.') || c.eat(b'-') {
-                subcomponent =
-                    Some(c.number().ok_or_else(|| fail("subcomponent must be a number ≥ 1"))?);
+                subcomponent = Some(c.number().ok_or_else(|| fail("subcomponent must be a number ≥ 1"))?);
             }
         }
         if c.i != b.len() {
             return Err(fail("unexpected characters at the end"));
         }
-        Ok(Path {
-            segment_id: [seg[0], seg[1], seg[2]],
-            occurrence,
-            field,
-            repetition,
-            component,
-            subcomponent,
-        })
+        Ok(Path { segment_id: [seg[0], seg[1], seg[2]], occurrence, field, repetition, component, subcomponent })
     }
 }
 
@@ -174,7 +166,9 @@ mod tests {
 
     #[test]
     fn rejects_bad() {
-        for bad in ["", "PID", "pid-3", "PID-0", "PID-3[0]", "PID-3[2", "PID(0)-1", "PID-3.x", "PID-3.1.2.3", "PID-99999999"] {
+        for bad in
+            ["", "PID", "pid-3", "PID-0", "PID-3[0]", "PID-3[2", "PID(0)-1", "PID-3.x", "PID-3.1.2.3", "PID-99999999"]
+        {
             assert!(bad.parse::<Path>().is_err(), "{bad}");
         }
     }

@@ -96,12 +96,18 @@ mod tests {
     fn same_as_naive() {
         let mut data = Vec::new();
         for i in 0..1000u32 {
-            data.push(match i % 7 { 0 => b'|', 3 => b'\r', 5 if i % 3 == 0 => b'\n', _ => b'a' + (i % 26) as u8 });
+            data.push(match i % 7 {
+                0 => b'|',
+                3 => b'\r',
+                5 if i % 3 == 0 => b'\n',
+                _ => b'a' + (i % 26) as u8,
+            });
         }
         for len in [0, 1, 15, 16, 17, 31, 32, 33, 999, 1000] {
             let t = &data[..len];
             let got: Vec<usize> = Delims::new(t, b'|', b'\r', b'\n').collect();
-            let want: Vec<usize> = t.iter().enumerate().filter(|&(_, &b)| matches!(b, b'|' | b'\r' | b'\n')).map(|(i, _)| i).collect();
+            let want: Vec<usize> =
+                t.iter().enumerate().filter(|&(_, &b)| matches!(b, b'|' | b'\r' | b'\n')).map(|(i, _)| i).collect();
             assert_eq!(got, want, "len {len}");
         }
     }

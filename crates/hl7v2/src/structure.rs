@@ -97,9 +97,7 @@ impl DslParser<'_> {
     fn ident(&mut self) -> Option<String> {
         self.skip_ws();
         let start = self.i;
-        while self.i < self.s.len()
-            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
-        {
+        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
             self.i += 1;
         }
         (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
@@ -159,14 +157,15 @@ impl DslParser<'_> {
     fn inner(&mut self, close: u8) -> Result<Node, DefinitionError> {
         let save = self.i;
         if let Some(name) = self.ident()
-            && self.peek() == Some(b':') {
-                self.i += 1;
-                let children = self.seq(Some(close))?;
-                if children.is_empty() {
-                    return Err(self.fail("empty group"));
-                }
-                return Ok(Node::Group { name, optional: false, repeating: false, children });
+            && self.peek() == Some(b':')
+        {
+            self.i += 1;
+            let children = self.seq(Some(close))?;
+            if children.is_empty() {
+                return Err(self.fail("empty group"));
             }
+            return Ok(Node::Group { name, optional: false, repeating: false, children });
+        }
         self.i = save;
         let mut nodes = self.seq(Some(close))?;
         if nodes.len() != 1 {
@@ -186,20 +185,33 @@ pub fn parse_definition(name: &str, dsl: &str) -> Result<Node, DefinitionError> 
 const ADT_A01: &str = "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2] [PDA]";
 const ADT_A09: &str = "MSH [{SFT}] [UAC] EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}] [{DG1}]";
 const RDE_O11: &str = "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{PRT}] [{NTE}] [{RXR}] [{COMPONENT: RXC [{NTE}]}]] RXE [{PRT}] [{NTE}] [{TIMING_ENCODED: TQ1 [{TQ2}]}] [{RXR}] [{RXC}] [{CDO}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [BLG] [{CTI}]}";
-const MDM_T01: &str = "MSH [{SFT}] [UAC] EVN PID PV1 [{COMMON_ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] OBR [{NTE}]}] TXA [{CON}]";
+const MDM_T01: &str =
+    "MSH [{SFT}] [UAC] EVN PID PV1 [{COMMON_ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] OBR [{NTE}]}] TXA [{CON}]";
 const QBP_Q21: &str = "MSH [{SFT}] [UAC] QPD RCP [DSC]";
 
 /// (structure id, definition). Aliases share a definition.
 const DEFINITIONS: &[(&str, &str)] = &[
     ("ADT_A01", ADT_A01),
     ("ADT_A02", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [PDA]"),
-    ("ADT_A03", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [PDA]"),
-    ("ADT_A05", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]"),
-    ("ADT_A06", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [MRG] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]"),
+    (
+        "ADT_A03",
+        "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [PDA]",
+    ),
+    (
+        "ADT_A05",
+        "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]",
+    ),
+    (
+        "ADT_A06",
+        "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [MRG] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]",
+    ),
     ("ADT_A09", ADT_A09),
     ("ADT_A12", ADT_A09),
     ("ADT_A15", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{DG1}]"),
-    ("ADT_A16", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC]"),
+    (
+        "ADT_A16",
+        "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC]",
+    ),
     ("ADT_A17", "MSH [{SFT}] [UAC] EVN {PATIENT: PID [PD1] PV1 [PV2] [{DB1}] [{OBX}]}"),
     ("ADT_A20", "MSH [{SFT}] [UAC] EVN NPU"),
     ("ADT_A21", "MSH [{SFT}] [UAC] EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}]"),
@@ -215,33 +227,81 @@ const DEFINITIONS: &[(&str, &str)] = &[
     ("ADT_A54", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ROL}] PV1 [PV2] [{ROL}]"),
     ("ADT_A60", "MSH [{SFT}] [UAC] EVN PID [VISIT: PV1 [PV2]] [{ADVERSE_REACTION_GROUP: IAM [{NTE}]}]"),
     ("ADT_A61", "MSH [{SFT}] [UAC] EVN PID [PD1] PV1 [{ROL}] [PV2] [{ROL}]"),
-    ("ORU_R01", "MSH [{SFT}] [UAC] {PATIENT_RESULT: [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [{PATIENT_OBSERVATION: OBX [{PRT}]}] [VISIT: PV1 [PV2] [{PRT}]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [{PRT}] [{TIMING_QTY: TQ1 [{TQ2}]}] [CTD] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [{CTI}] [{SPECIMEN: SPM [{OBX}]}]}} [DSC]"),
-    ("ORM_O01", "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{NTE}] [PATIENT_VISIT: PV1 [PV2]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: [ORC] [ORDER_DETAIL: <OBR|RQD|RQ1|RXO|ODS|ODT> [{NTE}] [CTD] [{DG1}] [{OBSERVATION: OBX [{NTE}]}]] [{FT1}] [{CTI}] [BLG]}"),
-    ("OML_O21", "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: [ORC] [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [OBSERVATION_REQUEST: OBR [{PRT}] [TCD] [{NTE}] [CTD] [{DG1}] [{OBSERVATION: OBX [{PRT}] [TCD] [{NTE}]}] [{SPECIMEN: SPM [{OBX}] [{CONTAINER: SAC [{OBX}]}]}]] [{FT1}] [{CTI}] [BLG]}"),
-    ("OMG_O19", "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [PATIENT_VISIT: PV1 [PV2]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: [ORC] [{PRT}] [{TIMING: TQ1 [{TQ2}]}] OBR [{PRT}] [{NTE}] [CTD] [{DG1}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{SPECIMEN: SPM [{OBX}] [{CONTAINER: SAC [{OBX}]}]}] [{FT1}] [{CTI}] [BLG]}"),
-    ("OUL_R22", "MSH [{SFT}] [UAC] [NTE] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{PATIENT_OBSERVATION: OBX [{PRT}]}]] [VISIT: PV1 [PV2] [{PRT}]] {SPECIMEN: SPM [{SPECIMEN_OBSERVATION: OBX [{PRT}]}] [{CONTAINER: SAC [INV]}] {ORDER: OBR [ORC] [{PRT}] [{NTE}] [{TIMING_QTY: TQ1 [{TQ2}]}] [{RESULT: OBX [{PRT}] [TCD] [{SID}] [{NTE}]}] [{CTI}]}} [DSC]"),
-    ("OUL_R23", "MSH [{SFT}] [UAC] [NTE] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{PATIENT_OBSERVATION: OBX [{PRT}]}]] [VISIT: PV1 [PV2] [{PRT}]] {SPECIMEN: SPM [{SPECIMEN_OBSERVATION: OBX [{PRT}]}] {CONTAINER: SAC [INV] {ORDER: OBR [ORC] [{PRT}] [{NTE}] [{TIMING_QTY: TQ1 [{TQ2}]}] [{RESULT: OBX [{PRT}] [TCD] [{SID}] [{NTE}]}] [{CTI}]}}} [DSC]"),
-    ("OUL_R24", "MSH [{SFT}] [UAC] [NTE] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{PATIENT_OBSERVATION: OBX [{PRT}]}]] [VISIT: PV1 [PV2] [{PRT}]] {ORDER: OBR [ORC] [{PRT}] [{NTE}] [{TIMING: TQ1 [{TQ2}]}] [{SPECIMEN: SPM [{SPECIMEN_OBSERVATION: OBX [{PRT}]}] [{CONTAINER: SAC [INV]}]}] [{RESULT: OBX [{PRT}] [TCD] [{SID}] [{NTE}]}] [{CTI}]} [DSC]"),
+    (
+        "ORU_R01",
+        "MSH [{SFT}] [UAC] {PATIENT_RESULT: [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [{PATIENT_OBSERVATION: OBX [{PRT}]}] [VISIT: PV1 [PV2] [{PRT}]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [{PRT}] [{TIMING_QTY: TQ1 [{TQ2}]}] [CTD] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [{CTI}] [{SPECIMEN: SPM [{OBX}]}]}} [DSC]",
+    ),
+    (
+        "ORM_O01",
+        "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{NTE}] [PATIENT_VISIT: PV1 [PV2]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: [ORC] [ORDER_DETAIL: <OBR|RQD|RQ1|RXO|ODS|ODT> [{NTE}] [CTD] [{DG1}] [{OBSERVATION: OBX [{NTE}]}]] [{FT1}] [{CTI}] [BLG]}",
+    ),
+    (
+        "OML_O21",
+        "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: [ORC] [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [OBSERVATION_REQUEST: OBR [{PRT}] [TCD] [{NTE}] [CTD] [{DG1}] [{OBSERVATION: OBX [{PRT}] [TCD] [{NTE}]}] [{SPECIMEN: SPM [{OBX}] [{CONTAINER: SAC [{OBX}]}]}]] [{FT1}] [{CTI}] [BLG]}",
+    ),
+    (
+        "OMG_O19",
+        "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [PATIENT_VISIT: PV1 [PV2]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: [ORC] [{PRT}] [{TIMING: TQ1 [{TQ2}]}] OBR [{PRT}] [{NTE}] [CTD] [{DG1}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{SPECIMEN: SPM [{OBX}] [{CONTAINER: SAC [{OBX}]}]}] [{FT1}] [{CTI}] [BLG]}",
+    ),
+    (
+        "OUL_R22",
+        "MSH [{SFT}] [UAC] [NTE] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{PATIENT_OBSERVATION: OBX [{PRT}]}]] [VISIT: PV1 [PV2] [{PRT}]] {SPECIMEN: SPM [{SPECIMEN_OBSERVATION: OBX [{PRT}]}] [{CONTAINER: SAC [INV]}] {ORDER: OBR [ORC] [{PRT}] [{NTE}] [{TIMING_QTY: TQ1 [{TQ2}]}] [{RESULT: OBX [{PRT}] [TCD] [{SID}] [{NTE}]}] [{CTI}]}} [DSC]",
+    ),
+    (
+        "OUL_R23",
+        "MSH [{SFT}] [UAC] [NTE] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{PATIENT_OBSERVATION: OBX [{PRT}]}]] [VISIT: PV1 [PV2] [{PRT}]] {SPECIMEN: SPM [{SPECIMEN_OBSERVATION: OBX [{PRT}]}] {CONTAINER: SAC [INV] {ORDER: OBR [ORC] [{PRT}] [{NTE}] [{TIMING_QTY: TQ1 [{TQ2}]}] [{RESULT: OBX [{PRT}] [TCD] [{SID}] [{NTE}]}] [{CTI}]}}} [DSC]",
+    ),
+    (
+        "OUL_R24",
+        "MSH [{SFT}] [UAC] [NTE] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{PATIENT_OBSERVATION: OBX [{PRT}]}]] [VISIT: PV1 [PV2] [{PRT}]] {ORDER: OBR [ORC] [{PRT}] [{NTE}] [{TIMING: TQ1 [{TQ2}]}] [{SPECIMEN: SPM [{SPECIMEN_OBSERVATION: OBX [{PRT}]}] [{CONTAINER: SAC [INV]}]}] [{RESULT: OBX [{PRT}] [TCD] [{SID}] [{NTE}]}] [{CTI}]} [DSC]",
+    ),
     ("RDE_O11", RDE_O11),
     ("RDE_O25", RDE_O11),
     ("RDE_O01", RDE_O11),
-    ("RDS_O13", "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{AL1}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{PRT}] [{NTE}] [{RXR}] [{COMPONENT: RXC [{NTE}]}]] [ENCODING: RXE [{PRT}] [{NTE}] [{TIMING_ENCODED: TQ1 [{TQ2}]}] [{RXR}] [{RXC}]] RXD [{PRT}] [{NTE}] [{RXR}] [{RXC}] [{CDO}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}]}"),
-    ("RAS_O17", "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{NTE}] [{AL1}] [PATIENT_VISIT: PV1 [PV2]]] {ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [ORDER_DETAIL_SUPPLEMENT: {NTE} {RXR} [COMPONENTS: RXC [{NTE}]]]] [ENCODING: RXE [{TIMING_ENCODED: TQ1 [{TQ2}]}] {RXR} [{RXC}]] {ADMINISTRATION: {RXA} [RXR] [{OBSERVATION: OBX [{NTE}]}]} [{CTI}]}"),
-    ("VXU_V04", "MSH [{SFT}] [UAC] PID [PD1] [{NK1}] [{ARV}] [PATIENT: PV1 [PV2]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{PERSON_OBSERVATION: OBX [{PRT}] [{NTE}]}] [{ORDER: [ORC] [{PRT}] [{TIMING: TQ1 [{TQ2}]}] RXA [RXR] [{OBSERVATION: OBX [{PRT}] [{NTE}]}]}]"),
-    ("SIU_S12", "MSH [{SFT}] [UAC] SCH [{TQ1}] [{NTE}] [{PATIENT: PID [PD1] [PV1] [PV2] [{OBX}] [{DG1}]}] {RESOURCES: [RGS] [{SERVICE: AIS [{NTE}]}] [{GENERAL_RESOURCE: AIG [{NTE}]}] [{LOCATION_RESOURCE: AIL [{NTE}]}] [{PERSONNEL_RESOURCE: AIP [{NTE}]}]}"),
+    (
+        "RDS_O13",
+        "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{AL1}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{PRT}] [{NTE}] [{RXR}] [{COMPONENT: RXC [{NTE}]}]] [ENCODING: RXE [{PRT}] [{NTE}] [{TIMING_ENCODED: TQ1 [{TQ2}]}] [{RXR}] [{RXC}]] RXD [{PRT}] [{NTE}] [{RXR}] [{RXC}] [{CDO}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}]}",
+    ),
+    (
+        "RAS_O17",
+        "MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{NTE}] [{AL1}] [PATIENT_VISIT: PV1 [PV2]]] {ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [ORDER_DETAIL_SUPPLEMENT: {NTE} {RXR} [COMPONENTS: RXC [{NTE}]]]] [ENCODING: RXE [{TIMING_ENCODED: TQ1 [{TQ2}]}] {RXR} [{RXC}]] {ADMINISTRATION: {RXA} [RXR] [{OBSERVATION: OBX [{NTE}]}]} [{CTI}]}",
+    ),
+    (
+        "VXU_V04",
+        "MSH [{SFT}] [UAC] PID [PD1] [{NK1}] [{ARV}] [PATIENT: PV1 [PV2]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{PERSON_OBSERVATION: OBX [{PRT}] [{NTE}]}] [{ORDER: [ORC] [{PRT}] [{TIMING: TQ1 [{TQ2}]}] RXA [RXR] [{OBSERVATION: OBX [{PRT}] [{NTE}]}]}]",
+    ),
+    (
+        "SIU_S12",
+        "MSH [{SFT}] [UAC] SCH [{TQ1}] [{NTE}] [{PATIENT: PID [PD1] [PV1] [PV2] [{OBX}] [{DG1}]}] {RESOURCES: [RGS] [{SERVICE: AIS [{NTE}]}] [{GENERAL_RESOURCE: AIG [{NTE}]}] [{LOCATION_RESOURCE: AIL [{NTE}]}] [{PERSONNEL_RESOURCE: AIP [{NTE}]}]}",
+    ),
     ("MDM_T01", MDM_T01),
-    ("MDM_T02", "MSH [{SFT}] [UAC] EVN PID PV1 [{COMMON_ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] OBR [{NTE}]}] TXA [{CON}] {OBSERVATION: OBX [{NTE}]}"),
+    (
+        "MDM_T02",
+        "MSH [{SFT}] [UAC] EVN PID PV1 [{COMMON_ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] OBR [{NTE}]}] TXA [{CON}] {OBSERVATION: OBX [{NTE}]}",
+    ),
     ("ACK", "MSH [{SFT}] [UAC] MSA [{ERR}]"),
     ("QBP_Q11", QBP_Q21),
     ("QBP_Q21", QBP_Q21),
     ("RSP_K21", "MSH [{SFT}] [UAC] MSA [{ERR}] QAK QPD [QUERY_RESPONSE: PID [PD1] [{NK1}] [QRI]] [DSC]"),
-    ("DFT_P03", "MSH [{SFT}] [UAC] EVN PID [PD1] [{PRT}] [{ROL}] [PV1] [PV2] [{PRT}] [{ROL}] [{DB1}] [{COMMON_ORDER: [ORC] [{TIMING_QUANTITY: TQ1 [{TQ2}]}] [ORDER: OBR [{NTE}]] [{OBSERVATION: OBX [{NTE}]}]}] {FINANCIAL: FT1 [{NTE}] [{PRT}] [{FINANCIAL_PROCEDURE: PR1 [{PRT}] [{ROL}]}] [{FINANCIAL_COMMON_ORDER: [ORC] [{FINANCIAL_TIMING_QUANTITY: TQ1 [{TQ2}]}] [FINANCIAL_ORDER: OBR [{NTE}]] [{FINANCIAL_OBSERVATION: OBX [{NTE}]}]}]} [{DG1}] [DRG] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC]"),
-    ("BAR_P01", "MSH [{SFT}] [UAC] EVN PID [PD1] [{PRT}] [{ROL}] {VISIT: [PV1] [PV2] [{PRT}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{PRT}] [{ROL}]}] [{GT1}] [{NK1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]}"),
+    (
+        "DFT_P03",
+        "MSH [{SFT}] [UAC] EVN PID [PD1] [{PRT}] [{ROL}] [PV1] [PV2] [{PRT}] [{ROL}] [{DB1}] [{COMMON_ORDER: [ORC] [{TIMING_QUANTITY: TQ1 [{TQ2}]}] [ORDER: OBR [{NTE}]] [{OBSERVATION: OBX [{NTE}]}]}] {FINANCIAL: FT1 [{NTE}] [{PRT}] [{FINANCIAL_PROCEDURE: PR1 [{PRT}] [{ROL}]}] [{FINANCIAL_COMMON_ORDER: [ORC] [{FINANCIAL_TIMING_QUANTITY: TQ1 [{TQ2}]}] [FINANCIAL_ORDER: OBR [{NTE}]] [{FINANCIAL_OBSERVATION: OBX [{NTE}]}]}]} [{DG1}] [DRG] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC]",
+    ),
+    (
+        "BAR_P01",
+        "MSH [{SFT}] [UAC] EVN PID [PD1] [{PRT}] [{ROL}] {VISIT: [PV1] [PV2] [{PRT}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{PRT}] [{ROL}]}] [{GT1}] [{NK1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]}",
+    ),
     ("BAR_P02", "MSH [{SFT}] [UAC] EVN {PATIENT: PID [PD1] [PV1] [{DB1}]}"),
     ("BAR_P12", "MSH [{SFT}] [UAC] EVN PID PV1 [{DG1}] [DRG] [{PROCEDURE: PR1 [{PRT}] [{ROL}]}] [{OBX}]"),
-    ("PPR_PC1", "MSH [{SFT}] [UAC] PID [PATIENT_VISIT: PV1 [PV2]] {PROBLEM: PRB [{NTE}] [{VAR}] [{PROBLEM_ROLE: ROL [{VAR}]}] [{PATHWAY: PTH [{VAR}]}] [{PROBLEM_OBSERVATION: OBX [{NTE}]}] [{GOAL: GOL [{NTE}] [{VAR}]}] [{ORDER: ORC [ORDER_DETAIL: <OBR|RXO> [{NTE}] [{VAR}] [{ORDER_OBSERVATION: OBX [{NTE}] [{VAR}]}]]}]}"),
+    (
+        "PPR_PC1",
+        "MSH [{SFT}] [UAC] PID [PATIENT_VISIT: PV1 [PV2]] {PROBLEM: PRB [{NTE}] [{VAR}] [{PROBLEM_ROLE: ROL [{VAR}]}] [{PATHWAY: PTH [{VAR}]}] [{PROBLEM_OBSERVATION: OBX [{NTE}]}] [{GOAL: GOL [{NTE}] [{VAR}]}] [{ORDER: ORC [ORDER_DETAIL: <OBR|RXO> [{NTE}] [{VAR}] [{ORDER_OBSERVATION: OBX [{NTE}] [{VAR}]}]]}]}",
+    ),
     ("MFN_M02", "MSH [{SFT}] [UAC] MFI {MF_STAFF: MFE [{STF}] [{PRA}] [{ORG}] [{AFF}] [{LAN}] [{EDU}] [{CER}]}"),
-    ("REF_I12", "MSH [{SFT}] [UAC] RF1 [{AUTHORIZATION_CONTACT: AUT [CTD]}] {PROVIDER_CONTACT: PRD [{CTD}]} PID [{NK1}] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [ACC] [{DG1}] [{DRG}] [{AL1}] [{PROCEDURE: PR1 [AUTHORIZATION: AUT [CTD]]}] [{OBSERVATION: OBR [{NTE}] [{RESULTS_NOTES: OBX [{PRT}] [{NTE}]}]}] [PATIENT_VISIT: PV1 [PV2]] [{NTE}]"),
+    (
+        "REF_I12",
+        "MSH [{SFT}] [UAC] RF1 [{AUTHORIZATION_CONTACT: AUT [CTD]}] {PROVIDER_CONTACT: PRD [{CTD}]} PID [{NK1}] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [ACC] [{DG1}] [{DRG}] [{AL1}] [{PROCEDURE: PR1 [AUTHORIZATION: AUT [CTD]]}] [{OBSERVATION: OBR [{NTE}] [{RESULTS_NOTES: OBX [{PRT}] [{NTE}]}]}] [PATIENT_VISIT: PV1 [PV2]] [{NTE}]",
+    ),
 ];
 
 /// HL7 Table 0354 (the part covering the structures above): message code, trigger events,
@@ -302,10 +362,7 @@ const TABLE_0354: &[(&str, &str, &str)] = &[
 fn table() -> &'static HashMap<&'static str, Node> {
     static T: OnceLock<HashMap<&'static str, Node>> = OnceLock::new();
     T.get_or_init(|| {
-        DEFINITIONS
-            .iter()
-            .filter_map(|(id, dsl)| parse_definition(id, dsl).ok().map(|n| (*id, n)))
-            .collect()
+        DEFINITIONS.iter().filter_map(|(id, dsl)| parse_definition(id, dsl).ok().map(|n| (*id, n))).collect()
     })
 }
 
@@ -442,12 +499,7 @@ fn enter<'d>(stack: &mut Vec<Frame<'d>>, node: &'d Node, seg: &str, index: usize
             stack.last_mut().expect("non-empty").group.items.push(Item::Segment(index));
         }
         Node::Group { name, children, .. } => {
-            stack.push(Frame {
-                children,
-                child: 0,
-                count: 0,
-                group: Group { name: name.clone(), items: Vec::new() },
-            });
+            stack.push(Frame { children, child: 0, count: 0, group: Group { name: name.clone(), items: Vec::new() } });
             let ci = children.iter().position(|c| c.starts_with(seg)).unwrap_or(0);
             let top = stack.last_mut().expect("just pushed");
             top.child = ci;
@@ -462,12 +514,8 @@ pub fn group_with(msg: &Message<'_>, def: &Node) -> Group {
     let Node::Group { name, children, .. } = def else {
         return Group { name: "?".into(), items: Vec::new() };
     };
-    let mut stack = vec![Frame {
-        children,
-        child: 0,
-        count: 0,
-        group: Group { name: name.clone(), items: Vec::new() },
-    }];
+    let mut stack =
+        vec![Frame { children, child: 0, count: 0, group: Group { name: name.clone(), items: Vec::new() } }];
     for seg in msg.segments() {
         let name = seg.name();
         let index = seg.index();
@@ -502,9 +550,10 @@ pub fn group_with(msg: &Message<'_>, def: &Node) -> Group {
 /// The structure id of a message: MSH-9.3 when it names a known structure, else Table 0354.
 pub fn structure_id(msg: &Message<'_>) -> Result<&'static str, StructureError> {
     if let Some(s) = msg.structure_id()
-        && let Some((id, _)) = table().get_key_value(s) {
-            return Ok(id);
-        }
+        && let Some((id, _)) = table().get_key_value(s)
+    {
+        return Ok(id);
+    }
     let code = msg.message_type().unwrap_or("");
     let trigger = msg.trigger().unwrap_or("");
     structure_for(code, trigger).ok_or_else(|| {

@@ -68,11 +68,7 @@ impl<'m> Value<'m> {
 
     /// Unescaped text, or `None` when empty or null: handy for "has a value?" mapping code.
     pub fn text(&self) -> Option<Cow<'m, str>> {
-        if self.is_empty() || self.is_null() {
-            None
-        } else {
-            Some(self.unescaped())
-        }
+        if self.is_empty() || self.is_null() { None } else { Some(self.unescaped()) }
     }
 
     fn parts(&self, sep: Option<u8>) -> Parts<'m> {
@@ -166,16 +162,13 @@ impl<'m> Field<'m> {
     /// Every repetition (an empty field has one empty repetition).
     pub fn repetitions(&self) -> impl Iterator<Item = Repetition<'m>> + Clone + use<'m> {
         let opaque = self.opaque;
-        self.value
-            .parts(self.sep(self.value.delims.repetition))
-            .map(move |value| Repetition { value, opaque })
+        self.value.parts(self.sep(self.value.delims.repetition)).map(move |value| Repetition { value, opaque })
     }
 
     /// The `n`th repetition, 1-based.
     pub fn repetition(&self, n: usize) -> Option<Repetition<'m>> {
         let opaque = self.opaque;
-        nth(self.value.parts(self.sep(self.value.delims.repetition)), n)
-            .map(|value| Repetition { value, opaque })
+        nth(self.value.parts(self.sep(self.value.delims.repetition)), n).map(|value| Repetition { value, opaque })
     }
 
     pub fn repetition_count(&self) -> usize {

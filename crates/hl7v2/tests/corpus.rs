@@ -10,7 +10,7 @@
 //! error under the default options and parse once a sender profile allows it.
 
 use hl7v2::encode::OwnedMessage;
-use hl7v2::{batch, Ack, AckCode, ErrorKind, Header, Message, ParseOptions};
+use hl7v2::{Ack, AckCode, ErrorKind, Header, Message, ParseOptions, batch};
 use std::path::{Path, PathBuf};
 
 fn shared_dir() -> Option<PathBuf> {

@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use hl7v2::mllp::{frame, MllpStats};
+use hl7v2::mllp::{MllpStats, frame};
 use hl7v2::{MllpCodec, MllpError, MllpItem};
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
 
@@ -58,13 +58,7 @@ fn garbage_between_frames_is_reported() {
     let mut buf = BytesMut::from(&b"noise\x0bMSH|a\x1c\r\r\n\x0bMSH|b\x1c\rjunk!\x0bMSH|c\x1c\r"[..]);
     assert_eq!(
         drain(&mut c, &mut buf),
-        vec![
-            MllpItem::Garbage { len: 5 },
-            f("MSH|a"),
-            f("MSH|b"),
-            MllpItem::Garbage { len: 5 },
-            f("MSH|c")
-        ]
+        vec![MllpItem::Garbage { len: 5 }, f("MSH|a"), f("MSH|b"), MllpItem::Garbage { len: 5 }, f("MSH|c")]
     );
     assert_eq!(c.stats().garbage_bytes, 10);
 }

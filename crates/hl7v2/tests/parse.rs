@@ -142,10 +142,7 @@ OBX|1|FT|NOTE||Fever \\T\\ chills\\.br\\Pain\\S\\5\\R\\6 \\E\\ \\F\\ \\H\\bold\\
     let m = parse(s);
     let v = m.get("OBX-5").unwrap();
     assert_eq!(v.unescaped(), "Fever & chills\\.br\\Pain^5~6 \\ | \\H\\bold\\N\\ Hi é");
-    assert_eq!(
-        v.unescaped_with(hl7v2::escape::Formatting::Render),
-        "Fever & chills\nPain^5~6 \\ | bold Hi é"
-    );
+    assert_eq!(v.unescaped_with(hl7v2::escape::Formatting::Render), "Fever & chills\nPain^5~6 \\ | bold Hi é");
 }
 
 #[test]
@@ -230,10 +227,7 @@ fn required_msh_fields() {
     ];
     for (s, field) in cases {
         let e = Message::parse(s.as_bytes()).unwrap_err();
-        assert!(
-            matches!(e.kind, ErrorKind::RequiredFieldMissing { field: f, .. } if f == field),
-            "{s:?}: {e}"
-        );
+        assert!(matches!(e.kind, ErrorKind::RequiredFieldMissing { field: f, .. } if f == field), "{s:?}: {e}");
         assert_eq!(e.location.field, Some(field));
         assert_eq!(e.code().code(), 101);
     }
@@ -299,9 +293,11 @@ fn malformed_inputs_give_clear_errors() {
 fn limits() {
     let big = format!("MSH|^~\\&|A|B|C|D|2024||ORU^R01|1|P|2.5\rOBX|1|ED|PDF||{}\r", "A".repeat(5000));
     let small = |l: Limits| ParseOptions { limits: l, ..Default::default() };
-    let e = Message::parse_with(big.as_bytes(), &small(Limits { max_message_bytes: 1000, ..Limits::default() })).unwrap_err();
+    let e = Message::parse_with(big.as_bytes(), &small(Limits { max_message_bytes: 1000, ..Limits::default() }))
+        .unwrap_err();
     assert!(matches!(e.kind, ErrorKind::MessageTooLarge { max: 1000, .. }));
-    let e = Message::parse_with(big.as_bytes(), &small(Limits { max_field_bytes: 4096, ..Limits::default() })).unwrap_err();
+    let e =
+        Message::parse_with(big.as_bytes(), &small(Limits { max_field_bytes: 4096, ..Limits::default() })).unwrap_err();
     assert_eq!(e.kind, ErrorKind::FieldTooLong { len: 5000, max: 4096 });
     assert_eq!(e.location.segment.as_deref(), Some("OBX"));
     assert_eq!(e.location.field, Some(5));

@@ -1,7 +1,7 @@
 //! Segment grouping by message structure (synthetic messages).
 
-use hl7v2::structure::{self, check_definitions, structure_for, Group, Item, StructureError};
 use hl7v2::Message;
+use hl7v2::structure::{self, Group, Item, StructureError, check_definitions, structure_for};
 
 fn names(m: &Message<'_>, idx: &[usize]) -> Vec<String> {
     idx.iter().map(|&i| m.segment_at(i).unwrap().name().to_string()).collect()
@@ -25,7 +25,9 @@ fn render(m: &Message<'_>, g: &Group) -> String {
 fn every_definition_parses_and_every_table_entry_has_one() {
     let n = check_definitions().unwrap();
     assert!(n >= 40, "{n}");
-    for (code, trigger) in [("ADT", "A04"), ("ADT", "A40"), ("ORU", "R01"), ("SIU", "S26"), ("MDM", "T02"), ("RDE", "O01"), ("VXU", "V04")] {
+    for (code, trigger) in
+        [("ADT", "A04"), ("ADT", "A40"), ("ORU", "R01"), ("SIU", "S26"), ("MDM", "T02"), ("RDE", "O01"), ("VXU", "V04")]
+    {
         let s = structure_for(code, trigger).unwrap();
         assert!(structure::definition(s).is_some(), "{s}");
     }

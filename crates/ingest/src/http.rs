@@ -37,10 +37,7 @@ async fn take<P: Publisher>(
 /// The router (`POST /hl7v2`), bodies capped at the message size limit.
 pub fn router<P: Publisher>(session: Arc<Session<P>>) -> Router {
     let max = session.config().limits.max_message_bytes;
-    Router::new()
-        .route("/hl7v2", post(take::<P>))
-        .layer(DefaultBodyLimit::max(max))
-        .with_state(session)
+    Router::new().route("/hl7v2", post(take::<P>)).layer(DefaultBodyLimit::max(max)).with_state(session)
 }
 
 /// Serves the HTTP endpoint on `listener` until `shutdown` resolves.

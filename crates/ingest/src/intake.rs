@@ -137,14 +137,13 @@ pub fn decide(
 
     let pid = first_component(&header.processing_id, &header);
     if !cfg.processing_ids.is_empty() && !cfg.processing_ids.iter().any(|p| p == pid) {
-        let detail = format!(
-            "processing id (MSH-11) {pid:?} is not accepted here; accepted: {}",
-            cfg.processing_ids.join(", ")
-        );
+        let detail =
+            format!("processing id (MSH-11) {pid:?} is not accepted here; accepted: {}", cfg.processing_ids.join(", "));
         return reject(
             "processing-id",
             detail.clone(),
-            ErrDetail::new(ErrorCode::UnsupportedProcessingId, detail).with_location(Location::in_field("MSH", 1, 11, 0)),
+            ErrDetail::new(ErrorCode::UnsupportedProcessingId, detail)
+                .with_location(Location::in_field("MSH", 1, 11, 0)),
         );
     }
 
@@ -221,7 +220,8 @@ mod tests {
             panic!("expected accepts")
         };
         assert_eq!(a.key, b.key, "same patient identifier and authority → same key");
-        let third = b"MSH|^~\\&|LAB|SOUTH|ARTERIA|HUB|20240301||ORU^R01^ORU_R01|CTL-3|P|2.5.1\rPID|1||P-101^^^NORTH^MR\r";
+        let third =
+            b"MSH|^~\\&|LAB|SOUTH|ARTERIA|HUB|20240301||ORU^R01^ORU_R01|CTL-3|P|2.5.1\rPID|1||P-101^^^NORTH^MR\r";
         let Decision::Accept(c) = decide_default(third) else { panic!() };
         assert_ne!(a.key, c.key);
         assert!(!String::from_utf8_lossy(&a.key).contains("P-100"), "keys never carry identifiers");

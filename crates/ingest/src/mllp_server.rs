@@ -19,12 +19,7 @@ use tokio_util::codec::Framed;
 
 /// Serves MLLP on `listener` until `shutdown`; returns once every connection has closed (or
 /// `drain` has passed).
-pub async fn serve<P: Publisher>(
-    listener: TcpListener,
-    session: Arc<Session<P>>,
-    shutdown: Shutdown,
-    drain: Duration,
-) {
+pub async fn serve<P: Publisher>(listener: TcpListener, session: Arc<Session<P>>, shutdown: Shutdown, drain: Duration) {
     let cfg = session.config().mllp.clone();
     let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let mut connections = JoinSet::new();

@@ -22,11 +22,19 @@ pub enum PublishError {
 /// Durable destinations of the ingest stage.
 pub trait Publisher: Send + Sync + 'static {
     /// Writes an accepted message; resolves once it is durably stored.
-    fn publish_raw(&self, key: &[u8], record: &RawMessage, trace: &TraceParent)
-    -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn publish_raw(
+        &self,
+        key: &[u8],
+        record: &RawMessage,
+        trace: &TraceParent,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
     /// Writes a rejected message's dead letter; resolves once it is durably stored.
-    fn publish_dead_letter(&self, key: &[u8], letter: &DeadLetter, trace: &TraceParent)
-    -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn publish_dead_letter(
+        &self,
+        key: &[u8],
+        letter: &DeadLetter,
+        trace: &TraceParent,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
 /// The Kafka-backed publisher.
@@ -44,7 +52,8 @@ impl KafkaPublisher {
 
     /// Registers both value schemas: an incompatible schema stops start-up, not the first message.
     pub async fn register_schemas(&self) -> Result<(), PublishError> {
-        for (topic, r) in [(self.raw.topic(), self.raw.register().await), (self.dlq.topic(), self.dlq.register().await)] {
+        for (topic, r) in [(self.raw.topic(), self.raw.register().await), (self.dlq.topic(), self.dlq.register().await)]
+        {
             r.map_err(|e| PublishError::Encode { topic: topic.to_string(), detail: e.to_string() })?;
         }
         Ok(())
@@ -75,7 +84,12 @@ impl Publisher for KafkaPublisher {
         self.send(self.raw.topic(), key, &value, &headers).await
     }
 
-    async fn publish_dead_letter(&self, key: &[u8], letter: &DeadLetter, trace: &TraceParent) -> Result<(), PublishError> {
+    async fn publish_dead_letter(
+        &self,
+        key: &[u8],
+        letter: &DeadLetter,
+        trace: &TraceParent,
+    ) -> Result<(), PublishError> {
         let value = self
             .dlq
             .encode(letter)

@@ -9,13 +9,13 @@ use crate::intake::{self, Decision, Rejected};
 use crate::publish::{self, Publisher};
 use bus::TraceParent;
 use canonical::raw::Channel;
-use hl7v2::ack::{Ack, ErrDetail};
 use hl7v2::ErrorCode;
+use hl7v2::ack::{Ack, ErrDetail};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 use telemetry::{Metrics, Outcome};
+use tracing::Instrument;
 
 const STAGE: &str = "ingest";
 
@@ -192,8 +192,10 @@ mod tests {
         }
     }
 
-    const ADT: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-1|P|2.5.1\rPID|1||P-1^^^NORTH^MR\r";
-    const ENHANCED: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-2|P|2.5.1|||AL|NE\rPID|1||P-1^^^NORTH^MR\r";
+    const ADT: &[u8] =
+        b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-1|P|2.5.1\rPID|1||P-1^^^NORTH^MR\r";
+    const ENHANCED: &[u8] =
+        b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-2|P|2.5.1|||AL|NE\rPID|1||P-1^^^NORTH^MR\r";
 
     fn session(rec: Arc<Recorder>, ack_timeout_ms: u64) -> Session<Arc<Recorder>> {
         Session::new(Arc::new(IngestConfig { ack_timeout_ms, ..Default::default() }), rec, Metrics::new())
@@ -289,7 +291,9 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let marker = "ZZMARKERSURNAME";
-        let good = format!("MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-L1|P|2.5.1\rPID|1||ID-{marker}^^^NORTH^MR||{marker}^ALEX\r");
+        let good = format!(
+            "MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301||ADT^A01^ADT_A01|CTL-L1|P|2.5.1\rPID|1||ID-{marker}^^^NORTH^MR||{marker}^ALEX\r"
+        );
         // Broken where the parser quotes what it found: the name stands where MSH should be.
         let bad = format!("{marker}^ALEX|||\rPID|1\r");
         for (bytes, fail) in [(good.as_bytes(), false), (bad.as_bytes(), false), (good.as_bytes(), true)] {
@@ -301,5 +305,4 @@ mod tests {
         // The parser quotes up to 12 bytes of a line it cannot read; any 10 would be a leak.
         assert!(!text.contains(&marker[..10]), "message content leaked into the logs: {text}");
     }
-
 }

@@ -59,11 +59,14 @@ where
     }
     let stop = shutdown.clone();
     let (addr, health_task) =
-        telemetry::health::serve(spec.telemetry.http_addr, health.clone(), metrics, async move { stop.wait().await }).await?;
+        telemetry::health::serve(spec.telemetry.http_addr, health.clone(), metrics, async move { stop.wait().await })
+            .await?;
     tracing::info!(stage = spec.name, %addr, "health and metrics endpoint up");
 
     let result = async {
-        wait_for_kafka(spec.bus, &spec.bus.startup_retry, &shutdown).await.map_err(bus_err("Kafka is not reachable"))?;
+        wait_for_kafka(spec.bus, &spec.bus.startup_retry, &shutdown)
+            .await
+            .map_err(bus_err("Kafka is not reachable"))?;
         health.set("kafka", true);
         let specs: Vec<TopicSpec> = spec
             .topics
@@ -92,8 +95,13 @@ where
     shutdown.trigger();
     let _ = health_task.await;
     if let Ok(s) = &result {
-        tracing::info!(stage = spec.name, records_in = s.records_in, records_out = s.records_out,
-            dead_lettered = s.dead_lettered, "stopped");
+        tracing::info!(
+            stage = spec.name,
+            records_in = s.records_in,
+            records_out = s.records_out,
+            dead_lettered = s.dead_lettered,
+            "stopped"
+        );
     }
     result
 }
@@ -102,7 +110,11 @@ where
 /// the outputs that span's `traceparent`, so exported traces join across services. Without an
 /// OpenTelemetry exporter the span is not recorded and the loop's own child `traceparent`
 /// applies instead.
-pub async fn traced<F>(stage: &'static str, rec: &bus::InputRecord, work: F) -> Result<Vec<bus::txloop::Output>, bus::txloop::ProcessError>
+pub async fn traced<F>(
+    stage: &'static str,
+    rec: &bus::InputRecord,
+    work: F,
+) -> Result<Vec<bus::txloop::Output>, bus::txloop::ProcessError>
 where
     F: Future<Output = Result<Vec<bus::txloop::Output>, bus::txloop::ProcessError>>,
 {

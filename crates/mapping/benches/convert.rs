@@ -4,7 +4,7 @@
 
 use apache_avro::AvroSchema;
 use canonical::ClinicalEvent;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
 const ORU: &[u8] = include_bytes!("data/oru_r01_10obx.hl7");

@@ -2,7 +2,7 @@
 //! conversion (MessageHeader first, as the IG maps MSH; every entry `urn:uuid:<id>` so that
 //! references resolve inside the bundle).
 
-use crate::context::{reference, Env, Out};
+use crate::context::{Env, Out, reference};
 use crate::coverage::NoteKind;
 use crate::datatypes::{self as dt, comp};
 use canonical::model::*;
@@ -32,7 +32,9 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
         id: env.event_id("MessageHeader", 1, ""),
         event_coding: match &trigger {
             Some(t) => Coding { system: Some(EVENT_SYSTEM.into()), code: Some(t.clone()), ..Default::default() },
-            None => Coding { system: Some(MESSAGE_TYPE_SYSTEM.into()), code: Some(mtype.clone()), ..Default::default() },
+            None => {
+                Coding { system: Some(MESSAGE_TYPE_SYSTEM.into()), code: Some(mtype.clone()), ..Default::default() }
+            }
         },
         sender: sender.clone(),
         source: MessageHeaderSource {
@@ -83,7 +85,8 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
         }
         occurred = dt::ts(env, es.f(6).map(|f| f.value()), es.place(6)).map(|t| t.value);
     }
-    let master = |r: &Resource| matches!(r, Resource::Practitioner(_) | Resource::Organization(_) | Resource::Location(_));
+    let master =
+        |r: &Resource| matches!(r, Resource::Practitioner(_) | Resource::Organization(_) | Resource::Location(_));
     let body = std::mem::take(&mut out.resources);
     let mut all = Vec::with_capacity(body.len() + 2);
     mh.focus = body.iter().filter(|r| !master(r)).map(|r| reference(r.id())).collect();
@@ -97,13 +100,21 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
             let mut agent = vec![];
             if let Some(who) = sender {
                 agent.push(ProvenanceAgent {
-                    r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "author", Some("Author"))),
+                    r#type: Some(CodeableConcept::code(
+                        "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                        "author",
+                        Some("Author"),
+                    )),
                     who,
                 });
             }
             if let Some(who) = operator {
                 agent.push(ProvenanceAgent {
-                    r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "enterer", Some("Enterer"))),
+                    r#type: Some(CodeableConcept::code(
+                        "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                        "enterer",
+                        Some("Enterer"),
+                    )),
                     who,
                 });
             }
@@ -119,7 +130,11 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
                     entity: vec![ProvenanceEntity {
                         role: "source".into(),
                         what: Reference {
-                            identifier: Some(Identifier { system: Some(format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key))), value: Some(control), ..Default::default() }),
+                            identifier: Some(Identifier {
+                                system: Some(format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key))),
+                                value: Some(control),
+                                ..Default::default()
+                            }),
                             display: Some(format!("HL7 v2 message {mtype}")),
                             ..Default::default()
                         },

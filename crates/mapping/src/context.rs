@@ -87,7 +87,8 @@ impl Out {
         if id_value.is_none() && name.is_none() {
             return None;
         }
-        let system = datatypes::hd_system(env, sub(r, 9, 1).as_deref(), sub(r, 9, 2).as_deref(), sub(r, 9, 3).as_deref());
+        let system =
+            datatypes::hd_system(env, sub(r, 9, 1).as_deref(), sub(r, 9, 2).as_deref(), sub(r, 9, 3).as_deref());
         // As for patients: an id without an authority is scoped by its sender.
         let key_sys = system.clone().unwrap_or_else(|| format!("sender:{}", env.sender_key));
         let rid = match &id_value {
@@ -115,7 +116,12 @@ impl Out {
     }
 
     /// XON / HD name → Organization (deduplicated by id or name).
-    pub fn organization(&mut self, env: &Env<'_>, name: Option<String>, ident: Option<Identifier>) -> Option<Reference> {
+    pub fn organization(
+        &mut self,
+        env: &Env<'_>,
+        name: Option<String>,
+        ident: Option<Identifier>,
+    ) -> Option<Reference> {
         if name.is_none() && ident.is_none() {
             return None;
         }
@@ -136,7 +142,14 @@ impl Out {
     /// level a Location `partOf` the one above, deduplicated by its full path.
     pub fn location(&mut self, env: &Env<'_>, f: &Field<'_>) -> Option<Reference> {
         let r = f.repetition(1)?;
-        let levels = [(4, "si", "Site"), (7, "bu", "Building"), (8, "lvl", "Level"), (1, "wa", "Ward"), (2, "ro", "Room"), (3, "bd", "Bed")];
+        let levels = [
+            (4, "si", "Site"),
+            (7, "bu", "Building"),
+            (8, "lvl", "Level"),
+            (1, "wa", "Ward"),
+            (2, "ro", "Room"),
+            (3, "bd", "Bed"),
+        ];
         let mut parent: Option<Reference> = None;
         let mut path = String::new();
         for (n, code, display) in levels {
@@ -165,9 +178,10 @@ impl Out {
         if let (Some(p), Some(desc)) = (&parent, comp(&r, 9)) {
             let id = p.reference.as_deref().unwrap_or("").trim_start_matches("urn:uuid:").to_string();
             if let Some(&i) = self.master.get(&id)
-                && let Resource::Location(l) = &mut self.resources[i] {
-                    l.description.get_or_insert(desc);
-                }
+                && let Resource::Location(l) = &mut self.resources[i]
+            {
+                l.description.get_or_insert(desc);
+            }
         }
         parent
     }

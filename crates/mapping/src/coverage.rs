@@ -101,9 +101,11 @@ impl CoverageReport {
     /// Whether a segment position (and field) is listed as unmapped or noted.
     pub fn mentions(&self, index: usize, field: Option<usize>) -> bool {
         self.unmapped_segments.iter().any(|p| p.index == index)
-            || self.unmapped_fields.iter().chain(self.notes.iter().map(|n| &n.place)).any(|p| {
-                p.index == index && (field.is_none() || p.field == field || p.field.is_none())
-            })
+            || self
+                .unmapped_fields
+                .iter()
+                .chain(self.notes.iter().map(|n| &n.place))
+                .any(|p| p.index == index && (field.is_none() || p.field == field || p.field.is_none()))
     }
 
     /// The report as event issues (stage `normalize`), without any data values.
@@ -251,7 +253,9 @@ impl<'a, 'm> Seg<'a, 'm> {
         let Some(f) = self.seg.field(n) else { return };
         let lost: Vec<usize> = f
             .repetitions()
-            .flat_map(|r| r.components().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i + 1).collect::<Vec<_>>())
+            .flat_map(|r| {
+                r.components().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i + 1).collect::<Vec<_>>()
+            })
             .filter(|i| !used.contains(i))
             .collect();
         if let Some(first) = lost.iter().min() {
@@ -269,6 +273,10 @@ impl<'a, 'm> Seg<'a, 'm> {
 
     /// A note about the whole segment (e.g. it could not become a resource).
     pub fn note_segment(&self, kind: NoteKind, detail: impl Into<String>) {
-        self.tracker.note(kind, Place { segment: self.seg.name().into(), index: self.seg.index(), field: None }, detail);
+        self.tracker.note(
+            kind,
+            Place { segment: self.seg.name().into(), index: self.seg.index(), field: None },
+            detail,
+        );
     }
 }

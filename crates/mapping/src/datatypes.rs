@@ -69,7 +69,9 @@ fn valid_oid(u: &str) -> bool {
     let arcs: Vec<&str> = u.split('.').collect();
     arcs.len() >= 3
         && matches!(arcs[0], "0" | "1" | "2")
-        && arcs.iter().all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) && (a.len() == 1 || !a.starts_with('0')))
+        && arcs
+            .iter()
+            .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) && (a.len() == 1 || !a.starts_with('0')))
 }
 
 /// Coding system URI for a v2 coding system name: the IG's table, the sender profile's
@@ -107,7 +109,7 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
             continue;
         };
         let system = comp(r, sys_n).map(|s| code_system(env, &s));
-        cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code), display, });
+        cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code), display });
     }
     if let Some(t) = comp(r, 9) {
         cc.text = Some(t);
@@ -162,7 +164,12 @@ pub fn language(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
     let mut texts = Vec::new();
     for c in cc.coding {
         match c.code.as_deref().and_then(vocab::bcp47) {
-            Some(tag) => out.coding.push(Coding { system: Some("urn:ietf:bcp:47".into()), code: Some(tag), display: c.display, version: None }),
+            Some(tag) => out.coding.push(Coding {
+                system: Some("urn:ietf:bcp:47".into()),
+                code: Some(tag),
+                display: c.display,
+                version: None,
+            }),
             None => texts.extend(c.display.or(c.code)),
         }
     }
@@ -283,7 +290,12 @@ pub fn xtn(r: &Repetition<'_>) -> Option<ContactPoint> {
     if system.is_none() {
         system = Some(if use_code.as_deref() == Some("NET") || value.contains('@') { "email" } else { "phone" });
     }
-    Some(ContactPoint { system: system.map(Into::into), value: Some(value), r#use: r#use.map(Into::into), ..Default::default() })
+    Some(ContactPoint {
+        system: system.map(Into::into),
+        value: Some(value),
+        r#use: r#use.map(Into::into),
+        ..Default::default()
+    })
 }
 
 /// A v2 time value → FHIR dateTime text; records the original, notes zone fallback and
@@ -298,9 +310,18 @@ pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime>
     match time::convert(first, env.zone) {
         Ok(t) => {
             if t.zone == ZoneSource::Fallback {
-                env.tracker.note(NoteKind::ZoneAssumed, place.clone(), "time without offset and no sender time zone: fallback zone applied");
+                env.tracker.note(
+                    NoteKind::ZoneAssumed,
+                    place.clone(),
+                    "time without offset and no sender time zone: fallback zone applied",
+                );
             }
-            env.tracker.time(TimeRecord { place, original: first.to_string(), converted: t.value.clone(), zone: t.zone });
+            env.tracker.time(TimeRecord {
+                place,
+                original: first.to_string(),
+                converted: t.value.clone(),
+                zone: t.zone,
+            });
             Some(t)
         }
         Err(e) => {
@@ -355,7 +376,13 @@ pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<Strin
 /// NM text with units → Quantity; `None` when not a number.
 pub fn quantity(num: &str, unit: &(Option<String>, Option<String>, Option<String>)) -> Option<Quantity> {
     let value = Decimal::parse(num)?;
-    Some(Quantity { value: Some(value), unit: unit.0.clone(), system: unit.1.clone(), code: unit.2.clone(), comparator: None })
+    Some(Quantity {
+        value: Some(value),
+        unit: unit.0.clone(),
+        system: unit.1.clone(),
+        code: unit.2.clone(),
+        comparator: None,
+    })
 }
 
 /// ED component 5 (data) with encoding → Attachment.
@@ -404,7 +431,9 @@ fn media_type(t: &str, sub: &str) -> String {
         "png" => "png".into(),
         "tiff" | "tif" => "tiff".into(),
         "octet-stream" => "octet-stream".into(),
-        other if other.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'+') => other.to_string(),
+        other if other.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'+') => {
+            other.to_string()
+        }
         _ => "octet-stream".into(),
     };
     format!("{main}/{sub}")
@@ -415,9 +444,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !b.len().is_multiple_of(2) {
         return None;
     }
-    b.chunks(2)
-        .map(|p| Some(((p[0] as char).to_digit(16)? * 16 + (p[1] as char).to_digit(16)?) as u8))
-        .collect()
+    b.chunks(2).map(|p| Some(((p[0] as char).to_digit(16)? * 16 + (p[1] as char).to_digit(16)?) as u8)).collect()
 }
 
 fn is_base64(s: &str) -> bool {
@@ -432,7 +459,8 @@ pub fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for ch in bytes.chunks(3) {
-        let n = (u32::from(ch[0]) << 16) | (u32::from(*ch.get(1).unwrap_or(&0)) << 8) | u32::from(*ch.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(ch[0]) << 16) | (u32::from(*ch.get(1).unwrap_or(&0)) << 8) | u32::from(*ch.get(2).unwrap_or(&0));
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
         out.push(if ch.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
@@ -443,7 +471,10 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// Reference range text (OBX-7) → low/high where it parses ("3.5-5.0", ">60", "<5", "<=5"),
 /// always keeping the text.
-pub fn reference_range(text: &str, unit: &(Option<String>, Option<String>, Option<String>)) -> (Option<Quantity>, Option<Quantity>) {
+pub fn reference_range(
+    text: &str,
+    unit: &(Option<String>, Option<String>, Option<String>),
+) -> (Option<Quantity>, Option<Quantity>) {
     let t = text.trim();
     let q = |s: &str| quantity(s.trim(), unit);
     if let Some(rest) = t.strip_prefix(">=").or_else(|| t.strip_prefix('>')) {
@@ -476,12 +507,11 @@ mod tests {
     use hl7v2::{Delimiters, Field};
 
     fn field(raw: &str) -> Field<'static> {
-        let bytes: &'static [u8] = Box::leak(format!("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rZZZ|{raw}").into_bytes().into_boxed_slice());
+        let bytes: &'static [u8] = Box::leak(
+            format!("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rZZZ|{raw}").into_bytes().into_boxed_slice(),
+        );
         let msg: &'static hl7v2::Message<'static> = Box::leak(Box::new(hl7v2::Message::parse(bytes).unwrap()));
-        msg.segment("ZZZ")
-            .unwrap()
-            .field(1)
-            .unwrap()
+        msg.segment("ZZZ").unwrap().field(1).unwrap()
     }
 
     fn with_env<R>(f: impl FnOnce(&Env<'_>) -> R) -> R {
@@ -517,7 +547,10 @@ mod tests {
         assert_eq!((a.city.as_deref(), a.r#use.as_deref()), (Some("SPRINGFIELD"), Some("home")));
         let f = field("^PRN^PH^^1^555^1234567~^NET^Internet^a@b.example");
         let p = xtn(&f.repetition(1).unwrap()).unwrap();
-        assert_eq!((p.value.as_deref(), p.r#use.as_deref(), p.system.as_deref()), (Some("+1 (555) 1234567"), Some("home"), Some("phone")));
+        assert_eq!(
+            (p.value.as_deref(), p.r#use.as_deref(), p.system.as_deref()),
+            (Some("+1 (555) 1234567"), Some("home"), Some("phone"))
+        );
         let e = xtn(&f.repetition(2).unwrap()).unwrap();
         assert_eq!((e.value.as_deref(), e.system.as_deref()), (Some("a@b.example"), Some("email")));
     }
@@ -538,7 +571,10 @@ mod tests {
     fn ranges_and_base64() {
         let u = (Some("mg/dL".into()), None, None);
         let (lo, hi) = reference_range("3.5-5.0", &u);
-        assert_eq!((lo.unwrap().value.unwrap().as_str().to_string(), hi.unwrap().value.unwrap().as_str().to_string()), ("3.5".into(), "5.0".into()));
+        assert_eq!(
+            (lo.unwrap().value.unwrap().as_str().to_string(), hi.unwrap().value.unwrap().as_str().to_string()),
+            ("3.5".into(), "5.0".into())
+        );
         let (lo, hi) = reference_range("-1.5 - 2", &u);
         assert_eq!(lo.unwrap().value.unwrap().as_str(), "-1.5");
         assert!(hi.is_some());

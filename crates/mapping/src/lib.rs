@@ -96,7 +96,11 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
     };
     for (n, present) in [(11, msg.processing_id().is_some()), (12, msg.version().is_some())] {
         if !present {
-            tracker.note(coverage::NoteKind::InvalidValue, coverage::Place { segment: "MSH".into(), index: 1, field: Some(n) }, "required MSH field is empty");
+            tracker.note(
+                coverage::NoteKind::InvalidValue,
+                coverage::Place { segment: "MSH".into(), index: 1, field: Some(n) },
+                "required MSH field is empty",
+            );
         }
     }
     let out = messages::walk(&env, msg);

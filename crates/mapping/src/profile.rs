@@ -219,7 +219,8 @@ mod tests {
 
     #[test]
     fn loads_and_matches_most_specific() {
-        let a = p("name='a'\napplication='LAB'\ntime_zone='Europe/Berlin'\n[identifier_systems]\nHOSP='urn:oid:1.2'\n").unwrap();
+        let a = p("name='a'\napplication='LAB'\ntime_zone='Europe/Berlin'\n[identifier_systems]\nHOSP='urn:oid:1.2'\n")
+            .unwrap();
         let b = p("name='b'\napplication='LAB'\nfacility='EAST'\nignore_fields=['PID-2']\n[[z_segments]]\nsegment='ZPI'\nfield=1\ntarget='Patient'\nurl='http://x/y'\n").unwrap();
         let ps = Profiles::new(vec![a, b]).unwrap();
         assert_eq!(ps.find(Some("LAB"), Some("EAST")).unwrap().file.name, "b");

@@ -204,7 +204,8 @@ pub fn convert(raw: &str, zone: &ZoneRule) -> Result<FhirTime, TimeError> {
             .map_err(|_| TimeError::Range("date/time"))?;
             // "compatible": a time in a DST gap moves forward, an ambiguous one takes the
             // earlier offset — the same choice RFC 5545 and java.time make.
-            let zoned = zone.zone.to_ambiguous_zoned(dt).compatible().map_err(|_| TimeError::Range("date/time in zone"))?;
+            let zoned =
+                zone.zone.to_ambiguous_zoned(dt).compatible().map_err(|_| TimeError::Range("date/time in zone"))?;
             // Written from the zoned value: a local time in a DST gap moved forward must be
             // written as the moved time, or the instant would be wrong by the gap.
             let z = zoned.datetime();
@@ -285,7 +286,19 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         let z = ZoneRule::utc_fallback();
-        for bad in ["", "2024013", "20240230", "20241301", "202401012500", "2024010112+05", "abcd", "20240101120000+1500", "2024.5", "20240101120000.", "0000"] {
+        for bad in [
+            "",
+            "2024013",
+            "20240230",
+            "20241301",
+            "202401012500",
+            "2024010112+05",
+            "abcd",
+            "20240101120000+1500",
+            "2024.5",
+            "20240101120000.",
+            "0000",
+        ] {
             assert!(convert(bad, &z).is_err(), "{bad}");
         }
         assert!(ZoneRule::named("Mars/Olympus", ZoneSource::Profile).is_err());

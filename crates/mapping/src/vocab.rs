@@ -43,7 +43,8 @@ pub fn patient_class(code: &str) -> Option<(&'static str, &'static str, &'static
 /// pre-admit) which like A11 mean the encounter did not take place.
 pub fn event_encounter_status(trigger: &str) -> Option<&'static str> {
     Some(match trigger {
-        "A01" | "A02" | "A06" | "A07" | "A12" | "A13" | "A15" | "A16" | "A21" | "A22" | "A25" | "A26" | "A32" | "A33" => "in-progress",
+        "A01" | "A02" | "A06" | "A07" | "A12" | "A13" | "A15" | "A16" | "A21" | "A22" | "A25" | "A26" | "A32"
+        | "A33" => "in-progress",
         "A03" => "finished",
         "A04" | "A05" | "A14" => "planned",
         "A11" | "A27" | "A38" => "entered-in-error",
@@ -161,14 +162,100 @@ pub fn order_codes_known(control: Option<&str>, status: Option<&str>) -> (bool, 
 pub fn identifier_type_known(code: &str) -> bool {
     matches!(
         code,
-        "MR" | "PI" | "PT" | "SS" | "DL" | "PPN" | "NI" | "NH" | "PN" | "PRN" | "AN" | "VN" | "EN"
-            | "BRN" | "MA" | "MC" | "MD" | "NPI" | "DN" | "LN" | "TAX" | "SB" | "PE" | "PCN" | "U"
-            | "FILL" | "PLAC" | "ACSN" | "RRI" | "XX" | "NE" | "EI" | "DR" | "WC" | "SR" | "UPIN"
-            | "HC" | "JHN" | "CZ" | "RI" | "AM" | "BA" | "CY" | "DDS" | "DEA" | "DFN" | "DI" | "DO"
-            | "DP" | "DPM" | "DS" | "EMR" | "GI" | "GL" | "GN" | "LR" | "MB" | "MCD" | "MCN" | "MCR"
-            | "MCT" | "MI" | "NCT" | "NII" | "NIIP" | "NP" | "NBSNR" | "OD" | "PEN" | "PNT" | "RN"
-            | "RPH" | "RR" | "TN" | "UPN" | "VS" | "WP" | "ANON" | "BC" | "BCT" | "CC" | "DNS" | "ESN"
-            | "FI" | "HV" | "IND" | "MRT" | "PHC" | "PRC" | "QA" | "SID" | "SN" | "SP" | "TPR" | "APRN"
+        "MR" | "PI"
+            | "PT"
+            | "SS"
+            | "DL"
+            | "PPN"
+            | "NI"
+            | "NH"
+            | "PN"
+            | "PRN"
+            | "AN"
+            | "VN"
+            | "EN"
+            | "BRN"
+            | "MA"
+            | "MC"
+            | "MD"
+            | "NPI"
+            | "DN"
+            | "LN"
+            | "TAX"
+            | "SB"
+            | "PE"
+            | "PCN"
+            | "U"
+            | "FILL"
+            | "PLAC"
+            | "ACSN"
+            | "RRI"
+            | "XX"
+            | "NE"
+            | "EI"
+            | "DR"
+            | "WC"
+            | "SR"
+            | "UPIN"
+            | "HC"
+            | "JHN"
+            | "CZ"
+            | "RI"
+            | "AM"
+            | "BA"
+            | "CY"
+            | "DDS"
+            | "DEA"
+            | "DFN"
+            | "DI"
+            | "DO"
+            | "DP"
+            | "DPM"
+            | "DS"
+            | "EMR"
+            | "GI"
+            | "GL"
+            | "GN"
+            | "LR"
+            | "MB"
+            | "MCD"
+            | "MCN"
+            | "MCR"
+            | "MCT"
+            | "MI"
+            | "NCT"
+            | "NII"
+            | "NIIP"
+            | "NP"
+            | "NBSNR"
+            | "OD"
+            | "PEN"
+            | "PNT"
+            | "RN"
+            | "RPH"
+            | "RR"
+            | "TN"
+            | "UPN"
+            | "VS"
+            | "WP"
+            | "ANON"
+            | "BC"
+            | "BCT"
+            | "CC"
+            | "DNS"
+            | "ESN"
+            | "FI"
+            | "HV"
+            | "IND"
+            | "MRT"
+            | "PHC"
+            | "PRC"
+            | "QA"
+            | "SID"
+            | "SN"
+            | "SP"
+            | "TPR"
+            | "APRN"
     )
 }
 
@@ -300,8 +387,8 @@ pub fn table_codes(table: &str) -> Option<&'static [&'static str]> {
         "0069" => &["CAR", "MED", "PUL", "SUR", "URO"],
         "0074" => &[
             "AU", "BG", "BLB", "CG", "CUS", "CTH", "CT", "CH", "CP", "EC", "EN", "GE", "HM", "ICU", "IMM", "LAB", "MB",
-            "MCB", "MYC", "NMS", "NMR", "NRS", "OUS", "OT", "OTH", "OSL", "PAR", "PAT", "PHR", "PT", "PHY", "PF", "RAD",
-            "RX", "RUS", "RC", "RT", "SR", "SP", "TX", "URN", "VUS", "VR", "XRC",
+            "MCB", "MYC", "NMS", "NMR", "NRS", "OUS", "OT", "OTH", "OSL", "PAR", "PAT", "PHR", "PT", "PHY", "PF",
+            "RAD", "RX", "RUS", "RC", "RT", "SR", "SP", "TX", "URN", "VUS", "VR", "XRC",
         ],
         "0092" => &["R"],
         "0112" => &[
@@ -311,8 +398,8 @@ pub fn table_codes(table: &str) -> Option<&'static [&'static str]> {
         "0131" => &["BP", "C", "CP", "E", "EP", "F", "I", "N", "O", "PR", "S", "U"],
         "0162" => &[
             "AP", "B", "DT", "EP", "ET", "GTT", "GU", "IA", "IB", "IC", "ICV", "ID", "IH", "IHA", "IM", "IMR", "IN",
-            "IO", "IP", "IS", "IT", "IU", "IV", "MM", "MTH", "NG", "NP", "NS", "NT", "OP", "OT", "OTH", "PF", "PO", "PR",
-            "RM", "SC", "SD", "SL", "TD", "TL", "TP", "TRA", "UR", "VG", "VM", "WND",
+            "IO", "IP", "IS", "IT", "IU", "IV", "MM", "MTH", "NG", "NP", "NS", "NT", "OP", "OT", "OTH", "PF", "PO",
+            "PR", "RM", "SC", "SD", "SL", "TD", "TL", "TP", "TRA", "UR", "VG", "VM", "WND",
         ],
         "0163" => &[
             "BE", "BN", "BU", "CT", "LA", "LAC", "LACF", "LD", "LE", "LEJ", "LF", "LG", "LH", "LIJ", "LLAQ", "LLFA",
@@ -364,15 +451,17 @@ pub fn bcp47(code: &str) -> Option<String> {
         _ => return None,
     };
     const KNOWN: &[&str] = &[
-        "ar", "bn", "cs", "da", "de", "el", "en", "es", "fi", "fr", "fy", "hi", "hr", "it", "ja", "ko", "nl", "no", "pa",
-        "pl", "pt", "ru", "sr", "sv", "te", "zh", "tr", "vi", "he",
+        "ar", "bn", "cs", "da", "de", "el", "en", "es", "fi", "fr", "fy", "hi", "hr", "it", "ja", "ko", "nl", "no",
+        "pa", "pl", "pt", "ru", "sr", "sv", "te", "zh", "tr", "vi", "he",
     ];
     if !KNOWN.contains(&lang.as_str()) {
         return None;
     }
     match parts.next() {
         None => Some(lang),
-        Some(region) if region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic()) && parts.next().is_none() => {
+        Some(region)
+            if region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic()) && parts.next().is_none() =>
+        {
             let r = region.to_ascii_uppercase();
             Some(format!("{lang}-{}", if r == "UK" { "GB" } else { &r }))
         }

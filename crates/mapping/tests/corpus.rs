@@ -114,7 +114,8 @@ fn every_corpus_bundle_passes_the_fhir_validator() {
         .expect("run the validator");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stdout.lines().chain(stderr.lines()).filter(|l| l.contains(": error:") || l.contains(": fatal:")).collect();
+    let errors: Vec<&str> =
+        stdout.lines().chain(stderr.lines()).filter(|l| l.contains(": error:") || l.contains(": fatal:")).collect();
     eprintln!("validated {count} bundles; {} error line(s)", errors.len());
     assert!(
         out.status.success() && errors.is_empty(),

@@ -37,11 +37,20 @@ fn one<'a>(b: &'a Value, rtype: &str) -> &'a Value {
 
 fn by_ref<'a>(b: &'a Value, reference: &Value) -> &'a Value {
     let r = reference["reference"].as_str().expect("a reference");
-    b["entry"].as_array().unwrap().iter().find(|e| e["fullUrl"] == r).map(|e| &e["resource"]).unwrap_or_else(|| panic!("{r} not in bundle"))
+    b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fullUrl"] == r)
+        .map(|e| &e["resource"])
+        .unwrap_or_else(|| panic!("{r} not in bundle"))
 }
 
 fn obs_by_code<'a>(b: &'a Value, code: &str) -> &'a Value {
-    all(b, "Observation").into_iter().find(|o| o["code"]["coding"][0]["code"] == code).unwrap_or_else(|| panic!("no Observation {code}"))
+    all(b, "Observation")
+        .into_iter()
+        .find(|o| o["code"]["coding"][0]["code"] == code)
+        .unwrap_or_else(|| panic!("no Observation {code}"))
 }
 
 const ORU: &str = "MSH|^~\\&|LAB|ACME|EHR|ACME|20240310093000-0500||ORU^R01^ORU_R01|CTRL-1|P|2.5.1
@@ -72,7 +81,8 @@ OBR|1|SAME-1^EHR||1111-1^First^LN|||20240310083000-0500|||||||||||||||||F
 OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL^mg/dL^UCUM|||||F
 OBR|2|SAME-1^EHR||2222-2^Second^LN|||20240310083000-0500|||||||||||||||||F
 OBX|1|NM|2093-3^Cholesterol^LN||205|mg/dL^mg/dL^UCUM|||||F
-".to_string()
+"
+    .to_string()
 }
 
 fn merge_msg() -> String {
@@ -80,12 +90,28 @@ fn merge_msg() -> String {
 EVN|A40|20240601120000+0200
 PID|1||KEEP-1^^^GH^MR||SMITH^JOHN||19700101|M
 MRG|OLD-9^^^GH^MR
-".to_string()
+"
+    .to_string()
 }
 
 fn clinical_msg() -> String {
-    let in1 = seg("IN1", &[(1, "1"), (2, "PLAN-A^Gold"), (3, "INS-1^^^GH"), (4, "Acme Insurance"), (8, "GRP-7"), (12, "20240101"), (13, "20241231"), (17, "SEL"), (22, "1"), (36, "POL-123")]);
-    format!("MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A01|X-1|P|2.5
+    let in1 = seg(
+        "IN1",
+        &[
+            (1, "1"),
+            (2, "PLAN-A^Gold"),
+            (3, "INS-1^^^GH"),
+            (4, "Acme Insurance"),
+            (8, "GRP-7"),
+            (12, "20240101"),
+            (13, "20241231"),
+            (17, "SEL"),
+            (22, "1"),
+            (36, "POL-123"),
+        ],
+    );
+    format!(
+        "MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A01|X-1|P|2.5
 PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
 NK1|1|SMITH^JANE|SPO^Spouse^HL70063||^PRN^PH^^^555^1234567
 PV1|1|I|WARD1
@@ -93,28 +119,61 @@ AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives~Wheezing|20200101
 DG1|1||I10^Essential hypertension^I10||20240601|A
 PR1|1||0DTJ4ZZ^Appendectomy^I10P||20240602
 {in1}
-")
+"
+    )
 }
 
 fn vxu_msg() -> String {
-    let rxa = seg("RXA", &[(1, "0"), (2, "1"), (3, "20240415100000-0400"), (5, "08^Hep B, adolescent or pediatric^CVX"), (6, "0.5"), (7, "mL^mL^UCUM"), (9, "00^New immunization record^NIP001"), (15, "LOT-42"), (17, "MSD^Merck^MVX"), (20, "CP"), (21, "A")]);
-    format!("MSH|^~\\&|IIS|CLINIC|REG|STATE|20240415103000-0400||VXU^V04^VXU_V04|V-1|P|2.5.1
+    let rxa = seg(
+        "RXA",
+        &[
+            (1, "0"),
+            (2, "1"),
+            (3, "20240415100000-0400"),
+            (5, "08^Hep B, adolescent or pediatric^CVX"),
+            (6, "0.5"),
+            (7, "mL^mL^UCUM"),
+            (9, "00^New immunization record^NIP001"),
+            (15, "LOT-42"),
+            (17, "MSD^Merck^MVX"),
+            (20, "CP"),
+            (21, "A"),
+        ],
+    );
+    format!(
+        "MSH|^~\\&|IIS|CLINIC|REG|STATE|20240415103000-0400||VXU^V04^VXU_V04|V-1|P|2.5.1
 PID|1||IZ-77^^^CLINIC^MR||DOE^BABY||20230101|F
 ORC|RE||IZ-ORDER-1^CLINIC
 {rxa}
 RXR|IM^Intramuscular^HL70162|LA^Left Arm^HL70163
 OBX|1|CE|64994-7^Vaccine funding program eligibility category^LN|1|V02^VFC eligible^HL70064||||||F
-")
+"
+    )
 }
 
 fn rde_msg() -> String {
-    let rxe = seg("RXE", &[(1, "^Q6H^^20240601"), (2, "00093-7146-56^Amoxicillin 500 MG Oral Capsule^NDC"), (3, "500"), (5, "mg^mg^UCUM"), (6, "CAP^Capsule"), (7, "^Take with food"), (10, "30"), (11, "CAP^Capsule"), (12, "2")]);
-    format!("MSH|^~\\&|PHARM|GH|EHR|GH|20240601120000+0200||RDE^O11^RDE_O11|R-1|P|2.5
+    let rxe = seg(
+        "RXE",
+        &[
+            (1, "^Q6H^^20240601"),
+            (2, "00093-7146-56^Amoxicillin 500 MG Oral Capsule^NDC"),
+            (3, "500"),
+            (5, "mg^mg^UCUM"),
+            (6, "CAP^Capsule"),
+            (7, "^Take with food"),
+            (10, "30"),
+            (11, "CAP^Capsule"),
+            (12, "2"),
+        ],
+    );
+    format!(
+        "MSH|^~\\&|PHARM|GH|EHR|GH|20240601120000+0200||RDE^O11^RDE_O11|R-1|P|2.5
 PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
 ORC|NW|P-1^EHR|||||||20240601110000+0200|||1234^Welby^Marcus
 {rxe}
 RXR|PO^Oral^HL70162
-")
+"
+    )
 }
 
 fn siu_msg() -> String {
@@ -129,15 +188,29 @@ AIL|1||ROOM5^^^GH
 }
 
 fn mdm_msg() -> String {
-    let txa = seg("TXA", &[(1, "1"), (2, "DS"), (3, "TX"), (4, "20240601110000+0200"), (5, "1234^Welby^Marcus"), (12, "DOC-1^DOCS"), (17, "AU"), (19, "AV")]);
-    format!("MSH|^~\\&|DOCS|GH|EHR|GH|20240601120000+0200||MDM^T02^MDM_T02|D-1|P|2.5
+    let txa = seg(
+        "TXA",
+        &[
+            (1, "1"),
+            (2, "DS"),
+            (3, "TX"),
+            (4, "20240601110000+0200"),
+            (5, "1234^Welby^Marcus"),
+            (12, "DOC-1^DOCS"),
+            (17, "AU"),
+            (19, "AV"),
+        ],
+    );
+    format!(
+        "MSH|^~\\&|DOCS|GH|EHR|GH|20240601120000+0200||MDM^T02^MDM_T02|D-1|P|2.5
 EVN|T02|20240601120000+0200
 PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
 PV1|1|O
 {txa}
 OBX|1|TX|||Discharge summary line 1
 OBX|2|TX|||Line 2 with \\T\\ ampersand
-")
+"
+    )
 }
 
 fn orm_msg() -> String {
@@ -146,7 +219,8 @@ PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M
 ORC|NW|ORD-1^EHR||||||^^^20240602080000+0200^^S|20240601115000+0200|||1234^Welby^Marcus
 OBR|1|ORD-1^EHR||80061^Lipid panel^C4|||||||||||||||||||||||^^^20240602080000+0200^^S
 NTE|1||Patient fasting
-".to_string()
+"
+    .to_string()
 }
 
 #[test]
@@ -187,16 +261,23 @@ fn oru_r01_results_values_units_ranges_and_specimen_group() {
     let sr = one(&b, "ServiceRequest");
     assert_eq!(sr["note"][0]["text"], "Fasting specimen\nsecond line");
     assert_eq!(by_ref(&b, &dr["basedOn"][0])["id"], sr["id"]);
-    let ids: Vec<&str> = sr["identifier"].as_array().unwrap().iter().map(|i| i["type"]["coding"][0]["code"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        sr["identifier"].as_array().unwrap().iter().map(|i| i["type"]["coding"][0]["code"].as_str().unwrap()).collect();
     assert_eq!(ids, ["PLAC", "FILL"]);
 
     // NM with UCUM unit, range, interpretation, note.
     let chol = obs_by_code(&b, "2093-3");
-    assert_eq!(chol["valueQuantity"], serde_json::json!({"value": 196, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}));
+    assert_eq!(
+        chol["valueQuantity"],
+        serde_json::json!({"value": 196, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"})
+    );
     assert_eq!(chol["referenceRange"][0]["text"], "<200");
     assert!(chol["referenceRange"][0].get("high").is_none(), "'<200' is exclusive: not an inclusive high");
     assert_eq!(chol["interpretation"][0]["coding"][0]["code"], "H");
-    assert_eq!(chol["interpretation"][0]["coding"][0]["system"], "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation");
+    assert_eq!(
+        chol["interpretation"][0]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+    );
     assert_eq!(chol["status"], "final");
     assert_eq!(chol["note"][0]["text"], "Repeat advised");
     assert_eq!(chol["effectiveDateTime"], "2024-03-10T08:30:00-05:00");
@@ -228,7 +309,10 @@ fn oru_r01_results_values_units_ranges_and_specimen_group() {
     assert!(tg.get("valueQuantity").is_none());
     // Non-UCUM unit stays text; precision kept; critical flag; preliminary.
     let bili = obs_by_code(&b, "1975-2");
-    assert!(conv.to_bundle_json(false).contains(r#""valueQuantity":{"value":1.50,"unit":"mg/dL","#), "1.50 keeps its digits");
+    assert!(
+        conv.to_bundle_json(false).contains(r#""valueQuantity":{"value":1.50,"unit":"mg/dL","#),
+        "1.50 keeps its digits"
+    );
     assert_eq!(bili["valueQuantity"]["unit"], "mg/dL");
     assert_ne!(bili["valueQuantity"]["system"], "http://unitsofmeasure.org", "a local (L) unit is not claimed as UCUM");
     assert!(bili["valueQuantity"]["system"].as_str().unwrap().starts_with("urn:arteria:v2:codesystem:"));
@@ -270,13 +354,21 @@ fn two_obrs_with_the_same_placer_number_do_not_collide() {
     // Each report keeps its own result.
     assert_eq!(by_ref(&b, &drs[0]["result"][0])["valueQuantity"]["value"], 196);
     assert_eq!(by_ref(&b, &drs[1]["result"][0])["valueQuantity"]["value"], 205);
-    let urls: std::collections::HashSet<&str> = b["entry"].as_array().unwrap().iter().map(|e| e["fullUrl"].as_str().unwrap()).collect();
+    let urls: std::collections::HashSet<&str> =
+        b["entry"].as_array().unwrap().iter().map(|e| e["fullUrl"].as_str().unwrap()).collect();
     assert_eq!(urls.len(), b["entry"].as_array().unwrap().len(), "fullUrls unique");
     // Deterministic: the same message gives the same ids; another tenant other ids.
     let (again, _) = convert(msg);
     assert_eq!(again, b);
-    let other = mapping::convert_bytes(msg.replace('\n', "\r").as_bytes(), &mapping::Profiles::default(), "other-tenant").unwrap();
-    assert_ne!(other.id, mapping::convert_bytes(msg.replace('\n', "\r").as_bytes(), &mapping::Profiles::default(), "test-tenant").unwrap().id);
+    let other =
+        mapping::convert_bytes(msg.replace('\n', "\r").as_bytes(), &mapping::Profiles::default(), "other-tenant")
+            .unwrap();
+    assert_ne!(
+        other.id,
+        mapping::convert_bytes(msg.replace('\n', "\r").as_bytes(), &mapping::Profiles::default(), "test-tenant")
+            .unwrap()
+            .id
+    );
 }
 
 fn adt(trigger: &str, admit: Option<&str>, discharge: Option<&str>) -> String {
@@ -326,7 +418,10 @@ fn adt_encounter_status_class_period_by_trigger() {
     let e = one(&b, "Encounter");
     assert_eq!(e["status"], "in-progress", "cancel discharge: back in progress (IG Event[EncounterStatus])");
     assert!(e["period"].get("end").is_none());
-    assert!(conv.coverage.notes.iter().any(|n| n.place.segment == "PV1" && n.place.field == Some(45)), "the dropped end is reported");
+    assert!(
+        conv.coverage.notes.iter().any(|n| n.place.segment == "PV1" && n.place.field == Some(45)),
+        "the dropped end is reported"
+    );
 
     let (b, _) = convert(&adt("A04", None, None));
     assert_eq!(one(&b, "Encounter")["status"], "planned");
@@ -347,7 +442,9 @@ fn adt_a40_merge_links_both_patients() {
     assert_eq!(by_ref(&b, &old["link"][0]["other"])["id"], survivor["id"]);
     assert_eq!(old["active"], false);
     // The old Patient's id is the one a message about OLD-9 would have produced.
-    let (earlier, _) = convert("MSH|^~\\&|ADT|GH|EHR|GH|20240101120000+0200||ADT^A04|E-1|P|2.5\nPID|1||OLD-9^^^GH^MR||SMITH^J||19700101|M\n");
+    let (earlier, _) = convert(
+        "MSH|^~\\&|ADT|GH|EHR|GH|20240101120000+0200||ADT^A04|E-1|P|2.5\nPID|1||OLD-9^^^GH^MR||SMITH^J||19700101|M\n",
+    );
     assert_eq!(one(&earlier, "Patient")["id"], old["id"]);
 }
 
@@ -432,7 +529,12 @@ fn siu_appointment_and_mdm_document() {
     assert_eq!(a["end"], "2024-06-10T09:30:00+02:00");
     assert_eq!(a["minutesDuration"], 30);
     assert_eq!(a["serviceType"][0]["coding"][0]["code"], "CONSULT");
-    let actors: Vec<&str> = a["participant"].as_array().unwrap().iter().map(|p| by_ref(&b, &p["actor"])["resourceType"].as_str().unwrap()).collect();
+    let actors: Vec<&str> = a["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| by_ref(&b, &p["actor"])["resourceType"].as_str().unwrap())
+        .collect();
     assert_eq!(actors, ["Patient", "Practitioner", "Location"]);
 
     let mdm = &mdm_msg();
@@ -490,7 +592,9 @@ OBX|1|NM|X2^Local test^99ACME||7|||||||F
     assert_eq!(p["extension"][0]["url"], "http://acme.example/fhir/StructureDefinition/pet-name");
     assert_eq!(p["extension"][0]["valueString"], "Rex");
     assert_eq!(obs_by_code(&b, "X2")["code"]["coding"][0]["system"], "http://acme.example/fhir/CodeSystem/lab");
-    assert!(conv.coverage.notes.iter().any(|n| n.kind == mapping::coverage::NoteKind::Ignored && n.place.field == Some(2)));
+    assert!(
+        conv.coverage.notes.iter().any(|n| n.kind == mapping::coverage::NoteKind::Ignored && n.place.field == Some(2))
+    );
     assert!(!conv.coverage.notes.iter().any(|n| n.kind == mapping::coverage::NoteKind::ZoneAssumed));
 
     // Without a profile the fallback zone is used and that is reported.
@@ -512,9 +616,15 @@ GT1|1||SMITH^JOHN
     let c = &conv.coverage;
     let segs: Vec<(String, usize)> = c.unmapped_segments.iter().map(|p| (p.segment.clone(), p.index)).collect();
     assert_eq!(segs, [("ZZZ".to_string(), 4), ("GT1".to_string(), 5)]);
-    assert!(c.unmapped_fields.iter().any(|p| p.segment == "PID" && p.field == Some(10)), "PID-10 race is not mapped and must be listed");
+    assert!(
+        c.unmapped_fields.iter().any(|p| p.segment == "PID" && p.field == Some(10)),
+        "PID-10 race is not mapped and must be listed"
+    );
     let issues = c.to_issues();
-    assert!(issues.iter().all(|i| !i.detail.contains("secret") && !i.detail.contains("SMITH")), "no data in issue details");
+    assert!(
+        issues.iter().all(|i| !i.detail.contains("secret") && !i.detail.contains("SMITH")),
+        "no data in issue details"
+    );
     let ev = conv.to_event("test-tenant", "raw-1", 0);
     assert_eq!(ev.event_type, "hl7v2.adt.a01");
     assert_eq!(ev.resources[0].resource_type, "MessageHeader");
@@ -574,7 +684,17 @@ fn golden_bundles_pass_the_fhir_validator() {
         eprintln!("\n*** SKIPPED: java not found; the FHIR R4 validator cannot run ***\n");
         return;
     }
-    let mut messages = vec![ORU.to_string(), two_obr_msg(), merge_msg(), clinical_msg(), vxu_msg(), rde_msg(), siu_msg(), mdm_msg(), orm_msg()];
+    let mut messages = vec![
+        ORU.to_string(),
+        two_obr_msg(),
+        merge_msg(),
+        clinical_msg(),
+        vxu_msg(),
+        rde_msg(),
+        siu_msg(),
+        mdm_msg(),
+        orm_msg(),
+    ];
     for t in ["A01", "A03", "A04", "A08", "A11", "A13"] {
         messages.push(adt(t, Some("20240601080000+0200"), Some("20240605170000+0200")));
     }
@@ -590,7 +710,12 @@ fn golden_bundles_pass_the_fhir_validator() {
     let out = std::process::Command::new("bash").arg(script).arg(&file).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let errors: Vec<&str> = text.lines().filter(|l| l.contains(": error:") || l.contains(": fatal:")).collect();
-    assert!(out.status.success() && errors.is_empty(), "FHIR validation failed:\n{}\n{}", errors.join("\n"), text.lines().rev().take(10).collect::<Vec<_>>().join("\n"));
+    assert!(
+        out.status.success() && errors.is_empty(),
+        "FHIR validation failed:\n{}\n{}",
+        errors.join("\n"),
+        text.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[test]

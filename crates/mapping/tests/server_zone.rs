@@ -43,6 +43,9 @@ fn server_time_zone_does_not_change_output() {
     let (profiled, fallback) = kolkata.split_once('\n').unwrap();
     assert!(profiled.contains(r#""timestamp":"2024-01-15T08:30:00-05:00""#));
     assert!(profiled.contains(r#""effectiveDateTime":"2024-07-15T08:30:00-04:00""#));
-    assert!(profiled.contains(r#""effectiveDateTime":"2024-03-10T03:30:00-04:00""#), "02:30 does not exist in New York on 2024-03-10");
+    assert!(
+        profiled.contains(r#""effectiveDateTime":"2024-03-10T03:30:00-04:00""#),
+        "02:30 does not exist in New York on 2024-03-10"
+    );
     assert!(fallback.contains(r#""timestamp":"2024-01-15T08:30:00+00:00""#));
 }

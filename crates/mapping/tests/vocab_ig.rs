@@ -64,7 +64,12 @@ fn trigger_to_encounter_status() {
     // of this patient's record"), while A13 follows the IG (`in-progress`). A08: the IG says
     // `unknown` because an update does not convey the state; we read it from PV1-44/45 when
     // they are sent and only fall back to `unknown` (tested in golden.rs).
-    check("Event[EncounterStatus]", |c| mapping::vocab::event_encounter_status(c).map(String::from), &["A11", "A08"], false);
+    check(
+        "Event[EncounterStatus]",
+        |c| mapping::vocab::event_encounter_status(c).map(String::from),
+        &["A11", "A08"],
+        false,
+    );
     assert_eq!(mapping::vocab::event_encounter_status("A11"), Some("entered-in-error"));
 }
 
@@ -76,7 +81,12 @@ fn result_status_to_report_status() {
 
 #[test]
 fn observation_result_status() {
-    check("ObservationResultStatusCodesInterpretation", |c| mapping::vocab::observation_status(c).map(String::from), &[], false);
+    check(
+        "ObservationResultStatusCodesInterpretation",
+        |c| mapping::vocab::observation_status(c).map(String::from),
+        &[],
+        false,
+    );
 }
 
 #[test]

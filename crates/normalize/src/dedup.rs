@@ -52,7 +52,10 @@ pub struct DedupIndex {
 
 impl DedupIndex {
     pub fn new(window_secs: u64) -> Self {
-        Self { window_ms: i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX), partitions: HashMap::new() }
+        Self {
+            window_ms: i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            partitions: HashMap::new(),
+        }
     }
 
     pub fn window_ms(&self) -> i64 {
@@ -70,7 +73,13 @@ impl DedupIndex {
     }
 
     /// Replaces the partition's state with `history` (records before `up_to`, in order).
-    pub fn rebuild(&mut self, topic: &str, partition: i32, up_to: i64, history: impl IntoIterator<Item = (i64, i64, DedupKey)>) {
+    pub fn rebuild(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        up_to: i64,
+        history: impl IntoIterator<Item = (i64, i64, DedupKey)>,
+    ) {
         let mut p = Partition { next_offset: up_to, ..Partition::default() };
         for (offset, at_ms, key) in history {
             if offset >= up_to {

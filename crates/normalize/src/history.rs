@@ -45,10 +45,8 @@ pub async fn read_window(
     // An assign-only reader: it never joins the group and never commits.
     cfg.set("enable.auto.commit", "false");
     let consumer: StreamConsumer = cfg.create().map_err(|e| err(e.to_string()))?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let since = now_ms.saturating_sub(window_ms);
     let start = {
         let mut tpl = TopicPartitionList::new();
@@ -75,7 +73,9 @@ pub async fn read_window(
     loop {
         let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
-            .map_err(|_| err(format!("no record at offset {} within 30 s", out.last().map_or(start, |(o, _, _)| o + 1))))?
+            .map_err(|_| {
+                err(format!("no record at offset {} within 30 s", out.last().map_or(start, |(o, _, _)| o + 1)))
+            })?
             .map_err(|e| err(e.to_string()))?;
         let rec = InputRecord::from_message(&m);
         if rec.offset >= up_to {

@@ -8,8 +8,8 @@ use crate::dedup::{DedupIndex, Verdict};
 use crate::history;
 use bus::txloop::{Output, ProcessError, Processor};
 use bus::{AvroSerde, BusConfig, InputRecord, MessageHeaders, Registry};
-use canonical::raw::RawMessage;
 use canonical::ClinicalEvent;
+use canonical::raw::RawMessage;
 use mapping::Profiles;
 use telemetry::{Metrics, Outcome};
 use tokio::sync::Mutex;
@@ -30,7 +30,13 @@ pub struct Normalizer {
 }
 
 impl Normalizer {
-    pub fn new(cfg: NormalizeConfig, bus: BusConfig, profiles: Profiles, registry: &Registry, metrics: Metrics) -> Self {
+    pub fn new(
+        cfg: NormalizeConfig,
+        bus: BusConfig,
+        profiles: Profiles,
+        registry: &Registry,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             raw: registry.value_serde(&cfg.input_topic),
             events: registry.value_serde(&cfg.output_topic),
@@ -68,7 +74,6 @@ impl Normalizer {
             }
         }
     }
-
 }
 
 impl Processor for Normalizer {

@@ -134,36 +134,12 @@ fn list(c: &mut Criterion) {
         from: Some(from),
         to_exclusive: Some(to),
     };
-    let expected = store
-        .list_for_patient(
-            "Observation",
-            "p4",
-            &filter,
-            &PageReq {
-                size: 50,
-                after: None,
-            },
-        )
-        .unwrap()
-        .rows
-        .len();
-    let mut g =
-        c.benchmark_group("list_observations (10k stored, 1 patient, code + range, page 50)");
+    let expected =
+        store.list_for_patient("Observation", "p4", &filter, &PageReq { size: 50, after: None }).unwrap().rows.len();
+    let mut g = c.benchmark_group("list_observations (10k stored, 1 patient, code + range, page 50)");
     g.bench_function("query::Store::list_for_patient", |b| {
         b.iter(|| {
-            black_box(
-                store
-                    .list_for_patient(
-                        "Observation",
-                        "p4",
-                        &filter,
-                        &PageReq {
-                            size: 50,
-                            after: None,
-                        },
-                    )
-                    .unwrap(),
-            )
+            black_box(store.list_for_patient("Observation", "p4", &filter, &PageReq { size: 50, after: None }).unwrap())
         })
     });
     // The peer: same answer from the JSON itself (json_extract, julianday for the offset-aware range).
@@ -173,26 +149,12 @@ fn list(c: &mut Criterion) {
                AND julianday(json_extract(json, '$.effectiveDateTime')) >= julianday('2024-03-01')
                AND julianday(json_extract(json, '$.effectiveDateTime')) < julianday('2024-08-01')
                ORDER BY julianday(json_extract(json, '$.effectiveDateTime')) DESC, id DESC LIMIT 51";
-    let peer_rows = peer
-        .prepare(sql)
-        .unwrap()
-        .query_map(["p4"], |r| r.get::<_, String>(0))
-        .unwrap()
-        .count();
-    assert_eq!(
-        peer_rows, expected,
-        "the peer answers the same query ({peer_rows} vs {expected})"
-    );
+    let peer_rows = peer.prepare(sql).unwrap().query_map(["p4"], |r| r.get::<_, String>(0)).unwrap().count();
+    assert_eq!(peer_rows, expected, "the peer answers the same query ({peer_rows} vs {expected})");
     g.bench_function("peer: json_extract over the patient's rows", |b| {
         b.iter(|| {
             let mut st = peer.prepare_cached(sql).unwrap();
-            black_box(
-                st.query_map(["p4"], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .unwrap()
-                .count(),
-            )
+            black_box(st.query_map(["p4"], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap().count())
         })
     });
     g.finish();

@@ -33,20 +33,10 @@ pub enum PatientRef {
 
 /// Connects to `addr` (`host:port` or `http://host:port`).
 pub async fn connect(addr: &str) -> Result<Client, ClientError> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(uri.clone()).map_err(|e| ClientError::Address {
-            addr: addr.into(),
-            detail: e.to_string(),
-        })?;
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect { addr: uri, source })?;
+    let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
+        .map_err(|e| ClientError::Address { addr: addr.into(), detail: e.to_string() })?;
+    let channel = endpoint.connect().await.map_err(|source| ClientError::Connect { addr: uri, source })?;
     Ok(QueryClient::new(channel))
 }
 
@@ -55,15 +45,10 @@ pub async fn patient(c: &mut Client, who: &PatientRef) -> Result<Resource, Clien
     let by = match who {
         PatientRef::Id(id) => get_patient_request::By::Id(id.clone()),
         PatientRef::Identifier { system, value } => {
-            get_patient_request::By::Identifier(Identifier {
-                system: system.clone(),
-                value: value.clone(),
-            })
+            get_patient_request::By::Identifier(Identifier { system: system.clone(), value: value.clone() })
         }
     };
-    Ok(c.get_patient(GetPatientRequest { by: Some(by) })
-        .await?
-        .into_inner())
+    Ok(c.get_patient(GetPatientRequest { by: Some(by) }).await?.into_inner())
 }
 
 /// Every Observation of a patient matching `codes` ("system|code" or "code"; empty = all) in
@@ -77,12 +62,10 @@ pub async fn observations(
 ) -> Result<Vec<Resource>, ClientError> {
     let patient = match who {
         PatientRef::Id(id) => list_observations_request::Patient::PatientId(id.clone()),
-        PatientRef::Identifier { system, value } => {
-            list_observations_request::Patient::PatientIdentifier(Identifier {
-                system: system.clone(),
-                value: value.clone(),
-            })
-        }
+        PatientRef::Identifier { system, value } => list_observations_request::Patient::PatientIdentifier(Identifier {
+            system: system.clone(),
+            value: value.clone(),
+        }),
     };
     let mut out = Vec::new();
     let mut token = String::new();

@@ -46,10 +46,6 @@ impl Default for QueryConfig {
 impl QueryConfig {
     /// What to subscribe to: the explicit list, else the pattern.
     pub fn subscription(&self) -> Vec<String> {
-        if self.topics.is_empty() {
-            vec![self.topic_pattern.clone()]
-        } else {
-            self.topics.clone()
-        }
+        if self.topics.is_empty() { vec![self.topic_pattern.clone()] } else { self.topics.clone() }
     }
 }

@@ -29,23 +29,13 @@ pub struct Extracted {
 
 /// Extracts the index entries of a resource of `resource_type` from its JSON.
 pub fn extract(resource_type: &str, json: &Value) -> Extracted {
-    let mut x = Extracted {
-        patient_ref: patient_reference(json),
-        ..Default::default()
-    };
+    let mut x = Extracted { patient_ref: patient_reference(json), ..Default::default() };
     match resource_type {
         "Patient" => {
             x.patient_ref = None;
             for ident in array(json, "identifier") {
-                if let Some(value) = ident
-                    .get("value")
-                    .and_then(Value::as_str)
-                    .filter(|v| !v.is_empty())
-                {
-                    let system = ident
-                        .get("system")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                if let Some(value) = ident.get("value").and_then(Value::as_str).filter(|v| !v.is_empty()) {
+                    let system = ident.get("system").and_then(Value::as_str).unwrap_or_default();
                     push_unique(&mut x.identifiers, (system.to_string(), value.to_string()));
                 }
             }
@@ -59,24 +49,14 @@ pub fn extract(resource_type: &str, json: &Value) -> Extracted {
                     }
                 }
             }
-            x.birth_date = json
-                .get("birthDate")
-                .and_then(Value::as_str)
-                .filter(|d| is_date_prefix(d))
-                .map(str::to_string);
+            x.birth_date =
+                json.get("birthDate").and_then(Value::as_str).filter(|d| is_date_prefix(d)).map(str::to_string);
         }
         "Observation" | "DiagnosticReport" => {
             if let Some(code) = json.get("code") {
                 for coding in array(code, "coding") {
-                    if let Some(c) = coding
-                        .get("code")
-                        .and_then(Value::as_str)
-                        .filter(|c| !c.is_empty())
-                    {
-                        let system = coding
-                            .get("system")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
+                    if let Some(c) = coding.get("code").and_then(Value::as_str).filter(|c| !c.is_empty()) {
+                        let system = coding.get("system").and_then(Value::as_str).unwrap_or_default();
                         push_unique(&mut x.codes, (system.to_string(), c.to_string()));
                     }
                 }
@@ -88,8 +68,7 @@ pub fn extract(resource_type: &str, json: &Value) -> Extracted {
                 .and_then(|s| time::parse_start(s).ok());
         }
         "Encounter" => {
-            x.effective =
-                str_at(json, &["period", "start"]).and_then(|s| time::parse_start(s).ok());
+            x.effective = str_at(json, &["period", "start"]).and_then(|s| time::parse_start(s).ok());
         }
         _ => {}
     }
@@ -103,9 +82,7 @@ fn patient_reference(json: &Value) -> Option<String> {
         let r = json.get(field)?.get("reference")?.as_str()?;
         let r = r.split("/_history/").next().unwrap_or(r);
         let (prefix, id) = r.rsplit_once('/')?;
-        (prefix == "Patient" || prefix.ends_with("/Patient"))
-            .then(|| id.to_string())
-            .filter(|id| !id.is_empty())
+        (prefix == "Patient" || prefix.ends_with("/Patient")).then(|| id.to_string()).filter(|id| !id.is_empty())
     })
 }
 
@@ -154,17 +131,8 @@ mod tests {
             "birthDate": "1980-02-29"
         });
         let x = extract("Patient", &p);
-        assert_eq!(
-            x.identifiers,
-            vec![
-                ("urn:oid:1.2.3".into(), "MRN-1".into()),
-                (String::new(), "NOSYS".into())
-            ]
-        );
-        assert_eq!(
-            x.names,
-            vec!["ölander".to_string(), "anna".into(), "maria".into()]
-        );
+        assert_eq!(x.identifiers, vec![("urn:oid:1.2.3".into(), "MRN-1".into()), (String::new(), "NOSYS".into())]);
+        assert_eq!(x.names, vec!["ölander".to_string(), "anna".into(), "maria".into()]);
         assert_eq!(x.birth_date.as_deref(), Some("1980-02-29"));
         assert_eq!(x.patient_ref, None);
         assert_eq!(x.effective, None);
@@ -188,31 +156,16 @@ mod tests {
         });
         let x = extract("Observation", &o);
         assert_eq!(x.patient_ref.as_deref(), Some("p1"));
-        assert_eq!(
-            x.codes,
-            vec![
-                ("http://loinc.org".into(), "2345-7".into()),
-                (String::new(), "GLU".into())
-            ]
-        );
-        assert_eq!(
-            x.effective,
-            Some(time::parse_start("2024-03-01T09:00:00Z").unwrap())
-        );
+        assert_eq!(x.codes, vec![("http://loinc.org".into(), "2345-7".into()), (String::new(), "GLU".into())]);
+        assert_eq!(x.effective, Some(time::parse_start("2024-03-01T09:00:00Z").unwrap()));
 
         let period = extract(
             "Observation",
             &json!({"effectivePeriod": {"start": "2024-03-02"}, "issued": "2025-01-01T00:00:00Z"}),
         );
-        assert_eq!(
-            period.effective,
-            Some(time::parse_start("2024-03-02").unwrap())
-        );
+        assert_eq!(period.effective, Some(time::parse_start("2024-03-02").unwrap()));
         let issued = extract("Observation", &json!({"issued": "2025-01-01T00:00:00Z"}));
-        assert_eq!(
-            issued.effective,
-            Some(time::parse_start("2025-01-01").unwrap())
-        );
+        assert_eq!(issued.effective, Some(time::parse_start("2025-01-01").unwrap()));
         let none = extract("Observation", &json!({"effectiveDateTime": "not a date"}));
         assert_eq!(none.effective, None);
     }
@@ -225,15 +178,9 @@ mod tests {
         );
         assert_eq!(e.patient_ref.as_deref(), Some("p9"));
         assert_eq!(e.effective, Some(time::parse_start("2024-05-01").unwrap()));
-        let r = extract(
-            "AllergyIntolerance",
-            &json!({"patient": {"reference": "Patient/p2"}}),
-        );
+        let r = extract("AllergyIntolerance", &json!({"patient": {"reference": "Patient/p2"}}));
         assert_eq!(r.patient_ref.as_deref(), Some("p2"));
-        let g = extract(
-            "Observation",
-            &json!({"subject": {"reference": "Group/g1"}}),
-        );
+        let g = extract("Observation", &json!({"subject": {"reference": "Group/g1"}}));
         assert_eq!(g.patient_ref, None);
     }
 

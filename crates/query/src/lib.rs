@@ -29,8 +29,7 @@ pub mod proto {
     tonic::include_proto!("arteria.query.v1");
 
     /// Encoded descriptors of the API, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/query_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/query_descriptor.bin"));
 }
 
 /// The tonic version the generated client and server use (callers need no own dependency).

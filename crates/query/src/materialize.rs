@@ -93,11 +93,7 @@ fn type_of_topic(topic: &str) -> Option<&str> {
 /// record (PHI), so only its schema id and type are kept.
 fn loggable(e: &bus::AvroError) -> String {
     match e {
-        bus::AvroError::Decode {
-            schema_id,
-            type_name,
-            ..
-        } => {
+        bus::AvroError::Decode { schema_id, type_name, .. } => {
             format!(
                 "cannot decode Avro value (writer schema id {schema_id}) as {type_name} (detail withheld: may quote record content)"
             )
@@ -200,9 +196,7 @@ impl Materializer {
                     None => break,
                 }
             }
-            self.progress
-                .received
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.progress.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
             for _ in &batch {
                 self.count(Outcome::received);
             }
@@ -213,9 +207,7 @@ impl Materializer {
                 Err(e) => break Err(e),
             }
             self.commit(&batch);
-            self.progress
-                .processed
-                .fetch_add(batch.len() as u64, Ordering::Release);
+            self.progress.processed.fetch_add(batch.len() as u64, Ordering::Release);
         };
         let store = self.store.clone();
         self.consumer.close().await?;
@@ -240,11 +232,7 @@ impl Materializer {
     }
 
     /// Decodes and stores a batch. Ok(false): shutdown came first (nothing stored).
-    async fn store_batch(
-        &mut self,
-        batch: &[InputRecord],
-        shutdown: &Shutdown,
-    ) -> Result<bool, MaterializeError> {
+    async fn store_batch(&mut self, batch: &[InputRecord], shutdown: &Shutdown) -> Result<bool, MaterializeError> {
         enum Item {
             Upsert(FhirResource),
             Delete(String, String),
@@ -253,17 +241,9 @@ impl Materializer {
         let mut items: Vec<(usize, Item)> = Vec::with_capacity(batch.len());
         for (i, rec) in batch.iter().enumerate() {
             let Some(value) = &rec.value else {
-                match (
-                    type_of_topic(&rec.topic),
-                    rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()),
-                ) {
-                    (Some(t), Some(id)) => {
-                        items.push((i, Item::Delete(t.to_string(), id.to_string())))
-                    }
-                    _ => self.skip(
-                        rec,
-                        "tombstone without a UTF-8 key or on a topic not named <type>.v<N>",
-                    ),
+                match (type_of_topic(&rec.topic), rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())) {
+                    (Some(t), Some(id)) => items.push((i, Item::Delete(t.to_string(), id.to_string()))),
+                    _ => self.skip(rec, "tombstone without a UTF-8 key or on a topic not named <type>.v<N>"),
                 }
                 continue;
             };
@@ -302,10 +282,7 @@ impl Materializer {
         let (items, applied) = tokio::task::spawn_blocking(move || {
             let writes = items.iter().map(|(_, it)| match it {
                 Item::Upsert(r) => Write::Upsert(r),
-                Item::Delete(t, id) => Write::Delete {
-                    resource_type: t,
-                    id,
-                },
+                Item::Delete(t, id) => Write::Delete { resource_type: t, id },
             });
             let applied = store.apply(writes);
             (items, applied)
@@ -350,11 +327,8 @@ mod tests {
 
     #[test]
     fn decode_errors_are_logged_without_their_detail() {
-        let e = bus::AvroError::Decode {
-            schema_id: 7,
-            type_name: "FhirResource",
-            detail: "String(\"Jane Doe\")".into(),
-        };
+        let e =
+            bus::AvroError::Decode { schema_id: 7, type_name: "FhirResource", detail: "String(\"Jane Doe\")".into() };
         let l = loggable(&e);
         assert!(l.contains("schema id 7") && !l.contains("Jane"), "{l}");
         let w = bus::AvroError::Wire(bus::avro::wire::WireError::BadMagic(b'n'));
@@ -364,10 +338,7 @@ mod tests {
     #[test]
     fn topic_types() {
         assert_eq!(type_of_topic("fhir.patient.v1"), Some("patient"));
-        assert_eq!(
-            type_of_topic("it.q.1.2.fhir.diagnosticreport.v1"),
-            Some("diagnosticreport")
-        );
+        assert_eq!(type_of_topic("it.q.1.2.fhir.diagnosticreport.v1"), Some("diagnosticreport"));
         assert_eq!(type_of_topic("patient.v2"), Some("patient"));
         assert_eq!(type_of_topic("nodots"), None);
         assert_eq!(type_of_topic("fhir.patient.x"), None);

@@ -20,9 +20,7 @@ pub enum PageError {
     NotHex,
     #[error("page token is not one this service issued (bad layout)")]
     Malformed,
-    #[error(
-        "page token belongs to a different query; repeat the query with the same filters or drop the token"
-    )]
+    #[error("page token belongs to a different query; repeat the query with the same filters or drop the token")]
     OtherQuery,
 }
 
@@ -48,10 +46,7 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
 
 /// The token for the page after `cursor` of the query with `fingerprint`.
 pub fn encode(fingerprint: u64, cursor: &Cursor) -> String {
-    let raw = format!(
-        "{VERSION}{SEP}{fingerprint:016x}{SEP}{}{SEP}{}",
-        cursor.time, cursor.id
-    );
+    let raw = format!("{VERSION}{SEP}{fingerprint:016x}{SEP}{}{SEP}{}", cursor.time, cursor.id);
     raw.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -65,18 +60,12 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>, PageError
     }
     let bytes = (0..token.len())
         .step_by(2)
-        .map(|i| {
-            token
-                .get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
+        .map(|i| token.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect::<Option<Vec<u8>>>()
         .ok_or(PageError::NotHex)?;
     let raw = String::from_utf8(bytes).map_err(|_| PageError::Malformed)?;
     let mut parts = raw.splitn(4, SEP);
-    let (Some(v), Some(fp), Some(time), Some(id)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(v), Some(fp), Some(time), Some(id)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(PageError::Malformed);
     };
     if v != VERSION {
@@ -87,10 +76,7 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>, PageError
         return Err(PageError::OtherQuery);
     }
     let time = time.parse::<i64>().map_err(|_| PageError::Malformed)?;
-    Ok(Some(Cursor {
-        time,
-        id: id.to_string(),
-    }))
+    Ok(Some(Cursor { time, id: id.to_string() }))
 }
 
 #[cfg(test)]
@@ -108,31 +94,19 @@ mod tests {
     #[test]
     fn round_trip_and_empty() {
         let fp = fingerprint(&["Observation", "p1", "A"]);
-        let c = Cursor {
-            time: -1_700_000_000_123_456,
-            id: "obs|with\u{1f}odd-chars".into(),
-        };
+        let c = Cursor { time: -1_700_000_000_123_456, id: "obs|with\u{1f}odd-chars".into() };
         let t = encode(fp, &c);
         assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(decode(&t, fp).unwrap(), Some(c));
         assert_eq!(decode("", fp).unwrap(), None);
-        let min = Cursor {
-            time: i64::MIN,
-            id: "x".into(),
-        };
+        let min = Cursor { time: i64::MIN, id: "x".into() };
         assert_eq!(decode(&encode(fp, &min), fp).unwrap(), Some(min));
     }
 
     #[test]
     fn refuses_foreign_tokens() {
         let fp = fingerprint(&["a"]);
-        let t = encode(
-            fp,
-            &Cursor {
-                time: 1,
-                id: "x".into(),
-            },
-        );
+        let t = encode(fp, &Cursor { time: 1, id: "x".into() });
         assert_eq!(decode(&t, fingerprint(&["b"])), Err(PageError::OtherQuery));
         assert_eq!(decode("zz", fp), Err(PageError::NotHex));
         assert_eq!(decode("abc", fp), Err(PageError::NotHex));

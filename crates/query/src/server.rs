@@ -33,9 +33,7 @@ pub async fn serve(
         .add_service(QueryServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
-            reporter
-                .set_not_serving::<QueryServer<QueryService>>()
-                .await;
+            reporter.set_not_serving::<QueryServer<QueryService>>().await;
         })
         .await?;
     Ok(())
@@ -61,21 +59,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let stop = shutdown.clone();
-        let task = tokio::spawn(serve(
-            listener,
-            QueryService::new(store, shutdown.clone()),
-            async move { stop.wait().await },
-        ));
-        let channel = tonic::transport::Endpoint::from_shared(addr)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let task =
+            tokio::spawn(serve(listener, QueryService::new(store, shutdown.clone()), async move { stop.wait().await }));
+        let channel = tonic::transport::Endpoint::from_shared(addr).unwrap().connect().await.unwrap();
 
         let status = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest {
-                service: "arteria.query.v1.Query".into(),
-            })
+            .check(HealthCheckRequest { service: "arteria.query.v1.Query".into() })
             .await
             .unwrap()
             .into_inner()
@@ -97,14 +86,8 @@ mod tests {
             panic!("reflection did not list services");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.contains(&"arteria.query.v1.Query".to_string()),
-            "{names:?}"
-        );
-        assert!(
-            names.contains(&"grpc.health.v1.Health".to_string()),
-            "{names:?}"
-        );
+        assert!(names.contains(&"arteria.query.v1.Query".to_string()), "{names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
         drop(answers);
 
         shutdown.trigger();

@@ -17,12 +17,10 @@ use tonic::{Request, Response, Status};
 use crate::index::is_date_prefix;
 use crate::paging;
 use crate::proto::{
-    self, GetPatientRequest, GetResourceRequest, ListByPatientRequest, ListObservationsRequest,
-    Resource, ResourceList, SearchPatientsRequest, WatchPatientRequest, query_server::Query,
+    self, GetPatientRequest, GetResourceRequest, ListByPatientRequest, ListObservationsRequest, Resource, ResourceList,
+    SearchPatientsRequest, WatchPatientRequest, query_server::Query,
 };
-use crate::store::{
-    CodeFilter, ListFilter, PageOf, PageReq, PatientSearch, Store, StoreError, StoredResource,
-};
+use crate::store::{CodeFilter, ListFilter, PageOf, PageReq, PatientSearch, Store, StoreError, StoredResource};
 use crate::time;
 
 /// Field names of the `patient` oneof, for error messages.
@@ -52,15 +50,11 @@ impl QueryService {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "store read failed");
-                Err(Status::internal(
-                    "the query store failed; see the service log",
-                ))
+                Err(Status::internal("the query store failed; see the service log"))
             }
             Err(e) => {
                 tracing::error!(error = %e, "store task failed");
-                Err(Status::internal(
-                    "the query store task failed; see the service log",
-                ))
+                Err(Status::internal("the query store task failed; see the service log"))
             }
         }
     }
@@ -73,29 +67,17 @@ impl QueryService {
         (id_field, ident_field): (&str, &str),
     ) -> Result<String, Status> {
         match (id, identifier) {
-            (Some(id), _) if id.is_empty() => {
-                Err(Status::invalid_argument(format!("{id_field} is empty")))
-            }
+            (Some(id), _) if id.is_empty() => Err(Status::invalid_argument(format!("{id_field} is empty"))),
             (Some(id), _) => Ok(id),
             (None, Some(ident)) => {
                 if ident.value.is_empty() {
-                    return Err(Status::invalid_argument(format!(
-                        "{ident_field}.value is empty"
-                    )));
+                    return Err(Status::invalid_argument(format!("{ident_field}.value is empty")));
                 }
                 let system = ident.system.clone();
-                let ids = self
-                    .blocking(move |s| s.patients_by_identifier(&ident.system, &ident.value))
-                    .await?;
-                let in_system = if system.is_empty() {
-                    "any system".to_string()
-                } else {
-                    format!("system {system:?}")
-                };
+                let ids = self.blocking(move |s| s.patients_by_identifier(&ident.system, &ident.value)).await?;
+                let in_system = if system.is_empty() { "any system".to_string() } else { format!("system {system:?}") };
                 match ids.len() {
-                    0 => Err(Status::not_found(format!(
-                        "no Patient has the given identifier value in {in_system}"
-                    ))),
+                    0 => Err(Status::not_found(format!("no Patient has the given identifier value in {in_system}"))),
                     1 => Ok(ids.into_iter().next().unwrap_or_default()),
                     n if system.is_empty() => Err(Status::invalid_argument(format!(
                         "the identifier value matches {n} patients across systems; give {ident_field}.system to choose one"
@@ -105,9 +87,7 @@ impl QueryService {
                     ))),
                 }
             }
-            (None, None) => Err(Status::invalid_argument(format!(
-                "give {id_field} or {ident_field}"
-            ))),
+            (None, None) => Err(Status::invalid_argument(format!("give {id_field} or {ident_field}"))),
         }
     }
 
@@ -124,26 +104,16 @@ impl QueryService {
         let mut parts: Vec<&str> = vec![rpc, &patient];
         parts.extend(fp_parts.iter().map(String::as_str));
         let fp = paging::fingerprint(&parts);
-        let after = paging::decode(&page.token, fp)
-            .map_err(|e| Status::invalid_argument(format!("page.token: {e}")))?;
-        let req = PageReq {
-            size: paging::size(page.size),
-            after,
-        };
-        let got = self
-            .blocking(move |s| s.list_for_patient(resource_type, &patient, &filter, &req))
-            .await?;
+        let after =
+            paging::decode(&page.token, fp).map_err(|e| Status::invalid_argument(format!("page.token: {e}")))?;
+        let req = PageReq { size: paging::size(page.size), after };
+        let got = self.blocking(move |s| s.list_for_patient(resource_type, &patient, &filter, &req)).await?;
         Ok(to_list(rpc, resource_type, got, fp))
     }
 }
 
 fn to_resource(r: StoredResource) -> Resource {
-    Resource {
-        resource_type: r.resource_type,
-        id: r.id,
-        json: r.json,
-        last_updated: r.last_updated,
-    }
+    Resource { resource_type: r.resource_type, id: r.id, json: r.json, last_updated: r.last_updated }
 }
 
 /// The audit line for a PHI read: which RPC returned which resources (ids only).
@@ -155,10 +125,7 @@ fn to_list(rpc: &str, resource_type: &str, page: PageOf, fp: u64) -> ResourceLis
     let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
     audit(rpc, resource_type, &ids);
     ResourceList {
-        next_page_token: page
-            .next
-            .map(|c| paging::encode(fp, &c))
-            .unwrap_or_default(),
+        next_page_token: page.next.map(|c| paging::encode(fp, &c)).unwrap_or_default(),
         resources: page.rows.into_iter().map(to_resource).collect(),
     }
 }
@@ -182,53 +149,36 @@ pub fn observation_filter(codes: &[String], from: &str, to: &str) -> Result<List
         .enumerate()
         .map(|(i, c)| {
             CodeFilter::parse(c).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "codes[{i}] = {c:?} is not \"system|code\" or \"code\""
-                ))
+                Status::invalid_argument(format!("codes[{i}] = {c:?} is not \"system|code\" or \"code\""))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let from_t = (!from.is_empty())
-        .then(|| {
-            time::parse_start(from).map_err(|e| Status::invalid_argument(format!("from: {e}")))
-        })
+        .then(|| time::parse_start(from).map_err(|e| Status::invalid_argument(format!("from: {e}"))))
         .transpose()?;
     let to_t = (!to.is_empty())
-        .then(|| {
-            time::parse_end_exclusive(to).map_err(|e| Status::invalid_argument(format!("to: {e}")))
-        })
+        .then(|| time::parse_end_exclusive(to).map_err(|e| Status::invalid_argument(format!("to: {e}"))))
         .transpose()?;
     if let (Some(f), Some(t)) = (from_t, to_t)
         && f >= t
     {
-        return Err(Status::invalid_argument(format!(
-            "from {from:?} is after to {to:?}"
-        )));
+        return Err(Status::invalid_argument(format!("from {from:?} is after to {to:?}")));
     }
-    Ok(ListFilter {
-        codes,
-        from: from_t,
-        to_exclusive: to_t,
-    })
+    Ok(ListFilter { codes, from: from_t, to_exclusive: to_t })
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<Resource, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Query for QueryService {
-    async fn get_patient(
-        &self,
-        request: Request<GetPatientRequest>,
-    ) -> Result<Response<Resource>, Status> {
+    async fn get_patient(&self, request: Request<GetPatientRequest>) -> Result<Response<Resource>, Status> {
         use proto::get_patient_request::By;
         let (id, ident) = match request.into_inner().by {
             Some(By::Id(id)) => (Some(id), None),
             Some(By::Identifier(i)) => (None, Some(i)),
             None => (None, None),
         };
-        let id = self
-            .resolve_patient(id, ident, ("id", "identifier"))
-            .await?;
+        let id = self.resolve_patient(id, ident, ("id", "identifier")).await?;
         let key = id.clone();
         match self.blocking(move |s| s.get("Patient", &key)).await? {
             Some(r) => {
@@ -239,10 +189,7 @@ impl Query for QueryService {
         }
     }
 
-    async fn search_patients(
-        &self,
-        request: Request<SearchPatientsRequest>,
-    ) -> Result<Response<ResourceList>, Status> {
+    async fn search_patients(&self, request: Request<SearchPatientsRequest>) -> Result<Response<ResourceList>, Status> {
         let r = request.into_inner();
         let name = r.name.trim().to_string();
         if !r.birth_date.is_empty() && !is_date_prefix(&r.birth_date) {
@@ -264,9 +211,7 @@ impl Query for QueryService {
             identifier,
         };
         if search == PatientSearch::default() {
-            return Err(Status::invalid_argument(
-                "give at least one of name, birth_date, identifier",
-            ));
+            return Err(Status::invalid_argument("give at least one of name, birth_date, identifier"));
         }
         let page = r.page.unwrap_or_default();
         let (sys, val) = search.identifier.clone().unwrap_or_default();
@@ -277,15 +222,10 @@ impl Query for QueryService {
             &sys,
             &val,
         ]);
-        let after = paging::decode(&page.token, fp)
-            .map_err(|e| Status::invalid_argument(format!("page.token: {e}")))?;
-        let req = PageReq {
-            size: paging::size(page.size),
-            after,
-        };
-        let got = self
-            .blocking(move |s| s.search_patients(&search, &req))
-            .await?;
+        let after =
+            paging::decode(&page.token, fp).map_err(|e| Status::invalid_argument(format!("page.token: {e}")))?;
+        let req = PageReq { size: paging::size(page.size), after };
+        let got = self.blocking(move |s| s.search_patients(&search, &req)).await?;
         Ok(Response::new(to_list("SearchPatients", "Patient", got, fp)))
     }
 
@@ -305,35 +245,12 @@ impl Query for QueryService {
         let mut fp = r.codes.clone();
         fp.push(r.from);
         fp.push(r.to);
-        Ok(Response::new(
-            self.list(
-                "ListObservations",
-                "Observation",
-                patient,
-                filter,
-                fp,
-                r.page,
-            )
-            .await?,
-        ))
+        Ok(Response::new(self.list("ListObservations", "Observation", patient, filter, fp, r.page).await?))
     }
 
-    async fn list_encounters(
-        &self,
-        request: Request<ListByPatientRequest>,
-    ) -> Result<Response<ResourceList>, Status> {
+    async fn list_encounters(&self, request: Request<ListByPatientRequest>) -> Result<Response<ResourceList>, Status> {
         let (patient, page) = self.by_patient(request.into_inner()).await?;
-        Ok(Response::new(
-            self.list(
-                "ListEncounters",
-                "Encounter",
-                patient,
-                ListFilter::default(),
-                vec![],
-                page,
-            )
-            .await?,
-        ))
+        Ok(Response::new(self.list("ListEncounters", "Encounter", patient, ListFilter::default(), vec![], page).await?))
     }
 
     async fn list_diagnostic_reports(
@@ -342,22 +259,12 @@ impl Query for QueryService {
     ) -> Result<Response<ResourceList>, Status> {
         let (patient, page) = self.by_patient(request.into_inner()).await?;
         Ok(Response::new(
-            self.list(
-                "ListDiagnosticReports",
-                "DiagnosticReport",
-                patient,
-                ListFilter::default(),
-                vec![],
-                page,
-            )
-            .await?,
+            self.list("ListDiagnosticReports", "DiagnosticReport", patient, ListFilter::default(), vec![], page)
+                .await?,
         ))
     }
 
-    async fn get_resource(
-        &self,
-        request: Request<GetResourceRequest>,
-    ) -> Result<Response<Resource>, Status> {
+    async fn get_resource(&self, request: Request<GetResourceRequest>) -> Result<Response<Resource>, Status> {
         let r = request.into_inner();
         check_type(&r.resource_type)?;
         if r.id.is_empty() {
@@ -369,10 +276,7 @@ impl Query for QueryService {
                 audit("GetResource", &found.resource_type, &[&found.id]);
                 Ok(Response::new(to_resource(found)))
             }
-            None => Err(Status::not_found(format!(
-                "{}/{} not found",
-                r.resource_type, r.id
-            ))),
+            None => Err(Status::not_found(format!("{}/{} not found", r.resource_type, r.id))),
         }
     }
 
@@ -398,10 +302,7 @@ impl Query for QueryService {
 }
 
 impl QueryService {
-    async fn by_patient(
-        &self,
-        r: ListByPatientRequest,
-    ) -> Result<(String, Option<proto::Page>), Status> {
+    async fn by_patient(&self, r: ListByPatientRequest) -> Result<(String, Option<proto::Page>), Status> {
         use proto::list_by_patient_request::Patient;
         let (id, ident) = match r.patient {
             Some(Patient::PatientId(id)) => (Some(id), None),
@@ -446,11 +347,7 @@ pub async fn forward_changes(
                 return;
             }
             Err(broadcast::error::RecvError::Closed) => {
-                let _ = tx
-                    .send(Err(Status::unavailable(
-                        "the query store closed; watch again",
-                    )))
-                    .await;
+                let _ = tx.send(Err(Status::unavailable("the query store closed; watch again"))).await;
                 return;
             }
         }
@@ -465,13 +362,7 @@ mod tests {
     use serde_json::json;
     use tonic::Code;
 
-    fn rec(
-        rt: &str,
-        id: &str,
-        patient: Option<&str>,
-        at: i64,
-        j: serde_json::Value,
-    ) -> FhirResource {
+    fn rec(rt: &str, id: &str, patient: Option<&str>, at: i64, j: serde_json::Value) -> FhirResource {
         FhirResource {
             id: id.into(),
             resource_type: rt.into(),
@@ -509,10 +400,7 @@ mod tests {
     }
 
     fn ident(system: &str, value: &str) -> proto::Identifier {
-        proto::Identifier {
-            system: system.into(),
-            value: value.into(),
-        }
+        proto::Identifier { system: system.into(), value: value.into() }
     }
 
     #[tokio::test]
@@ -520,161 +408,88 @@ mod tests {
         use proto::get_patient_request::By;
         let (_d, s, _) = svc();
         let got = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Identifier(ident("", "M1"))),
-            }))
+            .get_patient(Request::new(GetPatientRequest { by: Some(By::Identifier(ident("", "M1"))) }))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(got.id, "p1");
         assert!(got.json.contains("\"M1\""));
         let got = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Id("p2".into())),
-            }))
+            .get_patient(Request::new(GetPatientRequest { by: Some(By::Id("p2".into())) }))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(got.id, "p2");
+        let e = s.get_patient(Request::new(GetPatientRequest { by: Some(By::Id("nope".into())) })).await.unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::NotFound, "Patient/nope not found"));
         let e = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Id("nope".into())),
-            }))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (e.code(), e.message()),
-            (Code::NotFound, "Patient/nope not found")
-        );
-        let e = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Identifier(ident("urn:b", "M1"))),
-            }))
+            .get_patient(Request::new(GetPatientRequest { by: Some(By::Identifier(ident("urn:b", "M1"))) }))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
         assert!(e.message().contains("system \"urn:b\""), "{}", e.message());
-        assert!(
-            !e.message().contains("M1"),
-            "identifier values are not echoed"
-        );
+        assert!(!e.message().contains("M1"), "identifier values are not echoed");
         let e = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Identifier(ident("", "SHARED"))),
-            }))
+            .get_patient(Request::new(GetPatientRequest { by: Some(By::Identifier(ident("", "SHARED"))) }))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
-        assert!(
-            e.message().contains("matches 2 patients"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("matches 2 patients"), "{}", e.message());
         let got = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Identifier(ident("urn:b", "SHARED"))),
-            }))
+            .get_patient(Request::new(GetPatientRequest { by: Some(By::Identifier(ident("urn:b", "SHARED"))) }))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(got.id, "p3");
-        let e = s
-            .get_patient(Request::new(GetPatientRequest { by: None }))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (e.code(), e.message()),
-            (Code::InvalidArgument, "give id or identifier")
-        );
-        let e = s
-            .get_patient(Request::new(GetPatientRequest {
-                by: Some(By::Id(String::new())),
-            }))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (e.code(), e.message()),
-            (Code::InvalidArgument, "id is empty")
-        );
+        let e = s.get_patient(Request::new(GetPatientRequest { by: None })).await.unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "give id or identifier"));
+        let e = s.get_patient(Request::new(GetPatientRequest { by: Some(By::Id(String::new())) })).await.unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "id is empty"));
     }
 
     #[tokio::test]
     async fn search_patients_validates_and_pages() {
         let (_d, s, _) = svc();
-        let e = s
-            .search_patients(Request::new(SearchPatientsRequest::default()))
-            .await
-            .unwrap_err();
+        let e = s.search_patients(Request::new(SearchPatientsRequest::default())).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         let e = s
-            .search_patients(Request::new(SearchPatientsRequest {
-                birth_date: "1980-1".into(),
-                ..Default::default()
-            }))
+            .search_patients(Request::new(SearchPatientsRequest { birth_date: "1980-1".into(), ..Default::default() }))
             .await
             .unwrap_err();
         assert!(e.message().contains("birth_date"), "{}", e.message());
         let first = s
             .search_patients(Request::new(SearchPatientsRequest {
                 name: "do".into(),
-                page: Some(proto::Page {
-                    size: 2,
-                    token: String::new(),
-                }),
+                page: Some(proto::Page { size: 2, token: String::new() }),
                 ..Default::default()
             }))
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(
-            first
-                .resources
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>(),
-            ["p1", "p2"]
-        );
+        assert_eq!(first.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
         assert!(!first.next_page_token.is_empty());
         let second = s
             .search_patients(Request::new(SearchPatientsRequest {
                 name: "do".into(),
-                page: Some(proto::Page {
-                    size: 2,
-                    token: first.next_page_token.clone(),
-                }),
+                page: Some(proto::Page { size: 2, token: first.next_page_token.clone() }),
                 ..Default::default()
             }))
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(
-            second
-                .resources
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>(),
-            ["p3"]
-        );
+        assert_eq!(second.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["p3"]);
         assert!(second.next_page_token.is_empty());
         // The token does not fit another query.
         let e = s
             .search_patients(Request::new(SearchPatientsRequest {
                 name: "d".into(),
-                page: Some(proto::Page {
-                    size: 2,
-                    token: first.next_page_token,
-                }),
+                page: Some(proto::Page { size: 2, token: first.next_page_token }),
                 ..Default::default()
             }))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
-        assert!(
-            e.message()
-                .starts_with("page.token: page token belongs to a different query"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().starts_with("page.token: page token belongs to a different query"), "{}", e.message());
     }
 
     #[tokio::test]
@@ -690,11 +505,7 @@ mod tests {
         };
         let ids = |l: ResourceList| l.resources.into_iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(
-            ids(s
-                .list_observations(Request::new(req(vec!["A"], "", "")))
-                .await
-                .unwrap()
-                .into_inner()),
+            ids(s.list_observations(Request::new(req(vec!["A"], "", ""))).await.unwrap().into_inner()),
             ["o4", "o2", "o0"]
         );
         assert_eq!(
@@ -706,45 +517,21 @@ mod tests {
             ["o3"]
         );
         assert_eq!(
-            ids(s
-                .list_observations(Request::new(req(vec![], "2024-02", "2024-03")))
-                .await
-                .unwrap()
-                .into_inner()),
+            ids(s.list_observations(Request::new(req(vec![], "2024-02", "2024-03"))).await.unwrap().into_inner()),
             ["o2", "o1"]
         );
-        let e = s
-            .list_observations(Request::new(req(vec!["A", "s|"], "", "")))
-            .await
-            .unwrap_err();
+        let e = s.list_observations(Request::new(req(vec!["A", "s|"], "", ""))).await.unwrap_err();
         assert_eq!(
             (e.code(), e.message()),
-            (
-                Code::InvalidArgument,
-                "codes[1] = \"s|\" is not \"system|code\" or \"code\""
-            )
+            (Code::InvalidArgument, "codes[1] = \"s|\" is not \"system|code\" or \"code\"")
         );
-        let e = s
-            .list_observations(Request::new(req(vec![], "2024-13", "")))
-            .await
-            .unwrap_err();
-        assert!(
-            e.message()
-                .starts_with("from: \"2024-13\" is not a FHIR date"),
-            "{}",
-            e.message()
-        );
-        let e = s
-            .list_observations(Request::new(req(vec![], "2024-05", "2024-04")))
-            .await
-            .unwrap_err();
+        let e = s.list_observations(Request::new(req(vec![], "2024-13", ""))).await.unwrap_err();
+        assert!(e.message().starts_with("from: \"2024-13\" is not a FHIR date"), "{}", e.message());
+        let e = s.list_observations(Request::new(req(vec![], "2024-05", "2024-04"))).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         let mut no_patient = req(vec![], "", "");
         no_patient.patient = None;
-        let e = s
-            .list_observations(Request::new(no_patient))
-            .await
-            .unwrap_err();
+        let e = s.list_observations(Request::new(no_patient)).await.unwrap_err();
         assert_eq!(e.message(), "give patient_id or patient_identifier");
     }
 
@@ -752,10 +539,7 @@ mod tests {
     async fn get_resource_checks_type_and_id() {
         let (_d, s, _) = svc();
         let got = s
-            .get_resource(Request::new(GetResourceRequest {
-                resource_type: "Observation".into(),
-                id: "o1".into(),
-            }))
+            .get_resource(Request::new(GetResourceRequest { resource_type: "Observation".into(), id: "o1".into() }))
             .await
             .unwrap();
         assert_eq!(got.into_inner().id, "o1");
@@ -766,10 +550,7 @@ mod tests {
             ("Encounter", "o1", Code::NotFound),
         ] {
             let e = s
-                .get_resource(Request::new(GetResourceRequest {
-                    resource_type: t.into(),
-                    id: id.into(),
-                }))
+                .get_resource(Request::new(GetResourceRequest { resource_type: t.into(), id: id.into() }))
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), code, "{t}/{id}: {}", e.message());
@@ -788,23 +569,10 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        s.store
-            .upsert(&rec("Observation", "other", Some("p2"), 1, json!({})))
-            .unwrap();
-        s.store
-            .upsert(&rec(
-                "Observation",
-                "mine",
-                None,
-                1,
-                json!({"subject": {"reference": "Patient/p1"}}),
-            ))
-            .unwrap();
+        s.store.upsert(&rec("Observation", "other", Some("p2"), 1, json!({}))).unwrap();
+        s.store.upsert(&rec("Observation", "mine", None, 1, json!({"subject": {"reference": "Patient/p1"}}))).unwrap();
         let got = stream.next().await.unwrap().unwrap();
-        assert_eq!(
-            (got.resource_type.as_str(), got.id.as_str()),
-            ("Observation", "mine")
-        );
+        assert_eq!((got.resource_type.as_str(), got.id.as_str()), ("Observation", "mine"));
         shutdown.trigger();
         let end = stream.next().await.unwrap().unwrap_err();
         assert_eq!(end.code(), Code::Unavailable);
@@ -818,15 +586,7 @@ mod tests {
         let rx = s.store.subscribe();
         // Capacity 8: 20 unread changes overflow it before the forwarder runs.
         for i in 0..20 {
-            s.store
-                .upsert(&rec(
-                    "Observation",
-                    &format!("x{i}"),
-                    Some("p1"),
-                    1,
-                    json!({}),
-                ))
-                .unwrap();
+            s.store.upsert(&rec("Observation", &format!("x{i}"), Some("p1"), 1, json!({}))).unwrap();
         }
         let (tx, out) = mpsc::channel(64);
         tokio::spawn(forward_changes(rx, "p1".into(), tx, Shutdown::new()));

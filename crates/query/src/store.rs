@@ -47,11 +47,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error("resource {resource_type}/{id} has fhir_json that is not a JSON object: {detail}")]
-    BadJson {
-        resource_type: String,
-        id: String,
-        detail: String,
-    },
+    BadJson { resource_type: String, id: String, detail: String },
 }
 
 /// A resource as stored.
@@ -153,15 +149,11 @@ pub struct CodeFilter {
 impl CodeFilter {
     pub fn parse(s: &str) -> Option<Self> {
         match s.split_once('|') {
-            Some((sys, code)) if !code.is_empty() => Some(Self {
-                system: (!sys.is_empty()).then(|| sys.to_string()),
-                code: code.to_string(),
-            }),
+            Some((sys, code)) if !code.is_empty() => {
+                Some(Self { system: (!sys.is_empty()).then(|| sys.to_string()), code: code.to_string() })
+            }
             Some(_) => None,
-            None if !s.is_empty() => Some(Self {
-                system: None,
-                code: s.to_string(),
-            }),
+            None if !s.is_empty() => Some(Self { system: None, code: s.to_string() }),
             None => None,
         }
     }
@@ -236,9 +228,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -277,33 +267,18 @@ impl Store {
     /// Opens (creating if needed) the store in `data_dir`. `watch_capacity` bounds how far a
     /// watcher may fall behind before it is told it lagged.
     pub fn open(data_dir: &Path, watch_capacity: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Dir {
-            path: data_dir.into(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Dir { path: data_dir.into(), source })?;
         let path = Self::file_in(data_dir);
-        let sql = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
         let writer = Connection::open(&path).map_err(sql)?;
         writer.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         // WAL: readers do not block the writer. synchronous=FULL: a write the consumer has
         // committed to Kafka must survive a power cut, or the store would silently miss it.
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        writer
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
+        writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        writer.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         writer.execute_batch(SCHEMA).map_err(sql)?;
         let (changes, _) = broadcast::channel(watch_capacity.max(1));
-        Ok(Self {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-            changes,
-        })
+        Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
     }
 
     pub fn path(&self) -> &Path {
@@ -311,10 +286,7 @@ impl Store {
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.path.clone(), source }
     }
 
     /// Subscribes to changes committed from now on.
@@ -325,25 +297,23 @@ impl Store {
     /// A value kept beside the data (e.g. the consumer group that fills this store).
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.sql(e))
+        w.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(|e| self.sql(e))
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value])
-            .map(|_| ())
-            .map_err(|e| self.sql(e))
+        w.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+        .map(|_| ())
+        .map_err(|e| self.sql(e))
     }
 
     /// Stores `r` unless the stored version is as new or newer; re-indexes on change and
     /// announces the change once it is committed.
     pub fn upsert(&self, r: &FhirResource) -> Result<Upsert, StoreError> {
-        match self
-            .apply(std::slice::from_ref(r).iter().map(Write::Upsert))?
-            .pop()
-        {
+        match self.apply(std::slice::from_ref(r).iter().map(Write::Upsert))?.pop() {
             Some(Applied::Upsert(u)) => Ok(u),
             Some(Applied::Refused(e)) => Err(e),
             _ => unreachable!("one upsert gives one upsert result"),
@@ -363,10 +333,7 @@ impl Store {
     /// what makes a rebuild fast), then announces the changes. A resource whose JSON is
     /// unusable is refused on its own ([`Applied::Refused`]); a database failure fails the
     /// whole batch and nothing of it is stored.
-    pub fn apply<'a>(
-        &self,
-        writes: impl IntoIterator<Item = Write<'a>>,
-    ) -> Result<Vec<Applied>, StoreError> {
+    pub fn apply<'a>(&self, writes: impl IntoIterator<Item = Write<'a>>) -> Result<Vec<Applied>, StoreError> {
         // Parse and extract outside the writer lock.
         let prepared: Vec<Prepared<'a>> = writes
             .into_iter()
@@ -386,12 +353,12 @@ impl Store {
         for p in prepared {
             match p {
                 Prepared::Refused(e) => out.push(Applied::Refused(e)),
-                Prepared::Delete(t, id) => out.push(Applied::Deleted(
-                    Self::delete_in(&tx, t, id).map_err(|e| self.sql(e))?,
-                )),
+                Prepared::Delete(t, id) => {
+                    out.push(Applied::Deleted(Self::delete_in(&tx, t, id).map_err(|e| self.sql(e))?))
+                }
                 Prepared::Upsert(r, x, patient_id) => {
-                    let u = Self::upsert_in(&tx, r, &x, patient_id.as_deref(), &last_updated)
-                        .map_err(|e| self.sql(e))?;
+                    let u =
+                        Self::upsert_in(&tx, r, &x, patient_id.as_deref(), &last_updated).map_err(|e| self.sql(e))?;
                     if u != Upsert::Ignored {
                         changes.push(Change {
                             resource: StoredResource {
@@ -420,8 +387,7 @@ impl Store {
 
     /// The index entries and the patient of `r`, or why its JSON cannot be stored.
     fn prepare(r: &FhirResource) -> Result<(Extracted, Option<String>), StoreError> {
-        let json: serde_json::Value = match serde_json::from_str::<serde_json::Value>(&r.fhir_json)
-        {
+        let json: serde_json::Value = match serde_json::from_str::<serde_json::Value>(&r.fhir_json) {
             Ok(v) if v.is_object() => v,
             other => {
                 return Err(StoreError::BadJson {
@@ -438,10 +404,7 @@ impl Store {
         let patient_id = if r.resource_type == "Patient" {
             Some(r.id.clone())
         } else {
-            r.patient_id
-                .clone()
-                .filter(|p| !p.is_empty())
-                .or(x.patient_ref.clone())
+            r.patient_id.clone().filter(|p| !p.is_empty()).or(x.patient_ref.clone())
         };
         Ok((x, patient_id))
     }
@@ -484,61 +447,39 @@ impl Store {
             return Ok(Upsert::Ignored);
         }
         Self::reindex(tx, &r.resource_type, &r.id, x)?;
-        Ok(if existed {
-            Upsert::Updated
-        } else {
-            Upsert::Inserted
-        })
+        Ok(if existed { Upsert::Updated } else { Upsert::Inserted })
     }
 
-    fn delete_in(
-        tx: &rusqlite::Transaction<'_>,
-        resource_type: &str,
-        id: &str,
-    ) -> rusqlite::Result<bool> {
+    fn delete_in(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str) -> rusqlite::Result<bool> {
         let found: Option<String> = tx
             .prepare_cached("SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2")?
             .query_row([resource_type, id], |r| r.get(0))
             .optional()?;
         let Some(rt) = found else { return Ok(false) };
-        tx.execute(
-            "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
-            [&rt, id],
-        )?;
+        tx.execute("DELETE FROM resources WHERE resource_type = ?1 AND id = ?2", [&rt, id])?;
         Self::reindex(tx, &rt, id, &Extracted::default())?;
         Ok(true)
     }
 
-    fn reindex(
-        tx: &rusqlite::Transaction<'_>,
-        resource_type: &str,
-        id: &str,
-        x: &Extracted,
-    ) -> rusqlite::Result<()> {
-        tx.execute(
-            "DELETE FROM codes WHERE resource_type = ?1 AND id = ?2",
-            [resource_type, id],
-        )?;
+    fn reindex(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
+        tx.execute("DELETE FROM codes WHERE resource_type = ?1 AND id = ?2", [resource_type, id])?;
         if resource_type == "Patient" {
-            tx.execute(
-                "DELETE FROM patient_identifiers WHERE patient_id = ?1",
-                [id],
-            )?;
+            tx.execute("DELETE FROM patient_identifiers WHERE patient_id = ?1", [id])?;
             tx.execute("DELETE FROM patient_names WHERE patient_id = ?1", [id])?;
-            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)")?;
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
+            )?;
             for (system, value) in &x.identifiers {
                 ins.execute([id, system, value])?;
             }
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)",
-            )?;
+            let mut ins =
+                tx.prepare_cached("INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)")?;
             for name in &x.names {
                 ins.execute([id, name])?;
             }
         }
-        let mut ins = tx.prepare_cached(
-            "INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)",
-        )?;
+        let mut ins =
+            tx.prepare_cached("INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)")?;
         for (system, code) in &x.codes {
             ins.execute([resource_type, id, system, code])?;
         }
@@ -548,8 +489,7 @@ impl Store {
     /// Checkpoints the WAL into the main file (on shutdown, so the file alone is complete).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(|e| self.sql(e))
+        w.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.sql(e))
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -562,8 +502,7 @@ impl Store {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(|e| self.sql(e))?;
-                c.busy_timeout(Duration::from_secs(10))
-                    .map_err(|e| self.sql(e))?;
+                c.busy_timeout(Duration::from_secs(10)).map_err(|e| self.sql(e))?;
                 c
             }
         };
@@ -578,20 +517,14 @@ impl Store {
     /// One resource by type and id.
     pub fn get(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM resources WHERE resource_type = ?1 AND id = ?2"
-            ))?
-            .query_row([resource_type, id], row_to_resource)
-            .optional()
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM resources WHERE resource_type = ?1 AND id = ?2"))?
+                .query_row([resource_type, id], row_to_resource)
+                .optional()
         })
     }
 
     /// Ids of the patients with identifier `value` (in `system`, or any system when empty).
-    pub fn patients_by_identifier(
-        &self,
-        system: &str,
-        value: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    pub fn patients_by_identifier(&self, system: &str, value: &str) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT DISTINCT patient_id FROM patient_identifiers WHERE value = ?1 AND (?2 = '' OR system = ?2) ORDER BY patient_id LIMIT 100",
@@ -604,8 +537,7 @@ impl Store {
     /// through their own indexes (IN rather than a per-patient EXISTS), so a search costs the
     /// matches, not the number of patients.
     pub fn search_patients(&self, s: &PatientSearch, page: &PageReq) -> Result<PageOf, StoreError> {
-        let mut sql =
-            format!("SELECT {COLUMNS} FROM resources r WHERE r.resource_type = 'Patient'");
+        let mut sql = format!("SELECT {COLUMNS} FROM resources r WHERE r.resource_type = 'Patient'");
         let mut args: Vec<SqlValue> = Vec::new();
         if let Some(name) = &s.name {
             let lo = name.trim().to_lowercase();
@@ -637,10 +569,7 @@ impl Store {
                 .query_map(params_from_iter(args), row_to_resource)?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        Ok(Self::paginate(&mut rows, page.size, |r| Cursor {
-            time: 0,
-            id: r.id.clone(),
-        }))
+        Ok(Self::paginate(&mut rows, page.size, |r| Cursor { time: 0, id: r.id.clone() }))
     }
 
     /// Resources of `resource_type` about `patient_id`, newest effective time first (those
@@ -652,24 +581,14 @@ impl Store {
         f: &ListFilter,
         page: &PageReq,
     ) -> Result<PageOf, StoreError> {
-        let mut sql = format!(
-            "SELECT {COLUMNS}, r.effective FROM resources r WHERE r.resource_type = ? AND r.patient_id = ?"
-        );
-        let mut args: Vec<SqlValue> = vec![
-            resource_type.to_string().into(),
-            patient_id.to_string().into(),
-        ];
+        let mut sql =
+            format!("SELECT {COLUMNS}, r.effective FROM resources r WHERE r.resource_type = ? AND r.patient_id = ?");
+        let mut args: Vec<SqlValue> = vec![resource_type.to_string().into(), patient_id.to_string().into()];
         if !f.codes.is_empty() {
             let alts: Vec<&str> = f
                 .codes
                 .iter()
-                .map(|c| {
-                    if c.system.is_some() {
-                        "(c.code = ? AND c.system = ?)"
-                    } else {
-                        "c.code = ?"
-                    }
-                })
+                .map(|c| if c.system.is_some() { "(c.code = ? AND c.system = ?)" } else { "c.code = ?" })
                 .collect();
             sql.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM codes c WHERE c.resource_type = r.resource_type AND c.id = r.id AND ({}))",
@@ -703,43 +622,25 @@ impl Store {
         args.push(((page.size + 1) as i64).into());
         let rows = self.read(|c| {
             c.prepare_cached(&sql)?
-                .query_map(params_from_iter(args), |r| {
-                    Ok((row_to_resource(r)?, r.get::<_, i64>(7)?))
-                })?
+                .query_map(params_from_iter(args), |r| Ok((row_to_resource(r)?, r.get::<_, i64>(7)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let next = (rows.len() > page.size).then(|| {
             let (r, t) = &rows[page.size - 1];
-            Cursor {
-                time: *t,
-                id: r.id.clone(),
-            }
+            Cursor { time: *t, id: r.id.clone() }
         });
-        Ok(PageOf {
-            rows: rows.into_iter().take(page.size).map(|(r, _)| r).collect(),
-            next,
-        })
+        Ok(PageOf { rows: rows.into_iter().take(page.size).map(|(r, _)| r).collect(), next })
     }
 
-    fn paginate(
-        rows: &mut Vec<StoredResource>,
-        size: usize,
-        cursor: impl Fn(&StoredResource) -> Cursor,
-    ) -> PageOf {
+    fn paginate(rows: &mut Vec<StoredResource>, size: usize, cursor: impl Fn(&StoredResource) -> Cursor) -> PageOf {
         let next = (rows.len() > size).then(|| cursor(&rows[size - 1]));
         rows.truncate(size);
-        PageOf {
-            rows: std::mem::take(rows),
-            next,
-        }
+        PageOf { rows: std::mem::take(rows), next }
     }
 
     /// Number of stored resources (for start-up logs and tests).
     pub fn count(&self) -> Result<u64, StoreError> {
-        self.read(|c| {
-            c.query_row("SELECT count(*) FROM resources", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-        })
+        self.read(|c| c.query_row("SELECT count(*) FROM resources", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
     }
 }
 
@@ -767,14 +668,7 @@ mod tests {
         }
     }
 
-    fn patient(
-        id: &str,
-        family: &str,
-        given: &str,
-        mrn: &str,
-        birth: &str,
-        at: i64,
-    ) -> FhirResource {
+    fn patient(id: &str, family: &str, given: &str, mrn: &str, birth: &str, at: i64) -> FhirResource {
         rec(
             "Patient",
             id,
@@ -803,83 +697,39 @@ mod tests {
     }
 
     fn all(p: usize) -> PageReq {
-        PageReq {
-            size: p,
-            after: None,
-        }
+        PageReq { size: p, after: None }
     }
 
     #[test]
     fn newer_wins_equal_and_older_are_ignored() {
         let (_d, s) = open();
-        assert_eq!(
-            s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 10))
-                .unwrap(),
-            Upsert::Inserted
-        );
-        assert_eq!(
-            s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 10))
-                .unwrap(),
-            Upsert::Ignored
-        );
-        assert_eq!(
-            s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 5))
-                .unwrap(),
-            Upsert::Ignored
-        );
-        assert!(
-            s.get("Patient", "p1")
-                .unwrap()
-                .unwrap()
-                .json
-                .contains("Smith")
-        );
-        assert_eq!(
-            s.upsert(&patient("p1", "Jones", "Ann", "M2", "1980", 11))
-                .unwrap(),
-            Upsert::Updated
-        );
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 10)).unwrap(), Upsert::Inserted);
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 10)).unwrap(), Upsert::Ignored);
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 5)).unwrap(), Upsert::Ignored);
+        assert!(s.get("Patient", "p1").unwrap().unwrap().json.contains("Smith"));
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M2", "1980", 11)).unwrap(), Upsert::Updated);
         let got = s.get("Patient", "p1").unwrap().unwrap();
         assert!(got.json.contains("Jones"));
         assert_eq!(got.occurred_at, 11);
         // Indexes follow the new version: the old name and identifier no longer match.
-        let by_old = PatientSearch {
-            name: Some("smi".into()),
-            ..Default::default()
-        };
-        assert!(
-            s.search_patients(&by_old, &all(10))
-                .unwrap()
-                .rows
-                .is_empty()
-        );
+        let by_old = PatientSearch { name: Some("smi".into()), ..Default::default() };
+        assert!(s.search_patients(&by_old, &all(10)).unwrap().rows.is_empty());
         assert!(s.patients_by_identifier("", "M1").unwrap().is_empty());
-        assert_eq!(
-            s.patients_by_identifier("urn:mrn", "M2").unwrap(),
-            vec!["p1".to_string()]
-        );
+        assert_eq!(s.patients_by_identifier("urn:mrn", "M2").unwrap(), vec!["p1".to_string()]);
         assert_eq!(s.count().unwrap(), 1);
     }
 
     #[test]
     fn replay_in_any_order_converges() {
-        let versions: Vec<FhirResource> = (1..=5)
-            .map(|i| patient("p1", &format!("Fam{i}"), "G", "M", "1990", i))
-            .collect();
+        let versions: Vec<FhirResource> =
+            (1..=5).map(|i| patient("p1", &format!("Fam{i}"), "G", "M", "1990", i)).collect();
         let orders: [&[usize]; 3] = [&[0, 1, 2, 3, 4], &[4, 3, 2, 1, 0], &[2, 4, 0, 4, 1, 3, 2]];
         for order in orders {
             let (_d, s) = open();
             for &i in order {
                 s.upsert(&versions[i]).unwrap();
             }
-            assert!(
-                s.get("Patient", "p1")
-                    .unwrap()
-                    .unwrap()
-                    .json
-                    .contains("Fam5"),
-                "order {order:?}"
-            );
+            assert!(s.get("Patient", "p1").unwrap().unwrap().json.contains("Fam5"), "order {order:?}");
         }
     }
 
@@ -907,75 +757,24 @@ mod tests {
     #[test]
     fn patient_search_by_name_birth_date_identifier() {
         let (_d, s) = open();
-        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980-02-03", 1))
-            .unwrap();
-        s.upsert(&patient("p2", "Smithers", "Bob", "M2", "1980-07-01", 1))
-            .unwrap();
-        s.upsert(&patient("p3", "Jones", "Annabel", "M3", "1991-02-03", 1))
-            .unwrap();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980-02-03", 1)).unwrap();
+        s.upsert(&patient("p2", "Smithers", "Bob", "M2", "1980-07-01", 1)).unwrap();
+        s.upsert(&patient("p3", "Jones", "Annabel", "M3", "1991-02-03", 1)).unwrap();
         let ids = |q: PatientSearch| {
-            s.search_patients(&q, &all(50))
-                .unwrap()
-                .rows
-                .into_iter()
-                .map(|r| r.id)
-                .collect::<Vec<_>>()
+            s.search_patients(&q, &all(50)).unwrap().rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
         };
+        assert_eq!(ids(PatientSearch { name: Some("SMITH".into()), ..Default::default() }), ["p1", "p2"]);
+        assert_eq!(ids(PatientSearch { name: Some("ann".into()), ..Default::default() }), ["p1", "p3"]);
+        assert_eq!(ids(PatientSearch { name: Some("smithx".into()), ..Default::default() }), Vec::<String>::new());
+        assert_eq!(ids(PatientSearch { birth_date: Some("1980".into()), ..Default::default() }), ["p1", "p2"]);
+        assert_eq!(ids(PatientSearch { birth_date: Some("1980-02".into()), ..Default::default() }), ["p1"]);
         assert_eq!(
-            ids(PatientSearch {
-                name: Some("SMITH".into()),
-                ..Default::default()
-            }),
-            ["p1", "p2"]
-        );
-        assert_eq!(
-            ids(PatientSearch {
-                name: Some("ann".into()),
-                ..Default::default()
-            }),
-            ["p1", "p3"]
-        );
-        assert_eq!(
-            ids(PatientSearch {
-                name: Some("smithx".into()),
-                ..Default::default()
-            }),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            ids(PatientSearch {
-                birth_date: Some("1980".into()),
-                ..Default::default()
-            }),
-            ["p1", "p2"]
-        );
-        assert_eq!(
-            ids(PatientSearch {
-                birth_date: Some("1980-02".into()),
-                ..Default::default()
-            }),
-            ["p1"]
-        );
-        assert_eq!(
-            ids(PatientSearch {
-                name: Some("ann".into()),
-                birth_date: Some("1991".into()),
-                ..Default::default()
-            }),
+            ids(PatientSearch { name: Some("ann".into()), birth_date: Some("1991".into()), ..Default::default() }),
             ["p3"]
         );
+        assert_eq!(ids(PatientSearch { identifier: Some((String::new(), "M2".into())), ..Default::default() }), ["p2"]);
         assert_eq!(
-            ids(PatientSearch {
-                identifier: Some((String::new(), "M2".into())),
-                ..Default::default()
-            }),
-            ["p2"]
-        );
-        assert_eq!(
-            ids(PatientSearch {
-                identifier: Some(("urn:other".into(), "M2".into())),
-                ..Default::default()
-            }),
+            ids(PatientSearch { identifier: Some(("urn:other".into(), "M2".into())), ..Default::default() }),
             Vec::<String>::new()
         );
     }
@@ -984,25 +783,11 @@ mod tests {
     fn patient_search_pages_by_id() {
         let (_d, s) = open();
         for i in 0..7 {
-            s.upsert(&patient(
-                &format!("p{i}"),
-                "Same",
-                "X",
-                &format!("M{i}"),
-                "2000",
-                1,
-            ))
-            .unwrap();
+            s.upsert(&patient(&format!("p{i}"), "Same", "X", &format!("M{i}"), "2000", 1)).unwrap();
         }
-        let q = PatientSearch {
-            name: Some("same".into()),
-            ..Default::default()
-        };
+        let q = PatientSearch { name: Some("same".into()), ..Default::default() };
         let mut seen = Vec::new();
-        let mut page = PageReq {
-            size: 3,
-            after: None,
-        };
+        let mut page = PageReq { size: 3, after: None };
         loop {
             let got = s.search_patients(&q, &page).unwrap();
             assert!(got.rows.len() <= 3);
@@ -1014,31 +799,18 @@ mod tests {
         }
         assert_eq!(seen, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
         // An exact multiple of the page size ends without an empty extra page.
-        let got = s
-            .search_patients(
-                &q,
-                &PageReq {
-                    size: 7,
-                    after: None,
-                },
-            )
-            .unwrap();
+        let got = s.search_patients(&q, &PageReq { size: 7, after: None }).unwrap();
         assert_eq!((got.rows.len(), got.next), (7, None));
     }
 
     #[test]
     fn observations_by_code_range_and_pages_newest_first() {
         let (_d, s) = open();
-        s.upsert(&obs("o1", "p1", "A", "2024-01-10T08:00:00Z"))
-            .unwrap();
-        s.upsert(&obs("o2", "p1", "B", "2024-02-10T08:00:00Z"))
-            .unwrap();
-        s.upsert(&obs("o3", "p1", "A", "2024-03-10T08:00:00+02:00"))
-            .unwrap();
-        s.upsert(&obs("o4", "p1", "A", "2024-03-10T08:00:00Z"))
-            .unwrap();
-        s.upsert(&obs("o5", "p2", "A", "2024-03-10T08:00:00Z"))
-            .unwrap();
+        s.upsert(&obs("o1", "p1", "A", "2024-01-10T08:00:00Z")).unwrap();
+        s.upsert(&obs("o2", "p1", "B", "2024-02-10T08:00:00Z")).unwrap();
+        s.upsert(&obs("o3", "p1", "A", "2024-03-10T08:00:00+02:00")).unwrap();
+        s.upsert(&obs("o4", "p1", "A", "2024-03-10T08:00:00Z")).unwrap();
+        s.upsert(&obs("o5", "p2", "A", "2024-03-10T08:00:00Z")).unwrap();
         let mut untimed = obs("o6", "p1", "A", "x");
         untimed.fhir_json = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}, "code": {"coding": [{"code": "A"}]}}).to_string();
         s.upsert(&untimed).unwrap();
@@ -1053,36 +825,15 @@ mod tests {
         assert_eq!(ids(ListFilter::default()), ["o4", "o3", "o2", "o1", "o6"]);
         let a = CodeFilter::parse("http://loinc.org|A").unwrap();
         // o6's coding has no system, so it matches a bare code only.
+        assert_eq!(ids(ListFilter { codes: vec![a.clone()], ..Default::default() }), ["o4", "o3", "o1"]);
         assert_eq!(
-            ids(ListFilter {
-                codes: vec![a.clone()],
-                ..Default::default()
-            }),
-            ["o4", "o3", "o1"]
-        );
-        assert_eq!(
-            ids(ListFilter {
-                codes: vec![CodeFilter::parse("A").unwrap()],
-                ..Default::default()
-            }),
+            ids(ListFilter { codes: vec![CodeFilter::parse("A").unwrap()], ..Default::default() }),
             ["o4", "o3", "o1", "o6"]
         );
         let wrong_system = CodeFilter::parse("urn:x|A").unwrap();
-        assert_eq!(
-            ids(ListFilter {
-                codes: vec![wrong_system],
-                ..Default::default()
-            }),
-            Vec::<String>::new()
-        );
+        assert_eq!(ids(ListFilter { codes: vec![wrong_system], ..Default::default() }), Vec::<String>::new());
         let b = CodeFilter::parse("B").unwrap();
-        assert_eq!(
-            ids(ListFilter {
-                codes: vec![a.clone(), b],
-                ..Default::default()
-            }),
-            ["o4", "o3", "o2", "o1"]
-        );
+        assert_eq!(ids(ListFilter { codes: vec![a.clone(), b], ..Default::default() }), ["o4", "o3", "o2", "o1"]);
         let march = ListFilter {
             from: Some(crate::time::parse_start("2024-03").unwrap()),
             to_exclusive: Some(crate::time::parse_end_exclusive("2024-03").unwrap()),
@@ -1095,15 +846,10 @@ mod tests {
         };
         assert_eq!(ids(until_feb), ["o2", "o1"]);
         // Paging walks the same order without gaps or repeats.
-        let mut page = PageReq {
-            size: 2,
-            after: None,
-        };
+        let mut page = PageReq { size: 2, after: None };
         let mut seen = Vec::new();
         loop {
-            let got = s
-                .list_for_patient("Observation", "p1", &ListFilter::default(), &page)
-                .unwrap();
+            let got = s.list_for_patient("Observation", "p1", &ListFilter::default(), &page).unwrap();
             seen.extend(got.rows.into_iter().map(|r| r.id));
             match got.next {
                 Some(c) => page.after = Some(c),
@@ -1120,48 +866,19 @@ mod tests {
         o.patient_id = Some("from-record".into());
         s.upsert(&o).unwrap();
         assert_eq!(
-            s.list_for_patient(
-                "Observation",
-                "from-record",
-                &ListFilter::default(),
-                &all(5)
-            )
-            .unwrap()
-            .rows
-            .len(),
+            s.list_for_patient("Observation", "from-record", &ListFilter::default(), &all(5)).unwrap().rows.len(),
             1
         );
         assert!(
-            s.list_for_patient("Observation", "from-json", &ListFilter::default(), &all(5))
-                .unwrap()
-                .rows
-                .is_empty()
+            s.list_for_patient("Observation", "from-json", &ListFilter::default(), &all(5)).unwrap().rows.is_empty()
         );
     }
 
     #[test]
     fn code_filter_parsing() {
-        assert_eq!(
-            CodeFilter::parse("s|c"),
-            Some(CodeFilter {
-                system: Some("s".into()),
-                code: "c".into()
-            })
-        );
-        assert_eq!(
-            CodeFilter::parse("|c"),
-            Some(CodeFilter {
-                system: None,
-                code: "c".into()
-            })
-        );
-        assert_eq!(
-            CodeFilter::parse("c"),
-            Some(CodeFilter {
-                system: None,
-                code: "c".into()
-            })
-        );
+        assert_eq!(CodeFilter::parse("s|c"), Some(CodeFilter { system: Some("s".into()), code: "c".into() }));
+        assert_eq!(CodeFilter::parse("|c"), Some(CodeFilter { system: None, code: "c".into() }));
+        assert_eq!(CodeFilter::parse("c"), Some(CodeFilter { system: None, code: "c".into() }));
         assert_eq!(CodeFilter::parse("s|"), None);
         assert_eq!(CodeFilter::parse(""), None);
     }
@@ -1182,10 +899,7 @@ mod tests {
                 Write::Upsert(&v2),
                 Write::Upsert(&v1),
                 Write::Upsert(&o),
-                Write::Delete {
-                    resource_type: "observation",
-                    id: "o1",
-                },
+                Write::Delete { resource_type: "observation", id: "o1" },
             ])
             .unwrap();
         let kinds: Vec<String> = got
@@ -1196,44 +910,20 @@ mod tests {
                 Applied::Refused(_) => "Refused".into(),
             })
             .collect();
-        assert_eq!(
-            kinds,
-            [
-                "Inserted",
-                "Refused",
-                "Updated",
-                "Ignored",
-                "Inserted",
-                "Deleted(true)"
-            ]
-        );
-        assert!(
-            s.get("Patient", "p1")
-                .unwrap()
-                .unwrap()
-                .json
-                .contains("Two")
-        );
+        assert_eq!(kinds, ["Inserted", "Refused", "Updated", "Ignored", "Inserted", "Deleted(true)"]);
+        assert!(s.get("Patient", "p1").unwrap().unwrap().json.contains("Two"));
         assert!(s.get("Patient", "p2").unwrap().is_none());
         assert!(s.get("Observation", "o1").unwrap().is_none());
         let announced: Vec<(String, i64)> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|c| (c.resource.id.clone(), c.resource.occurred_at))
             .collect();
-        assert_eq!(
-            announced,
-            [
-                ("p1".to_string(), 1),
-                ("p1".to_string(), 2),
-                ("o1".to_string(), 1)
-            ]
-        );
+        assert_eq!(announced, [("p1".to_string(), 1), ("p1".to_string(), 2), ("o1".to_string(), 1)]);
     }
 
     #[test]
     fn tombstone_deletes_and_unindexes() {
         let (_d, s) = open();
-        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1))
-            .unwrap();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
         assert!(s.delete("patient", "p1").unwrap());
         assert!(!s.delete("patient", "p1").unwrap());
         assert!(s.get("Patient", "p1").unwrap().is_none());
@@ -1245,8 +935,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), 4).unwrap();
-            s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1))
-                .unwrap();
+            s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
             s.set_meta("group", "g1").unwrap();
             s.checkpoint().unwrap();
         }
@@ -1264,38 +953,26 @@ mod tests {
     fn readers_answer_while_the_writer_writes() {
         let (_d, s) = open();
         let s = Arc::new(s);
-        s.upsert(&patient("p0", "Smith", "Ann", "M0", "1980", 1))
-            .unwrap();
+        s.upsert(&patient("p0", "Smith", "Ann", "M0", "1980", 1)).unwrap();
         let w = {
             let s = s.clone();
             std::thread::spawn(move || {
                 for i in 0..300 {
-                    s.upsert(&obs(&format!("o{i}"), "p0", "A", "2024-01-01T00:00:00Z"))
-                        .unwrap();
+                    s.upsert(&obs(&format!("o{i}"), "p0", "A", "2024-01-01T00:00:00Z")).unwrap();
                 }
             })
         };
         let mut last = 0;
         let mut reads = 0;
         while !w.is_finished() || reads == 0 {
-            let n = s
-                .list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000))
-                .unwrap()
-                .rows
-                .len();
-            assert!(
-                n >= last,
-                "a reader saw the count go back from {last} to {n}"
-            );
+            let n = s.list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000)).unwrap().rows.len();
+            assert!(n >= last, "a reader saw the count go back from {last} to {n}");
             last = n;
             reads += 1;
         }
         w.join().unwrap();
         assert_eq!(
-            s.list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000))
-                .unwrap()
-                .rows
-                .len(),
+            s.list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000)).unwrap().rows.len(),
             300
         );
     }
@@ -1304,27 +981,13 @@ mod tests {
     fn changes_are_announced_after_commit_only_when_something_changed() {
         let (_d, s) = open();
         let mut rx = s.subscribe();
-        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 2))
-            .unwrap();
-        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1))
-            .unwrap();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 2)).unwrap();
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
         s.upsert(&obs("o1", "p1", "A", "2024")).unwrap();
         let a = rx.try_recv().unwrap();
-        assert_eq!(
-            (
-                a.resource.resource_type.as_str(),
-                a.resource.patient_id.as_deref()
-            ),
-            ("Patient", Some("p1"))
-        );
+        assert_eq!((a.resource.resource_type.as_str(), a.resource.patient_id.as_deref()), ("Patient", Some("p1")));
         let b = rx.try_recv().unwrap();
-        assert_eq!(
-            (b.resource.id.as_str(), b.resource.patient_id.as_deref()),
-            ("o1", Some("p1"))
-        );
-        assert!(
-            rx.try_recv().is_err(),
-            "the ignored older version must not be announced"
-        );
+        assert_eq!((b.resource.id.as_str(), b.resource.patient_id.as_deref()), ("o1", Some("p1")));
+        assert!(rx.try_recv().is_err(), "the ignored older version must not be announced");
     }
 }

@@ -11,9 +11,7 @@ use jiff::{Timestamp, ToSpan};
 
 /// Why a date or dateTime was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{value:?} is not a FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD or RFC 3339 with offset): {detail}"
-)]
+#[error("{value:?} is not a FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD or RFC 3339 with offset): {detail}")]
 pub struct TimeError {
     pub value: String,
     pub detail: String,
@@ -26,10 +24,7 @@ enum Parsed {
 }
 
 fn parse(s: &str) -> Result<Parsed, TimeError> {
-    let err = |detail: String| TimeError {
-        value: s.to_string(),
-        detail,
-    };
+    let err = |detail: String| TimeError { value: s.to_string(), detail };
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Result<i16, TimeError> {
         s.get(r.clone())
@@ -38,11 +33,7 @@ fn parse(s: &str) -> Result<Parsed, TimeError> {
             .ok_or_else(|| err(format!("expected digits at {}..{}", r.start, r.end)))
     };
     let dash = |i: usize| {
-        if b.get(i) == Some(&b'-') {
-            Ok(())
-        } else {
-            Err(err(format!("expected '-' at {i}")))
-        }
+        if b.get(i) == Some(&b'-') { Ok(()) } else { Err(err(format!("expected '-' at {i}"))) }
     };
     match b.len() {
         4 => {
@@ -59,8 +50,7 @@ fn parse(s: &str) -> Result<Parsed, TimeError> {
         10 => {
             dash(4)?;
             dash(7)?;
-            let d = Date::new(num(0..4)?, num(5..7)? as i8, num(8..10)? as i8)
-                .map_err(|e| err(e.to_string()))?;
+            let d = Date::new(num(0..4)?, num(5..7)? as i8, num(8..10)? as i8).map_err(|e| err(e.to_string()))?;
             let next = d.checked_add(1.day()).map_err(|e| err(e.to_string()))?;
             Ok(Parsed::Period(d, next))
         }
@@ -68,10 +58,9 @@ fn parse(s: &str) -> Result<Parsed, TimeError> {
             Ok(t) => Ok(Parsed::Instant(t)),
             // FHIR requires an offset with a time; older senders omit it: read those as UTC.
             Err(e) => match s.parse::<DateTime>() {
-                Ok(dt) => dt
-                    .to_zoned(TimeZone::UTC)
-                    .map(|z| Parsed::Instant(z.timestamp()))
-                    .map_err(|e| err(e.to_string())),
+                Ok(dt) => {
+                    dt.to_zoned(TimeZone::UTC).map(|z| Parsed::Instant(z.timestamp())).map_err(|e| err(e.to_string()))
+                }
                 Err(_) => Err(err(e.to_string())),
             },
         },
@@ -81,10 +70,7 @@ fn parse(s: &str) -> Result<Parsed, TimeError> {
 fn micros(d: Date) -> Result<i64, TimeError> {
     d.to_zoned(TimeZone::UTC)
         .map(|z| z.timestamp().as_microsecond())
-        .map_err(|e| TimeError {
-            value: d.to_string(),
-            detail: e.to_string(),
-        })
+        .map_err(|e| TimeError { value: d.to_string(), detail: e.to_string() })
 }
 
 /// The first instant `s` stands for (microseconds since the epoch, UTC).
@@ -119,52 +105,23 @@ mod tests {
     #[test]
     fn partial_dates_cover_their_period() {
         assert_eq!(parse_start("2024").unwrap(), at("2024-01-01T00:00:00Z"));
-        assert_eq!(
-            parse_end_exclusive("2024").unwrap(),
-            at("2025-01-01T00:00:00Z")
-        );
+        assert_eq!(parse_end_exclusive("2024").unwrap(), at("2025-01-01T00:00:00Z"));
         assert_eq!(parse_start("2024-02").unwrap(), at("2024-02-01T00:00:00Z"));
-        assert_eq!(
-            parse_end_exclusive("2024-02").unwrap(),
-            at("2024-03-01T00:00:00Z")
-        );
-        assert_eq!(
-            parse_end_exclusive("2024-12-31").unwrap(),
-            at("2025-01-01T00:00:00Z")
-        );
+        assert_eq!(parse_end_exclusive("2024-02").unwrap(), at("2024-03-01T00:00:00Z"));
+        assert_eq!(parse_end_exclusive("2024-12-31").unwrap(), at("2025-01-01T00:00:00Z"));
     }
 
     #[test]
     fn instants_with_offsets_and_without() {
-        assert_eq!(
-            parse_start("2024-03-01T10:00:00+01:00").unwrap(),
-            at("2024-03-01T09:00:00Z")
-        );
-        assert_eq!(
-            parse_start("2024-03-01T10:00:00.5Z").unwrap(),
-            at("2024-03-01T10:00:00.5Z")
-        );
-        assert_eq!(
-            parse_start("2024-03-01T10:00:00").unwrap(),
-            at("2024-03-01T10:00:00Z")
-        );
-        assert_eq!(
-            parse_end_exclusive("2024-03-01T10:00:00Z").unwrap(),
-            at("2024-03-01T10:00:00Z") + 1
-        );
+        assert_eq!(parse_start("2024-03-01T10:00:00+01:00").unwrap(), at("2024-03-01T09:00:00Z"));
+        assert_eq!(parse_start("2024-03-01T10:00:00.5Z").unwrap(), at("2024-03-01T10:00:00.5Z"));
+        assert_eq!(parse_start("2024-03-01T10:00:00").unwrap(), at("2024-03-01T10:00:00Z"));
+        assert_eq!(parse_end_exclusive("2024-03-01T10:00:00Z").unwrap(), at("2024-03-01T10:00:00Z") + 1);
     }
 
     #[test]
     fn refuses_what_is_not_a_date() {
-        for bad in [
-            "",
-            "2024-13",
-            "2024-02-30",
-            "20x4",
-            "2024/01/01",
-            "yesterday",
-            "2024-01-01T25:00:00Z",
-        ] {
+        for bad in ["", "2024-13", "2024-02-30", "20x4", "2024/01/01", "yesterday", "2024-01-01T25:00:00Z"] {
             let e = parse_start(bad).unwrap_err();
             assert_eq!(e.value, bad);
             assert!(e.to_string().contains("not a FHIR date"), "{e}");

@@ -85,7 +85,11 @@ where
         if let Some(rest) = var.strip_prefix(PREFIX) {
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
             if path.iter().any(|p| p.is_empty()) {
-                return Err(SettingsError::Override { var: var.clone(), key: rest.into(), detail: "empty key part".into() });
+                return Err(SettingsError::Override {
+                    var: var.clone(),
+                    key: rest.into(),
+                    detail: "empty key part".into(),
+                });
             }
             set_path(table, &path, parse_value(raw), var)?;
         }
@@ -126,7 +130,8 @@ where
         .map_err(|e| SettingsError::Syntax { path: "<built-in defaults>".into(), detail: e.to_string() })?;
     if let Some(p) = path {
         let text = std::fs::read_to_string(p).map_err(|source| SettingsError::Read { path: p.into(), source })?;
-        let file = text.parse::<Table>().map_err(|e| SettingsError::Syntax { path: p.into(), detail: e.to_string() })?;
+        let file =
+            text.parse::<Table>().map_err(|e| SettingsError::Syntax { path: p.into(), detail: e.to_string() })?;
         merge(&mut table, file);
     }
     apply_overrides(&mut table, vars)?;

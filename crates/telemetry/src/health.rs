@@ -67,10 +67,7 @@ async fn readyz(State(s): State<Endpoints>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Endpoints>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        s.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
 }
 
 /// The router, for services that add routes of their own to the same port.
@@ -90,9 +87,7 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), TelemetryError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| TelemetryError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| TelemetryError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| TelemetryError::Bind { addr, source })?;
     let app = router(health, metrics);
     let task = tokio::spawn(async move {
@@ -127,14 +122,9 @@ mod tests {
         health.set("kafka", false);
         metrics.count("ingest", Outcome::acknowledged);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr, task) = serve(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            health.clone(),
-            metrics,
-            async move {
-                let _ = stop_rx.await;
-            },
-        )
+        let (addr, task) = serve(SocketAddr::from(([127, 0, 0, 1], 0)), health.clone(), metrics, async move {
+            let _ = stop_rx.await;
+        })
         .await
         .unwrap();
         let base = format!("http://{addr}");

@@ -35,14 +35,9 @@ impl Drop for TelemetryGuard {
 
 /// Resolves the log filter: `RUST_LOG` when set, else the configured level.
 pub fn filter(cfg: &TelemetryConfig) -> Result<EnvFilter, TelemetryError> {
-    let directive = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| cfg.log_level.clone());
-    EnvFilter::try_new(&directive).map_err(|e| TelemetryError::LogFilter {
-        filter: directive,
-        reason: e.to_string(),
-    })
+    let directive =
+        std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| cfg.log_level.clone());
+    EnvFilter::try_new(&directive).map_err(|e| TelemetryError::LogFilter { filter: directive, reason: e.to_string() })
 }
 
 fn otlp_endpoint(cfg: &TelemetryConfig) -> Option<String> {
@@ -58,17 +53,9 @@ fn tracer_provider(service: &str, endpoint: &str) -> Result<SdkTracerProvider, T
         .with_tonic()
         .with_endpoint(endpoint)
         .build()
-        .map_err(|e| TelemetryError::Otlp {
-            endpoint: endpoint.to_string(),
-            reason: e.to_string(),
-        })?;
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service.to_string())
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_batch_exporter(exporter)
-        .build())
+        .map_err(|e| TelemetryError::Otlp { endpoint: endpoint.to_string(), reason: e.to_string() })?;
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_string()).build();
+    Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
 }
 
 /// Installs logging and tracing for `service` (its name appears in every log line and span).

@@ -65,8 +65,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("arteria");
         let messages = Family::<MessageLabels, Counter>::default();
-        let latency =
-            Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let lag = Family::<LagLabels, Gauge>::default();
         registry.register("messages", "Messages by stage and outcome", messages.clone());
         registry.register(
@@ -142,8 +141,11 @@ mod tests {
         let text = m.encode();
         assert!(text.contains(r#"arteria_stage_latency_seconds_count{stage="normalize"} 1"#), "{text}");
         // 3 ms is above the 1.6 ms bound and below the 3.2 ms one.
-        assert!(text.contains(r#"arteria_stage_latency_seconds_bucket{le="0.0016",stage="normalize"} 0"#)
-            || text.contains(r#"arteria_stage_latency_seconds_bucket{stage="normalize",le="0.0016"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"arteria_stage_latency_seconds_bucket{le="0.0016",stage="normalize"} 0"#)
+                || text.contains(r#"arteria_stage_latency_seconds_bucket{stage="normalize",le="0.0016"} 0"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rustc_hash::FxHashMap;
 use terminology::content::{ConceptMapContent, MapElement, MapGroup, MapTarget};
 use terminology::loaders::{icd10cm, loinc::loinc_check_digit};
 use terminology::{
-    loaders, systems, CodeableConcept, Coding, EnrichOptions, Enricher, EnrichmentReport, Equivalence, LoadOptions,
-    Quantity, Store, StoreBuilder, Terminology,
+    CodeableConcept, Coding, EnrichOptions, Enricher, EnrichmentReport, Equivalence, LoadOptions, Quantity, Store,
+    StoreBuilder, Terminology, loaders, systems,
 };
 
 /// Counts live heap bytes and their peak, for the memory figures of a load.
@@ -51,10 +51,12 @@ fn bench_dir() -> PathBuf {
 }
 
 fn loinc_codes(n: usize) -> Vec<String> {
-    (0..n).map(|i| {
-        let num = (10_000 + i * 7).to_string();
-        format!("{num}-{}", loinc_check_digit(&num))
-    }).collect()
+    (0..n)
+        .map(|i| {
+            let num = (10_000 + i * 7).to_string();
+            format!("{num}-{}", loinc_check_digit(&num))
+        })
+        .collect()
 }
 
 /// A Loinc.csv-shaped file: the real header, quoted fields, ~12 filled columns per row.
@@ -120,8 +122,10 @@ fn fixture() -> Fixture {
     write_icd(&icd_path, 75_000);
     let opts = LoadOptions { version: Some("bench".into()), ..Default::default() };
     let store_path = dir.join("bench.store");
-    let (loinc_cs, _) = measure("load Loinc.csv 100,000 rows (parse only)", || loaders::loinc::load(&loinc_path, &opts).unwrap());
-    let (icd_cs, r) = measure("load ICD-10-CM order file 75,000 rows (parse only)", || icd10cm::load(&icd_path, &opts).unwrap());
+    let (loinc_cs, _) =
+        measure("load Loinc.csv 100,000 rows (parse only)", || loaders::loinc::load(&loinc_path, &opts).unwrap());
+    let (icd_cs, r) =
+        measure("load ICD-10-CM order file 75,000 rows (parse only)", || icd10cm::load(&icd_path, &opts).unwrap());
     assert_eq!(r.skipped_count, 0, "{r}");
     let local: Vec<String> = (0..10_000).map(|i| format!("L{i:05}")).collect();
     let map = ConceptMapContent {
@@ -138,7 +142,11 @@ fn fixture() -> Fixture {
                 .zip(&codes)
                 .map(|(l, c)| MapElement {
                     code: l.clone(),
-                    targets: vec![MapTarget { code: c.clone(), display: String::new(), equivalence: Equivalence::Equivalent }],
+                    targets: vec![MapTarget {
+                        code: c.clone(),
+                        display: String::new(),
+                        equivalence: Equivalence::Equivalent,
+                    }],
                 })
                 .collect(),
         }],
@@ -205,7 +213,9 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    let icd_probe: Vec<String> = (0..BATCH).map(|i| t.code_system(systems::ICD10CM).unwrap().concept((i * 71) as u32).unwrap().code().to_string()).collect();
+    let icd_probe: Vec<String> = (0..BATCH)
+        .map(|i| t.code_system(systems::ICD10CM).unwrap().concept((i * 71) as u32).unwrap().code().to_string())
+        .collect();
     g.bench_function("Terminology::lookup ICD-10-CM 75k (hit)", |b| {
         b.iter(|| {
             for code in &icd_probe {
@@ -230,7 +240,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("translate_first sender map 10k", |b| {
         b.iter(|| {
             for code in &lprobe {
-                black_box(t.translate_first("urn:bench:local", black_box(code), None, Some("BENCH")).map(|x| x.code.len()));
+                black_box(
+                    t.translate_first("urn:bench:local", black_box(code), None, Some("BENCH")).map(|x| x.code.len()),
+                );
             }
         })
     });
@@ -245,7 +257,12 @@ fn benches(c: &mut Criterion) {
             (
                 CodeableConcept { coding: vec![Coding::new("urn:bench:local", lprobe[i])], text: None },
                 CodeableConcept { coding: vec![Coding::new(systems::LOINC, probe[i])], text: None },
-                Quantity { value: Some(1.0), unit: Some(["mg/dl", "K/uL", "mmol/L", "g/dl"][i % 4].into()), system: None, code: None },
+                Quantity {
+                    value: Some(1.0),
+                    unit: Some(["mg/dl", "K/uL", "mmol/L", "g/dl"][i % 4].into()),
+                    system: None,
+                    code: None,
+                },
             )
         })
         .collect();

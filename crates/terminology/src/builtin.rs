@@ -33,7 +33,8 @@ struct Built {
 fn build() -> Built {
     // Shipped files are tested to load without a single skipped row (see tests); Refuse
     // here would only hide the whole default install behind one typo, so skip and report.
-    let opts = LoadOptions { policy: LoadPolicy::SkipAndReport, version: Some(LOINC_STARTER_VERSION.into()), sender: None };
+    let opts =
+        LoadOptions { policy: LoadPolicy::SkipAndReport, version: Some(LOINC_STARTER_VERSION.into()), sender: None };
     let mut b = StoreBuilder::new();
     let mut reports = Vec::new();
     if let Ok((cs, r)) = loinc::load_reader(LOINC_STARTER.as_bytes(), Path::new("data/loinc-starter.csv"), &opts) {
@@ -62,8 +63,9 @@ pub fn store_bytes() -> &'static [u8] {
 
 /// Opens the shipped store (cheap after the first call: no copy, no parsing).
 pub fn store() -> Store {
-    Store::from_bytes(Cow::Borrowed(store_bytes()), "builtin")
-        .unwrap_or_else(|_| Store::from_bytes(Cow::Owned(StoreBuilder::new().to_bytes()), "builtin (empty)").expect("empty store"))
+    Store::from_bytes(Cow::Borrowed(store_bytes()), "builtin").unwrap_or_else(|_| {
+        Store::from_bytes(Cow::Owned(StoreBuilder::new().to_bytes()), "builtin (empty)").expect("empty store")
+    })
 }
 
 /// What building the shipped store loaded (for `arteria terminology info` and tests).

@@ -309,11 +309,7 @@ impl LoadReport {
     }
 
     /// Records a malformed row according to the policy: `Err` under `Refuse`.
-    pub(crate) fn reject(
-        &mut self,
-        policy: LoadPolicy,
-        err: RowError,
-    ) -> Result<(), crate::error::TerminologyError> {
+    pub(crate) fn reject(&mut self, policy: LoadPolicy, err: RowError) -> Result<(), crate::error::TerminologyError> {
         match policy {
             LoadPolicy::Refuse => Err(crate::error::TerminologyError::MalformedRow(err)),
             LoadPolicy::SkipAndReport => {
@@ -332,13 +328,7 @@ impl std::fmt::Display for LoadReport {
         write!(
             f,
             "{} {} version {}: {} rows read, {} loaded, {} filtered, {} malformed rows skipped",
-            self.format,
-            self.target,
-            self.version,
-            self.rows_read,
-            self.loaded,
-            self.filtered,
-            self.skipped_count
+            self.format, self.target, self.version, self.rows_read, self.loaded, self.filtered, self.skipped_count
         )?;
         for e in &self.skipped {
             write!(f, "\n  skipped {e}")?;

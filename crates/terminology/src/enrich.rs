@@ -85,19 +85,36 @@ pub enum NotMappedReason {
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// A standard coding was appended beside the original.
-    StandardCodingAdded { system: String, code: String, display: String, map_url: Option<String> },
+    StandardCodingAdded {
+        system: String,
+        code: String,
+        display: String,
+        map_url: Option<String>,
+    },
     /// The standard coding was already present in the concept.
-    StandardCodingPresent { system: String, code: String },
+    StandardCodingPresent {
+        system: String,
+        code: String,
+    },
     /// The coding is already in a known standard system and its code exists.
     AlreadyStandard,
     /// The missing display was filled in.
-    DisplayAdded { display: String },
+    DisplayAdded {
+        display: String,
+    },
     /// The sender's display differs from the code system's (left unchanged).
-    DisplayDiffers { expected: String },
+    DisplayDiffers {
+        expected: String,
+    },
     /// The code exists but is not active.
-    InactiveCode { status: String },
+    InactiveCode {
+        status: String,
+    },
     /// The quantity got UCUM system and code from its unit string.
-    UnitNormalised { from: String, to: String },
+    UnitNormalised {
+        from: String,
+        to: String,
+    },
     /// The quantity already had a valid UCUM code.
     UnitAlreadyUcum,
     NotMapped(NotMappedReason),
@@ -161,7 +178,11 @@ impl EnrichmentReport {
                         )
                 )
             });
-            if is_quantity { s.quantities += 1 } else { s.codings += 1 }
+            if is_quantity {
+                s.quantities += 1
+            } else {
+                s.codings += 1
+            }
             for a in &e.actions {
                 match a {
                     Action::StandardCodingAdded { .. } => s.standard_added += 1,
@@ -254,7 +275,9 @@ impl<'t> Enricher<'t> {
                             actions.push(Action::AlreadyStandard);
                             if let Validation::DisplayMismatch { expected } = v {
                                 actions.push(Action::DisplayDiffers { expected: expected.into() });
-                            } else if cc.coding[i].display.as_deref().is_none_or(str::is_empty) && !concept_display.is_empty() {
+                            } else if cc.coding[i].display.as_deref().is_none_or(str::is_empty)
+                                && !concept_display.is_empty()
+                            {
                                 cc.coding[i].display = Some(concept_display.into());
                                 actions.push(Action::DisplayAdded { display: concept_display.into() });
                             }
@@ -349,14 +372,13 @@ impl<'t> Enricher<'t> {
         match (q.system.as_deref(), q.code.as_deref()) {
             (Some(systems::UCUM), Some(code)) => match ucum.validate(code) {
                 Ok(()) => actions.push(Action::UnitAlreadyUcum),
-                Err(e) => actions.push(Action::NotMapped(NotMappedReason::InvalidUcum { code: code.into(), error: e.to_string() })),
+                Err(e) => actions
+                    .push(Action::NotMapped(NotMappedReason::InvalidUcum { code: code.into(), error: e.to_string() })),
             },
             (Some(other), _) if other != systems::UCUM => {
                 let units = self.term.units();
-                let suggested = [q.code.as_deref(), q.unit.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .find_map(|r| units.to_ucum(r, ucum));
+                let suggested =
+                    [q.code.as_deref(), q.unit.as_deref()].into_iter().flatten().find_map(|r| units.to_ucum(r, ucum));
                 actions.push(Action::NotMapped(NotMappedReason::OtherUnitSystem { system: other.into(), suggested }));
             }
             _ => match raw.as_deref() {
@@ -472,10 +494,17 @@ impl Enrichable for FhirJson<'_> {
         walk(self.0, &mut String::new(), &mut |path, v| {
             let Value::Object(m) = v else { return false };
             let Some(value) = m.get("value").and_then(Value::as_f64) else { return false };
-            if !(m.contains_key("unit") || m.contains_key("code") || m.contains_key("system")) || m.contains_key("coding") {
+            if !(m.contains_key("unit") || m.contains_key("code") || m.contains_key("system"))
+                || m.contains_key("coding")
+            {
                 return false;
             }
-            let mut q = Quantity { value: Some(value), unit: str_field(m, "unit"), system: str_field(m, "system"), code: str_field(m, "code") };
+            let mut q = Quantity {
+                value: Some(value),
+                unit: str_field(m, "unit"),
+                system: str_field(m, "system"),
+                code: str_field(m, "code"),
+            };
             f(path, &mut q);
             for (k, val) in [("unit", &q.unit), ("system", &q.system), ("code", &q.code)] {
                 if let Some(val) = val

@@ -20,15 +20,15 @@ pub mod ucum;
 pub mod units;
 
 pub use content::{
-    systems, CodeSystemContent, ConceptContent, ConceptMapContent, ConceptStatus, Equivalence, LoadOptions, LoadPolicy,
-    LoadReport, ValueSetContent,
+    CodeSystemContent, ConceptContent, ConceptMapContent, ConceptStatus, Equivalence, LoadOptions, LoadPolicy,
+    LoadReport, ValueSetContent, systems,
 };
 pub use enrich::{
-    Action, CodeableConcept, Coding, Enrichable, EnrichOptions, Enricher, EnrichmentReport, NotMappedReason, Quantity,
+    Action, CodeableConcept, Coding, EnrichOptions, Enrichable, Enricher, EnrichmentReport, NotMappedReason, Quantity,
     ReportEntry,
 };
 pub use error::{Result, RowError, TerminologyError};
-pub use loaders::{load, load_into_store, Format, LoadRequest, LoadedContent};
+pub use loaders::{Format, LoadRequest, LoadedContent, load, load_into_store};
 pub use ops::{ExpansionItem, Subsumption, Terminology, Translation, Validation};
 pub use store::{CodeSystemRef, ConceptMapRef, ConceptRef, Store, StoreBuilder};
 pub use ucum::{Canonical, Ucum, UcumError};

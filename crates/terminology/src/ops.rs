@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::content::{systems, ConceptStatus, Equivalence, ValueSetContent, ValueSetInclude};
+use crate::content::{ConceptStatus, Equivalence, ValueSetContent, ValueSetInclude, systems};
 use crate::error::{Result, TerminologyError};
 use crate::store::{CodeSystemRef, ConceptMapRef, ConceptRef, Store};
 use crate::ucum::Ucum;
@@ -278,7 +278,11 @@ impl Terminology {
     /// UCUM is a grammar, not a list: its codes are validated by the parser (display empty).
     pub fn validate_code<'a>(&'a self, system: &str, code: &str, display: Option<&str>) -> Validation<'a> {
         if systems::canonical_uri(system) == Some(systems::UCUM) {
-            return if self.ucum().is_valid(code) { Validation::Valid { display: "" } } else { Validation::UnknownCode };
+            return if self.ucum().is_valid(code) {
+                Validation::Valid { display: "" }
+            } else {
+                Validation::UnknownCode
+            };
         }
         let Some(cs) = self.code_system(system) else {
             return Validation::UnknownSystem;
@@ -437,7 +441,10 @@ impl Terminology {
 
     fn expand_inner(&self, url: &str, limit: usize, seen: &mut FxHashSet<String>) -> Result<Vec<ExpansionItem>> {
         if !seen.insert(url.to_string()) {
-            return Err(TerminologyError::UnsupportedValueSet { url: url.into(), reason: "value set includes itself".into() });
+            return Err(TerminologyError::UnsupportedValueSet {
+                url: url.into(),
+                reason: "value set includes itself".into(),
+            });
         }
         let vs = self.value_set(url).ok_or_else(|| TerminologyError::UnknownValueSet(url.into()))?;
         let mut items = Vec::new();
@@ -471,7 +478,10 @@ impl Terminology {
             from_vs = Some(match from_vs {
                 None => items,
                 // Several value sets in one include intersect (FHIR semantics).
-                Some(prev) => prev.into_iter().filter(|p| items.iter().any(|i| i.system == p.system && i.code == p.code)).collect(),
+                Some(prev) => prev
+                    .into_iter()
+                    .filter(|p| items.iter().any(|i| i.system == p.system && i.code == p.code))
+                    .collect(),
             });
         }
         let Some(system) = &inc.system else {
@@ -506,19 +516,21 @@ impl Terminology {
             if f.property != "concept" && f.property != "code" {
                 return Err(TerminologyError::UnsupportedValueSet {
                     url: url.into(),
-                    reason: format!("filter on property {:?} (only concept is-a/descendent-of/= are expanded)", f.property),
+                    reason: format!(
+                        "filter on property {:?} (only concept is-a/descendent-of/= are expanded)",
+                        f.property
+                    ),
                 });
             }
             let root = find_code(&cs, &f.value).ok_or_else(|| unknown_code(system, &f.value))?;
             let matched: Vec<ExpansionItem> = match f.op.as_str() {
                 "=" => vec![item(root, None)],
                 "is-a" | "descendent-of" => {
-                    let mut v: Vec<ExpansionItem> = descendants(&cs, root, limit).map_err(|_| {
-                        TerminologyError::ExpansionTooLarge { url: url.into(), limit }
-                    })?
-                    .into_iter()
-                    .map(|c| item(c, None))
-                    .collect();
+                    let mut v: Vec<ExpansionItem> = descendants(&cs, root, limit)
+                        .map_err(|_| TerminologyError::ExpansionTooLarge { url: url.into(), limit })?
+                        .into_iter()
+                        .map(|c| item(c, None))
+                        .collect();
                     if f.op == "is-a" {
                         v.push(item(root, None));
                     }
@@ -581,7 +593,11 @@ fn ancestors(c: ConceptRef<'_>) -> FxHashSet<u32> {
 
 /// All descendants of `root` (children are found by a scan of parent links: value sets here
 /// are small and this keeps the store free of a second index). Errs past `limit`.
-fn descendants<'a>(cs: &CodeSystemRef<'a>, root: ConceptRef<'a>, limit: usize) -> std::result::Result<Vec<ConceptRef<'a>>, ()> {
+fn descendants<'a>(
+    cs: &CodeSystemRef<'a>,
+    root: ConceptRef<'a>,
+    limit: usize,
+) -> std::result::Result<Vec<ConceptRef<'a>>, ()> {
     let mut children: FxHashMap<u32, Vec<ConceptRef<'a>>> = FxHashMap::default();
     for c in cs.concepts() {
         for p in c.parents() {

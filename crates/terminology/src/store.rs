@@ -27,9 +27,7 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use crate::content::{
-    CodeSystemContent, ConceptMapContent, ConceptStatus, Equivalence, ValueSetContent,
-};
+use crate::content::{CodeSystemContent, ConceptMapContent, ConceptStatus, Equivalence, ValueSetContent};
 use crate::error::{Result, TerminologyError};
 
 const MAGIC: &[u8; 8] = b"ARTTERM\x01";
@@ -537,8 +535,8 @@ impl Store {
                     format!("cm|{}|{}|{}", r.url(), r.version(), r.sender().unwrap_or(""))
                 }
                 SegmentKind::ValueSet => {
-                    let vs: ValueSetContent = serde_json::from_slice(seg)
-                        .map_err(|e| bad(format!("segment {i}: bad value set: {e}")))?;
+                    let vs: ValueSetContent =
+                        serde_json::from_slice(seg).map_err(|e| bad(format!("segment {i}: bad value set: {e}")))?;
                     let id = format!("vs|{}|{}", vs.url, vs.version);
                     store.value_sets.push(vs);
                     id
@@ -743,7 +741,8 @@ impl<'a> CodeSystemRef<'a> {
                 return None;
             }
             if self.bytes.get(base + 12..base + 24) == Some(&key[..]) {
-                let c = ConceptRef { cs: *self, idx: v - 1, disp: (rd(self.bytes, base + 4), rd(self.bytes, base + 8)) };
+                let c =
+                    ConceptRef { cs: *self, idx: v - 1, disp: (rd(self.bytes, base + 4), rd(self.bytes, base + 8)) };
                 if code.len() <= INLINE_CODE || c.code_bytes() == code {
                     return Some(c);
                 }
@@ -949,7 +948,13 @@ impl<'a> MapEntryRef<'a> {
             return &[];
         }
         let o = self.map.ix.groups + g as usize * GROUP_WORDS * 4;
-        arena_bytes(self.map.bytes, self.map.ix.arena, self.map.ix.arena_end, rd(self.map.bytes, o), rd(self.map.bytes, o + 4))
+        arena_bytes(
+            self.map.bytes,
+            self.map.ix.arena,
+            self.map.ix.arena_end,
+            rd(self.map.bytes, o),
+            rd(self.map.bytes, o + 4),
+        )
     }
     pub fn code(&self) -> &'a str {
         self.map.s(self.word(0), self.word(1))

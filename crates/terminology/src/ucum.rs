@@ -181,9 +181,10 @@ impl Ucum {
     pub fn builtin() -> &'static Ucum {
         static UCUM: OnceLock<Ucum> = OnceLock::new();
         UCUM.get_or_init(|| {
-            let essence = crate::loaders::ucum_essence::parse_str(SHIPPED_ESSENCE, "ucum-essence.xml", Default::default())
-                .map(|(e, _)| e)
-                .unwrap_or_default();
+            let essence =
+                crate::loaders::ucum_essence::parse_str(SHIPPED_ESSENCE, "ucum-essence.xml", Default::default())
+                    .map(|(e, _)| e)
+                    .unwrap_or_default();
             Ucum::from_essence(&essence).0
         })
     }
@@ -199,7 +200,10 @@ impl Ucum {
             let mut c = Canonical::one();
             let slot = BASE_UNITS.iter().position(|x| *x == b.code).unwrap_or(i.min(6));
             c.dims[slot] = 1;
-            u.atoms.insert(b.code.clone(), Atom { metric: true, canonical: c, name: b.name.clone(), property: b.property.clone() });
+            u.atoms.insert(
+                b.code.clone(),
+                Atom { metric: true, canonical: c, name: b.name.clone(), property: b.property.clone() },
+            );
         }
         // Definitions refer to each other in any order: resolve in passes until no progress.
         let mut pending: Vec<&UnitDef> = essence.units.iter().collect();
@@ -227,7 +231,12 @@ impl Ucum {
                     Some(c) => {
                         u.atoms.insert(
                             d.code.clone(),
-                            Atom { metric: d.is_metric, canonical: c, name: d.name.clone(), property: d.property.clone() },
+                            Atom {
+                                metric: d.is_metric,
+                                canonical: c,
+                                name: d.name.clone(),
+                                property: d.property.clone(),
+                            },
                         );
                         false
                     }
@@ -299,7 +308,13 @@ impl Ucum {
 
     /// Mass concentration <-> substance concentration (e.g. mg/dL <-> mmol/L) with the
     /// analyte's molar mass in g/mol. Refuses anything that is not mass <-> amount of substance.
-    pub fn convert_mass_molar(&self, value: f64, from: &str, to: &str, molar_mass_g_per_mol: f64) -> Result<f64, UcumError> {
+    pub fn convert_mass_molar(
+        &self,
+        value: f64,
+        from: &str,
+        to: &str,
+        molar_mass_g_per_mol: f64,
+    ) -> Result<f64, UcumError> {
         let f = self.parse(from)?;
         let t = self.parse(to)?;
         let mol = self.parse("mol")?;
@@ -540,9 +555,8 @@ mod tests {
 
     #[test]
     fn shipped_essence_resolves_every_unit() {
-        let essence = crate::loaders::ucum_essence::parse_str(SHIPPED_ESSENCE, "ucum-essence.xml", Default::default())
-            .unwrap()
-            .0;
+        let essence =
+            crate::loaders::ucum_essence::parse_str(SHIPPED_ESSENCE, "ucum-essence.xml", Default::default()).unwrap().0;
         let (ucum, unresolved) = Ucum::from_essence(&essence);
         assert!(unresolved.is_empty(), "unresolved: {unresolved:?}");
         assert_eq!(ucum.atom_count(), essence.units.len() + essence.base_units.len());
@@ -551,13 +565,53 @@ mod tests {
     #[test]
     fn valid_and_invalid_expressions() {
         for ok in [
-            "mg/dL", "mmol/L", "10*3/uL", "10^3/uL", "/min", "kg.m/s2", "m2", "s-1", "%", "[IU]/L",
-            "meq/L", "{cells}/uL", "mm[Hg]", "g/(24.h)", "fL", "pg", "umol/L", "Cel", "[degF]",
-            "kg/m2", "mL/min/{1.73_m2}", "10*-3", "U/L", "[pH]", "1", "cm[H2O]", "{score}",
+            "mg/dL",
+            "mmol/L",
+            "10*3/uL",
+            "10^3/uL",
+            "/min",
+            "kg.m/s2",
+            "m2",
+            "s-1",
+            "%",
+            "[IU]/L",
+            "meq/L",
+            "{cells}/uL",
+            "mm[Hg]",
+            "g/(24.h)",
+            "fL",
+            "pg",
+            "umol/L",
+            "Cel",
+            "[degF]",
+            "kg/m2",
+            "mL/min/{1.73_m2}",
+            "10*-3",
+            "U/L",
+            "[pH]",
+            "1",
+            "cm[H2O]",
+            "{score}",
         ] {
             assert!(u().is_valid(ok), "{ok} should be valid: {:?}", u().validate(ok));
         }
-        for bad in ["", "mg/", "mg//dL", "mm/0", "10*999", "10*-999", "mg dL", "µg", "xyz", "mg/dL)", "(mg", "{unclosed", "[IU", "kg.", "dL}"] {
+        for bad in [
+            "",
+            "mg/",
+            "mg//dL",
+            "mm/0",
+            "10*999",
+            "10*-999",
+            "mg dL",
+            "µg",
+            "xyz",
+            "mg/dL)",
+            "(mg",
+            "{unclosed",
+            "[IU",
+            "kg.",
+            "dL}",
+        ] {
             assert!(!u().is_valid(bad), "{bad:?} should be invalid");
         }
         let e = u().validate("mg/dX").unwrap_err();

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use terminology::enrich::{enrich_fhir_json, ReportEntry};
+use terminology::enrich::{ReportEntry, enrich_fhir_json};
 use terminology::{
-    loaders, systems, Action, CodeableConcept, Coding, EnrichOptions, Enrichable, Enricher, Format, LoadOptions,
-    NotMappedReason, Quantity, StoreBuilder, Terminology,
+    Action, CodeableConcept, Coding, EnrichOptions, Enrichable, Enricher, Format, LoadOptions, NotMappedReason,
+    Quantity, StoreBuilder, Terminology, loaders, systems,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -118,9 +118,15 @@ fn standard_codes_get_displays_but_never_lose_theirs() {
     };
     let r = e.enrich(&mut ev);
     assert_eq!(ev.codes[0].coding[0].display.as_deref(), Some("Hemoglobin [Mass/volume] in Blood"));
-    assert!(matches!(entry(&r, "Observation[0].code.coding[0]").actions[..], [Action::AlreadyStandard, Action::DisplayAdded { .. }]));
+    assert!(matches!(
+        entry(&r, "Observation[0].code.coding[0]").actions[..],
+        [Action::AlreadyStandard, Action::DisplayAdded { .. }]
+    ));
     assert_eq!(ev.codes[1].coding[0].display.as_deref(), Some("Hgb"), "sender display kept");
-    assert!(matches!(entry(&r, "Observation[1].code.coding[0]").actions[..], [Action::AlreadyStandard, Action::DisplayDiffers { .. }]));
+    assert!(matches!(
+        entry(&r, "Observation[1].code.coding[0]").actions[..],
+        [Action::AlreadyStandard, Action::DisplayDiffers { .. }]
+    ));
     // Alias system: the URI coding is added beside "LN".
     assert_eq!(ev.codes[2].coding.len(), 2);
     assert_eq!(ev.codes[2].coding[0].system.as_deref(), Some("LN"));
@@ -149,8 +155,18 @@ fn quantities_get_ucum_and_unknown_units_are_reported() {
             q("K/uL"),
             q("mmol/L"),
             q("furlongs per fortnight"),
-            Quantity { value: Some(5.0), unit: Some("mg/dL".into()), system: Some(systems::UCUM.into()), code: Some("mg/dX".into()) },
-            Quantity { value: Some(5.0), unit: Some("mg/dl".into()), system: Some("urn:lab1:units".into()), code: Some("MGDL".into()) },
+            Quantity {
+                value: Some(5.0),
+                unit: Some("mg/dL".into()),
+                system: Some(systems::UCUM.into()),
+                code: Some("mg/dX".into()),
+            },
+            Quantity {
+                value: Some(5.0),
+                unit: Some("mg/dl".into()),
+                system: Some("urn:lab1:units".into()),
+                code: Some("MGDL".into()),
+            },
             Quantity { value: Some(5.0), unit: None, system: None, code: None },
         ],
     };
@@ -159,11 +175,19 @@ fn quantities_get_ucum_and_unknown_units_are_reported() {
     assert_eq!(ev.values[0].system.as_deref(), Some(systems::UCUM));
     assert_eq!(ev.values[0].unit.as_deref(), Some("mg/dl"), "the sender's unit string is kept");
     assert_eq!(ev.values[1].code.as_deref(), Some("10*3/uL"));
-    assert!(matches!(&entry(&r, "Observation[1].valueQuantity").actions[..], [Action::UnitNormalised { to, .. }] if to == "10*3/uL"));
+    assert!(
+        matches!(&entry(&r, "Observation[1].valueQuantity").actions[..], [Action::UnitNormalised { to, .. }] if to == "10*3/uL")
+    );
     assert!(matches!(entry(&r, "Observation[2].valueQuantity").actions[..], [Action::UnitAlreadyUcum]));
     assert_eq!(ev.values[3].code, None);
-    assert!(matches!(entry(&r, "Observation[3].valueQuantity").not_mapped(), Some(NotMappedReason::UnknownUnit { .. })));
-    assert!(matches!(entry(&r, "Observation[4].valueQuantity").not_mapped(), Some(NotMappedReason::InvalidUcum { .. })));
+    assert!(matches!(
+        entry(&r, "Observation[3].valueQuantity").not_mapped(),
+        Some(NotMappedReason::UnknownUnit { .. })
+    ));
+    assert!(matches!(
+        entry(&r, "Observation[4].valueQuantity").not_mapped(),
+        Some(NotMappedReason::InvalidUcum { .. })
+    ));
     assert_eq!(ev.values[4].code.as_deref(), Some("mg/dX"), "never overwritten");
     assert_eq!(ev.values[5].code.as_deref(), Some("MGDL"), "another unit system is left alone");
     assert_eq!(

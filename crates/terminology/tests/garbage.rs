@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use terminology::{loaders, Format, LoadOptions, Ucum};
+use terminology::{Format, LoadOptions, Ucum, loaders};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use terminology::loaders::{self, fhir_json, icd10cm, loinc, rxnorm, snomed, ucum_essence};
-use terminology::{systems, ConceptStatus, Equivalence, Format, LoadOptions, LoadPolicy, TerminologyError};
+use terminology::{ConceptStatus, Equivalence, Format, LoadOptions, LoadPolicy, TerminologyError, systems};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use terminology::loaders::{self, snomed};
 use terminology::{
-    systems, ConceptStatus, Equivalence, Format, LoadOptions, Store, StoreBuilder, Subsumption, Terminology,
-    TerminologyError, Validation,
+    ConceptStatus, Equivalence, Format, LoadOptions, Store, StoreBuilder, Subsumption, Terminology, TerminologyError,
+    Validation, systems,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -21,7 +21,11 @@ fn build_store(dir: &Path) -> PathBuf {
     let inputs: Vec<(Format, PathBuf, LoadOptions)> = vec![
         (Format::SnomedRf2, fixture("snomed"), LoadOptions::default()),
         (Format::Icd10cmOrder, fixture("icd10cm_order_2025.txt"), LoadOptions::default()),
-        (Format::RxnormRrf, fixture("RXNCONSO.RRF"), LoadOptions { version: Some("20250106".into()), ..Default::default() }),
+        (
+            Format::RxnormRrf,
+            fixture("RXNCONSO.RRF"),
+            LoadOptions { version: Some("20250106".into()), ..Default::default() },
+        ),
         (Format::FhirJson, fixture("fhir/codesystem-specimen.json"), LoadOptions::default()),
         (Format::FhirJson, fixture("fhir/valueset-blood.json"), LoadOptions::default()),
         (Format::FhirJson, fixture("fhir/conceptmap-lab1.json"), lab1),
@@ -56,7 +60,10 @@ fn lookup_across_layers_and_aliases() {
     let dm2 = t.lookup("SCT", "44054006").unwrap();
     assert_eq!(dm2.display(), "Type 2 diabetes mellitus");
     assert_eq!(dm2.property("fsn"), Some("Diabetes mellitus type 2 (disorder)"));
-    assert_eq!(t.lookup(systems::ICD10CM, "E11.9").unwrap().display(), "Type 2 diabetes mellitus without complications");
+    assert_eq!(
+        t.lookup(systems::ICD10CM, "E11.9").unwrap().display(),
+        "Type 2 diabetes mellitus without complications"
+    );
     assert_eq!(t.lookup(systems::ICD10CM, "E119").unwrap().code(), "E11.9", "dotless ICD-10-CM accepted");
     assert_eq!(t.lookup(systems::RXNORM, "313782").unwrap().property("tty"), Some("SCD"));
     assert!(t.lookup(systems::LOINC, "9999-9").is_none());
@@ -69,10 +76,14 @@ fn lookup_across_layers_and_aliases() {
 #[test]
 fn validate_code_outcomes() {
     let (_d, t) = term();
-    assert_eq!(t.validate_code(systems::LOINC, "2345-7", None), Validation::Valid {
-        display: "Glucose [Mass/volume] in Serum or Plasma"
-    });
-    assert!(matches!(t.validate_code(systems::LOINC, "2345-7", Some("Blood sugar")), Validation::DisplayMismatch { .. }));
+    assert_eq!(
+        t.validate_code(systems::LOINC, "2345-7", None),
+        Validation::Valid { display: "Glucose [Mass/volume] in Serum or Plasma" }
+    );
+    assert!(matches!(
+        t.validate_code(systems::LOINC, "2345-7", Some("Blood sugar")),
+        Validation::DisplayMismatch { .. }
+    ));
     assert!(t.validate_code(systems::LOINC, "2345-7", Some("glucose [mass/volume] in serum or plasma")).is_valid());
     assert_eq!(t.validate_code(systems::LOINC, "2345-8", None), Validation::UnknownCode);
     assert_eq!(t.validate_code("urn:unknown", "x", None), Validation::UnknownSystem);
@@ -119,7 +130,10 @@ fn translate_with_a_sender_local_map() {
     assert!(t.translate_first("urn:lab1:tests", "GLU", None, Some("LAB2")).is_none());
     assert!(t.translate_first("urn:lab1:tests", "GLU", None, None).is_none());
     // The map's own display wins when it has one.
-    assert_eq!(t.translate_first("urn:lab1:tests", "HGB", None, Some("LAB1")).unwrap().display, "Hemoglobin [Mass/volume] in Blood");
+    assert_eq!(
+        t.translate_first("urn:lab1:tests", "HGB", None, Some("LAB1")).unwrap().display,
+        "Hemoglobin [Mass/volume] in Blood"
+    );
     // A group without source matches any system the sender uses.
     assert_eq!(t.translate_first("urn:lab1:other", "WBC", None, Some("LAB1")).unwrap().code, "6690-2");
     // "unmatched" is reported by translate but is not a match.
@@ -167,7 +181,8 @@ fn versions_and_replacement() {
     // Reload SNOMED as a newer version on top of the existing store file.
     let mut b = StoreBuilder::from_store(&store);
     let files = snomed::Rf2Files::find(&fixture("snomed")).unwrap();
-    let (mut cs, _) = snomed::load(&files, &LoadOptions { version: Some("20250701".into()), ..Default::default() }).unwrap();
+    let (mut cs, _) =
+        snomed::load(&files, &LoadOptions { version: Some("20250701".into()), ..Default::default() }).unwrap();
     cs.concepts.retain(|c| c.code != "46635009");
     b.add_code_system(&cs);
     let before = b.len();
@@ -194,7 +209,8 @@ fn store_file_errors_are_clear() {
 #[test]
 fn ucum_essence_in_a_store_is_used() {
     let dir = tempfile::tempdir().unwrap();
-    let (content, _) = loaders::load(Format::UcumEssence, &fixture("ucum-essence-mini.xml"), &LoadOptions::default()).unwrap();
+    let (content, _) =
+        loaders::load(Format::UcumEssence, &fixture("ucum-essence-mini.xml"), &LoadOptions::default()).unwrap();
     let mut b = StoreBuilder::new();
     content.add_to(&mut b);
     let p = dir.path().join("u.store");
@@ -207,7 +223,7 @@ fn ucum_essence_in_a_store_is_used() {
 
 #[test]
 fn load_into_store_adds_to_an_existing_store() {
-    use terminology::{load_into_store, LoadRequest};
+    use terminology::{LoadRequest, load_into_store};
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("site.store");
     let req = |p: &str, f: Option<Format>| LoadRequest { format: f, path: fixture(p), options: LoadOptions::default() };
@@ -223,10 +239,13 @@ fn load_into_store_adds_to_an_existing_store() {
     let before = std::fs::read(&store).unwrap();
     let odd = dir.path().join("data.bin");
     std::fs::write(&odd, "x").unwrap();
-    let err = load_into_store(&store, &[LoadRequest { format: None, path: odd, options: LoadOptions::default() }]).unwrap_err();
+    let err = load_into_store(&store, &[LoadRequest { format: None, path: odd, options: LoadOptions::default() }])
+        .unwrap_err();
     assert!(err.to_string().contains("cannot tell the format"), "{err}");
     let refuse = LoadOptions { policy: terminology::LoadPolicy::Refuse, ..Default::default() };
-    assert!(load_into_store(&store, &[LoadRequest { format: None, path: fixture("Loinc.csv"), options: refuse }]).is_err());
+    assert!(
+        load_into_store(&store, &[LoadRequest { format: None, path: fixture("Loinc.csv"), options: refuse }]).is_err()
+    );
     assert_eq!(std::fs::read(&store).unwrap(), before);
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use terminology::builtin;
 use terminology::loaders::loinc::check_loinc_code;
-use terminology::{systems, Terminology, Ucum, UnitTable};
+use terminology::{Terminology, Ucum, UnitTable, systems};
 
 #[test]
 fn shipped_files_load_without_a_single_skipped_row() {

@@ -44,7 +44,8 @@ pub struct ConvertArgs {
 /// Runs the command; returns the process exit status (0 all converted, 1 some failed).
 pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     let mut profiles = match &args.profiles {
-        Some(dir) => mapping::Profiles::load_dir(dir).with_context(|| format!("loading sender profiles from {}", dir.display()))?,
+        Some(dir) => mapping::Profiles::load_dir(dir)
+            .with_context(|| format!("loading sender profiles from {}", dir.display()))?,
         None => mapping::Profiles::default(),
     };
     if let Some(z) = &args.fallback_zone {
@@ -91,7 +92,12 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
                         }
                         if args.report {
                             for (entry, reason) in report.not_mapped() {
-                                eprintln!("{}: message {}: not enriched {}: {reason:?}", file.display(), piece.index, entry.path);
+                                eprintln!(
+                                    "{}: message {}: not enriched {}: {reason:?}",
+                                    file.display(),
+                                    piece.index,
+                                    entry.path
+                                );
                             }
                         }
                     } else if args.pretty {
@@ -106,12 +112,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
                 }
                 Err(e) => {
                     // The parser's location is relative to the message; add where it starts.
-                    eprintln!(
-                        "{}: message {} (starting at byte {}): {e}",
-                        file.display(),
-                        piece.index,
-                        piece.offset
-                    );
+                    eprintln!("{}: message {} (starting at byte {}): {e}", file.display(), piece.index, piece.offset);
                     failed += 1;
                 }
             }

@@ -5,8 +5,8 @@
 
 use anyhow::{Context, Result, bail};
 use hl7v2::structure::{Group, Item};
-use hl7v2::{batch, Limits, Message, ParseOptions};
-use serde_json::{json, Value as Json};
+use hl7v2::{Limits, Message, ParseOptions, batch};
+use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

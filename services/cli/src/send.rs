@@ -7,9 +7,9 @@
 //! request/response rhythm); `--rate R` caps the total at R messages per second.
 
 use anyhow::{Context, Result};
-use std::io::Write;
 use futures::{SinkExt, StreamExt};
 use hl7v2::mllp::{MllpCodec, MllpItem};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -106,7 +106,13 @@ impl Connection {
 
 /// Sends `messages` to `addr` over `concurrency` connections at most `rate` per second and
 /// returns the replies in input order.
-pub async fn send_all(addr: &str, messages: Vec<Vec<u8>>, concurrency: usize, rate: f64, timeout: Duration) -> Vec<Reply> {
+pub async fn send_all(
+    addr: &str,
+    messages: Vec<Vec<u8>>,
+    concurrency: usize,
+    rate: f64,
+    timeout: Duration,
+) -> Vec<Reply> {
     let n = messages.len();
     let queue = Arc::new(Mutex::new(messages.into_iter().enumerate()));
     let pace = (rate > 0.0).then(|| {
@@ -145,14 +151,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let mut ids = Vec::new();
     for path in &args.files {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let split = hl7v2::batch::split(&bytes).with_context(|| format!("{}: cannot split into messages", path.display()))?;
+        let split =
+            hl7v2::batch::split(&bytes).with_context(|| format!("{}: cannot split into messages", path.display()))?;
         for chunk in split.messages() {
             ids.push(hl7v2::header::Header::sniff(chunk.bytes).map(|h| h.control_id).unwrap_or_default());
             messages.push(chunk.bytes.to_vec());
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let replies = rt.block_on(send_all(&args.to, messages, args.concurrency, args.rate, Duration::from_secs(args.timeout)));
+    let replies =
+        rt.block_on(send_all(&args.to, messages, args.concurrency, args.rate, Duration::from_secs(args.timeout)));
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
     for (id, reply) in ids.iter().zip(&replies) {
@@ -186,7 +194,8 @@ mod tests {
                             return;
                         }
                         let code = if h.control_id.starts_with("BAD") { "AR" } else { "AA" };
-                        let ack = format!("MSH|^~\\&|R|R|S|S|20240101||ACK|A{0}|P|2.5.1\rMSA|{code}|{0}\r", h.control_id);
+                        let ack =
+                            format!("MSH|^~\\&|R|R|S|S|20240101||ACK|A{0}|P|2.5.1\rMSA|{code}|{0}\r", h.control_id);
                         f.send(ack.into_bytes()).await.unwrap();
                     }
                 });

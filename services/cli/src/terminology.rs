@@ -99,7 +99,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     Ok(LoadRequest { format, path: f.clone(), options: options.clone() })
                 })
                 .collect::<Result<_>>()?;
-            let reports = terminology::load_into_store(store, &requests).with_context(|| format!("loading into {}", store.display()))?;
+            let reports = terminology::load_into_store(store, &requests)
+                .with_context(|| format!("loading into {}", store.display()))?;
             for r in &reports {
                 writeln!(out, "{r}")?;
             }
@@ -130,13 +131,25 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             }
             for tr in found {
                 let via = tr.sender.map(|s| format!(" (local map of {s})")).unwrap_or_default();
-                writeln!(out, "{}|{}  {}  [{} via {}{via}]", tr.system, tr.code, tr.display, tr.equivalence.as_str(), tr.map_url)?;
+                writeln!(
+                    out,
+                    "{}|{}  {}  [{} via {}{via}]",
+                    tr.system,
+                    tr.code,
+                    tr.display,
+                    tr.equivalence.as_str(),
+                    tr.map_url
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Systems { stores } => {
             for s in open(stores)?.systems() {
-                writeln!(out, "{}  {}  version {}  {} concepts  ({})", s.system, s.name, s.version, s.concepts, s.origin)?;
+                writeln!(
+                    out,
+                    "{}  {}  version {}  {} concepts  ({})",
+                    s.system, s.name, s.version, s.concepts, s.origin
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -55,12 +55,22 @@ fn terminology_load_then_lookup_from_the_store() {
     drop(w);
     let store = dir.path().join("local.store");
 
-    let load = arteria().args(["terminology", "load", "--version", "test-1", "--store"]).arg(&store).arg(&csv).output().unwrap();
+    let load = arteria()
+        .args(["terminology", "load", "--version", "test-1", "--store"])
+        .arg(&store)
+        .arg(&csv)
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&load.stdout);
     assert!(load.status.success(), "{report}{}", String::from_utf8_lossy(&load.stderr));
     assert!(report.contains("Loinc.csv:3"), "the malformed row is reported with file and line: {report}");
 
-    let found = arteria().args(["terminology", "lookup", "--store"]).arg(&store).args(["http://loinc.org", "99999-5"]).output().unwrap();
+    let found = arteria()
+        .args(["terminology", "lookup", "--store"])
+        .arg(&store)
+        .args(["http://loinc.org", "99999-5"])
+        .output()
+        .unwrap();
     assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
     assert!(String::from_utf8_lossy(&found.stdout).contains("Made-up analyte for the CLI test"));
 

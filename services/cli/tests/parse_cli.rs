@@ -49,11 +49,8 @@ fn batches_mllp_dumps_and_json() {
     let (a, b) = (file(batch.as_bytes()), file(&mllp));
     let out = arteria().args(["parse", "--json"]).arg(a.path()).arg(b.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["type"], "ORU");
     let s = &lines[1]["structure"];

@@ -47,7 +47,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     topics.dedup();
     let mut loop_cfg = TxLoopConfig::new("fanout", &f.group_id, &[&f.input_topic], &f.transactional_id);
     loop_cfg.dlq_topic = Some(f.dlq_topic.clone());
-    let spec = StageSpec { name: "fanout", bus: &cfg.bus, telemetry: &cfg.telemetry, topics, compacted: current, loop_cfg };
+    let spec =
+        StageSpec { name: "fanout", bus: &cfg.bus, telemetry: &cfg.telemetry, topics, compacted: current, loop_cfg };
     let metrics = Metrics::new();
     let m = metrics.clone();
     run_stage(spec, metrics, |registry| async move {

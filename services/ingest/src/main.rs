@@ -50,9 +50,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let metrics = Metrics::new();
     let stop = shutdown.clone();
-    let (health_addr, health_task) =
-        telemetry::health::serve(cfg.telemetry.http_addr, health.clone(), metrics.clone(), async move { stop.wait().await })
-            .await?;
+    let (health_addr, health_task) = telemetry::health::serve(
+        cfg.telemetry.http_addr,
+        health.clone(),
+        metrics.clone(),
+        async move { stop.wait().await },
+    )
+    .await?;
     tracing::info!(addr = %health_addr, "health and metrics endpoint up");
 
     wait_for_kafka(&cfg.bus, &cfg.bus.startup_retry, &shutdown).await.context("Kafka is not reachable")?;
@@ -76,7 +80,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for MLLP on {}", cfg.ingest.mllp.addr))?;
     tracing::info!(addr = %mllp.local_addr()?, "MLLP listener up");
-    let mllp_task = tokio::spawn(ingest::mllp_server::serve(mllp, session.clone(), shutdown.clone(), Duration::from_secs(30)));
+    let mllp_task =
+        tokio::spawn(ingest::mllp_server::serve(mllp, session.clone(), shutdown.clone(), Duration::from_secs(30)));
     let http_task = if cfg.ingest.http.enabled {
         let http = tokio::net::TcpListener::bind(cfg.ingest.http.addr)
             .await

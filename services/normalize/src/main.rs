@@ -40,7 +40,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("normalize", &cfg.telemetry)?;
     let n = cfg.normalize.clone();
     let mut profiles = match &n.profiles_dir {
-        Some(dir) => mapping::Profiles::load_dir(dir).with_context(|| format!("loading sender profiles from {}", dir.display()))?,
+        Some(dir) => mapping::Profiles::load_dir(dir)
+            .with_context(|| format!("loading sender profiles from {}", dir.display()))?,
         None => mapping::Profiles::default(),
     };
     if let Some(zone) = &n.default_time_zone {

@@ -41,10 +41,7 @@ struct Config {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg: Config = settings::load_over(DEFAULTS, args.config.as_deref())?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(cfg, args.rebuild))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cfg, args.rebuild))
 }
 
 async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
@@ -69,12 +66,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let qc = cfg.query.clone();
     let store = tokio::task::spawn_blocking(move || query::open_store(&qc, rebuild))
         .await?
-        .with_context(|| {
-            format!(
-                "cannot open the query store in {}",
-                cfg.query.data_dir.display()
-            )
-        })?;
+        .with_context(|| format!("cannot open the query store in {}", cfg.query.data_dir.display()))?;
     let store = Arc::new(store);
     let count = {
         let s = store.clone();
@@ -83,27 +75,17 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     tracing::info!(path = %store.path().display(), resources = count, rebuild, "store open");
     health.set("store", true);
 
-    wait_for_kafka(&cfg.bus, &cfg.bus.startup_retry, &shutdown)
-        .await
-        .context("Kafka is not reachable")?;
+    wait_for_kafka(&cfg.bus, &cfg.bus.startup_retry, &shutdown).await.context("Kafka is not reachable")?;
     health.set("kafka", true);
     let registry = Registry::new(&cfg.bus.registry)?;
-    registry
-        .wait_ready(&cfg.bus, &shutdown)
-        .await
-        .context("the schema registry is not reachable")?;
+    registry.wait_ready(&cfg.bus, &shutdown).await.context("the schema registry is not reachable")?;
     health.set("registry", true);
 
-    let materializer = Materializer::new(
-        &cfg.bus,
-        registry,
-        store.clone(),
-        &cfg.query.subscription(),
-        &cfg.query.group_prefix,
-    )
-    .context("cannot start the consumer")?
-    .with_max_batch(cfg.query.max_batch)
-    .with_metrics(metrics.clone());
+    let materializer =
+        Materializer::new(&cfg.bus, registry, store.clone(), &cfg.query.subscription(), &cfg.query.group_prefix)
+            .context("cannot start the consumer")?
+            .with_max_batch(cfg.query.max_batch)
+            .with_metrics(metrics.clone());
     let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(cfg.query.grpc_addr)
@@ -111,11 +93,10 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for gRPC on {}", cfg.query.grpc_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "gRPC listener up");
     let stop = shutdown.clone();
-    let grpc_task = tokio::spawn(query::server::serve(
-        listener,
-        QueryService::new(store.clone(), shutdown.clone()),
-        async move { stop.wait().await },
-    ));
+    let grpc_task =
+        tokio::spawn(query::server::serve(listener, QueryService::new(store.clone(), shutdown.clone()), async move {
+            stop.wait().await
+        }));
     health.set("grpc", true);
     tracing::info!("query ready");
 

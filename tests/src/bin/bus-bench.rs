@@ -57,10 +57,7 @@ fn record(i: u64, payload: Vec<u8>) -> RawMessage {
         received_at: 1_700_000_000_000_000 + i as i64,
         channel: Channel::Mllp,
         peer: Some("127.0.0.1:40000".into()),
-        sender: SenderId {
-            application: "LAB".into(),
-            facility: "H1".into(),
-        },
+        sender: SenderId { application: "LAB".into(), facility: "H1".into() },
         receiver: None,
         message_type: Some("ORU^R01".into()),
         control_id: Some(format!("C{i:012}")),
@@ -78,21 +75,13 @@ struct Reencode {
 
 impl Processor for Reencode {
     async fn process(&self, r: &InputRecord) -> Result<Vec<Output>, ProcessError> {
-        let v = r
-            .value
-            .as_deref()
-            .ok_or_else(|| ProcessError::permanent("empty", "no value"))?;
+        let v = r.value.as_deref().ok_or_else(|| ProcessError::permanent("empty", "no value"))?;
         let mut m = self.input.decode(v).await?;
         m.tenant.make_ascii_uppercase();
         let value = self.output.encode(&m).await?;
         let mut headers = MessageHeaders::new();
         headers.set_message_id(&m.id);
-        Ok(vec![Output {
-            topic: self.output.topic().to_string(),
-            key: r.key.clone(),
-            value,
-            headers,
-        }])
+        Ok(vec![Output { topic: self.output.topic().to_string(), key: r.key.clone(), value, headers }])
     }
 }
 
@@ -100,17 +89,12 @@ impl Processor for Reencode {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let args = Args::parse();
     let cfg = arteria_tests::require_stack();
-    let (input, output, dlq) = (
-        arteria_tests::unique("bench.in"),
-        arteria_tests::unique("bench.out"),
-        arteria_tests::unique("bench.dlq"),
-    );
+    let (input, output, dlq) =
+        (arteria_tests::unique("bench.in"), arteria_tests::unique("bench.out"), arteria_tests::unique("bench.dlq"));
     let specs: Vec<TopicSpec> = [&input, &output, &dlq]
         .iter()
         .map(|t| TopicSpec {
@@ -130,20 +114,14 @@ async fn main() -> anyhow::Result<()> {
     let probe = serde.encode(&record(0, vec![])).await?.len();
     let mut payload_len = args.record_bytes.saturating_sub(probe);
     loop {
-        let n = serde
-            .encode(&record(0, vec![b'A'; payload_len]))
-            .await?
-            .len();
+        let n = serde.encode(&record(0, vec![b'A'; payload_len])).await?.len();
         if n == args.record_bytes {
             break;
         }
         if n > args.record_bytes {
             payload_len -= 1;
         } else {
-            bail!(
-                "cannot size a record to {} bytes (got {n})",
-                args.record_bytes
-            );
+            bail!("cannot size a record to {} bytes (got {n})", args.record_bytes);
         }
     }
     let p = &cfg.producer;
@@ -166,9 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 let value = serde.encode(&msg).await?;
                 let len = value.len() as u64;
                 let key = format!("patient-{}", i % 1000);
-                producer
-                    .send(input, Some(key.as_bytes()), &value, &MessageHeaders::new())
-                    .await?;
+                producer.send(input, Some(key.as_bytes()), &value, &MessageHeaders::new()).await?;
                 anyhow::Ok(len)
             }
         })
@@ -198,10 +174,7 @@ async fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await?;
     let counters = txl.counters();
-    let proc_ = Reencode {
-        input: serde.clone(),
-        output: registry.value_serde(&output),
-    };
+    let proc_ = Reencode { input: serde.clone(), output: registry.value_serde(&output) };
     proc_.output.register().await?;
     let s2 = shutdown.clone();
     let handle = tokio::spawn(async move { txl.run(&proc_, &s2).await });

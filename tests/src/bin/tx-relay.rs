@@ -49,15 +49,9 @@ impl Processor for Relay {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let value = r
-            .value
-            .as_deref()
-            .ok_or_else(|| ProcessError::permanent("empty", "record has no value"))?;
+        let value = r.value.as_deref().ok_or_else(|| ProcessError::permanent("empty", "record has no value"))?;
         if value.starts_with(&self.poison) {
-            return Err(ProcessError::permanent(
-                "poison",
-                "value starts with the poison prefix",
-            ));
+            return Err(ProcessError::permanent("poison", "value starts with the poison prefix"));
         }
         let mut v = value.to_vec();
         v.extend_from_slice(b"|relayed");
@@ -65,12 +59,7 @@ impl Processor for Relay {
         if let Some(id) = r.headers.message_id() {
             headers.set_message_id(&format!("{id}/relayed"));
         }
-        Ok(vec![Output {
-            topic: self.output.clone(),
-            key: r.key.clone(),
-            value: v,
-            headers,
-        }])
+        Ok(vec![Output { topic: self.output.clone(), key: r.key.clone(), value: v, headers }])
     }
 }
 
@@ -78,9 +67,7 @@ impl Processor for Relay {
 async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     match run().await {
         Ok(()) => {}

@@ -318,7 +318,8 @@ mod tests {
     fn empty_elements_are_left_out() {
         let q = Quantity { value: Decimal::parse("1.50"), unit: Some("mg".into()), ..Default::default() };
         assert_eq!(serde_json::to_string(&q).unwrap(), r#"{"value":1.50,"unit":"mg"}"#);
-        let id = Identifier { r#type: Some(CodeableConcept::default()), value: Some("a\"b".into()), ..Default::default() };
+        let id =
+            Identifier { r#type: Some(CodeableConcept::default()), value: Some("a\"b".into()), ..Default::default() };
         assert_eq!(serde_json::to_string(&id).unwrap(), r#"{"value":"a\"b"}"#);
     }
 }

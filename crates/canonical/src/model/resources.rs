@@ -111,8 +111,16 @@ pub enum AdministrationEffective {
 }
 
 choice_never_empty!(
-    ObservationValue, Effective, Occurrence, Performed, Onset, Collected, Deceased, MultipleBirth,
-    Medication, AdministrationEffective
+    ObservationValue,
+    Effective,
+    Occurrence,
+    Performed,
+    Onset,
+    Collected,
+    Deceased,
+    MultipleBirth,
+    Medication,
+    AdministrationEffective
 );
 
 fhir_struct!(PatientLink { other: Reference, r#type: String });
@@ -747,9 +755,27 @@ macro_rules! resource_meta {
     };
 }
 resource_meta!(
-    MessageHeader, Patient, RelatedPerson, Encounter, Observation, DiagnosticReport, ServiceRequest,
-    Specimen, MedicationRequest, MedicationAdministration, Immunization, AllergyIntolerance, Condition,
-    Procedure, Practitioner, Organization, Location, Coverage, DocumentReference, Appointment, Provenance
+    MessageHeader,
+    Patient,
+    RelatedPerson,
+    Encounter,
+    Observation,
+    DiagnosticReport,
+    ServiceRequest,
+    Specimen,
+    MedicationRequest,
+    MedicationAdministration,
+    Immunization,
+    AllergyIntolerance,
+    Condition,
+    Procedure,
+    Practitioner,
+    Organization,
+    Location,
+    Coverage,
+    DocumentReference,
+    Appointment,
+    Provenance
 );
 
 /// One entry of a Bundle.
@@ -798,4 +824,3 @@ mod tests {
         assert_eq!(v["deceasedBoolean"], false);
     }
 }
-

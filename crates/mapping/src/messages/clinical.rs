@@ -16,7 +16,8 @@ pub(crate) fn al1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let Some(patient) = w.patient_ref() else { return };
     let s = env.seg(seg);
     s.structural(&[1]);
-    let mut a = AllergyIntolerance { id: env.event_id("AllergyIntolerance", seg.index(), ""), patient, ..Default::default() };
+    let mut a =
+        AllergyIntolerance { id: env.event_id("AllergyIntolerance", seg.index(), ""), patient, ..Default::default() };
     a.clinical_status = Some(CodeableConcept::code(ALLERGY_CLINICAL, "active", Some("Active")));
     if let Some(t) = s.c1(2) {
         let (cat, ty) = vocab::allergen_type(&t);
@@ -41,7 +42,11 @@ pub(crate) fn al1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             .repetitions()
             .filter_map(|r| {
                 // AL1-5 is ST before v2.4, CWE after: plain text stays text, not a fake code.
-                if r.component_count() > 1 { dt::cwe(env, &r) } else { r.text().map(|t| CodeableConcept::text(t.into_owned())) }
+                if r.component_count() > 1 {
+                    dt::cwe(env, &r)
+                } else {
+                    r.text().map(|t| CodeableConcept::text(t.into_owned()))
+                }
             })
             .collect();
         if !manifestation.is_empty() {
@@ -142,7 +147,13 @@ pub(crate) fn pr1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let Some(patient) = w.patient_ref() else { return };
     let s = env.seg(seg);
     s.structural(&[1]);
-    let mut p = Procedure { id: env.event_id("Procedure", seg.index(), ""), subject: patient, encounter: w.encounter_ref(), status: "completed".into(), ..Default::default() };
+    let mut p = Procedure {
+        id: env.event_id("Procedure", seg.index(), ""),
+        subject: patient,
+        encounter: w.encounter_ref(),
+        status: "completed".into(),
+        ..Default::default()
+    };
     p.code = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe(env, &r));
     if let Some(desc) = s.text(4) {
         match &mut p.code {
@@ -158,7 +169,8 @@ pub(crate) fn pr1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         if let Some(f) = s.f(n) {
             for r in f.repetitions() {
                 if let Some(actor) = w.out.practitioner(env, &r) {
-                    let function = Some(CodeableConcept::text(if role == "SURG" { "surgeon" } else { "anesthesiologist" }));
+                    let function =
+                        Some(CodeableConcept::text(if role == "SURG" { "surgeon" } else { "anesthesiologist" }));
                     p.performer.push(ProcedurePerformer { function, actor });
                 }
             }
@@ -179,15 +191,21 @@ pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let Some(patient) = w.patient_ref() else { return };
     let s = env.seg(seg);
     s.structural(&[1]);
-    let mut c = Coverage { id: env.event_id("Coverage", seg.index(), ""), status: "active".into(), beneficiary: patient.clone(), ..Default::default() };
+    let mut c = Coverage {
+        id: env.event_id("Coverage", seg.index(), ""),
+        status: "active".into(),
+        beneficiary: patient.clone(),
+        ..Default::default()
+    };
     if let Some(r) = s.f(2).and_then(|f| f.repetition(1))
-        && let Some(plan) = comp(&r, 1) {
-            c.class.push(CoverageClass {
-                r#type: CodeableConcept::code("http://terminology.hl7.org/CodeSystem/coverage-class", "plan", Some("Plan")),
-                value: plan,
-                name: comp(&r, 2),
-            });
-        }
+        && let Some(plan) = comp(&r, 1)
+    {
+        c.class.push(CoverageClass {
+            r#type: CodeableConcept::code("http://terminology.hl7.org/CodeSystem/coverage-class", "plan", Some("Plan")),
+            value: plan,
+            name: comp(&r, 2),
+        });
+    }
     let company_id = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r));
     let company_name = s.f(4).and_then(|f| f.repetition(1)).and_then(|r| comp(&r, 1));
     match w.out.organization(env, company_name, company_id) {
@@ -199,7 +217,11 @@ pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if let Some(group) = s.c1(8) {
         c.class.push(CoverageClass {
-            r#type: CodeableConcept::code("http://terminology.hl7.org/CodeSystem/coverage-class", "group", Some("Group")),
+            r#type: CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/coverage-class",
+                "group",
+                Some("Group"),
+            ),
             value: group,
             name: s.text(9),
         });
@@ -214,22 +236,44 @@ pub(crate) fn in1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if let Some(r) = s.f(17).and_then(|f| f.repetition(1)) {
         c.relationship = comp(&r, 1).map(|code| match code.as_str() {
-            "SEL" | "01" => CodeableConcept::code("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "self", Some("Self")),
-            "SPO" | "02" => CodeableConcept::code("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "spouse", Some("Spouse")),
-            "CHD" | "03" => CodeableConcept::code("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "child", Some("Child")),
-            "DOM" => CodeableConcept::code("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "common", Some("Common Law Spouse")),
+            "SEL" | "01" => CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                "self",
+                Some("Self"),
+            ),
+            "SPO" | "02" => CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                "spouse",
+                Some("Spouse"),
+            ),
+            "CHD" | "03" => CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                "child",
+                Some("Child"),
+            ),
+            "DOM" => CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                "common",
+                Some("Common Law Spouse"),
+            ),
             _ => dt::cwe_table(env, &r, "0063").unwrap_or_else(|| CodeableConcept::text(code)),
         });
     }
     if let Some(r) = s.f(22).and_then(|f| f.repetition(1)) {
         match comp(&r, 1).map(|n| n.parse::<u32>().ok().filter(|&n| n > 0)) {
             Some(Some(n)) => c.order = Some(n),
-            Some(None) => s.note(NoteKind::InvalidValue, 22, "coordination of benefits priority is not a positive number"),
+            Some(None) => {
+                s.note(NoteKind::InvalidValue, 22, "coordination of benefits priority is not a positive number")
+            }
             None => {}
         }
     }
     if let Some(policy) = s.c1(36) {
-        c.identifier.push(Identifier { value: Some(policy), r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "SN", None)), ..Default::default() });
+        c.identifier.push(Identifier {
+            value: Some(policy),
+            r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "SN", None)),
+            ..Default::default()
+        });
     }
     if let Some(r) = s.f(49).and_then(|f| f.repetition(1)) {
         c.subscriber_id = comp(&r, 1);

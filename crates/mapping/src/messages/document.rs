@@ -14,7 +14,11 @@ pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
     let s = env.seg(seg);
     s.structural(&[1]);
-    let mut d = DocumentReference { id: env.event_id("DocumentReference", seg.index(), ""), subject: w.patient_ref(), ..Default::default() };
+    let mut d = DocumentReference {
+        id: env.event_id("DocumentReference", seg.index(), ""),
+        subject: w.patient_ref(),
+        ..Default::default()
+    };
     if let Some(t) = s.c1(2) {
         let (cc, known) = dt::table_code(env, &t, "0270");
         if !known {
@@ -32,9 +36,10 @@ pub(crate) fn txa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
     }
     if let Some(f) = s.f(10)
-        && let Some(r) = f.repetition(1) {
-            d.authenticator = w.out.practitioner(env, &r);
-        }
+        && let Some(r) = f.repetition(1)
+    {
+        d.authenticator = w.out.practitioner(env, &r);
+    }
     d.master_identifier = s.f(12).and_then(|f| f.repetition(1)).and_then(|r| dt::ei(env, &r));
     if let Some(parent) = s.f(13).and_then(|f| f.repetition(1)).and_then(|r| dt::ei(env, &r)) {
         d.identifier.push(Identifier { r#use: Some("secondary".into()), ..parent });
@@ -116,12 +121,24 @@ fn flush(w: &mut Walk<'_, '_>) {
     if let Resource::DocumentReference(d) = w.out.get_mut(di) {
         if !text.is_empty() {
             let body = text.join("\n");
-            d.content.insert(0, DocumentReferenceContent {
-                attachment: Attachment { content_type: Some("text/plain; charset=utf-8".into()), data: Some(dt::base64(body.as_bytes())), ..Default::default() },
-            });
+            d.content.insert(
+                0,
+                DocumentReferenceContent {
+                    attachment: Attachment {
+                        content_type: Some("text/plain; charset=utf-8".into()),
+                        data: Some(dt::base64(body.as_bytes())),
+                        ..Default::default()
+                    },
+                },
+            );
         }
         if d.content.is_empty() {
-            d.content.push(DocumentReferenceContent { attachment: Attachment { title: d.description.clone().or_else(|| Some("document without body".into())), ..Default::default() } });
+            d.content.push(DocumentReferenceContent {
+                attachment: Attachment {
+                    title: d.description.clone().or_else(|| Some("document without body".into())),
+                    ..Default::default()
+                },
+            });
         }
     }
 }

@@ -126,7 +126,11 @@ pub(crate) fn walk<'a, 'm>(env: &'a Env<'a>, msg: &'m Message<'m>) -> Out {
             for f in 1..=seg.field_count() {
                 if p.is_ignored(seg.name(), f) && seg.field(f).is_some_and(|v| !v.is_empty()) {
                     env.tracker.mark(seg.index(), f);
-                    env.tracker.note(NoteKind::Ignored, Seg::new(seg, env.tracker).place(f), "field ignored by the sender profile");
+                    env.tracker.note(
+                        NoteKind::Ignored,
+                        Seg::new(seg, env.tracker).place(f),
+                        "field ignored by the sender profile",
+                    );
                 }
             }
         }
@@ -193,7 +197,11 @@ impl<'a, 'm> Walk<'a, 'm> {
             let target = self.out.resources.iter_mut().rev().find(|r| r.resource_type() == rule.target);
             match target.and_then(extensions_mut) {
                 Some(ext) => ext.push(Extension::string(&rule.url, text)),
-                None => s.note(NoteKind::InvalidValue, rule.field, format!("no {} before this segment to carry the extension", rule.target)),
+                None => s.note(
+                    NoteKind::InvalidValue,
+                    rule.field,
+                    format!("no {} before this segment to carry the extension", rule.target),
+                ),
             }
         }
     }

@@ -12,7 +12,9 @@ use hl7v2::Segment;
 
 pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
-    let Some(ti) = w.note_target.or(w.encounter.as_ref().map(|e| e.0)).or(w.patient.as_ref().map(|p| p.0)) else { return };
+    let Some(ti) = w.note_target.or(w.encounter.as_ref().map(|e| e.0)).or(w.patient.as_ref().map(|p| p.0)) else {
+        return;
+    };
     let Some(raw_role) = seg.field(4).and_then(|f| f.repetition(1)).filter(|r| !r.is_empty()) else { return };
     let role_code = comp(&raw_role, 1).unwrap_or_default();
     let has_person = seg.field(5).is_some_and(|f| !f.is_empty());
@@ -49,11 +51,17 @@ pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let end = dt::ts(env, s.f(12).map(|f| f.value()), s.place(12)).map(|t| t.value);
     let period = (start.is_some() || end.is_some()).then_some(Period { start, end });
     match w.out.get_mut(ti) {
-        Resource::Encounter(e) => e.participant.push(EncounterParticipant { r#type: role.into_iter().collect(), period, individual: Some(actor) }),
+        Resource::Encounter(e) => e.participant.push(EncounterParticipant {
+            r#type: role.into_iter().collect(),
+            period,
+            individual: Some(actor),
+        }),
         Resource::ServiceRequest(sr) => match (role_code.as_str(), &sr.requester) {
             ("OP", None) => sr.requester = Some(actor),
             ("OP", Some(r)) if r.reference == actor.reference => {}
-            ("OP", Some(_)) => s.note(crate::coverage::NoteKind::Info, 5, "a second ordering provider; the order has one requester"),
+            ("OP", Some(_)) => {
+                s.note(crate::coverage::NoteKind::Info, 5, "a second ordering provider; the order has one requester")
+            }
             _ => sr.performer.push(actor),
         },
         Resource::Observation(o) => o.performer.push(actor),
@@ -68,7 +76,9 @@ pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
 /// role after PV1 → an Encounter participant of that type. Other contexts stay unmapped.
 pub(crate) fn rol<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
-    let Some(ti) = w.note_target.or(w.encounter.as_ref().map(|e| e.0)).or(w.patient.as_ref().map(|p| p.0)) else { return };
+    let Some(ti) = w.note_target.or(w.encounter.as_ref().map(|e| e.0)).or(w.patient.as_ref().map(|p| p.0)) else {
+        return;
+    };
     let role_code = seg.field(3).and_then(|f| f.component(1)).map(|c| c.as_str().to_string()).unwrap_or_default();
     let has_person = seg.field(4).is_some_and(|f| !f.is_empty());
     let deletes = seg.field(2).is_some_and(|f| f.as_str() == "DE");
@@ -96,14 +106,22 @@ pub(crate) fn rol<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     match w.out.get_mut(ti) {
         Resource::Encounter(e) => {
             for a in actors {
-                e.participant.push(EncounterParticipant { r#type: role.clone().into_iter().collect(), period: period.clone(), individual: Some(a) });
+                e.participant.push(EncounterParticipant {
+                    r#type: role.clone().into_iter().collect(),
+                    period: period.clone(),
+                    individual: Some(a),
+                });
             }
         }
         Resource::Patient(p) => {
             if let Some(p) = &period {
                 for (n, v) in [(5, &p.start), (6, &p.end)] {
                     if v.is_some() {
-                        s.note(crate::coverage::NoteKind::Info, n, "role period not carried on the general practitioner");
+                        s.note(
+                            crate::coverage::NoteKind::Info,
+                            n,
+                            "role period not carried on the general practitioner",
+                        );
                     }
                 }
             }

@@ -6,7 +6,7 @@
 //! surviving one (`link` replaces the retired one), as the IG maps MRG.
 
 use super::Walk;
-use crate::context::{reference, Env};
+use crate::context::{Env, reference};
 use crate::coverage::NoteKind;
 use crate::datatypes::{self as dt, comp, sub};
 use crate::identity;
@@ -68,7 +68,9 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         p.birth_date = Some(t.date().to_string());
         if t.precision >= crate::time::Precision::Hour {
             // The birth time extension belongs on the birthDate element itself.
-            p.birth_date_element = Some(PrimitiveExtensions { extension: vec![Extension { url: BIRTH_TIME.into(), value: ExtensionValue::DateTime(t.value) }] });
+            p.birth_date_element = Some(PrimitiveExtensions {
+                extension: vec![Extension { url: BIRTH_TIME.into(), value: ExtensionValue::DateTime(t.value) }],
+            });
         }
     }
     if let Some(sex) = s.c1(8) {
@@ -99,7 +101,11 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if let Some(r) = s.f(16).and_then(|f| f.repetition(1)) {
         if let Some(code) = comp(&r, 1).filter(|c| MARITAL_V3.contains(&c.as_str()) && comp(&r, 3).is_none()) {
-            p.marital_status = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", &code, comp(&r, 2).as_deref()));
+            p.marital_status = Some(CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+                &code,
+                comp(&r, 2).as_deref(),
+            ));
         } else {
             p.marital_status = dt::cwe_table(env, &r, "0002");
         }
@@ -108,7 +114,8 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         p.extension.push(Extension { url: RELIGION.into(), value: ExtensionValue::CodeableConcept(rel) });
     }
     if let Some(mut an) = s.f(18).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r)) {
-        an.r#type.get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "AN", None));
+        an.r#type
+            .get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "AN", None));
         p.identifier.push(an);
     }
     if let Some(ssn) = s.c1(19) {
@@ -120,15 +127,16 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         });
     }
     if let Some(r) = s.f(20).and_then(|f| f.repetition(1))
-        && let Some(v) = comp(&r, 1) {
-            let system = comp(&r, 2).map(|st| format!("urn:arteria:v2:drivers-license:{}", dt::urn_part(&st)));
-            p.identifier.push(Identifier {
-                r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "DL", None)),
-                system,
-                value: Some(v),
-                ..Default::default()
-            });
-        }
+        && let Some(v) = comp(&r, 1)
+    {
+        let system = comp(&r, 2).map(|st| format!("urn:arteria:v2:drivers-license:{}", dt::urn_part(&st)));
+        p.identifier.push(Identifier {
+            r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "DL", None)),
+            system,
+            value: Some(v),
+            ..Default::default()
+        });
+    }
     let birth_order = s.c1(25);
     if birth_order.as_deref().is_some_and(|b| b.parse::<i64>().is_err()) {
         s.note(NoteKind::InvalidValue, 25, "birth order is not a number");
@@ -175,7 +183,12 @@ pub(crate) fn pd1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(f) = s.f(3) {
         for r in f.repetitions() {
             let ident = comp(&r, 10).map(|v| Identifier {
-                system: dt::hd_system(env, sub(&r, 6, 1).as_deref(), sub(&r, 6, 2).as_deref(), sub(&r, 6, 3).as_deref()),
+                system: dt::hd_system(
+                    env,
+                    sub(&r, 6, 1).as_deref(),
+                    sub(&r, 6, 2).as_deref(),
+                    sub(&r, 6, 3).as_deref(),
+                ),
                 value: Some(v),
                 ..Default::default()
             });
@@ -235,9 +248,17 @@ pub(crate) fn nk1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(f) = s.f(33) {
         rp.identifier.extend(identifiers(env, &f));
     }
-    if rp.name.is_empty() && rp.relationship.is_empty() && rp.identifier.is_empty() && rp.telecom.is_empty() && rp.address.is_empty() {
+    if rp.name.is_empty()
+        && rp.relationship.is_empty()
+        && rp.identifier.is_empty()
+        && rp.telecom.is_empty()
+        && rp.address.is_empty()
+    {
         // Nothing identifies this person: the fields read are reported, not an empty resource.
-        s.note_segment(NoteKind::InvalidValue, "next of kin without name, relationship, contact or identifier: not mapped");
+        s.note_segment(
+            NoteKind::InvalidValue,
+            "next of kin without name, relationship, contact or identifier: not mapped",
+        );
         return;
     }
     w.out.push(Resource::RelatedPerson(Box::new(rp)));
@@ -275,7 +296,8 @@ pub(crate) fn mrg<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
     }
     if let Some(mut an) = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r)) {
-        an.r#type.get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "AN", None));
+        an.r#type
+            .get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "AN", None));
         old.identifier.push(an);
     }
     if old_id == survivor_ref.reference.as_deref().unwrap_or("").trim_start_matches("urn:uuid:") {

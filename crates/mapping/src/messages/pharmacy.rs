@@ -1,8 +1,8 @@
 //! RXE/RXO → MedicationRequest, RXA → Immunization (VXU) or MedicationAdministration (RAS
 //! and other pharmacy messages), RXR → route and site of the medication before it.
 
-use super::{Family, Walk};
 use super::results::orc_info;
+use super::{Family, Walk};
 use crate::coverage::NoteKind;
 use crate::datatypes::{self as dt, comp};
 use crate::vocab;
@@ -10,7 +10,13 @@ use canonical::model::*;
 use hl7v2::Segment;
 
 /// A number field with a units field → Quantity; a value that is not a number is reported.
-fn dose(s: &crate::coverage::Seg<'_, '_>, n: usize, num: Option<String>, unit_field: usize, w: &Walk<'_, '_>) -> Option<Quantity> {
+fn dose(
+    s: &crate::coverage::Seg<'_, '_>,
+    n: usize,
+    num: Option<String>,
+    unit_field: usize,
+    w: &Walk<'_, '_>,
+) -> Option<Quantity> {
     let unit = s.f(unit_field).and_then(|f| f.repetition(1));
     let u = unit.map(|r| dt::units(w.env, &r)).unwrap_or((None, None, None));
     let Some(num) = num else {
@@ -34,7 +40,13 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
     let Some(subject) = w.patient_ref() else { return };
     let orc = orc_info(w);
     let s = env.seg(seg);
-    let mut m = MedicationRequest { id: env.event_id("MedicationRequest", seg.index(), ""), intent: "order".into(), subject, encounter: w.encounter_ref(), ..Default::default() };
+    let mut m = MedicationRequest {
+        id: env.event_id("MedicationRequest", seg.index(), ""),
+        intent: "order".into(),
+        subject,
+        encounter: w.encounter_ref(),
+        ..Default::default()
+    };
     if let Some(o) = orc {
         m.identifier = o.identifiers;
         m.group_identifier = o.requisition;
@@ -67,7 +79,9 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
     let hi = dose(&s, max_f, s.c1(max_f), unit_f, w).filter(|_| s.c1(max_f).is_some());
     let mut dosage = Dosage::default();
     match (lo, hi) {
-        (Some(a), Some(b)) if a.value != b.value => dosage.dose_and_rate.push(DoseAndRate { dose: Some(DoseValue::Range(Range { low: Some(a), high: Some(b) })) }),
+        (Some(a), Some(b)) if a.value != b.value => dosage
+            .dose_and_rate
+            .push(DoseAndRate { dose: Some(DoseValue::Range(Range { low: Some(a), high: Some(b) })) }),
         (Some(a), _) => dosage.dose_and_rate.push(DoseAndRate { dose: Some(DoseValue::Quantity(a)) }),
         _ => {}
     }
@@ -75,7 +89,11 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
         dosage.method = dt::cwe(env, &r);
     }
     if let Some(f) = s.f(instr_f) {
-        let t: Vec<String> = f.repetitions().filter_map(|r| dt::cwe(env, &r)).filter_map(|c| c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone())))).collect();
+        let t: Vec<String> = f
+            .repetitions()
+            .filter_map(|r| dt::cwe(env, &r))
+            .filter_map(|c| c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone()))))
+            .collect();
         if !t.is_empty() {
             dosage.text = Some(t.join("; "));
         }
@@ -92,7 +110,8 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
     if dosage != Dosage::default() {
         m.dosage_instruction.push(dosage);
     }
-    let mut disp = MedicationRequestDispense { quantity: dose(&s, disp_f, s.c1(disp_f), disp_u_f, w), ..Default::default() };
+    let mut disp =
+        MedicationRequestDispense { quantity: dose(&s, disp_f, s.c1(disp_f), disp_u_f, w), ..Default::default() };
     match s.c1(refills_f).map(|n| n.parse::<u32>()) {
         Some(Ok(n)) => disp.number_of_repeats_allowed = Some(n),
         Some(Err(_)) => s.note(NoteKind::InvalidValue, refills_f, "number of refills is not a number"),
@@ -107,15 +126,14 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
         Some(_) => s.note(NoteKind::UnknownCode, subst_f, "substitution code not in table 0161"),
         None => {}
     }
-    if rxe
-        && let Some(f) = s.f(21) {
-            for r in f.repetitions() {
-                if let Some(c) = dt::cwe(env, &r) {
-                    let text = c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone())));
-                    m.note.extend(text.map(|text| Annotation { text, ..Default::default() }));
-                }
+    if rxe && let Some(f) = s.f(21) {
+        for r in f.repetitions() {
+            if let Some(c) = dt::cwe(env, &r) {
+                let text = c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone())));
+                m.note.extend(text.map(|text| Annotation { text, ..Default::default() }));
             }
         }
+    }
     let i = w.out.push(Resource::MedicationRequest(Box::new(m)));
     w.medication = Some(i);
     w.request = None;
@@ -150,12 +168,22 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if action.as_deref().is_some_and(|a| !matches!(a, "A" | "U" | "D")) {
         s.note(NoteKind::UnknownCode, 21, "action code not in table 0206 (A, U, D)");
     }
-    let performers: Vec<Reference> = s.f(10).map(|f| f.repetitions().filter_map(|r| w.out.practitioner(env, &r)).collect()).unwrap_or_default();
+    let performers: Vec<Reference> =
+        s.f(10).map(|f| f.repetitions().filter_map(|r| w.out.practitioner(env, &r)).collect()).unwrap_or_default();
     let mut identifiers = orc.as_ref().map(|o| o.identifiers.clone()).unwrap_or_default();
     // No group identifier on administrations: the placer group number is a secondary identifier.
-    identifiers.extend(orc.as_ref().and_then(|o| o.requisition.clone()).map(|g| Identifier { r#use: Some("secondary".into()), ..g }));
+    identifiers.extend(
+        orc.as_ref().and_then(|o| o.requisition.clone()).map(|g| Identifier { r#use: Some("secondary".into()), ..g }),
+    );
     let i = if w.family == Family::Vaccination {
-        let mut im = Immunization { id: env.event_id("Immunization", seg.index(), ""), patient, encounter: w.encounter_ref(), vaccine_code: code, identifier: identifiers, ..Default::default() };
+        let mut im = Immunization {
+            id: env.event_id("Immunization", seg.index(), ""),
+            patient,
+            encounter: w.encounter_ref(),
+            vaccine_code: code,
+            identifier: identifiers,
+            ..Default::default()
+        };
         im.status = match (action.as_deref(), completion.as_deref()) {
             (Some("D"), _) => "entered-in-error",
             (_, Some(c)) => vocab::completion_status(c).unwrap_or_else(|| {
@@ -183,7 +211,8 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                     }
                     _ => {
                         if let Some(t) = dt::cwe(env, &r) {
-                            let text = t.text.or_else(|| t.coding.first().and_then(|x| x.display.clone().or(x.code.clone())));
+                            let text =
+                                t.text.or_else(|| t.coding.first().and_then(|x| x.display.clone().or(x.code.clone())));
                             im.note.extend(text.map(|text| Annotation { text, ..Default::default() }));
                         }
                     }
@@ -192,7 +221,14 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
         im.performer = performers
             .into_iter()
-            .map(|actor| ImmunizationPerformer { function: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0443", "AP", Some("Administering Provider"))), actor })
+            .map(|actor| ImmunizationPerformer {
+                function: Some(CodeableConcept::code(
+                    "http://terminology.hl7.org/CodeSystem/v2-0443",
+                    "AP",
+                    Some("Administering Provider"),
+                )),
+                actor,
+            })
             .collect();
         if let Some(f) = s.f(11) {
             // LA2 has PL's layout for its first components (point of care, room, bed, facility).
@@ -201,7 +237,11 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         im.lot_number = s.c1(15);
         im.expiration_date = dt::ts(env, s.f(16).map(|f| f.value()), s.place(16)).map(|t| t.date().to_string());
         if let Some(r) = s.f(17).and_then(|f| f.repetition(1)) {
-            let ident = comp(&r, 1).map(|c| Identifier { system: comp(&r, 3).map(|sys| dt::code_system(env, &sys)), value: Some(c), ..Default::default() });
+            let ident = comp(&r, 1).map(|c| Identifier {
+                system: comp(&r, 3).map(|sys| dt::code_system(env, &sys)),
+                value: Some(c),
+                ..Default::default()
+            });
             im.manufacturer = w.out.organization(env, comp(&r, 2), ident);
         }
         if let Some(r) = s.f(18).and_then(|f| f.repetition(1)) {
@@ -235,7 +275,9 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
         .into();
         ma.effective = match (start, end) {
-            (Some(a), Some(b)) if a != b => Some(AdministrationEffective::Period(Period { start: Some(a), end: Some(b) })),
+            (Some(a), Some(b)) if a != b => {
+                Some(AdministrationEffective::Period(Period { start: Some(a), end: Some(b) }))
+            }
             (Some(a), _) => Some(AdministrationEffective::DateTime(a)),
             (None, Some(b)) => Some(AdministrationEffective::DateTime(b)),
             (None, None) => {
@@ -251,9 +293,10 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             ma.status_reason.extend(dt::cwe(env, &r));
         }
         if let Some(prev) = w.medication
-            && let Resource::MedicationRequest(mr) = &w.out.resources[prev] {
-                ma.request = Some(crate::context::reference(&mr.id));
-            }
+            && let Resource::MedicationRequest(mr) = &w.out.resources[prev]
+        {
+            ma.request = Some(crate::context::reference(&mr.id));
+        }
         w.out.push(Resource::MedicationAdministration(Box::new(ma)))
     };
     w.medication = Some(i);

@@ -7,7 +7,7 @@
 //! text and reported, never silently discarded.
 
 use super::{Family, RequestGroup, Walk};
-use crate::context::{reference, Env};
+use crate::context::{Env, reference};
 use crate::coverage::{NoteKind, Seg};
 use crate::datatypes::{self as dt, comp, sub};
 use crate::vocab;
@@ -108,7 +108,9 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let ordering = s.f(16).and_then(|f| f.repetition(1)).and_then(|r| w.out.practitioner(env, &r));
     match (&sr.requester, ordering) {
         (None, o) => sr.requester = o,
-        (Some(a), Some(b)) if a.reference != b.reference => s.note(NoteKind::Info, 16, "ordering provider differs from ORC-12; ORC-12 is the requester"),
+        (Some(a), Some(b)) if a.reference != b.reference => {
+            s.note(NoteKind::Info, 16, "ordering provider differs from ORC-12; ORC-12 is the requester")
+        }
         _ => {}
     }
     if let Some(f) = s.f(31) {
@@ -180,13 +182,14 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     } else if start.is_some() {
         // In an order, OBR-7 is when the specimen is to be / was collected.
         if let Resource::ServiceRequest(sr) = w.out.get_mut(sr_i)
-            && sr.occurrence.is_none() {
-                sr.occurrence = Some(match effective.clone() {
-                    Some(Effective::Period(p)) => Occurrence::Period(p),
-                    Some(Effective::DateTime(d)) => Occurrence::DateTime(d),
-                    None => unreachable!("start is set"),
-                });
-            }
+            && sr.occurrence.is_none()
+        {
+            sr.occurrence = Some(match effective.clone() {
+                Some(Effective::Period(p)) => Occurrence::Period(p),
+                Some(Effective::DateTime(d)) => Occurrence::DateTime(d),
+                None => unreachable!("start is set"),
+            });
+        }
     }
     w.request = Some(RequestGroup {
         sr: Some(sr_i),
@@ -204,14 +207,16 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
 }
 
 fn priority(code: &str) -> Option<String> {
-    Some(match code {
-        "S" => "stat",
-        "A" => "asap",
-        "R" => "routine",
-        "T" | "P" | "C" => "urgent",
-        _ => return None,
-    }
-    .into())
+    Some(
+        match code {
+            "S" => "stat",
+            "A" => "asap",
+            "R" => "routine",
+            "T" | "P" | "C" => "urgent",
+            _ => return None,
+        }
+        .into(),
+    )
 }
 
 /// NDL (OBR-32..35): the first component is a CNN with subcomponents (id & family & given …).
@@ -226,7 +231,11 @@ fn ndl(w: &mut Walk<'_, '_>, r: &Repetition<'_>) -> Option<Reference> {
     let d = env.delims;
     let as_xcn = subs.join(&(d.component as char).to_string());
     let field_text = format!("MSH{f}{enc}{f}\rZZZ{f}{as_xcn}", f = d.field as char, enc = encoding_chars(&d));
-    let msg = hl7v2::Message::parse_with(field_text.as_bytes(), &hl7v2::ParseOptions { allow_missing_msh: vec![9, 10, 11, 12], ..Default::default() }).ok()?;
+    let msg = hl7v2::Message::parse_with(
+        field_text.as_bytes(),
+        &hl7v2::ParseOptions { allow_missing_msh: vec![9, 10, 11, 12], ..Default::default() },
+    )
+    .ok()?;
     let rep = msg.segment("ZZZ")?.field(1)?.repetition(1)?;
     w.out.practitioner(env, &rep)
 }
@@ -248,7 +257,12 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
     let s = env.seg(seg);
     s.structural(&[1]);
-    let mut o = Observation { id: env.event_id("Observation", seg.index(), ""), subject: w.patient_ref(), encounter: w.encounter_ref(), ..Default::default() };
+    let mut o = Observation {
+        id: env.event_id("Observation", seg.index(), ""),
+        subject: w.patient_ref(),
+        encounter: w.encounter_ref(),
+        ..Default::default()
+    };
     o.code = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe(env, &r)).unwrap_or_else(|| {
         s.note(NoteKind::InvalidValue, 3, "observation identifier missing");
         CodeableConcept::text("unspecified observation")
@@ -257,36 +271,45 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let unit = s.f(6).and_then(|f| f.repetition(1)).map(|r| checked_units(env, &s, &r)).unwrap_or((None, None, None));
     let mut unit_used = false;
     match s.f(5) {
-        Some(f) if vtype == "ED" => {
-            match f.repetition(1).and_then(|r| dt::ed(&r)) {
-                Some(att) => o.extension.push(Extension { url: VALUE_ATTACHMENT.into(), value: ExtensionValue::Attachment(att) }),
-                None => {
-                    s.note(NoteKind::InvalidValue, 5, "ED value could not be decoded; kept as text");
-                    o.value = Some(ObservationValue::String(f.value().unescaped().into_owned()));
-                }
+        Some(f) if vtype == "ED" => match f.repetition(1).and_then(|r| dt::ed(&r)) {
+            Some(att) => {
+                o.extension.push(Extension { url: VALUE_ATTACHMENT.into(), value: ExtensionValue::Attachment(att) })
             }
-        }
+            None => {
+                s.note(NoteKind::InvalidValue, 5, "ED value could not be decoded; kept as text");
+                o.value = Some(ObservationValue::String(f.value().unescaped().into_owned()));
+            }
+        },
         Some(f) => {
             let (value, used) = value(env, &s, &vtype, &f, &unit);
             unit_used = used;
             let reps = f.repetitions().filter(|r| !r.is_empty()).count();
             if reps > 1 && !matches!(value, Some(ObservationValue::String(_))) {
                 // Only one value[x]: the other repetitions are kept, as text, in a note.
-                let all: Vec<String> = f.repetitions().filter(|r| !r.is_empty()).map(|r| dt::formatted(r.value())).collect();
-                o.note.push(Annotation { text: format!("All values as sent: {}", all.join(" ~ ")), ..Default::default() });
+                let all: Vec<String> =
+                    f.repetitions().filter(|r| !r.is_empty()).map(|r| dt::formatted(r.value())).collect();
+                o.note.push(Annotation {
+                    text: format!("All values as sent: {}", all.join(" ~ ")),
+                    ..Default::default()
+                });
                 s.note(NoteKind::Info, 5, "value repeats; first mapped, all kept as text in a note");
             }
             o.value = value;
         }
         None => {
             let status = s.c1(11);
-            let reason = if matches!(status.as_deref(), Some("X") | Some("N")) { ("not-performed", "Not Performed") } else { ("unknown", "Unknown") };
+            let reason = if matches!(status.as_deref(), Some("X") | Some("N")) {
+                ("not-performed", "Not Performed")
+            } else {
+                ("unknown", "Unknown")
+            };
             o.data_absent_reason = Some(CodeableConcept::code(DATA_ABSENT, reason.0, Some(reason.1)));
         }
     }
     if !unit_used && unit.0.is_some() {
         // Units the value could not carry (text, coded or absent value) are kept as a note.
-        o.note.push(Annotation { text: format!("Units: {}", unit.0.clone().unwrap_or_default()), ..Default::default() });
+        o.note
+            .push(Annotation { text: format!("Units: {}", unit.0.clone().unwrap_or_default()), ..Default::default() });
     }
     if let Some(text) = s.text(7) {
         let (low, high) = dt::reference_range(&text, &unit);
@@ -360,15 +383,20 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     let oi = w.out.push(Resource::Observation(Box::new(o)));
     if let Some(di) = dr_i
-        && let Resource::DiagnosticReport(dr) = w.out.get_mut(di) {
-            dr.result.push(oref);
-        }
+        && let Resource::DiagnosticReport(dr) = w.out.get_mut(di)
+    {
+        dr.result.push(oref);
+    }
     w.note_target = Some(oi);
 }
 
 /// OBX-6 with a UCUM claim checked for plausibility: a declared UCUM code that cannot be a
 /// UCUM expression keeps its text but loses the UCUM system (reported).
-fn checked_units(env: &Env<'_>, s: &Seg<'_, '_>, r: &Repetition<'_>) -> (Option<String>, Option<String>, Option<String>) {
+fn checked_units(
+    env: &Env<'_>,
+    s: &Seg<'_, '_>,
+    r: &Repetition<'_>,
+) -> (Option<String>, Option<String>, Option<String>) {
     let u = dt::units(env, r);
     if u.1.as_deref() == Some("http://unitsofmeasure.org") && !u.2.as_deref().is_some_and(ucum_syntax_ok) {
         s.note(NoteKind::InvalidValue, 6, "unit declared as UCUM is not a UCUM expression; kept as text");
@@ -404,7 +432,13 @@ pub(crate) fn ucum_syntax_ok(code: &str) -> bool {
 type Unit = (Option<String>, Option<String>, Option<String>);
 
 /// OBX-5 by OBX-2. Returns the value and whether the units were used by it.
-fn value(env: &Env<'_>, s: &Seg<'_, '_>, vtype: &str, f: &hl7v2::Field<'_>, unit: &Unit) -> (Option<ObservationValue>, bool) {
+fn value(
+    env: &Env<'_>,
+    s: &Seg<'_, '_>,
+    vtype: &str,
+    f: &hl7v2::Field<'_>,
+    unit: &Unit,
+) -> (Option<ObservationValue>, bool) {
     let reps: Vec<Repetition<'_>> = f.repetitions().filter(|r| !r.is_empty()).collect();
     let Some(first) = reps.first().copied() else { return (None, false) };
     let as_text = |r: &Repetition<'_>| dt::formatted(r.value());
@@ -429,16 +463,15 @@ fn value(env: &Env<'_>, s: &Seg<'_, '_>, vtype: &str, f: &hl7v2::Field<'_>, unit
             }
             v
         }
-        "ST" | "TX" | "FT" | "VR" | "NA" | "RP" | "TN" | "GTS" | "CP" | "AD" | "PN" | "XAD" | "XPN" | "XON" | "XCN" | "CX" | "EI" | "SI" => {
+        "ST" | "TX" | "FT" | "VR" | "NA" | "RP" | "TN" | "GTS" | "CP" | "AD" | "PN" | "XAD" | "XPN" | "XON" | "XCN"
+        | "CX" | "EI" | "SI" => {
             if !matches!(vtype, "ST" | "TX" | "FT") {
                 s.note(NoteKind::Info, 5, format!("value type {vtype} carried as text"));
             }
             ObservationValue::String(joined_text())
         }
         "CWE" | "CE" | "CNE" | "CF" | "CNE " => match dt::cwe(env, &first) {
-            Some(cc) => {
-                ObservationValue::CodeableConcept(cc)
-            }
+            Some(cc) => ObservationValue::CodeableConcept(cc),
             None => ObservationValue::String(joined_text()),
         },
         "IS" | "ID" => ObservationValue::CodeableConcept(CodeableConcept::text(as_text(&first))),
@@ -505,7 +538,9 @@ fn sn(r: &Repetition<'_>, unit: &Unit, text: &dyn Fn() -> String) -> (Observatio
             a.comparator = c;
             (ObservationValue::Quantity(a), true)
         }
-        (Some(None), Some("-"), Some(a), Some(b)) => (ObservationValue::Range(Range { low: Some(a), high: Some(b) }), true),
+        (Some(None), Some("-"), Some(a), Some(b)) => {
+            (ObservationValue::Range(Range { low: Some(a), high: Some(b) }), true)
+        }
         (Some(None), Some(":" | "/"), Some(a), Some(_)) => {
             let den = n2.as_deref().and_then(|n| dt::quantity(n, &(None, None, None)));
             (ObservationValue::Ratio(Ratio { numerator: Some(a), denominator: den }), true)
@@ -537,12 +572,18 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let env = w.env;
     let s = env.seg(seg);
     s.structural(&[1]);
-    let mut sp = Specimen { id: env.event_id("Specimen", seg.index(), ""), subject: w.patient_ref(), ..Default::default() };
+    let mut sp =
+        Specimen { id: env.event_id("Specimen", seg.index(), ""), subject: w.patient_ref(), ..Default::default() };
     if let Some(r) = s.f(2).and_then(|f| f.repetition(1)) {
         for (n, ty) in [(1, "PLAC"), (2, "FILL")] {
             if let Some(v) = sub(&r, n, 1) {
                 sp.identifier.push(Identifier {
-                    system: dt::hd_system(env, sub(&r, n, 2).as_deref(), sub(&r, n, 3).as_deref(), sub(&r, n, 4).as_deref()),
+                    system: dt::hd_system(
+                        env,
+                        sub(&r, n, 2).as_deref(),
+                        sub(&r, n, 3).as_deref(),
+                        sub(&r, n, 4).as_deref(),
+                    ),
                     value: Some(v),
                     r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", ty, None)),
                     ..Default::default()
@@ -561,17 +602,18 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         col.body_site = dt::cwe(env, &r);
     }
     if let Some(r) = s.f(12).and_then(|f| f.repetition(1))
-        && let Some(v) = comp(&r, 1) {
-            let unit_text = sub(&r, 2, 2).or_else(|| sub(&r, 2, 1));
-            let (system, code) = match (sub(&r, 2, 1), sub(&r, 2, 3)) {
-                (Some(c), Some(sys)) => (Some(dt::code_system(env, &sys)), Some(c)),
-                _ => (None, None),
-            };
-            col.quantity = dt::quantity(&v, &(unit_text, system, code));
-            if col.quantity.is_none() {
-                s.note(NoteKind::InvalidValue, 12, "collection amount is not a number");
-            }
+        && let Some(v) = comp(&r, 1)
+    {
+        let unit_text = sub(&r, 2, 2).or_else(|| sub(&r, 2, 1));
+        let (system, code) = match (sub(&r, 2, 1), sub(&r, 2, 3)) {
+            (Some(c), Some(sys)) => (Some(dt::code_system(env, &sys)), Some(c)),
+            _ => (None, None),
+        };
+        col.quantity = dt::quantity(&v, &(unit_text, system, code));
+        if col.quantity.is_none() {
+            s.note(NoteKind::InvalidValue, 12, "collection amount is not a number");
         }
+    }
     if let Some(r) = s.f(17).and_then(|f| f.repetition(1)) {
         let start = dt::ts(env, r.component(1).map(|c| c.value()), s.place(17)).map(|t| t.value);
         let end = dt::ts(env, r.component(2).map(|c| c.value()), s.place(17)).map(|t| t.value);
@@ -595,7 +637,16 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         sp.status = Some("unsatisfactory".into());
         for r in f.repetitions() {
             if let Some(t) = dt::cwe_table(env, &r, "0490") {
-                sp.note.push(Annotation { text: format!("Rejected: {}", t.text.clone().or_else(|| t.coding.first().and_then(|c| c.display.clone().or(c.code.clone()))).unwrap_or_default()), ..Default::default() });
+                sp.note.push(Annotation {
+                    text: format!(
+                        "Rejected: {}",
+                        t.text
+                            .clone()
+                            .or_else(|| t.coding.first().and_then(|c| c.display.clone().or(c.code.clone())))
+                            .unwrap_or_default()
+                    ),
+                    ..Default::default()
+                });
             }
         }
     }
@@ -603,22 +654,25 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         sp.condition.extend(f.repetitions().filter_map(|r| dt::cwe_table(env, &r, "0493")));
     }
     if let Some(r) = s.f(27).and_then(|f| f.repetition(1))
-        && let Some(t) = dt::cwe(env, &r) {
-            sp.container.push(SpecimenContainer { r#type: Some(t), ..Default::default() });
-        }
+        && let Some(t) = dt::cwe(env, &r)
+    {
+        sp.container.push(SpecimenContainer { r#type: Some(t), ..Default::default() });
+    }
     let req = w.request.as_ref().map(|r| (r.sr, r.dr, r.sr_ref.clone()));
     sp.request.extend(req.as_ref().and_then(|r| r.2.clone()));
     let spref = reference(&sp.id);
     let si = w.out.push(Resource::Specimen(Box::new(sp)));
     if let Some((sr_i, dr_i, _)) = req {
         if let Some(i) = sr_i
-            && let Resource::ServiceRequest(sr) = w.out.get_mut(i) {
-                sr.specimen.push(spref.clone());
-            }
+            && let Resource::ServiceRequest(sr) = w.out.get_mut(i)
+        {
+            sr.specimen.push(spref.clone());
+        }
         if let Some(i) = dr_i
-            && let Resource::DiagnosticReport(dr) = w.out.get_mut(i) {
-                dr.specimen.push(spref.clone());
-            }
+            && let Resource::DiagnosticReport(dr) = w.out.get_mut(i)
+        {
+            dr.specimen.push(spref.clone());
+        }
         if let Some(rq) = w.request.as_mut() {
             rq.specimen = Some(spref.clone());
             rq.specimens.push(spref);
@@ -633,7 +687,13 @@ pub(crate) fn nte<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let Some(ti) = w.note_target else { return };
     let accepts = match &w.out.resources[ti] {
         Resource::Appointment(_) => true,
-        r => !matches!(r, Resource::Patient(_) | Resource::Encounter(_) | Resource::DocumentReference(_) | Resource::DiagnosticReport(_)),
+        r => !matches!(
+            r,
+            Resource::Patient(_)
+                | Resource::Encounter(_)
+                | Resource::DocumentReference(_)
+                | Resource::DiagnosticReport(_)
+        ),
     };
     if !accepts {
         return;
@@ -690,7 +750,9 @@ pub(crate) fn tq1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Resource::ServiceRequest(sr) = w.out.get_mut(sr_i) {
         match (start, end) {
             (Some(a), None) => sr.occurrence = Some(Occurrence::DateTime(a)),
-            (a, b) if a.is_some() || b.is_some() => sr.occurrence = Some(Occurrence::Period(Period { start: a, end: b })),
+            (a, b) if a.is_some() || b.is_some() => {
+                sr.occurrence = Some(Occurrence::Period(Period { start: a, end: b }))
+            }
             _ => {}
         }
         if prio_mapped.is_some() {

@@ -65,9 +65,19 @@ pub(crate) fn sch<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     .into();
     if let Some(r) = s.f(16).and_then(|f| f.repetition(1))
-        && let Some(p) = w.out.practitioner(env, &r) {
-            a.participant.push(AppointmentParticipant { actor: Some(p), status: "accepted".into(), r#type: vec![CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "CON", Some("consultant"))], ..Default::default() });
-        }
+        && let Some(p) = w.out.practitioner(env, &r)
+    {
+        a.participant.push(AppointmentParticipant {
+            actor: Some(p),
+            status: "accepted".into(),
+            r#type: vec![CodeableConcept::code(
+                "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                "CON",
+                Some("consultant"),
+            )],
+            ..Default::default()
+        });
+    }
     if let Some(desc) = s.text(3).or_else(|| s.text(5)) {
         a.description = Some(desc);
     }
@@ -101,19 +111,32 @@ pub(crate) fn resource<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         "AIP" => s.f(4).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe(env, &r)),
         _ => None,
     };
-    let start = dt::instant(env, s.f(if seg.name() == "AIS" { 4 } else { 6 }).map(|f| f.value()), s.place(if seg.name() == "AIS" { 4 } else { 6 }));
+    let start = dt::instant(
+        env,
+        s.f(if seg.name() == "AIS" { 4 } else { 6 }).map(|f| f.value()),
+        s.place(if seg.name() == "AIS" { 4 } else { 6 }),
+    );
     if let Resource::Appointment(a) = w.out.get_mut(ai) {
         if let Some(svc) = service {
             a.service_type.push(svc);
         }
         if actor.is_some() || role.is_some() {
-            a.participant.push(AppointmentParticipant { actor, r#type: role.into_iter().collect(), status: "accepted".into(), ..Default::default() });
+            a.participant.push(AppointmentParticipant {
+                actor,
+                r#type: role.into_iter().collect(),
+                status: "accepted".into(),
+                ..Default::default()
+            });
         }
         match (&a.start, start) {
             (None, st) => a.start = st,
             (Some(x), Some(y)) if *x != y => {
                 let n = if seg.name() == "AIS" { 4 } else { 6 };
-                w.env.tracker.note(NoteKind::Info, s.place(n), "resource start differs from the appointment start; not carried");
+                w.env.tracker.note(
+                    NoteKind::Info,
+                    s.place(n),
+                    "resource start differs from the appointment start; not carried",
+                );
             }
             _ => {}
         }
@@ -127,16 +150,26 @@ pub(crate) fn finish(w: &mut Walk<'_, '_>) {
     for r in &mut w.out.resources {
         if let Resource::Appointment(a) = r {
             if let Some(p) = &patient {
-                a.participant.insert(0, AppointmentParticipant { actor: Some(p.clone()), status: "accepted".into(), ..Default::default() });
+                a.participant.insert(
+                    0,
+                    AppointmentParticipant { actor: Some(p.clone()), status: "accepted".into(), ..Default::default() },
+                );
             }
             if a.participant.is_empty() {
-                a.participant.push(AppointmentParticipant { status: "needs-action".into(), r#type: vec![CodeableConcept::text("unspecified")], ..Default::default() });
+                a.participant.push(AppointmentParticipant {
+                    status: "needs-action".into(),
+                    r#type: vec![CodeableConcept::text("unspecified")],
+                    ..Default::default()
+                });
             }
             let complete = a.start.is_some() && a.end.is_some();
             if !complete && !matches!(a.status.as_str(), "proposed" | "cancelled" | "waitlist") {
                 let _ = tracker;
                 a.status = "proposed".into();
-                a.extension.push(Extension::string("urn:arteria:fhir:appointment-status-as-sent", "start/end incomplete; status set to proposed"));
+                a.extension.push(Extension::string(
+                    "urn:arteria:fhir:appointment-status-as-sent",
+                    "start/end incomplete; status set to proposed",
+                ));
             }
             if a.start.is_some() != a.end.is_some() {
                 // appt-2: start and end go together; keep the known one as the requested period.

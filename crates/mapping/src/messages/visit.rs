@@ -33,21 +33,36 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     let mut e = Encounter { subject: Some(subject), ..Default::default() };
     e.class = match class_code.as_deref().map(|c| (c, vocab::patient_class(c))) {
-        Some((_, Some((sys, code, display)))) => Coding { system: Some(sys.into()), code: Some(code.into()), display: Some(display.into()), ..Default::default() },
+        Some((_, Some((sys, code, display)))) => Coding {
+            system: Some(sys.into()),
+            code: Some(code.into()),
+            display: Some(display.into()),
+            ..Default::default()
+        },
         other => {
             if other.is_some() {
                 s.note(NoteKind::UnknownCode, 2, "patient class not in HL7 table 0004; class set to unknown");
             }
-            Coding { system: Some(vocab::v2_table("0004")), code: Some("U".into()), display: Some("Unknown".into()), ..Default::default() }
+            Coding {
+                system: Some(vocab::v2_table("0004")),
+                code: Some("U".into()),
+                display: Some("Unknown".into()),
+                ..Default::default()
+            }
         }
     };
     let visit_id = s.f(19).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r));
     let id = match &visit_id {
-        Some(v) => identity::id(env.tenant, "Encounter", &[v.system.as_deref().unwrap_or(&env.sender_key), v.value.as_deref().unwrap_or("")]),
+        Some(v) => identity::id(
+            env.tenant,
+            "Encounter",
+            &[v.system.as_deref().unwrap_or(&env.sender_key), v.value.as_deref().unwrap_or("")],
+        ),
         None => env.event_id("Encounter", seg.index(), ""),
     };
     if let Some(mut v) = visit_id {
-        v.r#type.get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "VN", None));
+        v.r#type
+            .get_or_insert_with(|| CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "VN", None));
         e.identifier.push(v);
     }
     if let Some(mut alt) = s.f(50).and_then(|f| f.repetition(1)).and_then(|r| dt::cx(env, &r)) {
@@ -56,9 +71,13 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     let discharged = w.family == Family::Adt && w.trigger == "A03";
     if let Some(f) = s.f(3)
-        && let Some(l) = w.out.location(env, &f) {
-            e.location.push(EncounterLocation { location: l, status: Some(if discharged { "completed" } else { "active" }.into()) });
-        }
+        && let Some(l) = w.out.location(env, &f)
+    {
+        e.location.push(EncounterLocation {
+            location: l,
+            status: Some(if discharged { "completed" } else { "active" }.into()),
+        });
+    }
     if let Some(r) = s.f(4).and_then(|f| f.repetition(1)) {
         e.r#type.extend(dt::cwe_table(env, &r, "0007"));
     }
@@ -67,10 +86,17 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         hosp.pre_admission_identifier = dt::cx(env, &r);
     }
     if let Some(f) = s.f(6)
-        && let Some(l) = w.out.location(env, &f) {
-            e.location.push(EncounterLocation { location: l, status: Some("completed".into()) });
-        }
-    for (n, code, display) in [(7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"), (52, "PART", "Participation")] {
+        && let Some(l) = w.out.location(env, &f)
+    {
+        e.location.push(EncounterLocation { location: l, status: Some("completed".into()) });
+    }
+    for (n, code, display) in [
+        (7, "ATND", "attender"),
+        (8, "REF", "referrer"),
+        (9, "CON", "consultant"),
+        (17, "ADM", "admitter"),
+        (52, "PART", "Participation"),
+    ] {
         if let Some(f) = s.f(n) {
             for r in f.repetitions() {
                 if let Some(p) = w.out.practitioner(env, &r) {
@@ -87,9 +113,10 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         e.service_type = dt::cwe_table(env, &r, "0069");
     }
     if let Some(f) = s.f(11)
-        && let Some(l) = w.out.location(env, &f) {
-            e.location.push(EncounterLocation { location: l, status: Some("reserved".into()) });
-        }
+        && let Some(l) = w.out.location(env, &f)
+    {
+        e.location.push(EncounterLocation { location: l, status: Some("reserved".into()) });
+    }
     if let Some(r) = s.f(13).and_then(|f| f.repetition(1)) {
         hosp.re_admission = dt::cwe_table(env, &r, "0092");
     }
@@ -132,10 +159,11 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
     }
     if let (Some(a), Some(b)) = (&start, &end)
-        && crate::time::is_after(a, b) {
-            s.note(NoteKind::InvalidValue, 45, "discharge before admission; the end is not carried");
-            end = None;
-        }
+        && crate::time::is_after(a, b)
+    {
+        s.note(NoteKind::InvalidValue, 45, "discharge before admission; the end is not carried");
+        end = None;
+    }
     if start.is_some() || end.is_some() {
         e.period = Some(Period { start, end });
     }

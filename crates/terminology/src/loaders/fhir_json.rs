@@ -11,11 +11,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::content::{
-    CodeSystemContent, ConceptContent, ConceptMapContent, ConceptStatus, Equivalence, LoadOptions, LoadReport, MapElement,
-    MapGroup, MapTarget, ValueSetContent, ValueSetFilter, ValueSetInclude,
+    CodeSystemContent, ConceptContent, ConceptMapContent, ConceptStatus, Equivalence, LoadOptions, LoadReport,
+    MapElement, MapGroup, MapTarget, ValueSetContent, ValueSetFilter, ValueSetInclude,
 };
 use crate::error::{Result, RowError, TerminologyError};
-use crate::loaders::{file_name, LoadedContent};
+use crate::loaders::{LoadedContent, file_name};
 
 /// Loads a JSON file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<(LoadedContent, LoadReport)> {
@@ -151,7 +151,13 @@ impl Ctx<'_> {
         Ok(Some(cs))
     }
 
-    fn concepts(&mut self, list: &[Value], at: &str, parent: Option<&str>, out: &mut Vec<ConceptContent>) -> Result<()> {
+    fn concepts(
+        &mut self,
+        list: &[Value],
+        at: &str,
+        parent: Option<&str>,
+        out: &mut Vec<ConceptContent>,
+    ) -> Result<()> {
         for (i, c) in list.iter().enumerate() {
             let here = format!("{at}[{i}]");
             let Some(code) = s(c, "code").filter(|c| !c.is_empty()) else {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use crate::content::{systems, CodeSystemContent, ConceptContent, ConceptStatus, LoadOptions, LoadReport};
+use crate::content::{CodeSystemContent, ConceptContent, ConceptStatus, LoadOptions, LoadReport, systems};
 use crate::error::{Result, TerminologyError};
 use crate::loaders::{file_name, row_err};
 

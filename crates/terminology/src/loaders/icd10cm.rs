@@ -10,17 +10,13 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use crate::content::{systems, CodeSystemContent, ConceptContent, LoadOptions, LoadReport};
+use crate::content::{CodeSystemContent, ConceptContent, LoadOptions, LoadReport, systems};
 use crate::error::Result;
-use crate::loaders::{file_name, open, row_err, version_from_name, Lines};
+use crate::loaders::{Lines, file_name, open, row_err, version_from_name};
 
 /// `A000` -> `A00.0`; codes of three characters stay as they are.
 pub fn dotted(code: &str) -> String {
-    if code.len() > 3 && !code.contains('.') {
-        format!("{}.{}", &code[..3], &code[3..])
-    } else {
-        code.to_string()
-    }
+    if code.len() > 3 && !code.contains('.') { format!("{}.{}", &code[..3], &code[3..]) } else { code.to_string() }
 }
 
 fn parse_line(line: &str) -> std::result::Result<(&str, bool, &str, &str), String> {

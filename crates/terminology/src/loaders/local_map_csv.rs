@@ -9,14 +9,17 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use crate::content::{systems, ConceptMapContent, Equivalence, LoadOptions, LoadReport, MapElement, MapGroup, MapTarget};
+use crate::content::{
+    ConceptMapContent, Equivalence, LoadOptions, LoadReport, MapElement, MapGroup, MapTarget, systems,
+};
 use crate::error::{Result, TerminologyError};
 use crate::loaders::{file_name, row_err};
 
 /// Loads a local-map CSV file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<(ConceptMapContent, LoadReport)> {
     let text = std::fs::read(path).map_err(|e| TerminologyError::io(path, e))?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(&text[..]);
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(&text[..]);
     let headers = rdr.headers().map_err(|e| TerminologyError::bad_file(path, e.to_string()))?.clone();
     let want = ["source_system", "source_code", "target_system", "target_code"];
     if headers.len() < 4 || headers.iter().take(4).ne(want) {
@@ -48,7 +51,8 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(ConceptMapContent, LoadR
         }
         let (src_sys, src_code, tgt_sys, tgt_code) = (&rec[0], &rec[1], &rec[2], &rec[3]);
         if src_code.is_empty() || tgt_code.is_empty() || tgt_sys.is_empty() {
-            report.reject(opts.policy, row_err(path, line, "source_code, target_system and target_code are required"))?;
+            report
+                .reject(opts.policy, row_err(path, line, "source_code, target_system and target_code are required"))?;
             continue;
         }
         let equivalence = match rec.get(5).filter(|s| !s.is_empty()) {
@@ -63,7 +67,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(ConceptMapContent, LoadR
         };
         let tgt_sys = systems::canonical_uri(tgt_sys).unwrap_or(tgt_sys).to_string();
         let gi = *group_of.entry((src_sys.to_string(), tgt_sys.clone())).or_insert_with(|| {
-            groups.push(MapGroup { source_system: src_sys.to_string(), target_system: tgt_sys.clone(), elements: Vec::new() });
+            groups.push(MapGroup {
+                source_system: src_sys.to_string(),
+                target_system: tgt_sys.clone(),
+                elements: Vec::new(),
+            });
             groups.len() - 1
         });
         let ei = *element_of.entry((gi, src_code.to_string())).or_insert_with(|| {
@@ -78,14 +86,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(ConceptMapContent, LoadR
         });
     }
     Ok((
-        ConceptMapContent {
-            url,
-            version: report.version.clone(),
-            name: name.clone(),
-            sender,
-            source: name,
-            groups,
-        },
+        ConceptMapContent { url, version: report.version.clone(), name: name.clone(), sender, source: name, groups },
         report,
     ))
 }

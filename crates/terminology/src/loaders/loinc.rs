@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::content::{systems, CodeSystemContent, ConceptContent, ConceptStatus, LoadOptions, LoadReport};
+use crate::content::{CodeSystemContent, ConceptContent, ConceptStatus, LoadOptions, LoadReport, systems};
 use crate::error::{Result, TerminologyError};
 use crate::loaders::{file_name, open, row_err};
 
@@ -78,7 +78,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(CodeSystemContent, LoadR
 }
 
 /// Loads Loinc.csv content from any reader; `path` names it in messages.
-pub fn load_reader(reader: impl std::io::Read, path: &Path, opts: &LoadOptions) -> Result<(CodeSystemContent, LoadReport)> {
+pub fn load_reader(
+    reader: impl std::io::Read,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(CodeSystemContent, LoadReport)> {
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
     let headers = rdr
         .headers()

@@ -244,11 +244,8 @@ pub struct LoadRequest {
 /// the same identity is replaced). The store is written once, atomically, after every file
 /// loaded; a refused load leaves the store untouched. Returns one report per file.
 pub fn load_into_store(store: &Path, requests: &[LoadRequest]) -> Result<Vec<LoadReport>> {
-    let mut builder = if store.exists() {
-        StoreBuilder::from_store(&crate::store::Store::open(store)?)
-    } else {
-        StoreBuilder::new()
-    };
+    let mut builder =
+        if store.exists() { StoreBuilder::from_store(&crate::store::Store::open(store)?) } else { StoreBuilder::new() };
     let mut reports = Vec::with_capacity(requests.len());
     for r in requests {
         let format = match r.format.or_else(|| Format::detect(&r.path)) {

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use crate::content::{systems, CodeSystemContent, ConceptContent, LoadOptions, LoadReport};
+use crate::content::{CodeSystemContent, ConceptContent, LoadOptions, LoadReport, systems};
 use crate::error::Result;
-use crate::loaders::{file_name, open, row_err, version_from_name, Lines};
+use crate::loaders::{Lines, file_name, open, row_err, version_from_name};
 
 const TTY_PREFERENCE: [&str; 14] =
     ["SCD", "SBD", "GPCK", "BPCK", "IN", "PIN", "MIN", "BN", "SCDC", "SBDC", "SCDF", "SBDF", "SCDG", "DF"];

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::content::{systems, CodeSystemContent, ConceptContent, ConceptStatus, LoadOptions, LoadReport};
+use crate::content::{CodeSystemContent, ConceptContent, ConceptStatus, LoadOptions, LoadReport, systems};
 use crate::error::{Result, TerminologyError};
-use crate::loaders::{file_name, open, row_err, version_from_name, Lines};
+use crate::loaders::{Lines, file_name, open, row_err, version_from_name};
 
 const IS_A: &str = "116680003";
 const FSN: &str = "900000000000003001";
@@ -35,7 +35,8 @@ impl Rf2Files {
     /// Finds the snapshot files in a directory (searched recursively), or beside a given
     /// concept file.
     pub fn find(path: &Path) -> Result<Rf2Files> {
-        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let dir =
+            if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
         let mut all = Vec::new();
         collect(&dir, &mut all, 4).map_err(|e| TerminologyError::io(&dir, e))?;
         let pick = |prefix: &str| -> Option<PathBuf> {
@@ -51,7 +52,10 @@ impl Rf2Files {
         };
         let need = |prefix: &str| {
             pick(prefix).ok_or_else(|| {
-                TerminologyError::bad_file(&dir, format!("no {prefix}*Snapshot*.txt file found (RF2 snapshot expected)"))
+                TerminologyError::bad_file(
+                    &dir,
+                    format!("no {prefix}*Snapshot*.txt file found (RF2 snapshot expected)"),
+                )
             })
         };
         Ok(Rf2Files {
@@ -140,11 +144,8 @@ fn strip_semantic_tag(fsn: &str) -> &str {
 
 /// Loads an RF2 snapshot.
 pub fn load(files: &Rf2Files, opts: &LoadOptions) -> Result<(CodeSystemContent, LoadReport)> {
-    let version = opts
-        .version
-        .clone()
-        .or_else(|| version_from_name(&files.concepts))
-        .unwrap_or_else(|| "unknown".into());
+    let version =
+        opts.version.clone().or_else(|| version_from_name(&files.concepts)).unwrap_or_else(|| "unknown".into());
     let mut report = LoadReport::new("snomed-rf2", files.concepts.clone());
     report.files.clear();
     report.target = systems::SNOMED.into();
@@ -189,7 +190,17 @@ pub fn load(files: &Rf2Files, opts: &LoadOptions) -> Result<(CodeSystemContent, 
     let mut unknown_concept = 0u64;
     read_rf2(
         &files.descriptions,
-        &["id", "effectiveTime", "active", "moduleId", "conceptId", "languageCode", "typeId", "term", "caseSignificanceId"],
+        &[
+            "id",
+            "effectiveTime",
+            "active",
+            "moduleId",
+            "conceptId",
+            "languageCode",
+            "typeId",
+            "term",
+            "caseSignificanceId",
+        ],
         opts,
         &mut report,
         |f, _| {
@@ -217,8 +228,16 @@ pub fn load(files: &Rf2Files, opts: &LoadOptions) -> Result<(CodeSystemContent, 
     read_rf2(
         &files.relationships,
         &[
-            "id", "effectiveTime", "active", "moduleId", "sourceId", "destinationId", "relationshipGroup", "typeId",
-            "characteristicTypeId", "modifierId",
+            "id",
+            "effectiveTime",
+            "active",
+            "moduleId",
+            "sourceId",
+            "destinationId",
+            "relationshipGroup",
+            "typeId",
+            "characteristicTypeId",
+            "modifierId",
         ],
         opts,
         &mut report,

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use quick_xml::events::{BytesStart, Event};
 
-use crate::content::{systems, LoadOptions, LoadReport};
+use crate::content::{LoadOptions, LoadReport, systems};
 use crate::error::{Result, TerminologyError};
 use crate::loaders::row_err;
 use crate::ucum::{BaseUnitDef, PrefixDef, UcumEssence, UnitDef};
@@ -45,7 +45,9 @@ pub fn parse_str(xml: &str, path: impl AsRef<Path>, opts: LoadOptions) -> Result
     let mut essence = UcumEssence::default();
     let mut report = LoadReport::new("ucum", path.to_path_buf());
     report.target = systems::UCUM.into();
-    let line_at = |pos: u64| -> u64 { xml.as_bytes()[..(pos as usize).min(xml.len())].iter().filter(|&&b| b == b'\n').count() as u64 + 1 };
+    let line_at = |pos: u64| -> u64 {
+        xml.as_bytes()[..(pos as usize).min(xml.len())].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+    };
     let mut cur: Option<Pending> = None;
     let mut text_target: Option<&'static str> = None;
     let mut saw_root = false;
@@ -164,7 +166,11 @@ fn finish(p: Pending) -> std::result::Result<Item, (u64, String)> {
     }
     match p.kind {
         1 => {
-            let v = p.value.as_deref().and_then(num).ok_or((p.line, format!("prefix {}: value is not a number", p.code)))?;
+            let v = p
+                .value
+                .as_deref()
+                .and_then(num)
+                .ok_or((p.line, format!("prefix {}: value is not a number", p.code)))?;
             Ok(Item::Prefix(PrefixDef { code: p.code, name: p.name, value: v }))
         }
         2 => Ok(Item::Base(BaseUnitDef { code: p.code, name: p.name, property: p.property, dim: p.dim })),
