@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::raw::SenderId;
 
+/// Media type of a `ClinicalEvent` value (the `content-type` header).
+pub const CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";
+
 /// One FHIR R4 resource produced from the source message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "org.arteria.v1")]

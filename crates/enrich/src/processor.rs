@@ -55,12 +55,9 @@ impl EnrichProcessor {
         })?;
         let value = self.output.encode(&event).await?;
         let mut headers = MessageHeaders::new();
-        headers.set_message_id(&event.id).set_content_type(crate::processor::CONTENT_TYPE);
+        headers.set_message_id(&event.id).set_content_type(canonical::event::CONTENT_TYPE);
         self.metrics.count(STAGE, Outcome::acknowledged);
         self.metrics.observe_latency(STAGE, started.elapsed());
         Ok(vec![Output { topic: self.cfg.output_topic.clone(), key: rec.key.clone(), value, headers }])
     }
 }
-
-/// Media type of a `ClinicalEvent` value.
-pub const CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";

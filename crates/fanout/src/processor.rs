@@ -16,7 +16,6 @@ const STAGE: &str = "fanout";
 
 /// Media types of fan-out's values.
 pub const RESOURCE_CONTENT_TYPE: &str = "application/vnd.arteria.fhir-resource.v1+avro";
-pub const EVENT_CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";
 pub const FHIR_JSON_CONTENT_TYPE: &str = "application/fhir+json";
 
 pub struct FanoutProcessor {
@@ -112,7 +111,9 @@ impl FanoutProcessor {
                 event.resources.iter().filter_map(|r| serde_json::from_str(&r.fhir_json).ok()).collect();
             for route in self.cfg.routes.iter().filter(|r| r.when.matches(&event, &parsed)) {
                 let (value, ct) = match route.format {
-                    RouteFormat::Avro => (self.event_serde(&route.to).encode(&event).await?, EVENT_CONTENT_TYPE),
+                    RouteFormat::Avro => {
+                        (self.event_serde(&route.to).encode(&event).await?, canonical::event::CONTENT_TYPE)
+                    }
                     RouteFormat::FhirJson => {
                         let b = resources::collection_bundle(&event).map_err(permanent)?;
                         (serde_json::to_vec(&b).expect("a JSON value serialises"), FHIR_JSON_CONTENT_TYPE)

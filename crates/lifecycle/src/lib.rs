@@ -32,6 +32,36 @@ fn bus_err(what: &'static str) -> impl FnOnce(BusError) -> StageError {
     move |source| StageError::Bus { what, source }
 }
 
+/// What every service holds from its first moment: the shutdown signal (SIGTERM/SIGINT), its
+/// readiness checks (all registered not ready) and the running health/metrics endpoint, so
+/// probes answer while the service waits for its dependencies.
+pub struct Started {
+    pub shutdown: Shutdown,
+    pub health: Health,
+    /// The endpoint's task; it ends after `shutdown` triggers.
+    pub health_task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the pieces of [`Started`] for service `name` with readiness `checks`.
+pub async fn start(
+    name: &'static str,
+    telemetry: &TelemetryConfig,
+    checks: &[&'static str],
+    metrics: Metrics,
+) -> Result<Started, StageError> {
+    let shutdown = Shutdown::on_signals()?;
+    let health = Health::new();
+    for check in checks {
+        health.set(check, false);
+    }
+    let stop = shutdown.clone();
+    let (addr, health_task) =
+        telemetry::health::serve(telemetry.http_addr, health.clone(), metrics, async move { stop.wait().await })
+            .await?;
+    tracing::info!(service = name, %addr, "health and metrics endpoint up");
+    Ok(Started { shutdown, health, health_task })
+}
+
 /// What a stage needs besides its processor.
 pub struct StageSpec<'a> {
     pub name: &'static str,
@@ -52,16 +82,8 @@ where
     F: FnOnce(Registry) -> Fut,
     Fut: Future<Output = Result<P, String>>,
 {
-    let shutdown = Shutdown::on_signals()?;
-    let health = Health::new();
-    for check in ["kafka", "topics", "registry", "loop"] {
-        health.set(check, false);
-    }
-    let stop = shutdown.clone();
-    let (addr, health_task) =
-        telemetry::health::serve(spec.telemetry.http_addr, health.clone(), metrics, async move { stop.wait().await })
-            .await?;
-    tracing::info!(stage = spec.name, %addr, "health and metrics endpoint up");
+    let Started { shutdown, health, health_task } =
+        start(spec.name, spec.telemetry, &["kafka", "topics", "registry", "loop"], metrics).await?;
 
     let result = async {
         wait_for_kafka(spec.bus, &spec.bus.startup_retry, &shutdown)

@@ -16,9 +16,6 @@ use tokio::sync::Mutex;
 
 const STAGE: &str = "normalize";
 
-/// Media type of a `ClinicalEvent` value.
-pub const EVENT_CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";
-
 pub struct Normalizer {
     cfg: NormalizeConfig,
     bus: BusConfig,
@@ -104,7 +101,7 @@ impl Normalizer {
         let event = conv.to_event(&raw.tenant, &raw.id, occurred_at);
         let value = self.events.encode(&event).await?;
         let mut headers = MessageHeaders::new();
-        headers.set_message_id(&event.id).set_content_type(EVENT_CONTENT_TYPE);
+        headers.set_message_id(&event.id).set_content_type(canonical::event::CONTENT_TYPE);
         let key = event.patient_key.clone().map(String::into_bytes).or_else(|| rec.key.clone());
         self.metrics.count(STAGE, Outcome::acknowledged);
         self.metrics.observe_latency(STAGE, started.elapsed());

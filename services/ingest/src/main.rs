@@ -6,14 +6,14 @@
 
 use anyhow::Context;
 use bus::topics::{TopicSpec, ensure_topics, wait_for_kafka};
-use bus::{BusConfig, BusProducer, Registry, Shutdown};
+use bus::{BusConfig, BusProducer, Registry};
 use clap::Parser;
 use ingest::{IngestConfig, KafkaPublisher, Session};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use telemetry::{Health, Metrics, TelemetryConfig};
+use telemetry::{Metrics, TelemetryConfig};
 
 /// Arteria ingest: receives HL7 v2 over MLLP and HTTP and writes it to Kafka.
 #[derive(Parser)]
@@ -43,21 +43,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("ingest", &cfg.telemetry)?;
-    let shutdown = Shutdown::on_signals()?;
-    let health = Health::new();
-    for check in ["kafka", "topics", "registry", "listeners"] {
-        health.set(check, false);
-    }
     let metrics = Metrics::new();
-    let stop = shutdown.clone();
-    let (health_addr, health_task) = telemetry::health::serve(
-        cfg.telemetry.http_addr,
-        health.clone(),
-        metrics.clone(),
-        async move { stop.wait().await },
-    )
-    .await?;
-    tracing::info!(addr = %health_addr, "health and metrics endpoint up");
+    let lifecycle::Started { shutdown, health, health_task } =
+        lifecycle::start("ingest", &cfg.telemetry, &["kafka", "topics", "registry", "listeners"], metrics.clone())
+            .await?;
 
     wait_for_kafka(&cfg.bus, &cfg.bus.startup_retry, &shutdown).await.context("Kafka is not reachable")?;
     health.set("kafka", true);

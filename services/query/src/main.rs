@@ -7,13 +7,13 @@
 
 use anyhow::Context;
 use bus::topics::wait_for_kafka;
-use bus::{BusConfig, Registry, Shutdown};
+use bus::{BusConfig, Registry};
 use clap::Parser;
 use query::{Materializer, QueryConfig, QueryService};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use telemetry::{Health, Metrics, TelemetryConfig};
+use telemetry::{Metrics, TelemetryConfig};
 
 /// Arteria query: materialises the fhir.<type>.v1 topics and serves the gRPC query API.
 #[derive(Parser)]
@@ -46,21 +46,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("query", &cfg.telemetry)?;
-    let shutdown = Shutdown::on_signals()?;
-    let health = Health::new();
-    for check in ["store", "kafka", "registry", "grpc"] {
-        health.set(check, false);
-    }
     let metrics = Metrics::new();
-    let stop = shutdown.clone();
-    let (health_addr, health_task) = telemetry::health::serve(
-        cfg.telemetry.http_addr,
-        health.clone(),
-        metrics.clone(),
-        async move { stop.wait().await },
-    )
-    .await?;
-    tracing::info!(addr = %health_addr, "health and metrics endpoint up");
+    let lifecycle::Started { shutdown, health, health_task } =
+        lifecycle::start("query", &cfg.telemetry, &["store", "kafka", "registry", "grpc"], metrics.clone()).await?;
 
     let rebuild = rebuild || cfg.query.rebuild_on_start;
     let qc = cfg.query.clone();
