@@ -16,6 +16,9 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 /// Media type of the value, e.g. `application/vnd.arteria.raw+avro`.
 pub const CONTENT_TYPE: &str = "content-type";
+/// When ingest accepted the message (µs since the epoch, decimal ASCII), carried to the end of
+/// the pipeline so the last stage can observe the end-to-end latency where it happens.
+pub const RECEIVED_AT: &str = "arteria-received-at";
 
 /// Headers of one record, in order, as owned bytes (a header value may be null).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,6 +113,24 @@ impl MessageHeaders {
         self.set(CONTENT_TYPE, ct)
     }
 
+    /// Ingest's accept time in µs since the epoch, or `None` when absent or not a number.
+    pub fn received_at_micros(&self) -> Option<i64> {
+        self.get_str(RECEIVED_AT).and_then(|s| s.parse().ok())
+    }
+
+    pub fn set_received_at_micros(&mut self, micros: i64) -> &mut Self {
+        self.set(RECEIVED_AT, micros.to_string())
+    }
+
+    /// Copies the accept time to a record produced because of this one, unless `out` has its own.
+    pub fn propagate_received_at_to(&self, out: &mut MessageHeaders) {
+        if out.get(RECEIVED_AT).is_none()
+            && let Some(v) = self.get(RECEIVED_AT)
+        {
+            out.set(RECEIVED_AT, v.to_vec());
+        }
+    }
+
     /// Context for a record produced because of this one: a child of its trace (or a new root
     /// when it had none), with `tracestate` carried over unchanged.
     pub fn propagate_trace_to(&self, out: &mut MessageHeaders) {
@@ -164,5 +185,26 @@ mod tests {
         let mut out2 = MessageHeaders::new();
         bad.propagate_trace_to(&mut out2);
         assert!(out2.traceparent().is_some());
+    }
+
+    #[test]
+    fn received_at_is_copied_unless_the_output_has_its_own() {
+        let mut input = MessageHeaders::new();
+        input.set_received_at_micros(1_700_000_000_123_456);
+        assert_eq!(input.received_at_micros(), Some(1_700_000_000_123_456));
+        let mut out = MessageHeaders::new();
+        input.propagate_received_at_to(&mut out);
+        assert_eq!(out.received_at_micros(), Some(1_700_000_000_123_456));
+
+        let mut own = MessageHeaders::new();
+        own.set_received_at_micros(5);
+        input.propagate_received_at_to(&mut own);
+        assert_eq!(own.received_at_micros(), Some(5));
+
+        let mut none = MessageHeaders::new();
+        MessageHeaders::new().propagate_received_at_to(&mut none);
+        assert!(none.is_empty());
+        none.set(RECEIVED_AT, "soon");
+        assert_eq!(none.received_at_micros(), None);
     }
 }

@@ -114,7 +114,8 @@ pub struct Output {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
-    /// Headers; when they carry no `traceparent` the loop adds a child of the input's.
+    /// Headers; when they carry no `traceparent` the loop adds a child of the input's, and it
+    /// copies the input's `arteria-received-at` unless the output sets its own.
     pub headers: MessageHeaders,
 }
 
@@ -344,6 +345,11 @@ impl TxLoop {
         Ok(Self { cfg, producer, consumer: Arc::new(consumer), ctx, dlq, counters: Arc::default(), call_timeout })
     }
 
+    /// The input consumer's lag per assigned partition (for the consumer_lag metric).
+    pub fn lag(&self) -> crate::context::LagReport {
+        self.ctx.lag()
+    }
+
     /// Live counters, e.g. for metrics or a benchmark.
     pub fn counters(&self) -> Arc<TxLoopCounters> {
         self.counters.clone()
@@ -483,6 +489,7 @@ impl TxLoop {
                         if o.headers.traceparent().is_none() {
                             rec.headers.propagate_trace_to(&mut o.headers);
                         }
+                        rec.headers.propagate_received_at_to(&mut o.headers);
                         match self.produce(&o.topic, o.key.as_deref(), &o.value, &o.headers).await {
                             Ok(d) => deliveries.push((id.clone(), d)),
                             Err(TxnFailure::Rejected(_, why)) => {

@@ -81,6 +81,8 @@ impl Publisher for KafkaPublisher {
             .map_err(|e| PublishError::Encode { topic: self.raw.topic().to_string(), detail: e.to_string() })?;
         let mut headers = MessageHeaders::new();
         headers.set_message_id(&record.id).set_traceparent(trace).set_content_type(RAW_CONTENT_TYPE);
+        // Carried to the last stage, which observes accept → queryable where it happens.
+        headers.set_received_at_micros(record.received_at);
         self.send(self.raw.topic(), key, &value, &headers).await
     }
 

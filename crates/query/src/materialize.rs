@@ -10,11 +10,17 @@
 //! position and skipped so one bad record cannot stop the view; they stay in the topic.
 //! A registry outage is waited out (nothing committed meanwhile); a store failure stops the
 //! loop with an error, since continuing would commit offsets of records not stored.
+//!
+//! Storing is where a message becomes queryable, so the end of the pipeline's latency is
+//! observed here: ingest's accept time travels in the `arteria-received-at` header, and each
+//! stored record adds `now - received_at` to `arteria_e2e_latency_seconds`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use bus::{AvroSerde, BusConfig, BusConsumer, BusError, InputRecord, Registry, Shutdown};
 use canonical::current::FhirResource;
@@ -102,6 +108,21 @@ fn loggable(e: &bus::AvroError) -> String {
     }
 }
 
+/// 1 ms .. ~11 s in steps of 20 %: fine enough that a quantile read between bucket bounds is
+/// within a few percent.
+fn e2e_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 1.2, 52))
+}
+
+/// Seconds from `received_micros` to `now_micros`; a clock step backwards gives 0, not a panic.
+fn e2e_seconds(received_micros: i64, now_micros: i64) -> f64 {
+    (now_micros - received_micros).max(0) as f64 / 1e6
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
 /// The loop.
 pub struct Materializer {
     store: Arc<Store>,
@@ -109,6 +130,7 @@ pub struct Materializer {
     registry: Registry,
     serdes: HashMap<String, AvroSerde<FhirResource>>,
     metrics: Option<Metrics>,
+    e2e: Option<Histogram>,
     progress: Arc<Progress>,
     group: String,
     max_batch: usize,
@@ -132,6 +154,7 @@ impl Materializer {
             registry,
             serdes: HashMap::new(),
             metrics: None,
+            e2e: None,
             progress: Arc::default(),
             group,
             max_batch: 500,
@@ -144,7 +167,15 @@ impl Materializer {
         self
     }
 
+    /// Counts into `metrics` and registers `arteria_e2e_latency_seconds` there.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        let e2e = e2e_histogram();
+        metrics.register(
+            "e2e_latency_seconds",
+            "From ingest accepting a message to a resource of it committed in the query store",
+            e2e.clone(),
+        );
+        self.e2e = Some(e2e);
         self.metrics = Some(metrics);
         self
     }
@@ -289,7 +320,17 @@ impl Materializer {
         })
         .await
         .map_err(|e| MaterializeError::Join(e.to_string()))?;
-        for ((i, item), a) in items.iter().zip(applied?) {
+        let applied = applied?;
+        // Committed in the store: queryable from now on.
+        if let Some(h) = &self.e2e {
+            let now = now_micros();
+            for ((i, _), a) in items.iter().zip(&applied) {
+                if let (Applied::Upsert(_), Some(t)) = (a, batch[*i].headers.received_at_micros()) {
+                    h.observe(e2e_seconds(t, now));
+                }
+            }
+        }
+        for ((i, item), a) in items.iter().zip(applied) {
             match a {
                 Applied::Upsert(Upsert::Inserted | Upsert::Updated) => {
                     if let Item::Upsert(r) = item {
@@ -333,6 +374,30 @@ mod tests {
         assert!(l.contains("schema id 7") && !l.contains("Jane"), "{l}");
         let w = bus::AvroError::Wire(bus::avro::wire::WireError::BadMagic(b'n'));
         assert_eq!(loggable(&w), w.to_string());
+    }
+
+    #[test]
+    fn e2e_latency_is_never_negative_and_lands_in_fine_buckets() {
+        assert_eq!(e2e_seconds(2_000_000, 1_000_000), 0.0);
+        assert_eq!(e2e_seconds(1_000_000, 1_250_000), 0.25);
+        let h = e2e_histogram();
+        h.observe(0.25);
+        let m = Metrics::new();
+        m.register("e2e_latency_seconds", "test", h);
+        let text = m.encode();
+        assert!(text.contains("arteria_e2e_latency_seconds_count 1"), "{text}");
+        // The bucket just above 0.25 s is at most 20 % wider.
+        let bounds: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("arteria_e2e_latency_seconds_bucket{le=\""))
+            .filter_map(|l| l.split('"').next()?.parse().ok())
+            .filter(|b: &f64| b.is_finite())
+            .collect();
+        assert!(bounds.len() >= 50, "{bounds:?}");
+        assert!(bounds[0] <= 0.001 && *bounds.last().unwrap() >= 10.0, "{bounds:?}");
+        let above = bounds.iter().find(|b| **b >= 0.25).unwrap();
+        let below = bounds.iter().rev().find(|b| **b < 0.25).unwrap();
+        assert!(above / below <= 1.2001, "{below} .. {above}");
     }
 
     #[test]
