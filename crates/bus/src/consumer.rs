@@ -54,6 +54,8 @@ pub fn consumer_client_config(cfg: &BusConfig, group_id: &str) -> ClientConfig {
     c.set("enable.auto.offset.store", "false");
     c.set("auto.offset.reset", "earliest");
     c.set("enable.partition.eof", "false");
+    // Lag for the consumer_lag metric arrives with librdkafka's statistics (see context.rs).
+    c.set("statistics.interval.ms", "5000");
     // extras win again, so an operator can still tune what the lines above set.
     for (k, v) in &cfg.kafka.extra {
         c.set(k, v);
@@ -76,6 +78,11 @@ impl BusConsumer {
             .map_err(|e| BusError::Config(e.to_string()))?;
         inner.subscribe(topics).map_err(|e| BusError::kafka("subscribe", e))?;
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The consumer's lag per assigned partition, refreshed every statistics interval.
+    pub fn lag(&self) -> crate::context::LagReport {
+        self.inner.context().lag()
     }
 
     /// Next record. Transient consumer errors are returned to the caller, which may simply

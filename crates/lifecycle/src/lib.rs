@@ -83,7 +83,7 @@ where
     Fut: Future<Output = Result<P, String>>,
 {
     let Started { shutdown, health, health_task } =
-        start(spec.name, spec.telemetry, &["kafka", "topics", "registry", "loop"], metrics).await?;
+        start(spec.name, spec.telemetry, &["kafka", "topics", "registry", "loop"], metrics.clone()).await?;
 
     let result = async {
         wait_for_kafka(spec.bus, &spec.bus.startup_retry, &shutdown)
@@ -110,7 +110,10 @@ where
             .map_err(bus_err("starting the transactional loop"))?;
         health.set("loop", true);
         tracing::info!(stage = spec.name, "ready");
-        txloop.run(&processor, &shutdown).await.map_err(bus_err("the transactional loop stopped"))
+        let lag_task = tokio::spawn(report_lag(spec.name, txloop.lag(), metrics.clone(), shutdown.clone()));
+        let ran = txloop.run(&processor, &shutdown).await.map_err(bus_err("the transactional loop stopped"));
+        lag_task.abort();
+        ran
     }
     .await;
     health.set("loop", false);
@@ -126,6 +129,20 @@ where
         );
     }
     result
+}
+
+/// Copies a consumer's lag report into the `consumer_lag` gauge until `shutdown`. The report
+/// refreshes with librdkafka's statistics (every 5 s), so polling faster would add nothing.
+pub async fn report_lag(stage: &'static str, lag: bus::context::LagReport, metrics: Metrics, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let now = lag.snapshot();
+        metrics.set_lag(stage, now.iter().map(|p| (p.topic.as_str(), p.partition, p.lag)));
+    }
 }
 
 /// Runs one record's processing inside a span that continues the record's trace, and gives

@@ -10,9 +10,11 @@
 //! - [`paging`]: page sizes and opaque page tokens.
 //! - [`materialize`]: the at-least-once consumer loop (topics → store).
 //! - [`service`], [`server`]: the gRPC service, with health and reflection.
+//! - [`audit`]: the `audit.v1` trail every PHI read writes before it is answered.
 //! - [`client`]: helpers for programs that call the API (the CLI).
 //! - [`config`]: the `[query]` settings.
 
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod index;

@@ -1,9 +1,9 @@
 //! The gRPC `arteria.query.v1.Query` service over the [`Store`].
 //!
 //! Requests are validated here into precise INVALID_ARGUMENT / NOT_FOUND answers; the store
-//! calls run on the blocking pool. Every read of PHI leaves an `audit` log line with the RPC,
-//! the resource type and the ids returned (ids are not PHI; names, identifiers and JSON never
-//! reach a log). Writing `AuditEvent` records to `audit.v1` is not done yet.
+//! calls run on the blocking pool. Every read of PHI goes through the [`Auditor`] before the
+//! answer leaves: an `AuditEvent` per resource on `audit.v1` (fail closed) and an `audit` log
+//! line with the ids (ids are not PHI; names, identifiers and JSON never reach a log).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +14,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use canonical::AuditAction;
+
+use crate::audit::{Auditor, Caller};
 use crate::index::is_date_prefix;
 use crate::paging;
 use crate::proto::{
@@ -31,13 +34,36 @@ const PATIENT: (&str, &str) = ("patient_id", "patient_identifier");
 pub struct QueryService {
     store: Arc<Store>,
     shutdown: Shutdown,
+    auditor: Auditor,
 }
 
 impl QueryService {
     /// Serves `store`; open watch streams end when `shutdown` triggers, so a graceful server
     /// stop does not wait for clients that never hang up.
+    /// Reads are audited to the log only until [`QueryService::with_auditor`] sets a sink.
     pub fn new(store: Arc<Store>, shutdown: Shutdown) -> Self {
-        Self { store, shutdown }
+        Self { store, shutdown, auditor: Auditor::log_only() }
+    }
+
+    /// Where every PHI read is recorded before it is answered.
+    pub fn with_auditor(mut self, auditor: Auditor) -> Self {
+        self.auditor = auditor;
+        self
+    }
+
+    /// Audits a list answer, then builds it.
+    async fn audited_list(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        action: AuditAction,
+        resource_type: &str,
+        page: PageOf,
+        fp: u64,
+    ) -> Result<ResourceList, Status> {
+        let rows: Vec<&StoredResource> = page.rows.iter().collect();
+        self.auditor.record(caller, rpc, action, resource_type, &rows).await?;
+        Ok(to_list(page, fp))
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, Status>
@@ -91,8 +117,10 @@ impl QueryService {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
+        caller: &Caller,
         rpc: &'static str,
         resource_type: &'static str,
         patient: String,
@@ -108,7 +136,7 @@ impl QueryService {
             paging::decode(&page.token, fp).map_err(|e| Status::invalid_argument(format!("page.token: {e}")))?;
         let req = PageReq { size: paging::size(page.size), after };
         let got = self.blocking(move |s| s.list_for_patient(resource_type, &patient, &filter, &req)).await?;
-        Ok(to_list(rpc, resource_type, got, fp))
+        self.audited_list(caller, rpc, AuditAction::Search, resource_type, got, fp).await
     }
 }
 
@@ -116,14 +144,7 @@ fn to_resource(r: StoredResource) -> Resource {
     Resource { resource_type: r.resource_type, id: r.id, json: r.json, last_updated: r.last_updated }
 }
 
-/// The audit line for a PHI read: which RPC returned which resources (ids only).
-pub fn audit(rpc: &str, resource_type: &str, ids: &[&str]) {
-    tracing::info!(target: "audit", rpc, resource_type, count = ids.len(), ids = ?ids, "audit");
-}
-
-fn to_list(rpc: &str, resource_type: &str, page: PageOf, fp: u64) -> ResourceList {
-    let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
-    audit(rpc, resource_type, &ids);
+fn to_list(page: PageOf, fp: u64) -> ResourceList {
     ResourceList {
         next_page_token: page.next.map(|c| paging::encode(fp, &c)).unwrap_or_default(),
         resources: page.rows.into_iter().map(to_resource).collect(),
@@ -173,6 +194,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<Resource, Status>> + Send + 
 impl Query for QueryService {
     async fn get_patient(&self, request: Request<GetPatientRequest>) -> Result<Response<Resource>, Status> {
         use proto::get_patient_request::By;
+        let caller = Caller::of(&request);
         let (id, ident) = match request.into_inner().by {
             Some(By::Id(id)) => (Some(id), None),
             Some(By::Identifier(i)) => (None, Some(i)),
@@ -182,7 +204,7 @@ impl Query for QueryService {
         let key = id.clone();
         match self.blocking(move |s| s.get("Patient", &key)).await? {
             Some(r) => {
-                audit("GetPatient", "Patient", &[&r.id]);
+                self.auditor.record(&caller, "GetPatient", AuditAction::Read, "Patient", &[&r]).await?;
                 Ok(Response::new(to_resource(r)))
             }
             None => Err(Status::not_found(format!("Patient/{id} not found"))),
@@ -190,6 +212,7 @@ impl Query for QueryService {
     }
 
     async fn search_patients(&self, request: Request<SearchPatientsRequest>) -> Result<Response<ResourceList>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let name = r.name.trim().to_string();
         if !r.birth_date.is_empty() && !is_date_prefix(&r.birth_date) {
@@ -226,7 +249,7 @@ impl Query for QueryService {
             paging::decode(&page.token, fp).map_err(|e| Status::invalid_argument(format!("page.token: {e}")))?;
         let req = PageReq { size: paging::size(page.size), after };
         let got = self.blocking(move |s| s.search_patients(&search, &req)).await?;
-        Ok(Response::new(to_list("SearchPatients", "Patient", got, fp)))
+        Ok(Response::new(self.audited_list(&caller, "SearchPatients", AuditAction::Search, "Patient", got, fp).await?))
     }
 
     async fn list_observations(
@@ -234,6 +257,7 @@ impl Query for QueryService {
         request: Request<ListObservationsRequest>,
     ) -> Result<Response<ResourceList>, Status> {
         use proto::list_observations_request::Patient;
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let filter = observation_filter(&r.codes, &r.from, &r.to)?;
         let (id, ident) = match r.patient {
@@ -245,26 +269,39 @@ impl Query for QueryService {
         let mut fp = r.codes.clone();
         fp.push(r.from);
         fp.push(r.to);
-        Ok(Response::new(self.list("ListObservations", "Observation", patient, filter, fp, r.page).await?))
+        Ok(Response::new(self.list(&caller, "ListObservations", "Observation", patient, filter, fp, r.page).await?))
     }
 
     async fn list_encounters(&self, request: Request<ListByPatientRequest>) -> Result<Response<ResourceList>, Status> {
+        let caller = Caller::of(&request);
         let (patient, page) = self.by_patient(request.into_inner()).await?;
-        Ok(Response::new(self.list("ListEncounters", "Encounter", patient, ListFilter::default(), vec![], page).await?))
+        Ok(Response::new(
+            self.list(&caller, "ListEncounters", "Encounter", patient, ListFilter::default(), vec![], page).await?,
+        ))
     }
 
     async fn list_diagnostic_reports(
         &self,
         request: Request<ListByPatientRequest>,
     ) -> Result<Response<ResourceList>, Status> {
+        let caller = Caller::of(&request);
         let (patient, page) = self.by_patient(request.into_inner()).await?;
         Ok(Response::new(
-            self.list("ListDiagnosticReports", "DiagnosticReport", patient, ListFilter::default(), vec![], page)
-                .await?,
+            self.list(
+                &caller,
+                "ListDiagnosticReports",
+                "DiagnosticReport",
+                patient,
+                ListFilter::default(),
+                vec![],
+                page,
+            )
+            .await?,
         ))
     }
 
     async fn get_resource(&self, request: Request<GetResourceRequest>) -> Result<Response<Resource>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         check_type(&r.resource_type)?;
         if r.id.is_empty() {
@@ -273,7 +310,7 @@ impl Query for QueryService {
         let (t, id) = (r.resource_type.clone(), r.id.clone());
         match self.blocking(move |s| s.get(&t, &id)).await? {
             Some(found) => {
-                audit("GetResource", &found.resource_type, &[&found.id]);
+                self.auditor.record(&caller, "GetResource", AuditAction::Read, &found.resource_type, &[&found]).await?;
                 Ok(Response::new(to_resource(found)))
             }
             None => Err(Status::not_found(format!("{}/{} not found", r.resource_type, r.id))),
@@ -287,6 +324,7 @@ impl Query for QueryService {
         request: Request<WatchPatientRequest>,
     ) -> Result<Response<Self::WatchPatientStream>, Status> {
         use proto::watch_patient_request::Patient;
+        let caller = Caller::of(&request);
         // Subscribe before resolving so nothing committed after this call is missed.
         let rx = self.store.subscribe();
         let (id, ident) = match request.into_inner().patient {
@@ -296,7 +334,8 @@ impl Query for QueryService {
         };
         let patient = self.resolve_patient(id, ident, PATIENT).await?;
         let (tx, out) = mpsc::channel(64);
-        tokio::spawn(forward_changes(rx, patient, tx, self.shutdown.clone()));
+        let watch = Watch { patient, caller, auditor: self.auditor.clone() };
+        tokio::spawn(forward_changes(rx, watch, tx, self.shutdown.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 }
@@ -313,14 +352,22 @@ impl QueryService {
     }
 }
 
-/// Sends the changes about `patient` to a watcher until it hangs up, falls behind, the store
-/// closes or the service shuts down.
+/// One WatchPatient stream: whose changes, for whom, audited where.
+pub struct Watch {
+    pub patient: String,
+    pub caller: Caller,
+    pub auditor: Auditor,
+}
+
+/// Sends the changes about the watched patient until the watcher hangs up, falls behind, the
+/// store closes, a change cannot be audited or the service shuts down.
 pub async fn forward_changes(
     mut rx: broadcast::Receiver<Arc<crate::store::Change>>,
-    patient: String,
+    watch: Watch,
     tx: mpsc::Sender<Result<Resource, Status>>,
     shutdown: Shutdown,
 ) {
+    let Watch { patient, caller, auditor } = watch;
     loop {
         let change = tokio::select! {
             c = rx.recv() => c,
@@ -332,7 +379,13 @@ pub async fn forward_changes(
         };
         match change {
             Ok(c) if c.resource.patient_id.as_deref() == Some(patient.as_str()) => {
-                audit("WatchPatient", &c.resource.resource_type, &[&c.resource.id]);
+                let audited = auditor
+                    .record(&caller, "WatchPatient", AuditAction::Read, &c.resource.resource_type, &[&c.resource])
+                    .await;
+                if let Err(refused) = audited {
+                    let _ = tx.send(Err(refused)).await;
+                    return;
+                }
                 if tx.send(Ok(to_resource(c.resource.clone()))).await.is_err() {
                     return;
                 }
@@ -589,7 +642,8 @@ mod tests {
             s.store.upsert(&rec("Observation", &format!("x{i}"), Some("p1"), 1, json!({}))).unwrap();
         }
         let (tx, out) = mpsc::channel(64);
-        tokio::spawn(forward_changes(rx, "p1".into(), tx, Shutdown::new()));
+        let watch = Watch { patient: "p1".into(), caller: Caller::default(), auditor: Auditor::log_only() };
+        tokio::spawn(forward_changes(rx, watch, tx, Shutdown::new()));
         let mut out = ReceiverStream::new(out);
         let e = out.next().await.unwrap().unwrap_err();
         assert_eq!(e.code(), Code::ResourceExhausted);

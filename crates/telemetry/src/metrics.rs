@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ struct StageLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LagLabels {
     stage: &'static str,
+    /// Topic names come from configuration, never from message content.
+    topic: String,
     partition: i32,
 }
 
@@ -58,6 +61,8 @@ pub struct Metrics {
     messages: Family<MessageLabels, Counter>,
     latency: Family<StageLabels, Histogram, fn() -> Histogram>,
     lag: Family<LagLabels, Gauge>,
+    /// The lag series currently exposed per stage, so a new report can drop the stale ones.
+    lag_shown: Arc<Mutex<HashMap<&'static str, Vec<LagLabels>>>>,
 }
 
 impl Metrics {
@@ -74,7 +79,7 @@ impl Metrics {
             latency.clone(),
         );
         registry.register("consumer_lag", "Records behind the end of the input partition", lag.clone());
-        Self { registry: Arc::new(Mutex::new(registry)), messages, latency, lag }
+        Self { registry: Arc::new(Mutex::new(registry)), messages, latency, lag, lag_shown: Arc::default() }
     }
 
     /// Counts one message at `stage` with `outcome`.
@@ -92,9 +97,23 @@ impl Metrics {
         self.latency.get_or_create(&StageLabels { stage }).observe(elapsed.as_secs_f64());
     }
 
-    /// Sets the consumer lag of one input partition.
-    pub fn set_lag(&self, stage: &'static str, partition: i32, lag: i64) {
-        self.lag.get_or_create(&LagLabels { stage, partition }).set(lag);
+    /// Replaces the consumer lag of `stage` with `partitions` (topic, partition, lag), so
+    /// partitions the consumer no longer owns disappear.
+    pub fn set_lag<'a>(&self, stage: &'static str, partitions: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+        let now: Vec<(LagLabels, i64)> = partitions
+            .into_iter()
+            .map(|(topic, partition, lag)| (LagLabels { stage, topic: topic.to_string(), partition }, lag))
+            .collect();
+        let mut shown = self.lag_shown.lock().expect("lag series poisoned");
+        // Only this stage's series are replaced: one process may run several consumers.
+        let before = shown.remove(stage).unwrap_or_default();
+        for gone in before.iter().filter(|l| !now.iter().any(|(n, _)| n == *l)) {
+            self.lag.remove(gone);
+        }
+        for (labels, lag) in &now {
+            self.lag.get_or_create(labels).set(*lag);
+        }
+        shown.insert(stage, now.into_iter().map(|(l, _)| l).collect());
     }
 
     /// Lets a service register a metric of its own (names are prefixed `arteria_`).
@@ -151,8 +170,13 @@ mod tests {
     #[test]
     fn lag_is_a_gauge_per_partition() {
         let m = Metrics::new();
-        m.set_lag("enrich", 2, 17);
-        m.set_lag("enrich", 2, 5);
-        assert!(m.encode().contains(r#"arteria_consumer_lag{stage="enrich",partition="2"} 5"#));
+        m.set_lag("enrich", [("clinical.normalized.v1", 2, 17), ("clinical.normalized.v1", 3, 1)]);
+        m.set_lag("enrich", [("clinical.normalized.v1", 2, 5)]);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"arteria_consumer_lag{stage="enrich",topic="clinical.normalized.v1",partition="2"} 5"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"partition="3""#), "a partition no longer reported must disappear: {text}");
     }
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use bus::topics::wait_for_kafka;
 use bus::{BusConfig, Registry};
 use clap::Parser;
+use query::audit::{AuditConfig, Auditor};
 use query::{Materializer, QueryConfig, QueryService};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ const DEFAULTS: &str = include_str!("../query.toml");
 #[serde(default, deny_unknown_fields)]
 struct Config {
     query: QueryConfig,
+    audit: AuditConfig,
     bus: BusConfig,
     telemetry: TelemetryConfig,
 }
@@ -68,6 +70,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let registry = Registry::new(&cfg.bus.registry)?;
     registry.wait_ready(&cfg.bus, &shutdown).await.context("the schema registry is not reachable")?;
     health.set("registry", true);
+    let auditor = Auditor::connect(&cfg.audit, &cfg.bus, &registry, &metrics).await.context("the audit trail")?;
 
     let materializer =
         Materializer::new(&cfg.bus, registry, store.clone(), &cfg.query.subscription(), &cfg.query.group_prefix)
@@ -81,10 +84,11 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for gRPC on {}", cfg.query.grpc_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "gRPC listener up");
     let stop = shutdown.clone();
-    let grpc_task =
-        tokio::spawn(query::server::serve(listener, QueryService::new(store.clone(), shutdown.clone()), async move {
-            stop.wait().await
-        }));
+    let grpc_task = tokio::spawn(query::server::serve(
+        listener,
+        QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor),
+        async move { stop.wait().await },
+    ));
     health.set("grpc", true);
     tracing::info!("query ready");
 
