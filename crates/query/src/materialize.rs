@@ -184,6 +184,11 @@ impl Materializer {
         self.progress.clone()
     }
 
+    /// The consumer's lag per assigned partition (for the consumer_lag metric).
+    pub fn lag(&self) -> bus::context::LagReport {
+        self.consumer.lag()
+    }
+
     pub fn group(&self) -> &str {
         &self.group
     }

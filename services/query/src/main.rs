@@ -77,6 +77,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
             .context("cannot start the consumer")?
             .with_max_batch(cfg.query.max_batch)
             .with_metrics(metrics.clone());
+    let lag_task = tokio::spawn(lifecycle::report_lag("query", materializer.lag(), metrics.clone(), shutdown.clone()));
     let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(cfg.query.grpc_addr)
@@ -107,6 +108,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     health.set("grpc", false);
     let served = grpc_task.await;
     let _ = health_task.await;
+    lag_task.abort();
     consumed?.context("materialising the topics failed")?;
     served?.context("the gRPC server failed")?;
     tracing::info!("query stopped");
