@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub struct QueryConfig {
     /// Where the gRPC API listens.
     pub grpc_addr: SocketAddr,
+    /// Serve the FHIR R4 read and search facade (`/fhir/...`) on `fhir_rest_addr`.
+    pub fhir_rest_enabled: bool,
+    pub fhir_rest_addr: SocketAddr,
     /// Directory of the SQLite store (`query.sqlite` inside it).
     pub data_dir: PathBuf,
     /// Topics to materialise; empty means every topic matching `topic_pattern`.
@@ -32,6 +35,8 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            fhir_rest_enabled: true,
+            fhir_rest_addr: SocketAddr::from(([127, 0, 0, 1], 8088)),
             data_dir: PathBuf::from("./.state/query"),
             topics: Vec::new(),
             topic_pattern: r"^fhir\..*\.v1$".into(),

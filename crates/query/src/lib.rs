@@ -10,6 +10,7 @@
 //! - [`paging`]: page sizes and opaque page tokens.
 //! - [`materialize`]: the at-least-once consumer loop (topics → store).
 //! - [`service`], [`server`]: the gRPC service, with health and reflection.
+//! - [`rest`]: the FHIR R4 read and search facade over the same service.
 //! - [`audit`]: the `audit.v1` trail every PHI read writes before it is answered.
 //! - [`client`]: helpers for programs that call the API (the CLI).
 //! - [`config`]: the `[query]` settings.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod index;
 pub mod materialize;
 pub mod paging;
+pub mod rest;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -84,13 +84,20 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", cfg.query.grpc_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "gRPC listener up");
+    let service = QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor);
     let stop = shutdown.clone();
-    let grpc_task = tokio::spawn(query::server::serve(
-        listener,
-        QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor),
-        async move { stop.wait().await },
-    ));
+    let grpc_task = tokio::spawn(query::server::serve(listener, service.clone(), async move { stop.wait().await }));
     health.set("grpc", true);
+    let rest_task = if cfg.query.fhir_rest_enabled {
+        let listener = tokio::net::TcpListener::bind(cfg.query.fhir_rest_addr)
+            .await
+            .with_context(|| format!("cannot listen for FHIR REST on {}", cfg.query.fhir_rest_addr))?;
+        tracing::info!(addr = %listener.local_addr()?, "FHIR REST facade up");
+        let stop = shutdown.clone();
+        Some(tokio::spawn(query::rest::serve(listener, service, async move { stop.wait().await })))
+    } else {
+        None
+    };
     tracing::info!("query ready");
 
     // A consumer failure (the store cannot be written) stops the service: continuing would
@@ -107,6 +114,9 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     };
     health.set("grpc", false);
     let served = grpc_task.await;
+    if let Some(t) = rest_task {
+        t.await?.context("the FHIR REST facade failed")?;
+    }
     let _ = health_task.await;
     lag_task.abort();
     consumed?.context("materialising the topics failed")?;
