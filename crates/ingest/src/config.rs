@@ -3,6 +3,7 @@
 use crate::allow::AllowRule;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Settings of the ingest stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,6 +17,8 @@ pub struct IngestConfig {
     pub dlq_topic: String,
     pub mllp: MllpConfig,
     pub http: HttpConfig,
+    /// TLS (and mutual TLS) on the listeners. Off unless `cert` and `key` are set.
+    pub tls: TlsConfig,
     /// Senders allowed to send. Empty (the default) allows every sender; otherwise a message
     /// must match at least one rule or it is rejected (AR) and dead-lettered.
     pub allow: Vec<AllowRule>,
@@ -40,6 +43,7 @@ impl Default for IngestConfig {
             dlq_topic: "ingest.dlq.v1".into(),
             mllp: MllpConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             allow: Vec::new(),
             processing_ids: Vec::new(),
             allow_missing_msh: Vec::new(),
@@ -81,6 +85,41 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self { addr: SocketAddr::from(([127, 0, 0, 1], 8080)), enabled: true }
+    }
+}
+
+/// `[ingest.tls]`. Setting `cert` and `key` turns TLS on for the listeners selected by `mllp`
+/// and `http`: those then speak only TLS (a plaintext client is dropped after a failed
+/// handshake). Setting `client_ca` as well makes it mutual: every client must present a
+/// certificate that chains to one of those CAs, or the handshake fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server's certificate chain, leaf first. Default: none (TLS off).
+    pub cert: Option<PathBuf>,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1). Default: none.
+    pub key: Option<PathBuf>,
+    /// PEM file with the CA certificates client certificates must chain to. Set: client
+    /// certificates are required and verified (mTLS). Default: none (no client certificates).
+    pub client_ca: Option<PathBuf>,
+    /// TLS on the MLLP listener when `cert`/`key` are set. Default true.
+    pub mllp: bool,
+    /// TLS on the HTTP endpoint when `cert`/`key` are set. Default true.
+    pub http: bool,
+    /// A client that has not finished its handshake within this long is dropped. Default 10 000.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { cert: None, key: None, client_ca: None, mllp: true, http: true, handshake_timeout_ms: 10_000 }
+    }
+}
+
+impl TlsConfig {
+    /// True when a certificate is configured, i.e. TLS is meant to be on.
+    pub fn configured(&self) -> bool {
+        self.cert.is_some() || self.key.is_some() || self.client_ca.is_some()
     }
 }
 

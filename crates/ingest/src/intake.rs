@@ -6,6 +6,7 @@
 
 use crate::allow;
 use crate::config::IngestConfig;
+use crate::peer::Peer;
 use canonical::raw::{Channel, RawMessage, SenderId};
 use hl7v2::ack::{Ack, ErrDetail};
 use hl7v2::header::Header;
@@ -92,6 +93,12 @@ pub fn decide(
     channel: Channel,
     received_at: i64,
 ) -> Decision {
+    decide_from(cfg, bytes, &Peer { addr: peer, client_cert: None }, channel, received_at)
+}
+
+/// [`decide`] for a peer that may also have shown a verified client certificate (mutual TLS).
+pub fn decide_from(cfg: &IngestConfig, bytes: &[u8], from: &Peer, channel: Channel, received_at: i64) -> Decision {
+    let peer = from.addr;
     let opts = ParseOptions {
         limits: cfg.limits.to_hl7(),
         allow_missing_msh: cfg.allow_missing_msh.clone(),
@@ -125,8 +132,8 @@ pub fn decide(
 
     let app = first_component(&header.sending_application, &header);
     let fac = first_component(&header.sending_facility, &header);
-    if !allow::allowed(&cfg.allow, app, fac, peer.map(|p| p.ip())) {
-        let detail = "sending application/facility (MSH-3/MSH-4) or peer address is not on this endpoint's allow-list";
+    if !allow::allowed(&cfg.allow, app, fac, from) {
+        let detail = "sending application/facility (MSH-3/MSH-4), peer address or client certificate is not on this endpoint's allow-list";
         return reject(
             "sender-not-allowed",
             detail.to_string(),
@@ -258,7 +265,7 @@ mod tests {
     #[test]
     fn senders_off_the_allow_list_are_rejected() {
         let cfg = IngestConfig {
-            allow: vec![AllowRule { application: Some("LAB".into()), facility: None, peers: vec![] }],
+            allow: vec![AllowRule { application: Some("LAB".into()), ..Default::default() }],
             ..IngestConfig::default()
         };
         let Decision::Reject(r) = decide(&cfg, ADT, None, Channel::Mllp, 1) else { panic!() };

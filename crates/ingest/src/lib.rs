@@ -8,6 +8,8 @@
 //! - [`session`]: one message in, one answer out: intake + publish + the ACK to send.
 //! - [`mllp_server`]: the MLLP listener: connections, limits, idle timeouts, back-pressure.
 //! - [`http`]: the HTTP endpoint taking HL7 v2 and returning the ACK.
+//! - [`tls`]: TLS and mutual TLS on both listeners (`[ingest.tls]`).
+//! - [`peer`]: who a message came from (address, verified client certificate).
 //! - [`config`]: the `[ingest]` settings.
 //!
 //! The service binary (`services/ingest`) only loads configuration and wires these together.
@@ -17,9 +19,13 @@ pub mod config;
 pub mod http;
 pub mod intake;
 pub mod mllp_server;
+pub mod peer;
 pub mod publish;
 pub mod session;
+pub mod tls;
 
 pub use config::IngestConfig;
+pub use peer::Peer;
 pub use publish::{KafkaPublisher, PublishError, Publisher};
 pub use session::{Answer, Session};
+pub use tls::{TlsError, TlsServer};

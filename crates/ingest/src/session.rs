@@ -6,6 +6,7 @@
 
 use crate::config::IngestConfig;
 use crate::intake::{self, Decision, Rejected};
+use crate::peer::Peer;
 use crate::publish::{self, Publisher};
 use bus::TraceParent;
 use canonical::raw::Channel;
@@ -75,10 +76,16 @@ impl<P: Publisher> Session<P> {
 
     /// Handles one complete message.
     pub async fn handle(&self, bytes: &[u8], peer: Option<SocketAddr>, channel: Channel) -> Answer {
+        self.handle_from(bytes, &Peer { addr: peer, client_cert: None }, channel).await
+    }
+
+    /// [`Session::handle`] for a peer that may have shown a verified client certificate.
+    pub async fn handle_from(&self, bytes: &[u8], from: &Peer, channel: Channel) -> Answer {
+        let peer = from.addr;
         let started = Instant::now();
         self.metrics.count(STAGE, Outcome::received);
         let received_at = intake::now_micros();
-        let answer = match intake::decide(&self.cfg, bytes, peer, channel, received_at) {
+        let answer = match intake::decide_from(&self.cfg, bytes, from, channel, received_at) {
             Decision::Accept(a) => {
                 // The trace of this message starts here; with an OTLP exporter configured it
                 // is a recorded span that every later stage continues.

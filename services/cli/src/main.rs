@@ -9,6 +9,7 @@ mod parse;
 mod query;
 mod send;
 mod terminology;
+mod tls;
 
 #[derive(Debug, Parser)]
 #[command(name = "arteria", version, about = "Arteria healthcare integration platform tools")]

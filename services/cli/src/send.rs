@@ -5,7 +5,12 @@
 //!
 //! `--concurrency N` opens N connections, each sending one message at a time (MLLP's
 //! request/response rhythm); `--rate R` caps the total at R messages per second.
+//!
+//! `--tls` speaks MLLP over TLS (see [`crate::tls`]): `--ca` for a private CA, `--cert`/`--key`
+//! for endpoints that require a client certificate, `--server-name` when the certificate is
+//! not issued for the host in `--to`.
 
+use crate::tls::{self, TlsClient};
 use anyhow::{Context, Result};
 use futures::{SinkExt, StreamExt};
 use hl7v2::mllp::{MllpCodec, MllpItem};
@@ -14,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::codec::Framed;
@@ -35,6 +41,8 @@ pub struct Args {
     /// How long to wait for each ACK, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    #[command(flatten)]
+    tls: tls::Args,
 }
 
 /// What came back for one message.
@@ -57,22 +65,38 @@ fn msa1(ack: &[u8]) -> Option<String> {
     msg.get("MSA-1").map(|v| v.as_str().to_string()).filter(|s| !s.is_empty())
 }
 
+/// A plain or TLS byte stream to the receiver.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 /// One MLLP connection that sends a message and waits for its answer.
 struct Connection {
     addr: String,
-    framed: Option<Framed<TcpStream, MllpCodec>>,
+    tls: Option<Arc<TlsClient>>,
+    framed: Option<Framed<Box<dyn Io>, MllpCodec>>,
     timeout: Duration,
+}
+
+/// Opens a connection to `addr`, with the TLS handshake when `tls` is given.
+async fn connect(addr: &str, tls: Option<&TlsClient>, timeout: Duration) -> Result<Box<dyn Io>, String> {
+    let s = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = s.set_nodelay(true);
+    match tls {
+        None => Ok(Box::new(s)),
+        Some(tls) => match tokio::time::timeout(timeout, tls.connect(s)).await {
+            Ok(Ok(s)) => Ok(Box::new(s)),
+            Ok(Err(e)) => Err(format!("TLS handshake with {addr} failed: {e}")),
+            Err(_) => Err(format!("no TLS handshake with {addr} within {} s", timeout.as_secs())),
+        },
+    }
 }
 
 impl Connection {
     async fn exchange(&mut self, msg: &[u8]) -> Reply {
         if self.framed.is_none() {
-            match TcpStream::connect(&self.addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    self.framed = Some(Framed::new(s, MllpCodec::new(64 << 20)));
-                }
-                Err(e) => return Reply::Error(format!("cannot connect to {}: {e}", self.addr)),
+            match connect(&self.addr, self.tls.as_deref(), self.timeout).await {
+                Ok(s) => self.framed = Some(Framed::new(s, MllpCodec::new(64 << 20))),
+                Err(e) => return Reply::Error(e),
             }
         }
         let framed = self.framed.as_mut().expect("connected above");
@@ -104,10 +128,11 @@ impl Connection {
     }
 }
 
-/// Sends `messages` to `addr` over `concurrency` connections at most `rate` per second and
-/// returns the replies in input order.
+/// Sends `messages` to `addr` (over TLS when `tls` is given) over `concurrency` connections at
+/// most `rate` per second and returns the replies in input order.
 pub async fn send_all(
     addr: &str,
+    tls: Option<Arc<TlsClient>>,
     messages: Vec<Vec<u8>>,
     concurrency: usize,
     rate: f64,
@@ -123,7 +148,7 @@ pub async fn send_all(
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Reply)>();
     for _ in 0..concurrency.max(1).min(n.max(1)) {
         let (queue, pace, tx) = (queue.clone(), pace.clone(), tx.clone());
-        let mut conn = Connection { addr: addr.to_string(), framed: None, timeout };
+        let mut conn = Connection { addr: addr.to_string(), tls: tls.clone(), framed: None, timeout };
         tokio::spawn(async move {
             loop {
                 let next = queue.lock().await.next();
@@ -147,6 +172,8 @@ pub async fn send_all(
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
+    // Certificates first: a wrong path should not wait for the messages to be read.
+    let tls = args.tls.client(&args.to)?.map(Arc::new);
     let mut messages = Vec::new();
     let mut ids = Vec::new();
     for path in &args.files {
@@ -159,8 +186,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let replies =
-        rt.block_on(send_all(&args.to, messages, args.concurrency, args.rate, Duration::from_secs(args.timeout)));
+    let timeout = Duration::from_secs(args.timeout);
+    let replies = rt.block_on(send_all(&args.to, tls, messages, args.concurrency, args.rate, timeout));
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
     for (id, reply) in ids.iter().zip(&replies) {
@@ -177,6 +204,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     /// A tiny MLLP receiver for the client's own tests: answers AA, or AR for control ids
     /// starting with `BAD`, or closes the connection for `DROP`.
@@ -212,7 +241,7 @@ mod tests {
     async fn replies_come_back_in_input_order_over_several_connections() {
         let addr = receiver().await;
         let msgs: Vec<Vec<u8>> = (0..50).map(|i| msg(&format!("M{i}"))).chain([msg("BAD1")]).collect();
-        let replies = send_all(&addr, msgs, 4, 0.0, Duration::from_secs(5)).await;
+        let replies = send_all(&addr, None, msgs, 4, 0.0, Duration::from_secs(5)).await;
         assert_eq!(replies.len(), 51);
         assert!(replies[..50].iter().all(|r| *r == Reply::Ack("AA".into())));
         assert_eq!(replies[50], Reply::Ack("AR".into()));
@@ -222,9 +251,158 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_connection_is_an_error_and_the_next_message_reconnects() {
         let addr = receiver().await;
-        let replies = send_all(&addr, vec![msg("DROP1"), msg("OK2")], 1, 0.0, Duration::from_secs(5)).await;
+        let replies = send_all(&addr, None, vec![msg("DROP1"), msg("OK2")], 1, 0.0, Duration::from_secs(5)).await;
         assert!(matches!(&replies[0], Reply::Error(e) if e.contains("closed")), "{replies:?}");
         assert_eq!(replies[1], Reply::Ack("AA".into()));
+    }
+
+    /// A throwaway CA that issues certificates for the TLS tests.
+    struct Ca {
+        params: rcgen::CertificateParams,
+        key: rcgen::KeyPair,
+        pem: String,
+    }
+
+    impl Ca {
+        fn new() -> Self {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let pem = params.self_signed(&key).unwrap().pem();
+            Self { params, key, pem }
+        }
+
+        /// (certificate PEM, key PEM) for `names`, for a server or a client.
+        fn issue(&self, names: &[&str], client: bool) -> (String, String) {
+            let mut params =
+                rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+            params.extended_key_usages = vec![if client {
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth
+            } else {
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth
+            }];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+            (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+        }
+    }
+
+    /// A TLS MLLP receiver answering AA, with a server certificate from `ca` for 127.0.0.1;
+    /// with `clients` set it requires client certificates from that CA.
+    async fn tls_receiver(ca: &Ca, clients: Option<&Ca>) -> String {
+        let (cert, key) = ca.issue(&["127.0.0.1", "mllp.test"], false);
+        let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match clients {
+            None => builder.with_no_client_auth(),
+            Some(c) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(CertificateDer::from_pem_slice(c.pem.as_bytes()).unwrap()).unwrap();
+                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .unwrap();
+                builder.with_client_cert_verifier(v)
+            }
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(builder.with_single_cert(chain, key).unwrap()));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(s) = acceptor.accept(s).await else { return };
+                    let mut f = Framed::new(s, MllpCodec::new(1 << 20));
+                    while let Some(Ok(MllpItem::Frame(m))) = f.next().await {
+                        let id = hl7v2::header::Header::sniff(&m).unwrap().control_id;
+                        let ack = format!("MSH|^~\\&|R|R|S|S|20240101||ACK|A{id}|P|2.5.1\rMSA|AA|{id}\r");
+                        f.send(ack.into_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn over_tls_the_receiver_is_verified_against_the_given_ca() {
+        let (ca, stranger) = (Ca::new(), Ca::new());
+        let addr = tls_receiver(&ca, None).await;
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = tls::Args { tls: true, ca: Some(write(&dir, "ca.pem", &ca.pem)), ..Default::default() };
+        let client = trusted.client(&addr).unwrap().map(Arc::new);
+        let replies = send_all(&addr, client, vec![msg("T1"), msg("T2")], 1, 0.0, Duration::from_secs(5)).await;
+        assert_eq!(replies, vec![Reply::Ack("AA".into()), Reply::Ack("AA".into())]);
+
+        // The certificate names 127.0.0.1 and mllp.test; another expected name fails.
+        let renamed = tls::Args { server_name: Some("other.test".into()), ..trusted.clone() };
+        let replies = send_all(
+            &addr,
+            renamed.client(&addr).unwrap().map(Arc::new),
+            vec![msg("T3")],
+            1,
+            0.0,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(&replies[0], Reply::Error(e) if e.contains("TLS handshake")), "{replies:?}");
+        let named = tls::Args { server_name: Some("mllp.test".into()), ..trusted };
+        let replies = send_all(
+            &addr,
+            named.client(&addr).unwrap().map(Arc::new),
+            vec![msg("T4")],
+            1,
+            0.0,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(replies[0], Reply::Ack("AA".into()));
+
+        let untrusted =
+            tls::Args { tls: true, ca: Some(write(&dir, "other.pem", &stranger.pem)), ..Default::default() };
+        let replies = send_all(
+            &addr,
+            untrusted.client(&addr).unwrap().map(Arc::new),
+            vec![msg("T5")],
+            1,
+            0.0,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(&replies[0], Reply::Error(e) if e.contains("TLS handshake")), "{replies:?}");
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_requires_client_certificates_gets_ours() {
+        let (ca, clients) = (Ca::new(), Ca::new());
+        let addr = tls_receiver(&ca, Some(&clients)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = clients.issue(&["lab.north.test"], true);
+        let base = tls::Args { tls: true, ca: Some(write(&dir, "ca.pem", &ca.pem)), ..Default::default() };
+        let without = base.client(&addr).unwrap().map(Arc::new);
+        let replies = send_all(&addr, without, vec![msg("C1")], 1, 0.0, Duration::from_secs(5)).await;
+        assert!(matches!(&replies[0], Reply::Error(_)), "refused without a client certificate: {replies:?}");
+        let with = tls::Args {
+            cert: Some(write(&dir, "client.pem", &cert)),
+            key: Some(write(&dir, "client-key.pem", &key)),
+            ..base
+        };
+        let replies =
+            send_all(&addr, with.client(&addr).unwrap().map(Arc::new), vec![msg("C2")], 1, 0.0, Duration::from_secs(5))
+                .await;
+        assert_eq!(replies[0], Reply::Ack("AA".into()));
     }
 
     #[tokio::test]
@@ -232,7 +410,7 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
-        let replies = send_all(&addr, vec![msg("X1")], 1, 0.0, Duration::from_secs(2)).await;
+        let replies = send_all(&addr, None, vec![msg("X1")], 1, 0.0, Duration::from_secs(2)).await;
         assert!(matches!(&replies[0], Reply::Error(e) if e.contains("cannot connect")), "{replies:?}");
     }
 }

@@ -1,14 +1,15 @@
 //! The ingest service: configuration, wiring and lifecycle only (the logic is in `crates/ingest`).
 //!
-//! Start-up waits for Kafka and the registry (retrying with backoff), creates or verifies its
-//! topics, registers its schemas, then opens the MLLP and HTTP listeners and reports ready. On
-//! SIGTERM it stops accepting, lets connections finish the message in hand, flushes and exits.
+//! Start-up loads `[ingest.tls]` when set (a bad file stops it at once), waits for Kafka and the
+//! registry (retrying with backoff), creates or verifies its topics, registers its schemas, then
+//! opens the MLLP and HTTP listeners (TLS-only when configured) and reports ready. On SIGTERM
+//! it stops accepting, lets connections finish the message in hand, flushes and exits.
 
 use anyhow::Context;
 use bus::topics::{TopicSpec, ensure_topics, wait_for_kafka};
 use bus::{BusConfig, BusProducer, Registry};
 use clap::Parser;
-use ingest::{IngestConfig, KafkaPublisher, Session};
+use ingest::{IngestConfig, KafkaPublisher, Session, TlsServer};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +45,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("ingest", &cfg.telemetry)?;
     let metrics = Metrics::new();
+    // Certificates first: a wrong path or a bad PEM stops start-up at once, naming the file.
+    let tls = TlsServer::load(&cfg.ingest, &metrics).context("[ingest.tls] cannot be used")?;
+    let (mllp_tls, http_tls) =
+        (tls.clone().filter(|_| cfg.ingest.tls.mllp), tls.clone().filter(|_| cfg.ingest.tls.http));
     let lifecycle::Started { shutdown, health, health_task } =
         lifecycle::start("ingest", &cfg.telemetry, &["kafka", "topics", "registry", "listeners"], metrics.clone())
             .await?;
@@ -68,16 +73,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let mllp = tokio::net::TcpListener::bind(cfg.ingest.mllp.addr)
         .await
         .with_context(|| format!("cannot listen for MLLP on {}", cfg.ingest.mllp.addr))?;
-    tracing::info!(addr = %mllp.local_addr()?, "MLLP listener up");
-    let mllp_task =
-        tokio::spawn(ingest::mllp_server::serve(mllp, session.clone(), shutdown.clone(), Duration::from_secs(30)));
+    tracing::info!(addr = %mllp.local_addr()?, tls = mllp_tls.is_some(), "MLLP listener up");
+    let mllp_task = tokio::spawn(ingest::mllp_server::serve_with(
+        mllp,
+        mllp_tls,
+        session.clone(),
+        shutdown.clone(),
+        Duration::from_secs(30),
+    ));
     let http_task = if cfg.ingest.http.enabled {
         let http = tokio::net::TcpListener::bind(cfg.ingest.http.addr)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", cfg.ingest.http.addr))?;
-        tracing::info!(addr = %http.local_addr()?, "HTTP endpoint up");
+        tracing::info!(addr = %http.local_addr()?, tls = http_tls.is_some(), "HTTP endpoint up");
         let stop = shutdown.clone();
-        Some(tokio::spawn(ingest::http::serve(http, session.clone(), async move { stop.wait().await })))
+        Some(tokio::spawn(ingest::http::serve_with(http, http_tls, session.clone(), async move { stop.wait().await })))
     } else {
         None
     };
