@@ -1,8 +1,11 @@
 //! `[fanout]` settings, with their defaults. Routes are `[[fanout.routes]]` tables (see
-//! [`crate::routes::Route`]).
+//! [`crate::routes::Route`]), webhooks `[fanout.webhooks.<name>]` tables (see
+//! [`crate::webhook::WebhookConfig`]).
 
-use crate::routes::Route;
+use crate::routes::{Route, Target};
+use crate::webhook::{ResolvedWebhook, WebhookConfig, WebhookConfigError};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,6 +25,8 @@ pub struct FanoutConfig {
     pub topic_prefix: String,
     /// Route rules, evaluated for every event; each matching route gets the event once.
     pub routes: Vec<Route>,
+    /// Webhooks by name, the targets of `webhook = "<name>"` routes.
+    pub webhooks: BTreeMap<String, WebhookConfig>,
 }
 
 /// The resource types with a current-state topic by default. MessageHeader (one message's
@@ -56,6 +61,47 @@ impl FanoutConfig {
     pub fn topic_for(&self, resource_type: &str) -> String {
         format!("{}{}", self.topic_prefix, canonical::current::topic_for(resource_type))
     }
+
+    /// The delivery topic of a webhook: its `topic`, or `fanout.webhook.<name>.v1`.
+    pub fn webhook_topic(&self, name: &str) -> String {
+        self.webhooks
+            .get(name)
+            .and_then(|w| w.topic.clone())
+            .unwrap_or_else(|| crate::webhook::config::default_topic(name))
+    }
+
+    /// The subscriber topics of topic routes.
+    pub fn route_topics(&self) -> Vec<String> {
+        self.routes.iter().filter_map(|r| r.topic().map(str::to_string)).collect()
+    }
+
+    /// The delivery topics of every configured webhook.
+    pub fn webhook_topics(&self) -> Vec<String> {
+        self.webhooks.keys().map(|n| self.webhook_topic(n)).collect()
+    }
+
+    /// Checks what serde cannot: every webhook a route names exists and every webhook's
+    /// settings can work.
+    pub fn validate(&self) -> Result<(), WebhookConfigError> {
+        for r in &self.routes {
+            if let Target::Webhook(w) = r.target()
+                && !self.webhooks.contains_key(w)
+            {
+                return Err(WebhookConfigError::UnknownWebhook { route: r.name.clone(), webhook: w.to_string() });
+            }
+        }
+        self.webhooks.iter().try_for_each(|(name, w)| w.validate(name))
+    }
+
+    /// [`FanoutConfig::validate`], then every webhook resolved with its secret headers read
+    /// through `env` (`std::env::var` in the service).
+    pub fn resolve_webhooks(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ResolvedWebhook>, WebhookConfigError> {
+        self.validate()?;
+        self.webhooks.iter().map(|(name, w)| w.resolve(name, &self.group_id, &env)).collect()
+    }
 }
 
 impl Default for FanoutConfig {
@@ -68,6 +114,39 @@ impl Default for FanoutConfig {
             resource_types: DEFAULT_TYPES.iter().map(|s| s.to_string()).collect(),
             topic_prefix: String::new(),
             routes: Vec::new(),
+            webhooks: BTreeMap::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> FanoutConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn routes_must_name_a_configured_webhook() {
+        let c = parse("[[routes]]\nname = \"r\"\nwebhook = \"lab\"\n");
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "route \"r\" names webhook \"lab\", but no [fanout.webhooks.lab] table defines it"
+        );
+        let c = parse(
+            "[[routes]]\nname = \"r\"\nwebhook = \"lab\"\n[[routes]]\nname = \"t\"\nto = \"route.t.v1\"\n[webhooks.lab]\nurl = \"http://127.0.0.1:1/\"\ntopic = \"hooks.lab\"\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(c.route_topics(), vec!["route.t.v1"]);
+        assert_eq!(c.webhook_topics(), vec!["hooks.lab"]);
+        let r = c.resolve_webhooks(|_| None).unwrap();
+        assert_eq!((r[0].name.as_str(), r[0].group_id.as_str()), ("lab", "arteria-fanout.webhook.lab"));
+    }
+
+    #[test]
+    fn a_bad_webhook_stops_validation() {
+        let c = parse("[webhooks.lab]\nurl = \"http://127.0.0.1:1/\"\ntimeout_ms = 0\n");
+        assert_eq!(c.validate().unwrap_err().to_string(), "webhook lab: timeout_ms must be at least 1");
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`resources`]: event → standalone resources (bundle-local references made absolute).
 //! - [`routes`]: the route rules and their matching.
+//! - [`webhook`]: routes to HTTP endpoints, through a delivery topic and a retrying worker.
 //! - [`processor`]: the per-record transform plugged into `bus::TxLoop`.
 //! - [`config`]: the `[fanout]` settings.
 
@@ -11,6 +12,7 @@ pub mod config;
 pub mod processor;
 pub mod resources;
 pub mod routes;
+pub mod webhook;
 
 pub use config::FanoutConfig;
 pub use processor::FanoutProcessor;

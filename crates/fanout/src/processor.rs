@@ -1,10 +1,12 @@
 //! The fan-out transform for one enriched event: one `FhirResource` per resource on its
-//! `fhir.<type>.v1` topic keyed by resource id, and the event to each matching route — all in
-//! the loop's transaction, so a restart never publishes half an event.
+//! `fhir.<type>.v1` topic keyed by resource id, the event to each matching topic route, and
+//! the selected resources to each matching webhook's delivery topic — all in the loop's
+//! transaction, so a restart never publishes half an event.
 
 use crate::config::FanoutConfig;
 use crate::resources;
-use crate::routes::RouteFormat;
+use crate::routes::{Route, RouteFormat, Target};
+use crate::webhook;
 use bus::txloop::{Output, ProcessError, Processor};
 use bus::{AvroSerde, InputRecord, MessageHeaders, Registry};
 use canonical::{ClinicalEvent, FhirResource};
@@ -39,10 +41,12 @@ impl FanoutProcessor {
         }
     }
 
-    /// Every topic this stage writes: the current-state topics and the route topics.
+    /// Every topic this stage writes: the current-state topics, the route topics and the
+    /// webhooks' delivery topics.
     pub fn output_topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.cfg.resource_types.iter().map(|r| self.cfg.topic_for(r)).collect();
-        t.extend(self.cfg.routes.iter().map(|r| r.to.clone()));
+        t.extend(self.cfg.route_topics());
+        t.extend(self.cfg.webhook_topics());
         t.sort();
         t.dedup();
         t
@@ -53,8 +57,8 @@ impl FanoutProcessor {
         for t in self.cfg.resource_types.iter().map(|r| self.cfg.topic_for(r)) {
             self.resource_serde(&t).register().await?;
         }
-        for r in self.cfg.routes.iter().filter(|r| r.format == RouteFormat::Avro) {
-            self.event_serde(&r.to).register().await?;
+        for t in self.cfg.routes.iter().filter(|r| r.format == RouteFormat::Avro).filter_map(Route::topic) {
+            self.event_serde(t).register().await?;
         }
         Ok(())
     }
@@ -109,11 +113,11 @@ impl FanoutProcessor {
         if !self.cfg.routes.is_empty() {
             let parsed: Vec<serde_json::Value> =
                 event.resources.iter().filter_map(|r| serde_json::from_str(&r.fhir_json).ok()).collect();
-            for route in self.cfg.routes.iter().filter(|r| r.when.matches(&event, &parsed)) {
+            let matched: Vec<&Route> = self.cfg.routes.iter().filter(|r| r.when.matches(&event, &parsed)).collect();
+            for route in &matched {
+                let Target::Topic(to) = route.target() else { continue };
                 let (value, ct) = match route.format {
-                    RouteFormat::Avro => {
-                        (self.event_serde(&route.to).encode(&event).await?, canonical::event::CONTENT_TYPE)
-                    }
+                    RouteFormat::Avro => (self.event_serde(to).encode(&event).await?, canonical::event::CONTENT_TYPE),
                     RouteFormat::FhirJson => {
                         let b = resources::collection_bundle(&event).map_err(permanent)?;
                         (serde_json::to_vec(&b).expect("a JSON value serialises"), FHIR_JSON_CONTENT_TYPE)
@@ -121,12 +125,13 @@ impl FanoutProcessor {
                 };
                 tracing::debug!(route = %route.name, event_id = %event.id, "routed");
                 out.push(Output {
-                    topic: route.to.clone(),
+                    topic: to.to_string(),
                     key: rec.key.clone(),
                     value,
                     headers: headers(&event.id, ct),
                 });
             }
+            out.extend(webhook::delivery::outputs(&self.cfg, &matched, &current, &event.id));
         }
         self.metrics.count(STAGE, Outcome::acknowledged);
         self.metrics.observe_latency(STAGE, started.elapsed());

@@ -13,6 +13,11 @@
 //!
 //! Every list in `when` that is not empty must match (any of its values); an empty `when`
 //! matches every event.
+//!
+//! A route may send to a webhook instead of a topic (see [`crate::webhook`]): `webhook = "<name>"`
+//! in place of `to`. Each resource of the event that the route selects (its
+//! `when.resource_types`, or every current-state resource) is then delivered to that webhook
+//! as one FHIR JSON request; `format` does not apply.
 
 use canonical::ClinicalEvent;
 use serde::Deserialize;
@@ -48,16 +53,73 @@ pub struct RouteMatch {
 
 /// One rule.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RouteToml")]
 pub struct Route {
     /// Names the route in logs and metrics.
     pub name: String,
-    /// The subscriber topic.
+    /// The subscriber topic, or `webhook:<name>` for a webhook (what `webhook = "<name>"`
+    /// becomes; Kafka topic names cannot hold `:`, so the two never clash). See [`Route::target`].
     pub to: String,
-    #[serde(default)]
     pub format: RouteFormat,
-    #[serde(default)]
     pub when: RouteMatch,
+}
+
+/// Marks a webhook target in [`Route::to`].
+pub const WEBHOOK_PREFIX: &str = "webhook:";
+
+/// Where a route sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Topic(&'a str),
+    Webhook(&'a str),
+}
+
+impl Route {
+    pub fn target(&self) -> Target<'_> {
+        match self.to.strip_prefix(WEBHOOK_PREFIX) {
+            Some(w) => Target::Webhook(w),
+            None => Target::Topic(&self.to),
+        }
+    }
+
+    /// The subscriber topic, for a topic route.
+    pub fn topic(&self) -> Option<&str> {
+        match self.target() {
+            Target::Topic(t) => Some(t),
+            Target::Webhook(_) => None,
+        }
+    }
+}
+
+/// A route as written in TOML: exactly one of `to` and `webhook`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteToml {
+    name: String,
+    to: Option<String>,
+    webhook: Option<String>,
+    #[serde(default)]
+    format: RouteFormat,
+    #[serde(default)]
+    when: RouteMatch,
+}
+
+impl TryFrom<RouteToml> for Route {
+    type Error = String;
+
+    fn try_from(r: RouteToml) -> Result<Self, String> {
+        let to = match (r.to, r.webhook) {
+            (Some(t), None) => t,
+            (None, Some(w)) => format!("{WEBHOOK_PREFIX}{w}"),
+            (Some(_), Some(_)) => {
+                return Err(format!("route {:?}: give `to` (a topic) or `webhook` (a webhook name), not both", r.name));
+            }
+            (None, None) => {
+                return Err(format!("route {:?}: needs `to` (a topic) or `webhook` (a webhook name)", r.name));
+            }
+        };
+        Ok(Route { name: r.name, to, format: r.format, when: r.when })
+    }
 }
 
 fn any_or_empty(list: &[String], f: impl Fn(&str) -> bool) -> bool {
@@ -123,6 +185,29 @@ mod tests {
         assert_eq!(r.when, RouteMatch::default());
         let e = event();
         assert!(r.when.matches(&e, &parsed(&e)), "an empty `when` matches everything");
+    }
+
+    #[test]
+    fn a_route_targets_a_topic_or_a_webhook() {
+        let r = rule("[[routes]]\nname = \"h\"\nwebhook = \"lab-portal\"\nwhen.resource_types = [\"Observation\"]\n");
+        assert_eq!(r.target(), Target::Webhook("lab-portal"));
+        assert_eq!(r.topic(), None);
+        let t = rule("[[routes]]\nname = \"t\"\nto = \"route.x.v1\"\n");
+        assert_eq!((t.target(), t.topic()), (Target::Topic("route.x.v1"), Some("route.x.v1")));
+        let err = |text: &str| {
+            #[derive(Debug, Deserialize)]
+            #[allow(dead_code)]
+            struct W {
+                routes: Vec<Route>,
+            }
+            toml::from_str::<W>(text).unwrap_err().to_string()
+        };
+        assert!(
+            err("[[routes]]\nname = \"b\"\nto = \"t\"\nwebhook = \"w\"\n")
+                .contains("route \"b\": give `to` (a topic) or `webhook`")
+        );
+        assert!(err("[[routes]]\nname = \"n\"\n").contains("route \"n\": needs `to` (a topic) or `webhook`"));
+        assert!(err("[[routes]]\nname = \"u\"\nto = \"t\"\nhook = \"w\"\n").contains("unknown field `hook`"));
     }
 
     #[test]

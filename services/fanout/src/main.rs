@@ -1,16 +1,17 @@
 //! The fan-out service: configuration and wiring only. The logic is in `crates/fanout`;
 //! start-up, health and shutdown in `crates/lifecycle`.
 
-use bus::BusConfig;
 use bus::txloop::TxLoopConfig;
+use bus::{BusConfig, Shutdown};
 use clap::Parser;
+use fanout::webhook::{WebhookMetrics, spawn_all};
 use fanout::{FanoutConfig, FanoutProcessor};
 use lifecycle::{StageSpec, run_stage};
 use serde::Deserialize;
 use std::path::PathBuf;
 use telemetry::{Metrics, TelemetryConfig};
 
-/// Arteria fan-out: current-state FHIR topics and subscriber routes.
+/// Arteria fan-out: current-state FHIR topics, subscriber routes and webhooks.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -38,11 +39,20 @@ fn main() -> anyhow::Result<()> {
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("fanout", &cfg.telemetry)?;
     let f = cfg.fanout.clone();
-    tracing::info!(routes = f.routes.len(), resource_types = f.resource_types.len(), "fan-out configured");
+    // Before anything connects: a route naming a missing webhook, a bad URL or an unset
+    // secret variable stops the service here.
+    let hooks = f.resolve_webhooks(|var| std::env::var(var).ok())?;
+    tracing::info!(
+        routes = f.routes.len(),
+        webhooks = hooks.len(),
+        resource_types = f.resource_types.len(),
+        "fan-out configured"
+    );
     let current: Vec<String> = f.resource_types.iter().map(|t| f.topic_for(t)).collect();
     let mut topics = vec![f.input_topic.clone(), f.dlq_topic.clone()];
     topics.extend(current.iter().cloned());
-    topics.extend(f.routes.iter().map(|r| r.to.clone()));
+    topics.extend(f.route_topics());
+    topics.extend(f.webhook_topics());
     topics.sort();
     topics.dedup();
     let mut loop_cfg = TxLoopConfig::new("fanout", &f.group_id, &[&f.input_topic], &f.transactional_id);
@@ -51,11 +61,57 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         StageSpec { name: "fanout", bus: &cfg.bus, telemetry: &cfg.telemetry, topics, compacted: current, loop_cfg };
     let metrics = Metrics::new();
     let m = metrics.clone();
-    run_stage(spec, metrics, |registry| async move {
-        let p = FanoutProcessor::new(f, &registry, m);
+    let webhook_metrics = WebhookMetrics::new(&metrics);
+    // The webhook workers run beside the transactional loop and stop with it (or on SIGTERM,
+    // between two attempts).
+    let stop_workers = Shutdown::on_signals()?;
+    let workers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (bus, stop, handles) = (cfg.bus.clone(), stop_workers.clone(), workers.clone());
+    let result = run_stage(spec, metrics, |registry| async move {
+        let p = FanoutProcessor::new(f.clone(), &registry, m);
         p.register().await.map_err(|e| format!("registering the fan-out schemas: {e}"))?;
+        let started = spawn_all(&bus, &registry, hooks, &f.dlq_topic, &webhook_metrics, &stop)
+            .map_err(|e| format!("starting the webhook workers: {e}"))?;
+        handles.lock().unwrap_or_else(|p| p.into_inner()).extend(started);
         Ok(p)
     })
-    .await?;
+    .await;
+    stop_workers.trigger();
+    let started: Vec<_> = std::mem::take(&mut *workers.lock().unwrap_or_else(|p| p.into_inner()));
+    for w in started {
+        if let Err(e) = w.await {
+            tracing::error!(error = %e, "a webhook worker panicked");
+        }
+    }
+    result?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let cfg: Config = settings::load_with(DEFAULTS, None, Vec::<(String, String)>::new()).unwrap();
+        assert!(cfg.fanout.webhooks.is_empty() && cfg.fanout.routes.is_empty());
+    }
+
+    /// The commented webhook example in fanout.toml, uncommented, is a working configuration.
+    #[test]
+    fn the_documented_webhook_example_is_valid() {
+        let start = DEFAULTS.find("# [[fanout.routes]]\n# name = \"glucose-to-lab-portal\"").expect("example present");
+        let end = start + DEFAULTS[start..].find("\n\n").expect("example ends with a blank line");
+        let example: String = DEFAULTS[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix('#')).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("{DEFAULTS}\n{example}\n");
+        let cfg: Config = settings::load_with(&text, None, Vec::<(String, String)>::new()).unwrap();
+        let hooks = cfg.fanout.resolve_webhooks(|v| (v == "LAB_PORTAL_AUTH").then(|| "Bearer x".into())).unwrap();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0].topic, "fanout.webhook.lab-portal.v1");
+        assert_eq!(cfg.fanout.webhook_topics(), vec!["fanout.webhook.lab-portal.v1"]);
+    }
 }
