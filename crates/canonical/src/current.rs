@@ -4,14 +4,13 @@
 //!
 //! The resource travels as FHIR R4 JSON beside the few fields every consumer indexes on
 //! (type, tenant, patient, source event), so a consumer can route and index without parsing
-//! the JSON.
-
-use apache_avro::AvroSchema;
-use serde::{Deserialize, Serialize};
+//! the JSON, and as a typed Avro record (`typed`) that analytics read field by field.
 
 /// The current version of one FHIR resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
-#[avro(namespace = "org.arteria.v1")]
+///
+/// On the wire it also carries `typed`, the resource as a typed `org.arteria.fhir.r4` record,
+/// derived from `fhir_json` while encoding (see [`crate::typed`] and [`crate::wire_schema`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FhirResource {
     /// Resource id; also the Kafka key.
     pub id: String,
@@ -25,7 +24,6 @@ pub struct FhirResource {
     /// `ClinicalEvent.event_type` that produced this version, e.g. hl7v2.adt.a08.
     pub event_type: String,
     /// When the source event happened, microseconds since the epoch (UTC).
-    #[avro(with = crate::time::timestamp_micros)]
     pub occurred_at: i64,
     /// The resource as FHIR R4 JSON.
     pub fhir_json: String,
@@ -40,6 +38,7 @@ pub fn topic_for(resource_type: &str) -> String {
 mod tests {
     use super::*;
     use crate::schema_file;
+    use apache_avro::AvroSchema;
 
     #[test]
     fn schema_matches_committed_file() {

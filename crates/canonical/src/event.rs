@@ -1,8 +1,9 @@
 //! `ClinicalEvent`: one canonical event per source message, on `clinical.normalized.v1` and
 //! `clinical.enriched.v1`.
 //!
-//! The envelope is stable; resources travel as FHIR R4 JSON strings for now so that the mapping
-//! work can add typed optional fields later without breaking readers (BACKWARD compatible).
+//! The envelope is stable; each resource travels as FHIR R4 JSON (`fhir_json`, what the services
+//! read) and as a typed Avro record (`typed`, for analytics), added as an optional field so
+//! readers of the earlier schema are unaffected (BACKWARD compatible).
 //! `issues` is the report of what could not be mapped or coded: the design forbids partial
 //! mappings without such a report.
 
@@ -15,8 +16,11 @@ use crate::raw::SenderId;
 pub const CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";
 
 /// One FHIR R4 resource produced from the source message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
-#[avro(namespace = "org.arteria.v1")]
+///
+/// On the wire it also carries `typed`, the same resource as a typed `org.arteria.fhir.r4`
+/// record, derived from `fhir_json` while encoding (see [`crate::typed`]); its schema and
+/// serialisation are written by hand in [`crate::wire_schema`] because of that extra field.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// FHIR resource type, e.g. Patient, Encounter, Observation.
     pub resource_type: String,

@@ -2,8 +2,8 @@
 //!
 //! The `.avsc` files are the source of truth; every type here has a test that its derived
 //! schema is exactly the committed file, so a drift is caught before it reaches a topic.
-//! The full FHIR-aligned model is added by the mapping work; for now this holds the records
-//! that travel between services.
+//! `model` is the FHIR R4-aligned model the mapping fills; it also describes the typed Avro
+//! records (`org.arteria.fhir.r4`) that carry each resource beside its FHIR JSON ([`typed`]).
 
 pub mod audit;
 pub mod current;
@@ -11,6 +11,8 @@ pub mod event;
 pub mod model;
 pub mod raw;
 pub mod time;
+pub mod typed;
+mod wire_schema;
 
 pub use audit::{Actor, AuditAction, AuditEvent, AuditOutcome};
 pub use current::FhirResource;

@@ -74,6 +74,12 @@ impl Serialize for Decimal {
     }
 }
 
+impl crate::model::avro::AvroModel for Decimal {
+    fn avro_elem(_: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
+        crate::model::avro::Elem::One { kind: crate::model::avro::Kind::Decimal, list: false }
+    }
+}
+
 impl crate::model::Skip for Decimal {
     fn skip(&self) -> bool {
         self.0.is_empty()
@@ -212,40 +218,20 @@ fhir_struct!(Meta {
     tag: Vec<Coding>,
 });
 
-/// The value of an [`Extension`] (a non-recursive subset of FHIR's `value[x]`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum ExtensionValue {
-    #[serde(rename = "valueString")]
-    String(String),
-    #[serde(rename = "valueCode")]
-    Code(String),
-    #[serde(rename = "valueBoolean")]
-    Boolean(bool),
-    #[serde(rename = "valueDateTime")]
-    DateTime(String),
-    #[serde(rename = "valueCodeableConcept")]
-    CodeableConcept(CodeableConcept),
-    #[serde(rename = "valueCoding")]
-    Coding(Coding),
-    #[serde(rename = "valueIdentifier")]
-    Identifier(Identifier),
-    #[serde(rename = "valueReference")]
-    Reference(Reference),
-    #[serde(rename = "valueAttachment")]
-    Attachment(Attachment),
-}
-
-impl crate::model::Skip for ExtensionValue {
-    fn skip(&self) -> bool {
-        false
+fhir_choice!(
+    /// The value of an [`Extension`] (a non-recursive subset of FHIR's `value[x]`).
+    ExtensionValue {
+        String(String) = "valueString",
+        Code(String) = "valueCode",
+        Boolean(bool) = "valueBoolean",
+        DateTime(String) = "valueDateTime",
+        CodeableConcept(CodeableConcept) = "valueCodeableConcept",
+        Coding(Coding) = "valueCoding",
+        Identifier(Identifier) = "valueIdentifier",
+        Reference(Reference) = "valueReference",
+        Attachment(Attachment) = "valueAttachment",
     }
-}
-
-impl crate::model::Skip for DoseValue {
-    fn skip(&self) -> bool {
-        false
-    }
-}
+);
 
 /// A FHIR extension with a single value (nested extensions are not needed by the mappings).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -253,6 +239,21 @@ pub struct Extension {
     pub url: String,
     #[serde(flatten)]
     pub value: ExtensionValue,
+}
+
+impl crate::model::avro::AvroModel for Extension {
+    fn avro_elem(b: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
+        use crate::model::avro::{AvroModel, push_field};
+        let id = b.record("Extension", |b| {
+            let mut fields = Vec::new();
+            let url = <String as AvroModel>::avro_elem(b);
+            push_field(&mut fields, "url".into(), url);
+            let value = <ExtensionValue as AvroModel>::avro_elem(b);
+            push_field(&mut fields, String::new(), value);
+            fields
+        });
+        crate::model::avro::Elem::record(id)
+    }
 }
 
 impl Extension {
@@ -266,14 +267,13 @@ fhir_struct!(
     PrimitiveExtensions { extension: Vec<Extension> }
 );
 
-/// FHIR `Dosage.doseAndRate.dose[x]` and similar quantity-or-range choices.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum DoseValue {
-    #[serde(rename = "doseQuantity")]
-    Quantity(Quantity),
-    #[serde(rename = "doseRange")]
-    Range(Range),
-}
+fhir_choice!(
+    /// FHIR `Dosage.doseAndRate.dose[x]` and similar quantity-or-range choices.
+    DoseValue {
+        Quantity(Quantity) = "doseQuantity",
+        Range(Range) = "doseRange",
+    }
+);
 
 fhir_struct!(DoseAndRate {
     #[serde(flatten)]

@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod macros;
+pub mod avro;
 pub mod datatypes;
 pub mod resources;
 

@@ -2,125 +2,91 @@
 //!
 //! [`Resource`] is tagged by `resourceType`, so a `Vec<Resource>` serialises to exactly the
 //! FHIR JSON of each. Choice elements (`value[x]`, `effective[x]` …) are enums flattened into
-//! their parent, so only one variant can ever be present.
+//! their parent, so only one variant can ever be present. Each type also describes its typed
+//! Avro record (see [`crate::model::avro`]).
 
 use super::datatypes::*;
 use serde::Serialize;
 
-/// Marks the choice enums as never-empty for [`crate::model::Skip`].
-macro_rules! choice_never_empty {
-    ($($t:ty),*) => { $(impl crate::model::Skip for $t { fn skip(&self) -> bool { false } })* };
-}
+fhir_choice!(
+    /// `Observation.value[x]`.
+    ObservationValue {
+        Quantity(Quantity) = "valueQuantity",
+        CodeableConcept(CodeableConcept) = "valueCodeableConcept",
+        String(String) = "valueString",
+        Boolean(bool) = "valueBoolean",
+        Integer(i64) = "valueInteger",
+        Range(Range) = "valueRange",
+        Ratio(Ratio) = "valueRatio",
+        Time(String) = "valueTime",
+        DateTime(String) = "valueDateTime",
+        Period(Period) = "valuePeriod",
+    }
+);
 
-/// `Observation.value[x]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum ObservationValue {
-    #[serde(rename = "valueQuantity")]
-    Quantity(Quantity),
-    #[serde(rename = "valueCodeableConcept")]
-    CodeableConcept(CodeableConcept),
-    #[serde(rename = "valueString")]
-    String(String),
-    #[serde(rename = "valueBoolean")]
-    Boolean(bool),
-    #[serde(rename = "valueInteger")]
-    Integer(i64),
-    #[serde(rename = "valueRange")]
-    Range(Range),
-    #[serde(rename = "valueRatio")]
-    Ratio(Ratio),
-    #[serde(rename = "valueTime")]
-    Time(String),
-    #[serde(rename = "valueDateTime")]
-    DateTime(String),
-    #[serde(rename = "valuePeriod")]
-    Period(Period),
-}
+fhir_choice!(
+    /// `effective[x]`, `occurrence[x]`, `performed[x]`, `onset[x]`, `collected[x]`: a point or a span.
+    /// The JSON key is given by the parent via [`When`] variants per element.
+    Effective {
+        DateTime(String) = "effectiveDateTime",
+        Period(Period) = "effectivePeriod",
+    }
+);
 
-/// `effective[x]`, `occurrence[x]`, `performed[x]`, `onset[x]`, `collected[x]`: a point or a span.
-/// The JSON key is given by the parent via [`When`] variants per element.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Effective {
-    #[serde(rename = "effectiveDateTime")]
-    DateTime(String),
-    #[serde(rename = "effectivePeriod")]
-    Period(Period),
-}
+fhir_choice!(
+    Occurrence {
+        DateTime(String) = "occurrenceDateTime",
+        Period(Period) = "occurrencePeriod",
+    }
+);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Occurrence {
-    #[serde(rename = "occurrenceDateTime")]
-    DateTime(String),
-    #[serde(rename = "occurrencePeriod")]
-    Period(Period),
-}
+fhir_choice!(
+    Performed {
+        DateTime(String) = "performedDateTime",
+        Period(Period) = "performedPeriod",
+    }
+);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Performed {
-    #[serde(rename = "performedDateTime")]
-    DateTime(String),
-    #[serde(rename = "performedPeriod")]
-    Period(Period),
-}
+fhir_choice!(
+    Onset {
+        DateTime(String) = "onsetDateTime",
+        String(String) = "onsetString",
+    }
+);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Onset {
-    #[serde(rename = "onsetDateTime")]
-    DateTime(String),
-    #[serde(rename = "onsetString")]
-    String(String),
-}
+fhir_choice!(
+    Collected {
+        DateTime(String) = "collectedDateTime",
+        Period(Period) = "collectedPeriod",
+    }
+);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Collected {
-    #[serde(rename = "collectedDateTime")]
-    DateTime(String),
-    #[serde(rename = "collectedPeriod")]
-    Period(Period),
-}
+fhir_choice!(
+    Deceased {
+        Boolean(bool) = "deceasedBoolean",
+        DateTime(String) = "deceasedDateTime",
+    }
+);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Deceased {
-    #[serde(rename = "deceasedBoolean")]
-    Boolean(bool),
-    #[serde(rename = "deceasedDateTime")]
-    DateTime(String),
-}
+fhir_choice!(
+    MultipleBirth {
+        Boolean(bool) = "multipleBirthBoolean",
+        Integer(i64) = "multipleBirthInteger",
+    }
+);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum MultipleBirth {
-    #[serde(rename = "multipleBirthBoolean")]
-    Boolean(bool),
-    #[serde(rename = "multipleBirthInteger")]
-    Integer(i64),
-}
+fhir_choice!(
+    /// `medication[x]` (always a code here; a Medication resource is not needed).
+    Medication {
+        CodeableConcept(CodeableConcept) = "medicationCodeableConcept",
+    }
+);
 
-/// `medication[x]` (always a code here; a Medication resource is not needed).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Medication {
-    #[serde(rename = "medicationCodeableConcept")]
-    CodeableConcept(CodeableConcept),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum AdministrationEffective {
-    #[serde(rename = "effectiveDateTime")]
-    DateTime(String),
-    #[serde(rename = "effectivePeriod")]
-    Period(Period),
-}
-
-choice_never_empty!(
-    ObservationValue,
-    Effective,
-    Occurrence,
-    Performed,
-    Onset,
-    Collected,
-    Deceased,
-    MultipleBirth,
-    Medication,
-    AdministrationEffective
+fhir_choice!(
+    AdministrationEffective {
+        DateTime(String) = "effectiveDateTime",
+        Period(Period) = "effectivePeriod",
+    }
 );
 
 fhir_struct!(PatientLink { other: Reference, r#type: String });
@@ -751,6 +717,19 @@ macro_rules! resource_meta {
             pub fn id(&self) -> &str {
                 match self { $(Resource::$v(r) => &r.id,)* }
             }
+        }
+
+        /// The Avro shapes of every resource, in the order of this enum (the union order).
+        pub(crate) fn describe() -> crate::model::avro::Shapes {
+            use crate::model::avro::{AvroModel, Elem, Kind, ShapeBuilder};
+            let mut b = ShapeBuilder::default();
+            let resources = vec![$(
+                (stringify!($v), match $v::avro_elem(&mut b) {
+                    Elem::One { kind: Kind::Record(id), list: false } => id,
+                    other => unreachable!("a resource is a record, not {other:?}"),
+                }),
+            )*];
+            crate::model::avro::finish(b, resources)
         }
     };
 }
