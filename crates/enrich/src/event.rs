@@ -61,6 +61,9 @@ pub fn enrich_event(term: &Terminology, event: &mut ClinicalEvent) -> Result<Sum
             resource_type: res.resource_type.clone(),
             detail: e.to_string(),
         })?;
+        // Kept to tell whether anything changed: the report's actions cannot (a unit that is
+        // already valid UCUM is reported `UnitAlreadyUcum` yet gains its system and code).
+        let original = json.clone();
         let report = terminology::enrich::enrich_fhir_json(&enricher, &mut json);
         for entry in &report.entries {
             for a in &entry.actions {
@@ -84,7 +87,7 @@ pub fn enrich_event(term: &Terminology, event: &mut ClinicalEvent) -> Result<Sum
             }
         }
         // Only rewrite what changed, so untouched resources stay byte for byte.
-        if report.entries.iter().any(|e| e.actions.iter().any(changes)) {
+        if json != original {
             res.fhir_json = serde_json::to_string(&json).expect("a JSON value serialises");
         }
     }
@@ -92,10 +95,6 @@ pub fn enrich_event(term: &Terminology, event: &mut ClinicalEvent) -> Result<Sum
     event.provenance.stage = "enrich".into();
     event.provenance.logic_version = LOGIC_VERSION.into();
     Ok(summary)
-}
-
-fn changes(a: &Action) -> bool {
-    matches!(a, Action::StandardCodingAdded { .. } | Action::DisplayAdded { .. } | Action::UnitNormalised { .. })
 }
 
 #[cfg(test)]
@@ -157,6 +156,31 @@ mod tests {
         assert!(codes.contains(&"not-mapped") && codes.contains(&"unknown-unit"), "{codes:?}");
         assert!(ev.issues.iter().all(|i| i.location.starts_with("Observation/o2")), "{:?}", ev.issues);
         assert_eq!(ev.provenance.stage, "enrich");
+    }
+
+    #[test]
+    fn a_unit_already_in_ucum_gets_its_system_and_code_as_the_cli_gives_it() {
+        // `mmol/L` is valid UCUM: the enricher reports UnitAlreadyUcum yet fills system and
+        // code; the stage once dropped that change (the CLI's `convert --enrich` kept it).
+        let obs = serde_json::json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"coding": [{"system": "urn:local:lab", "code": "K"}]},
+            "valueQuantity": {"value": 4.1, "unit": "mmol/L"},
+            "referenceRange": [{"low": {"value": 3.5, "unit": "mmol/L"}, "high": {"value": 5.1, "unit": "mmol/L"}}]});
+        let mut ev = event(vec![("Observation", "o1", obs.clone())]);
+        let t = Terminology::builtin();
+        enrich_event(&t, &mut ev).unwrap();
+        let got: serde_json::Value = serde_json::from_str(&ev.resources[0].fhir_json).unwrap();
+        for q in [&got["valueQuantity"], &got["referenceRange"][0]["low"], &got["referenceRange"][0]["high"]] {
+            assert_eq!(q["system"], "http://unitsofmeasure.org", "{got}");
+            assert_eq!(q["code"], "mmol/L", "{got}");
+            assert_eq!(q["unit"], "mmol/L");
+        }
+        // The same as enriching the resource the way `arteria convert --enrich` does.
+        let mut cli = obs;
+        let enricher =
+            Enricher::new(&t, EnrichOptions { sender: Some("LAB|NORTH".into()), ..EnrichOptions::default() });
+        terminology::enrich::enrich_fhir_json(&enricher, &mut cli);
+        assert_eq!(got, cli);
     }
 
     #[test]
