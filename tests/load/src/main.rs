@@ -70,6 +70,14 @@ struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Each stage's metrics (name=url): messages it handled while sending show where a backlog
+    /// builds. Empty = none.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ingest=http://127.0.0.1:9101/metrics,normalize=http://127.0.0.1:9102/metrics,enrich=http://127.0.0.1:9103/metrics,fanout=http://127.0.0.1:9104/metrics,query=http://127.0.0.1:9105/metrics"
+    )]
+    stage_metrics: Vec<String>,
     /// Print the mean size in bytes of the first 10,000 messages of the mix, and exit.
     #[arg(long)]
     print_mean_size: bool,
@@ -197,6 +205,24 @@ async fn e2e_histogram(client: &reqwest::Client, url: &str) -> anyhow::Result<Hi
         .with_context(|| format!("{url} has no {E2E}: is the query service of this build running?"))
 }
 
+/// Records each stage has handled: `arteria_messages_total` with outcome acknowledged (and, for
+/// the query store, duplicate: an upsert that found the same version stored).
+async fn stage_counts(client: &reqwest::Client, stages: &[(String, String)]) -> Vec<Option<f64>> {
+    let mut out = Vec::with_capacity(stages.len());
+    for (name, url) in stages {
+        let n = match scrape(client, url).await {
+            Ok(s) => ["acknowledged", "duplicate"]
+                .iter()
+                .map(|o| prom::value(&s, "arteria_messages_total", &[("stage", name), ("outcome", o)]).unwrap_or(0.0))
+                .sum::<f64>()
+                .into(),
+            Err(_) => None,
+        };
+        out.push(n);
+    }
+    out
+}
+
 /// Waits until the e2e count has grown by at least `want` over `base` (Some(time it did)), or
 /// until `timeout` or no growth for `stall`.
 async fn wait_for_count(
@@ -279,8 +305,17 @@ struct Report {
     ack_latency_from_due: Option<Summary>,
     ack_latency_from_write: Option<Summary>,
     e2e: Option<E2eReport>,
+    stages: Vec<StageReport>,
     processes: Vec<ProcessReport>,
     load_average: String,
+}
+
+/// Records a stage handled while the harness was sending (messages; resources for query).
+#[derive(serde::Serialize)]
+struct StageReport {
+    name: String,
+    handled_while_sending: Option<f64>,
+    per_second_while_sending: Option<f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -319,8 +354,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let e2e_url = (!args.query_metrics.is_empty()).then_some(args.query_metrics.as_str());
 
-    let mut pids: Vec<(String, Option<u32>)> =
-        args.processes.iter().filter(|n| !n.is_empty()).map(|n| (n.clone(), procs::pid_from_file(&args.pid_dir.join(format!("{n}.pid"))))).collect();
+    let mut pids: Vec<(String, Option<u32>)> = args
+        .processes
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| (n.clone(), procs::pid_from_file(&args.pid_dir.join(format!("{n}.pid")))))
+        .collect();
     for p in &args.process {
         let (n, pid) = p.split_once('=').context("--process name=pid")?;
         pids.push((n.to_string(), Some(pid.parse().context("--process name=pid")?)));
@@ -340,6 +379,13 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
 
+    let stages: Vec<(String, String)> = args
+        .stage_metrics
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split_once('=').map(|(n, u)| (n.to_string(), u.to_string())).context("--stage-metrics name=url"))
+        .collect::<anyhow::Result<_>>()?;
+    let stages_before = stage_counts(&client, &stages).await;
     let read_all = |pids: &[(String, Option<u32>)]| -> Vec<Option<Reading>> {
         pids.iter().map(|(_, p)| p.and_then(|p| procs::read_pid(p).ok())).collect()
     };
@@ -403,6 +449,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let sent_end = Instant::now();
     let sending_readings = read_all(&pids);
+    let stages_after = stage_counts(&client, &stages).await;
     sampler.abort();
     let accepted_total: u64 = all.accepted.values().sum();
     let elapsed = all.last_ack.unwrap_or(sent_end).saturating_duration_since(start).as_secs_f64();
@@ -428,7 +475,11 @@ async fn main() -> anyhow::Result<()> {
                 expected_resources: expected,
                 stored_resources: stored,
                 complete: done.is_some(),
-                throughput: done.map(|t| accepted_total as f64 / t.duration_since(start).as_secs_f64()),
+                // Incomplete: the share stored, over the time waited (the slowest stage's pace).
+                throughput: Some(match done {
+                    Some(t) => accepted_total as f64 / t.duration_since(start).as_secs_f64(),
+                    None => accepted_total as f64 * (stored / expected.max(1.0)) / start.elapsed().as_secs_f64(),
+                }),
                 drain_s: done.map(|t| t.saturating_duration_since(sent_end).as_secs_f64()),
                 p50_ms: ms(d.quantile(0.5)),
                 p90_ms: ms(d.quantile(0.9)),
@@ -466,6 +517,21 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let _ = total_wall;
+    let stage_reports = stages
+        .iter()
+        .enumerate()
+        .map(|(n, (name, _))| StageReport {
+            name: name.clone(),
+            handled_while_sending: match (stages_before[n], stages_after[n]) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            },
+            per_second_while_sending: match (stages_before[n], stages_after[n]) {
+                (Some(a), Some(b)) => Some((b - a) / sending_wall),
+                _ => None,
+            },
+        })
+        .collect();
 
     let report = Report {
         label: args.label.clone(),
@@ -482,6 +548,7 @@ async fn main() -> anyhow::Result<()> {
         ack_latency_from_due: summarise(&mut all.due_to_ack),
         ack_latency_from_write: summarise(&mut all.write_to_ack),
         e2e,
+        stages: stage_reports,
         processes,
         load_average: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string(),
     };
@@ -500,7 +567,8 @@ fn print_table(r: &Report) {
         r.sent, r.mean_message_bytes, r.duration_s, r.ack_codes, r.errors
     );
     println!("accepted (AA/CA): {:?}, {:.0} messages/s", r.accepted, r.ack_throughput);
-    for (what, s) in [("ACK latency from due time", &r.ack_latency_from_due), ("ACK latency from write", &r.ack_latency_from_write)]
+    for (what, s) in
+        [("ACK latency from due time", &r.ack_latency_from_due), ("ACK latency from write", &r.ack_latency_from_write)]
     {
         if let Some(s) = s {
             println!(
@@ -527,6 +595,16 @@ fn print_table(r: &Report) {
             fmt(e.throughput, 0),
             fmt(e.drain_s, 1)
         );
+    }
+    if !r.stages.is_empty() {
+        let line: Vec<String> = r
+            .stages
+            .iter()
+            .map(|s| {
+                format!("{} {} ({}/s)", s.name, fmt(s.handled_while_sending, 0), fmt(s.per_second_while_sending, 0))
+            })
+            .collect();
+        println!("handled while sending (messages; query: resources): {}", line.join(", "));
     }
     println!("| process | CPU while sending (cores) | CPU µs / message | RSS mean MiB | RSS max MiB |");
     println!("|---|---:|---:|---:|---:|");

@@ -25,9 +25,30 @@ impl Kind {
 }
 
 const FAMILY: &[&str] = &[
-    "Ashdown", "Brightwater", "Calloway", "Dunmore", "Everly", "Fairbanks", "Greyson", "Holloway", "Ingram", "Jessop",
-    "Kingsley", "Lockhart", "Merriweather", "Northcote", "Oakes", "Pemberton", "Quill", "Rowntree", "Stanhope",
-    "Thornbury", "Underhill", "Vance", "Whitlock", "Yardley",
+    "Ashdown",
+    "Brightwater",
+    "Calloway",
+    "Dunmore",
+    "Everly",
+    "Fairbanks",
+    "Greyson",
+    "Holloway",
+    "Ingram",
+    "Jessop",
+    "Kingsley",
+    "Lockhart",
+    "Merriweather",
+    "Northcote",
+    "Oakes",
+    "Pemberton",
+    "Quill",
+    "Rowntree",
+    "Stanhope",
+    "Thornbury",
+    "Underhill",
+    "Vance",
+    "Whitlock",
+    "Yardley",
 ];
 const GIVEN_F: &[&str] = &["Ada", "Beatrix", "Clara", "Delphine", "Edith", "Flora", "Greta", "Hazel", "Iris", "Juno"];
 const GIVEN_M: &[&str] = &["Albin", "Bram", "Cedric", "Dorian", "Emeric", "Felix", "Gideon", "Hugo", "Ivo", "Jasper"];
@@ -192,8 +213,14 @@ impl Generator {
                 );
                 let kin = format!("{}^{}", p.family, pick(GIVEN_M, r >> 11));
                 segment(&mut s, "NK1", &[(1, "1"), (2, &kin), (3, "SPO^Spouse^HL70063")]);
-                let bed = format!("WARD{}^{}^{}^LOADTEST", 1 + r % 9, 100 + (r >> 13) % 40, ["A", "B"][(r >> 17) as usize % 2]);
-                let doctor = format!("D{:04}^{}^{}^^^Dr.", (r >> 19) % 500, pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27));
+                let bed = format!(
+                    "WARD{}^{}^{}^LOADTEST",
+                    1 + r % 9,
+                    100 + (r >> 13) % 40,
+                    ["A", "B"][(r >> 17) as usize % 2]
+                );
+                let doctor =
+                    format!("D{:04}^{}^{}^^^Dr.", (r >> 19) % 500, pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27));
                 segment(
                     &mut s,
                     "PV1",
@@ -213,7 +240,8 @@ impl Generator {
                 let placer = format!("P{}{i:010}^LOADEHR", self.run);
                 let filler = format!("F{}{i:010}^LOADLAB", self.run);
                 segment(&mut s, "ORC", &[(1, "RE"), (2, &placer), (3, &filler)]);
-                let doctor = format!("D{:04}^{}^{}^^^Dr.", (r >> 19) % 500, pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27));
+                let doctor =
+                    format!("D{:04}^{}^{}^^^Dr.", (r >> 19) % 500, pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27));
                 segment(
                     &mut s,
                     "OBR",

@@ -49,8 +49,8 @@ fn read(path: &str) -> Result<String, ProcError> {
 pub fn read_pid(pid: u32) -> Result<Reading, ProcError> {
     let stat_path = format!("/proc/{pid}/stat");
     let status_path = format!("/proc/{pid}/status");
-    let cpu_ticks = cpu_ticks_from_stat(&read(&stat_path)?)
-        .ok_or(ProcError::Format { path: stat_path, what: "utime/stime" })?;
+    let cpu_ticks =
+        cpu_ticks_from_stat(&read(&stat_path)?).ok_or(ProcError::Format { path: stat_path, what: "utime/stime" })?;
     let status = read(&status_path)?;
     let rss_kib = status_kib(&status, "VmRSS").ok_or(ProcError::Format { path: status_path.clone(), what: "VmRSS" })?;
     let hwm_kib = status_kib(&status, "VmHWM").unwrap_or(rss_kib);
