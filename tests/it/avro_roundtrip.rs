@@ -11,6 +11,10 @@ use bus::avro::{AvroError, wire};
 use bus::{BusProducer, MessageHeaders, Registry};
 use canonical::{Channel, ClinicalEvent, RawMessage, SenderId};
 
+/// The typed form's lossless check over every message (no Kafka needed), built into this binary.
+#[path = "typed_fhir.rs"]
+mod typed_fhir;
+
 fn sample() -> RawMessage {
     RawMessage {
         id: "0191f0aa-0000-7000-8000-000000000001".into(),
@@ -209,4 +213,133 @@ async fn bad_bytes_and_unknown_ids_are_precise_permanent_errors() {
     v.truncate(v.len() - 3);
     let e = serde.decode(&v).await.unwrap_err();
     assert!(matches!(e, AvroError::Decode { .. }), "{e:?}");
+}
+
+/// A field of a decoded record, through `["null", T]` unions.
+fn at<'v>(v: &'v apache_avro::types::Value, path: &[&str]) -> &'v apache_avro::types::Value {
+    use apache_avro::types::Value;
+    let mut v = v;
+    for name in path {
+        if let Value::Union(_, inner) = v {
+            v = inner;
+        }
+        let Value::Record(fields) = v else { panic!("{name}: not a record: {v:?}") };
+        v = &fields.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}")).1;
+    }
+    match v {
+        Value::Union(_, inner) => inner,
+        other => other,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_resources_round_trip_through_kafka_and_the_registry() {
+    use apache_avro::types::Value;
+    let cfg = require_stack();
+    let topic = unique("avro.typed");
+    create_topic(&cfg, &topic, 1).await;
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let serde = registry.value_serde::<ClinicalEvent>(&topic);
+
+    // A real conversion: the chemistry example (OBX-5 0.84 mg/dL, range 0.57-1.00).
+    let msg = std::fs::read(arteria_tests::workspace_root().join("examples/oru-r01-chemistry.hl7")).unwrap();
+    let conv = mapping::convert_bytes(&msg, &mapping::Profiles::default(), "t1").unwrap();
+    let event = conv.to_event("t1", "raw-1", 1_700_000_000_000_000);
+
+    let value = serde.encode(&event).await.expect("encode with typed resources");
+    let producer = BusProducer::new(&cfg, "it-avro-typed").unwrap();
+    let mut headers = MessageHeaders::new();
+    headers.set_message_id(&event.id).set_content_type(canonical::event::CONTENT_TYPE);
+    producer.send(&topic, Some(b"p"), &value, &headers).await.expect("acknowledged");
+    let got = read_committed(&cfg, &topic, 1, Duration::from_secs(30)).await;
+    let bytes = got[0].value.as_deref().unwrap();
+    assert_eq!(bytes, &value[..]);
+
+    // The services' decode: the same event, JSON intact.
+    assert_eq!(serde.decode(bytes).await.expect("decode"), event);
+
+    // An analytics reader: the writer schema from the registry by id, then fields by path.
+    let (id, body) = wire::unframe(bytes).unwrap();
+    let url = format!("{}/schemas/ids/{id}", registry_url());
+    let schema_json: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let writer = apache_avro::Schema::parse_str(schema_json["schema"].as_str().unwrap()).unwrap();
+    let decoded = apache_avro::reader::datum::GenericDatumReader::builder(&writer)
+        .build()
+        .unwrap()
+        .read_value(&mut &body[..])
+        .unwrap();
+    let Value::Array(resources) = at(&decoded, &["resources"]) else { panic!("resources") };
+    let creatinine = resources
+        .iter()
+        .filter(|r| at(r, &["resource_type"]) == &Value::String("Observation".into()))
+        .find(|r| {
+            let Value::Array(codings) = at(r, &["typed", "code", "coding"]) else { return false };
+            codings.iter().any(|c| at(c, &["code"]) == &Value::String("2160-0".into()))
+        })
+        .expect("the creatinine Observation is typed");
+    assert_eq!(at(creatinine, &["typed", "valueQuantity", "value"]), &Value::String("0.84".into()));
+    assert_eq!(at(creatinine, &["typed", "valueQuantity", "unit"]), &Value::String("mg/dL".into()));
+    let Value::Array(ranges) = at(creatinine, &["typed", "referenceRange"]) else { panic!("referenceRange") };
+    assert_eq!(at(&ranges[0], &["high", "value"]), &Value::String("1.00".into()), "decimal digits kept");
+    // And the typed record gives back the resource's JSON exactly.
+    let Value::String(fhir_json) = at(creatinine, &["fhir_json"]) else { panic!("fhir_json") };
+    let typed = match creatinine {
+        Value::Record(f) => &f.iter().find(|(n, _)| n == "typed").unwrap().1,
+        _ => unreachable!(),
+    };
+    assert_eq!(canonical::typed::to_fhir_json(typed).unwrap().as_deref(), Some(fhir_json.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_the_earlier_schema_reads_typed_events() {
+    // A consumer still on the ClinicalEvent schema without `typed` (every committed version
+    // before it) reads what the current producers write: Avro resolution drops the field.
+    // The registry, set to BACKWARD, accepts the typed schema over the earlier one.
+    let cfg = require_stack();
+    let topic = unique("avro.typed-old-reader");
+    let mut old: serde_json::Value = serde_json::to_value(ClinicalEvent::get_schema()).unwrap();
+    for f in old["fields"].as_array_mut().unwrap() {
+        if f["name"] == "resources" {
+            f["type"]["items"]["fields"].as_array_mut().unwrap().retain(|rf| rf["name"] != "typed");
+        }
+    }
+    let client = reqwest::Client::new();
+    let subject = format!("{topic}-value");
+    let r = client
+        .post(format!("{}/subjects/{subject}/versions", registry_url()))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": old.to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "register the earlier schema: {}", r.status());
+    let old_id = r.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap() as u32;
+    let r = client
+        .put(format!("{}/config/{subject}", registry_url()))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({"compatibility": "BACKWARD"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "set BACKWARD on the subject: {}", r.status());
+
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let serde = registry.value_serde::<ClinicalEvent>(&topic);
+    let new_id = serde.register().await.expect("the typed schema is a compatible next version");
+    assert_ne!(new_id, old_id);
+    let msg = std::fs::read(arteria_tests::workspace_root().join("examples/adt-a01-admit.hl7")).unwrap();
+    let conv = mapping::convert_bytes(&msg, &mapping::Profiles::default(), "t1").unwrap();
+    let event = conv.to_event("t1", "raw-1", 1);
+    let bytes = serde.encode(&event).await.unwrap();
+    let (id, body) = wire::unframe(&bytes).unwrap();
+    assert_eq!(id, new_id);
+    let old = apache_avro::Schema::parse(&old).unwrap();
+    let v = apache_avro::reader::datum::GenericDatumReader::builder(&ClinicalEvent::get_schema())
+        .reader_schema(&old)
+        .build()
+        .unwrap()
+        .read_value(&mut &body[..])
+        .unwrap();
+    let back: ClinicalEvent = apache_avro::from_value(&v).unwrap();
+    assert_eq!(back, event);
 }
