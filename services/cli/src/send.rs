@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, default_value_t = 30)]
     timeout: u64,
     #[command(flatten)]
-    tls: tls::Args,
+    tls: tls::TlsArgs,
 }
 
 /// What came back for one message.
@@ -341,13 +341,13 @@ mod tests {
         let (ca, stranger) = (Ca::new(), Ca::new());
         let addr = tls_receiver(&ca, None).await;
         let dir = tempfile::tempdir().unwrap();
-        let trusted = tls::Args { tls: true, ca: Some(write(&dir, "ca.pem", &ca.pem)), ..Default::default() };
+        let trusted = tls::TlsArgs { tls: true, ca: Some(write(&dir, "ca.pem", &ca.pem)), ..Default::default() };
         let client = trusted.client(&addr).unwrap().map(Arc::new);
         let replies = send_all(&addr, client, vec![msg("T1"), msg("T2")], 1, 0.0, Duration::from_secs(5)).await;
         assert_eq!(replies, vec![Reply::Ack("AA".into()), Reply::Ack("AA".into())]);
 
         // The certificate names 127.0.0.1 and mllp.test; another expected name fails.
-        let renamed = tls::Args { server_name: Some("other.test".into()), ..trusted.clone() };
+        let renamed = tls::TlsArgs { server_name: Some("other.test".into()), ..trusted.clone() };
         let replies = send_all(
             &addr,
             renamed.client(&addr).unwrap().map(Arc::new),
@@ -358,7 +358,7 @@ mod tests {
         )
         .await;
         assert!(matches!(&replies[0], Reply::Error(e) if e.contains("TLS handshake")), "{replies:?}");
-        let named = tls::Args { server_name: Some("mllp.test".into()), ..trusted };
+        let named = tls::TlsArgs { server_name: Some("mllp.test".into()), ..trusted };
         let replies = send_all(
             &addr,
             named.client(&addr).unwrap().map(Arc::new),
@@ -371,7 +371,7 @@ mod tests {
         assert_eq!(replies[0], Reply::Ack("AA".into()));
 
         let untrusted =
-            tls::Args { tls: true, ca: Some(write(&dir, "other.pem", &stranger.pem)), ..Default::default() };
+            tls::TlsArgs { tls: true, ca: Some(write(&dir, "other.pem", &stranger.pem)), ..Default::default() };
         let replies = send_all(
             &addr,
             untrusted.client(&addr).unwrap().map(Arc::new),
@@ -390,11 +390,11 @@ mod tests {
         let addr = tls_receiver(&ca, Some(&clients)).await;
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = clients.issue(&["lab.north.test"], true);
-        let base = tls::Args { tls: true, ca: Some(write(&dir, "ca.pem", &ca.pem)), ..Default::default() };
+        let base = tls::TlsArgs { tls: true, ca: Some(write(&dir, "ca.pem", &ca.pem)), ..Default::default() };
         let without = base.client(&addr).unwrap().map(Arc::new);
         let replies = send_all(&addr, without, vec![msg("C1")], 1, 0.0, Duration::from_secs(5)).await;
         assert!(matches!(&replies[0], Reply::Error(_)), "refused without a client certificate: {replies:?}");
-        let with = tls::Args {
+        let with = tls::TlsArgs {
             cert: Some(write(&dir, "client.pem", &cert)),
             key: Some(write(&dir, "client-key.pem", &key)),
             ..base
@@ -403,6 +403,45 @@ mod tests {
             send_all(&addr, with.client(&addr).unwrap().map(Arc::new), vec![msg("C2")], 1, 0.0, Duration::from_secs(5))
                 .await;
         assert_eq!(replies[0], Reply::Ack("AA".into()));
+    }
+
+    /// `send` as the command line sees it.
+    #[derive(clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn the_tls_options_parse_and_depend_on_each_other() {
+        use clap::{CommandFactory, Parser};
+        Cmd::command().debug_assert();
+        let c = Cmd::try_parse_from([
+            "send",
+            "--to",
+            "h:1",
+            "--tls",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--server-name",
+            "mllp.test",
+            "m.hl7",
+        ])
+        .unwrap();
+        assert!(c.args.tls.tls);
+        assert_eq!(c.args.tls.server_name.as_deref(), Some("mllp.test"));
+        assert!(Cmd::try_parse_from(["send", "--to", "h:1", "m.hl7"]).is_ok_and(|c| !c.args.tls.tls));
+        for bad in [
+            &["send", "--to", "h:1", "--ca", "ca.pem", "m.hl7"][..],
+            &["send", "--to", "h:1", "--tls", "--cert", "c.pem", "m.hl7"],
+            &["send", "--to", "h:1", "--tls", "--key", "k.pem", "m.hl7"],
+        ] {
+            assert!(Cmd::try_parse_from(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[tokio::test]

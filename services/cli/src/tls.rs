@@ -14,7 +14,7 @@ use tokio_rustls::client::TlsStream;
 
 /// The TLS options of `arteria send`.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct Args {
+pub struct TlsArgs {
     /// Speak MLLP over TLS.
     #[arg(long)]
     pub tls: bool,
@@ -63,7 +63,7 @@ fn host_of(to: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-impl Args {
+impl TlsArgs {
     /// The client these options describe for a receiver at `to`, or `None` without `--tls`.
     pub fn client(&self, to: &str) -> Result<Option<TlsClient>> {
         if !self.tls {
@@ -132,11 +132,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not pem").unwrap();
-        let args = |ca: Option<PathBuf>| Args { tls: true, ca, ..Default::default() };
+        let args = |ca: Option<PathBuf>| TlsArgs { tls: true, ca, ..Default::default() };
         let e = format!("{:#}", args(Some(dir.path().join("missing-ca.pem"))).client("h:1").err().unwrap());
         assert!(e.contains("missing-ca.pem"), "{e}");
         let e = format!("{:#}", args(Some(junk.clone())).client("h:1").err().unwrap());
         assert!(e.contains("junk.pem") && e.contains("no CERTIFICATE"), "{e}");
-        assert!(Args::default().client("h:1").unwrap().is_none(), "no --tls, no TLS");
+        assert!(TlsArgs::default().client("h:1").unwrap().is_none(), "no --tls, no TLS");
     }
 }
