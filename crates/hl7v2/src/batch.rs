@@ -350,6 +350,22 @@ mod tests {
     }
 
     #[test]
+    fn batch_envelope_and_segment_names_inside_fields() {
+        // Batch header/trailer segments are not messages; every message keeps its own bytes.
+        let b = b"FHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|A\rPID|1\rMSH|^~\\&|B\rBTS|2\rFTS|1\r";
+        let s = split(b).unwrap();
+        let msgs: Vec<_> = s.messages().collect();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].bytes, b"MSH|^~\\&|A\rPID|1\r");
+        assert_eq!(msgs[1].bytes, b"MSH|^~\\&|B\r");
+        // "MSH" inside a field is not a segment start.
+        assert_eq!(split(b"MSH|^~\\&|A\rNTE|1||see MSH above\r").unwrap().message_count(), 1);
+        // A byte-order mark before the first MSH is not content.
+        let s = split(b"\xEF\xBB\xBFMSH|^~\\&|A\rPID|1\r").unwrap();
+        assert_eq!(s.messages().next().unwrap().bytes, b"MSH|^~\\&|A\rPID|1\r");
+    }
+
+    #[test]
     fn errors() {
         assert_eq!(split(b"  \r\n"), Err(BatchError::Empty));
         assert!(matches!(split(b"PID|1\rMSH|x\r"), Err(BatchError::OutsideMessage { .. })));

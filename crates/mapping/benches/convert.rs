@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 let conv = mapping::convert_bytes(black_box(msg), &profiles, "bench").unwrap();
-                conv.write_bundle_json(&mut out).unwrap();
+                conv.append_bundle_json(&mut out);
                 black_box(out.len())
             })
         });

@@ -1,7 +1,8 @@
 //! Conversion throughput per core measured in CPU time, so that other work on a shared machine
 //! does not distort it: messages converted divided by the time this thread actually ran
 //! (`/proc/thread-self/schedstat`, Linux). Complements the criterion benchmark (wall time).
-//! `cargo run --release -p mapping --example throughput -- [SECONDS]`
+//! `cargo run --release -p mapping --example throughput -- [SECONDS] [FILTER]` (FILTER: run only the
+//! measurements whose name contains it, e.g. `oru_r01_10obx -> FHIR`, for profiling one path).
 
 use apache_avro::AvroSchema;
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ fn cpu_ns() -> u64 {
 }
 
 fn measure(name: &str, secs: f64, mut f: impl FnMut() -> usize) {
+    if std::env::args().nth(2).is_some_and(|filter| !name.contains(&filter)) {
+        return;
+    }
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_secs_f64(secs / 2.0) {
         std::hint::black_box(f());
@@ -48,7 +52,7 @@ fn main() {
         measure(&format!("{name} -> FHIR JSON"), secs, || {
             out.clear();
             let conv = mapping::convert_bytes(msg, &profiles, "bench").unwrap();
-            conv.write_bundle_json(&mut out).unwrap();
+            conv.append_bundle_json(&mut out);
             out.len()
         });
         measure(&format!("{name} -> Avro ClinicalEvent"), secs, || {

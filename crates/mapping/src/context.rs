@@ -55,7 +55,15 @@ impl<'a> Env<'a> {
 
 /// `urn:uuid:` reference to a resource id.
 pub fn reference(id: &str) -> Reference {
-    Reference::to(format!("urn:uuid:{id}"))
+    Reference::to(urn_uuid(id))
+}
+
+/// `urn:uuid:<id>`, built without the formatting machinery (this runs for every reference).
+pub fn urn_uuid(id: &str) -> String {
+    let mut s = String::with_capacity(9 + id.len());
+    s.push_str("urn:uuid:");
+    s.push_str(id);
+    s
 }
 
 /// Resources built so far and the shared master data.
@@ -155,7 +163,10 @@ impl Out {
         for (n, code, display) in levels {
             let name = if n == 4 { sub(&r, 4, 1).or_else(|| sub(&r, 4, 2)) } else { comp(&r, n) };
             let Some(name) = name else { continue };
-            path.push_str(&format!("{n}={name};"));
+            path.push(char::from(b'0' + n as u8));
+            path.push('=');
+            path.push_str(&name);
+            path.push(';');
             let rid = identity::id(env.tenant, "Location", &[&env.sender_key, &path]);
             let part_of = parent.clone();
             let mut reference = self.master(rid, |id| {

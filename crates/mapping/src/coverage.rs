@@ -240,6 +240,12 @@ impl<'a, 'm> Seg<'a, 'm> {
         self.f(n).and_then(|f| f.component(1)).and_then(|c| c.text()).map(|c| c.into_owned())
     }
 
+    /// First component of field `n`, unescaped, borrowed from the message where it can be:
+    /// for codes that are only compared.
+    pub fn c1_ref(&self, n: usize) -> Option<std::borrow::Cow<'m, str>> {
+        self.f(n).and_then(|f| f.component(1)).and_then(|c| c.text())
+    }
+
     /// Marks structural fields (set IDs) as consumed.
     pub fn structural(&self, fields: &[usize]) {
         for &n in fields {

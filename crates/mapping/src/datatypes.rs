@@ -12,11 +12,33 @@ use crate::vocab;
 use canonical::model::*;
 use hl7v2::escape::Formatting;
 use hl7v2::{Component, Repetition, Value};
+use std::borrow::Cow;
 
 /// Unescaped text of a value, `None` when empty or the `""` null.
 pub fn txt(v: Option<Value<'_>>) -> Option<String> {
     // Padding spaces are an artefact of fixed-width senders, not data.
-    v.and_then(|v| v.text()).map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    // One allocation at most: an unescaped (owned) text is reused when nothing is trimmed.
+    let t = v?.text()?;
+    let trimmed = t.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(match t {
+        Cow::Owned(o) if o.len() == trimmed.len() => o,
+        _ => trimmed.to_string(),
+    })
+}
+
+/// Like [`txt`], borrowing from the message when there is nothing to unescape: for values
+/// that are only looked at (codes, system names), not stored.
+pub fn txt_ref<'m>(v: Option<Value<'m>>) -> Option<Cow<'m, str>> {
+    let t = v?.text()?;
+    let trimmed = match &t {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => t,
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    };
+    (!trimmed.is_empty()).then_some(trimmed)
 }
 
 /// Component `n` of a repetition as text.
@@ -41,7 +63,10 @@ pub fn urn_part(s: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
         }
     }
     out
@@ -61,7 +86,12 @@ pub fn hd_system(env: &Env<'_>, ns: Option<&str>, universal: Option<&str>, utype
             _ => {}
         }
     }
-    ns.or(universal).map(|n| format!("urn:arteria:v2:authority:{}", urn_part(n)))
+    ns.or(universal).map(|n| {
+        let mut s = String::with_capacity(25 + n.len());
+        s.push_str("urn:arteria:v2:authority:");
+        s.push_str(&urn_part(n));
+        s
+    })
 }
 
 /// An OID as FHIR accepts it: first arc 0–2, at least three arcs, no leading zeros.
@@ -108,7 +138,7 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
             }
             continue;
         };
-        let system = comp(r, sys_n).map(|s| code_system(env, &s));
+        let system = txt_ref(parts[sys_n]).map(|s| code_system(env, &s));
         cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code), display });
     }
     if let Some(t) = comp(r, 9) {
@@ -365,11 +395,9 @@ fn period_of(env: &Env<'_>, start: Option<&str>, end: Option<&str>, place: Optio
 pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<String>, Option<String>) {
     let code = comp(r, 1);
     let text = comp(r, 2);
-    let sys = comp(r, 3);
-    let unit = text.clone().or_else(|| code.clone());
-    match (code, sys) {
-        (Some(c), Some(s)) => (unit, Some(code_system(env, &s)), Some(c)),
-        _ => (unit, None, None),
+    match (code, txt_ref(r.component(3).map(|c| c.value()))) {
+        (Some(c), Some(s)) => (text.or_else(|| Some(c.clone())), Some(code_system(env, &s)), Some(c)),
+        (code, _) => (text.or(code), None, None),
     }
 }
 

@@ -17,7 +17,8 @@
 //! maps), [`time`] (TS/DTM with zones), [`identity`] (deterministic ids), [`profile`] (sender
 //! profiles), [`coverage`] (the report), `messages` (the segment walk and per-segment
 //! mappers), `bundle` (MSH/EVN → MessageHeader/Provenance, the Bundle), [`event`]
-//! (the `ClinicalEvent` for Kafka), [`split`] (batches and multi-message files).
+//! (the `ClinicalEvent` for Kafka). Files holding several messages, batches or MLLP captures
+//! are split by `hl7v2::batch`.
 
 mod bundle;
 mod context;
@@ -27,7 +28,6 @@ pub mod event;
 pub mod identity;
 mod messages;
 pub mod profile;
-pub mod split;
 pub mod time;
 pub mod vocab;
 
@@ -169,19 +169,25 @@ impl Conversion {
 
     /// The Bundle as JSON: compact (one line, for NDJSON) or pretty.
     pub fn to_bundle_json(&self, pretty: bool) -> String {
-        let mut out = Vec::with_capacity(4096);
+        let mut out = Vec::new();
         if pretty {
-            let b = self.borrowed();
-            serde_json::to_writer_pretty(&mut out, &b).expect("the model serialises to JSON");
+            serde_json::to_writer_pretty(&mut out, &self.borrowed()).expect("the model serialises to JSON");
         } else {
-            self.write_bundle_json(&mut out).expect("the model serialises to JSON");
+            self.append_bundle_json(&mut out);
         }
-        String::from_utf8(out).expect("serde_json writes UTF-8")
+        String::from_utf8(out).expect("JSON output is UTF-8")
     }
 
     /// Writes the Bundle as compact JSON to `w`, without copying the resources.
     pub fn write_bundle_json<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
         serde_json::to_writer(w, &self.borrowed())
+    }
+
+    /// Appends the Bundle as compact JSON to `out`, reserving room first (about 1 kB per
+    /// resource in practice), so that the buffer does not grow step by step.
+    pub fn append_bundle_json(&self, out: &mut Vec<u8>) {
+        out.reserve(1024 * (self.resources.len() + 1));
+        serde_json::to_writer(out, &self.borrowed()).expect("the model serialises to JSON");
     }
 
     fn borrowed(&self) -> BorrowedBundle<'_> {
@@ -190,7 +196,7 @@ impl Conversion {
             identifier: self.bundle_identifier(),
             r#type: "message",
             timestamp: self.timestamp.as_deref(),
-            entry: self.resources.iter().map(|r| BorrowedEntry { full_url: UrnUuid(r.id()), resource: r }).collect(),
+            entry: Entries(&self.resources),
         }
     }
 }
@@ -204,7 +210,21 @@ struct BorrowedBundle<'a> {
     r#type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     timestamp: Option<&'a str>,
-    entry: Vec<BorrowedEntry<'a>>,
+    entry: Entries<'a>,
+}
+
+/// The bundle entries, written from the resources without building entry values.
+struct Entries<'a>(&'a [Resource]);
+
+impl serde::Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in self.0 {
+            seq.serialize_element(&BorrowedEntry { full_url: UrnUuid(r.id()), resource: r })?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -219,6 +239,14 @@ struct UrnUuid<'a>(&'a str);
 
 impl serde::Serialize for UrnUuid<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("urn:uuid:{}", self.0))
+        const PREFIX: &[u8] = b"urn:uuid:";
+        let mut buf = [0u8; 64];
+        let n = PREFIX.len() + self.0.len();
+        if n > buf.len() {
+            return s.collect_str(&format_args!("urn:uuid:{}", self.0));
+        }
+        buf[..PREFIX.len()].copy_from_slice(PREFIX);
+        buf[PREFIX.len()..n].copy_from_slice(self.0.as_bytes());
+        s.serialize_str(std::str::from_utf8(&buf[..n]).expect("prefix and id are UTF-8"))
     }
 }

@@ -9,7 +9,6 @@
 
 use jiff::civil;
 use jiff::tz::TimeZone;
-use std::fmt::Write;
 
 /// How precise the source value was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +84,20 @@ impl ZoneRule {
     pub fn utc_fallback() -> ZoneRule {
         ZoneRule { zone: TimeZone::UTC, source: ZoneSource::Fallback }
     }
+}
+
+/// Appends `n` as at least `width` decimal digits (zero-padded): the values are small
+/// calendar numbers, and this runs several times per time value (no formatting machinery).
+fn push_num(out: &mut String, n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut i = buf.len();
+    let mut v = n;
+    while v > 0 || buf.len() - i < width {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 fn num(b: &[u8]) -> Option<u32> {
@@ -167,12 +180,14 @@ pub fn convert(raw: &str, zone: &ZoneRule) -> Result<FhirTime, TimeError> {
         }
     };
     let mut out = String::with_capacity(29);
-    let _ = write!(out, "{year:04}");
+    push_num(&mut out, year, 4);
     if let Some(m) = month {
-        let _ = write!(out, "-{m:02}");
+        out.push('-');
+        push_num(&mut out, m, 2);
     }
     if let Some(d) = day {
-        let _ = write!(out, "-{d:02}");
+        out.push('-');
+        push_num(&mut out, d, 2);
     }
     let Some(h) = hour else {
         // A date carries no zone; an offset on a bare date has nothing to apply to.
@@ -181,7 +196,7 @@ pub fn convert(raw: &str, zone: &ZoneRule) -> Result<FhirTime, TimeError> {
     let (mi, se) = (minute.unwrap_or(0), second.unwrap_or(0));
     let (offset_min, source) = match offset_min {
         Some(o) => {
-            let _ = write!(out, "T{h:02}:{mi:02}:{se:02}");
+            push_time(&mut out, h, mi, se);
             (o, ZoneSource::Message)
         }
         None => {
@@ -210,14 +225,16 @@ pub fn convert(raw: &str, zone: &ZoneRule) -> Result<FhirTime, TimeError> {
             // written as the moved time, or the instant would be wrong by the gap.
             let z = zoned.datetime();
             out.truncate(0);
-            let _ = write!(out, "{:04}", z.year());
+            push_num(&mut out, z.year() as u32, 4);
             if month.is_some() {
-                let _ = write!(out, "-{:02}", z.month());
+                out.push('-');
+                push_num(&mut out, z.month() as u32, 2);
             }
             if day.is_some() {
-                let _ = write!(out, "-{:02}", z.day());
+                out.push('-');
+                push_num(&mut out, z.day() as u32, 2);
             }
-            let _ = write!(out, "T{:02}:{:02}:{:02}", z.hour(), z.minute(), z.second());
+            push_time(&mut out, z.hour() as u32, z.minute() as u32, z.second() as u32);
             (zoned.offset().seconds() / 60, zone.source)
         }
     };
@@ -227,8 +244,21 @@ pub fn convert(raw: &str, zone: &ZoneRule) -> Result<FhirTime, TimeError> {
     }
     let sign = if offset_min < 0 { '-' } else { '+' };
     let a = offset_min.unsigned_abs();
-    let _ = write!(out, "{sign}{:02}:{:02}", a / 60, a % 60);
+    out.push(sign);
+    push_num(&mut out, a / 60, 2);
+    out.push(':');
+    push_num(&mut out, a % 60, 2);
     Ok(FhirTime { value: out, precision, zone: source })
+}
+
+/// `THH:MM:SS`.
+fn push_time(out: &mut String, h: u32, m: u32, s: u32) {
+    out.push('T');
+    push_num(out, h, 2);
+    out.push(':');
+    push_num(out, m, 2);
+    out.push(':');
+    push_num(out, s, 2);
 }
 
 /// Whether FHIR date/time `a` is strictly after `b` (instants compared when both have a

@@ -62,14 +62,21 @@ fn convert_corpus(shared: &Path) -> (String, usize, Vec<String>) {
     let mut failures = Vec::new();
     for p in &paths {
         let bytes = std::fs::read(p).unwrap();
-        for piece in mapping::split::split(&bytes) {
-            match mapping::convert_bytes(piece.bytes, &profiles, "corpus") {
+        let split = match hl7v2::batch::split(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{}: {e}", p.display()));
+                continue;
+            }
+        };
+        for (i, chunk) in split.messages().enumerate() {
+            match mapping::convert_bytes(chunk.bytes, &profiles, "corpus") {
                 Ok(c) => {
                     count += 1;
                     ndjson.push_str(&c.to_bundle_json(false));
                     ndjson.push('\n');
                 }
-                Err(e) => failures.push(format!("{} message {}: {e}", p.display(), piece.index)),
+                Err(e) => failures.push(format!("{} message {}: {e}", p.display(), i + 1)),
             }
         }
     }

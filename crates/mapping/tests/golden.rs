@@ -607,7 +607,7 @@ OBX|1|NM|X2^Local test^99ACME||7|||||||F
 #[test]
 fn unmapped_segments_and_fields_are_reported() {
     let msg = "MSH|^~\\&|ADT|GH|EHR|GH|20240601120000+0200||ADT^A01|U-1|P|2.5
-PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M||2106-3^White^HL70005
+PID|1||55555^^^GH^MR||SMITH^JOHN||19700101|M||2106-3^White^HL70005|||||||||||||||||Y
 PV1|1|I|WARD1
 ZZZ|1|secret
 GT1|1||SMITH^JOHN
@@ -617,9 +617,10 @@ GT1|1||SMITH^JOHN
     let segs: Vec<(String, usize)> = c.unmapped_segments.iter().map(|p| (p.segment.clone(), p.index)).collect();
     assert_eq!(segs, [("ZZZ".to_string(), 4), ("GT1".to_string(), 5)]);
     assert!(
-        c.unmapped_fields.iter().any(|p| p.segment == "PID" && p.field == Some(10)),
-        "PID-10 race is not mapped and must be listed"
+        c.unmapped_fields.iter().any(|p| p.segment == "PID" && p.field == Some(27)),
+        "PID-27 veterans military status is not mapped and must be listed"
     );
+    assert!(!c.mentions(2, Some(10)), "PID-10 race is mapped (to a Patient extension)");
     let issues = c.to_issues();
     assert!(
         issues.iter().all(|i| !i.detail.contains("secret") && !i.detail.contains("SMITH")),
@@ -675,6 +676,50 @@ fn identifiers_without_authority_are_scoped_by_sender() {
 
 /// Every golden message's Bundle passes the FHIR R4 validator too (one JVM run; skipped
 /// loudly without Java unless `CI=true`).
+/// PID-10 race (repeating, HL7 table, CDCREC and a local code) and PID-22 ethnic group.
+fn race_msg() -> String {
+    let pid = seg(
+        "PID",
+        &[
+            (1, "1"),
+            (3, "RA-778^^^NORTHCLINIC^MR"),
+            (5, "QUILL^ROWAN"),
+            (7, "19881102"),
+            (8, "F"),
+            (10, "2106-3^White^HL70005~2028-9^Asian^CDCREC~X9^Other local^^^^^^^Declined to specify further"),
+            (22, "2186-5^Not Hispanic or Latino^HL70189"),
+        ],
+    );
+    format!("MSH|^~\\&|REG|NORTHCLINIC|EHR|NORTHCLINIC|20240420101500+0200||ADT^A04|R-77|P|2.5.1\n{pid}\n")
+}
+
+#[test]
+fn pid_race_and_ethnic_group_become_patient_extensions() {
+    let (b, conv) = convert(&race_msg());
+    let p = one(&b, "Patient");
+    let ext =
+        |url: &str| -> Vec<&Value> { p["extension"].as_array().unwrap().iter().filter(|e| e["url"] == url).collect() };
+    let race = ext("urn:arteria:fhir:StructureDefinition:patient-race");
+    assert_eq!(race.len(), 3, "one extension per PID-10 repetition");
+    let coding = |e: &Value| e["valueCodeableConcept"]["coding"][0].clone();
+    // Table 0005 with a CDC-shaped code and CDCREC both land in the CDC code set.
+    assert_eq!(coding(race[0])["system"], "urn:oid:2.16.840.1.113883.6.238");
+    assert_eq!(coding(race[0])["code"], "2106-3");
+    assert_eq!(coding(race[0])["display"], "White");
+    assert_eq!(coding(race[1])["system"], "urn:oid:2.16.840.1.113883.6.238");
+    assert_eq!(coding(race[1])["code"], "2028-9");
+    // A code that is not CDC's and names no system stays local to the sender, with its text.
+    assert_eq!(coding(race[2])["system"], "urn:arteria:v2:codesystem:REG%7CNORTHCLINIC:HL70005");
+    assert_eq!(race[2]["valueCodeableConcept"]["text"], "Declined to specify further");
+    let eth = ext("urn:arteria:fhir:StructureDefinition:patient-ethnic-group");
+    assert_eq!(eth.len(), 1);
+    assert_eq!(coding(eth[0])["system"], "urn:oid:2.16.840.1.113883.6.238");
+    assert_eq!(coding(eth[0])["code"], "2186-5");
+    assert_eq!(coding(eth[0])["display"], "Not Hispanic or Latino");
+    let c = &conv.coverage;
+    assert!(!c.mentions(2, Some(10)) && !c.mentions(2, Some(22)), "PID-10 and PID-22 are mapped: {c:?}");
+}
+
 #[test]
 fn golden_bundles_pass_the_fhir_validator() {
     if std::process::Command::new("java").arg("-version").output().is_err() {
@@ -694,6 +739,7 @@ fn golden_bundles_pass_the_fhir_validator() {
         siu_msg(),
         mdm_msg(),
         orm_msg(),
+        race_msg(),
     ];
     for t in ["A01", "A03", "A04", "A08", "A11", "A13"] {
         messages.push(adt(t, Some("20240601080000+0200"), Some("20240605170000+0200")));
@@ -725,4 +771,29 @@ fn shipped_example_profile_loads_and_matches() {
     let p = profiles.find(Some("EXLAB"), Some("EXAMPLE-HOSP")).expect("example profile matches");
     assert_eq!(p.file.name, "example-lab");
     assert!(p.zone.is_some());
+}
+
+#[test]
+fn borrowed_bundle_json_is_the_bundle() {
+    let mut messages = vec![
+        ORU.to_string(),
+        two_obr_msg(),
+        merge_msg(),
+        clinical_msg(),
+        vxu_msg(),
+        rde_msg(),
+        siu_msg(),
+        mdm_msg(),
+        orm_msg(),
+        race_msg(),
+    ];
+    for t in ["A01", "A03", "A04", "A08", "A11", "A13"] {
+        messages.push(adt(t, Some("20240601080000+0200"), Some("20240605170000+0200")));
+    }
+    for m in &messages {
+        let conv = convert(m).1;
+        // The JSON is written from the resources without copying them; `bundle()` is the
+        // owned Bundle, the reference for what that must give.
+        assert_eq!(conv.to_bundle_json(false), serde_json::to_string(&conv.bundle()).unwrap());
+    }
 }

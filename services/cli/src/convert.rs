@@ -1,7 +1,8 @@
 //! `arteria convert`: HL7 v2 files to FHIR R4 message Bundles, one compact JSON document per
 //! message on stdout (NDJSON), following the V2-to-FHIR IG (see the `mapping` crate).
 //!
-//! A file may hold one message, several, an HL7 batch (FHS/BHS … BTS/FTS) or an MLLP capture.
+//! A file may hold one message, several, an HL7 batch (FHS/BHS … BTS/FTS) or an MLLP capture
+//! (split by `hl7v2::batch`).
 //! A message that cannot be converted is reported on stderr with its file, position and the
 //! parser's location, the others are still converted, and the exit status is then 1.
 
@@ -68,13 +69,24 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
                 continue;
             }
         };
-        let pieces = mapping::split::split(&bytes);
-        if pieces.is_empty() {
-            eprintln!("{}: no HL7 v2 message found", file.display());
-            failed += 1;
-            continue;
-        }
-        for piece in pieces {
+        // hl7v2's splitter: batches, multi-message files, MLLP captures; a file it cannot
+        // split (content outside any message, BTS/FTS counts that do not match …) is reported
+        // with the byte offset and none of it is converted.
+        let split = match hl7v2::batch::split(&bytes) {
+            Ok(s) => s,
+            Err(hl7v2::batch::BatchError::Empty) => {
+                eprintln!("{}: no HL7 v2 message found", file.display());
+                failed += 1;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{}: cannot split into messages: {e}", file.display());
+                failed += 1;
+                continue;
+            }
+        };
+        for (i, chunk) in split.messages().enumerate() {
+            let piece = Piece { index: i + 1, offset: chunk.offset, bytes: chunk.bytes };
             match mapping::convert_bytes(piece.bytes, &profiles, &args.tenant) {
                 Ok(conv) => {
                     if let Some(term) = &term {
@@ -120,6 +132,13 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     }
     out.flush()?;
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// One message of a file: its 1-based position and byte offset, for error messages.
+struct Piece<'a> {
+    index: usize,
+    offset: usize,
+    bytes: &'a [u8],
 }
 
 fn report(file: &std::path::Path, index: usize, cov: &mapping::CoverageReport) {

@@ -17,6 +17,39 @@ use hl7v2::{Field, Segment};
 const BIRTH_TIME: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthTime";
 const MOTHERS_MAIDEN: &str = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName";
 const RELIGION: &str = "http://hl7.org/fhir/StructureDefinition/patient-religion";
+/// PID-10 and PID-22. The IG maps them to the realm's extension ("local implementation"; US
+/// Core race/ethnicity in the US). US Core's are complex extensions (nested `extension`),
+/// which the canonical model cannot carry yet, so each repetition goes, whole, into an
+/// Arteria extension with a CodeableConcept value: nothing of the coding is lost.
+const RACE: &str = "urn:arteria:fhir:StructureDefinition:patient-race";
+const ETHNIC_GROUP: &str = "urn:arteria:fhir:StructureDefinition:patient-ethnic-group";
+/// CDC Race & Ethnicity code set (PHIN VADS), the code system of the US values of HL7 tables
+/// 0005 and 0189 and of US Core's OMB categories.
+const CDC_RACE_ETHNICITY: &str = "urn:oid:2.16.840.1.113883.6.238";
+
+/// A race or ethnic group CWE (table 0005 / 0189) → CodeableConcept. Codes of the CDC form
+/// `NNNN-N` labelled with the HL7 table or CDCREC are CDC Race & Ethnicity codes; other codes
+/// without a known system stay in the sender's local system (never passed off as HL7's).
+fn race_or_ethnicity(env: &Env<'_>, r: &hl7v2::Repetition<'_>, table: &str) -> Option<CodeableConcept> {
+    let mut cc = dt::cwe(env, r)?;
+    let hl7_table = vocab::v2_table(table);
+    for c in &mut cc.coding {
+        let cdc_shaped = c.code.as_deref().is_some_and(|code| {
+            let b = code.as_bytes();
+            b.len() == 6 && b[4] == b'-' && b.iter().enumerate().all(|(i, d)| i == 4 || d.is_ascii_digit())
+        });
+        // No system named, or the HL7 table named: the IG has no code system for these
+        // user-defined tables, so CDC-shaped codes are CDC's and anything else is local.
+        if c.system.is_none() || c.system.as_deref() == Some(hl7_table.as_str()) {
+            c.system = Some(if cdc_shaped {
+                CDC_RACE_ETHNICITY.to_string()
+            } else {
+                dt::local_system(env, &format!("HL7{table}"))
+            });
+        }
+    }
+    Some(cc)
+}
 
 /// The Patient id for an identifier list: the MR identifier if any, else the first.
 fn patient_id(env: &Env<'_>, list: &Field<'_>) -> Option<String> {
@@ -84,6 +117,13 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             n.r#use.get_or_insert_with(|| "nickname".into());
             n
         }));
+    }
+    for (n, table, url) in [(10, "0005", RACE), (22, "0189", ETHNIC_GROUP)] {
+        if let Some(f) = s.f(n) {
+            for cc in f.repetitions().filter_map(|r| race_or_ethnicity(env, &r, table)) {
+                p.extension.push(Extension { url: url.into(), value: ExtensionValue::CodeableConcept(cc) });
+            }
+        }
     }
     if let Some(f) = s.f(11) {
         p.address.extend(f.repetitions().filter_map(|r| dt::xad(&r)));

@@ -267,7 +267,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         s.note(NoteKind::InvalidValue, 3, "observation identifier missing");
         CodeableConcept::text("unspecified observation")
     });
-    let vtype = s.c1(2).unwrap_or_default();
+    let vtype = s.c1_ref(2).unwrap_or_default();
     let unit = s.f(6).and_then(|f| f.repetition(1)).map(|r| checked_units(env, &s, &r)).unwrap_or((None, None, None));
     let mut unit_used = false;
     match s.f(5) {
@@ -297,7 +297,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             o.value = value;
         }
         None => {
-            let status = s.c1(11);
+            let status = s.c1_ref(11);
             let reason = if matches!(status.as_deref(), Some("X") | Some("N")) {
                 ("not-performed", "Not Performed")
             } else {
@@ -327,7 +327,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             }
         }
     }
-    o.status = match s.c1(11) {
+    o.status = match s.c1_ref(11) {
         Some(c) => vocab::observation_status(&c).unwrap_or_else(|| {
             s.note(NoteKind::UnknownCode, 11, "result status not in HL7 table 0085");
             "unknown"
