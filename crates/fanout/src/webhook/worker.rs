@@ -72,6 +72,8 @@ enum Done {
 pub struct WebhookWorker {
     sender: Sender,
     bus: BusConfig,
+    /// `bus` with the consumer's `max.poll.interval.ms` (a consumer-only property).
+    consumer_bus: BusConfig,
     registry: Registry,
     dlq: DeadLetterWriter,
     producer: BusProducer,
@@ -92,20 +94,25 @@ impl WebhookWorker {
         dlq_topic: &str,
         metrics: WebhookMetrics,
     ) -> Result<Self, WorkerError> {
-        let mut bus = bus.clone();
+        let mut consumer_bus = bus.clone();
         // The consumer is not polled while a delivery is retried; librdkafka would take that
         // for a hung member and leave the group. Allow the longest possible retry sequence.
         let budget = u64::from(hook.max_attempts)
             .saturating_mul(hook.timeout.as_millis() as u64 + hook.backoff.max_ms)
             .saturating_add(60_000)
             .min(MAX_POLL_INTERVAL_LIMIT_MS);
-        bus.kafka.extra.entry("max.poll.interval.ms".into()).or_insert_with(|| budget.max(300_000).to_string());
-        let producer = BusProducer::new(&bus, &format!("webhook.{}", hook.name))?;
+        consumer_bus
+            .kafka
+            .extra
+            .entry("max.poll.interval.ms".into())
+            .or_insert_with(|| budget.max(300_000).to_string());
+        let producer = BusProducer::new(bus, &format!("webhook.{}", hook.name))?;
         Ok(Self {
             dlq: DeadLetterWriter::new(registry, STAGE, Some(dlq_topic)),
             sender: Sender::new(hook)?,
             registry: registry.clone(),
-            bus,
+            bus: bus.clone(),
+            consumer_bus,
             producer,
             metrics,
             counters: Arc::default(),
@@ -162,7 +169,7 @@ impl WebhookWorker {
         self.registry.wait_ready(&self.bus, shutdown).await?;
         self.dlq.register().await?;
         let name = format!("webhook.{}", self.hook().name);
-        Ok(BusConsumer::new(&self.bus, &self.hook().group_id, &[&self.hook().topic], &name)?)
+        Ok(BusConsumer::new(&self.consumer_bus, &self.hook().group_id, &[&self.hook().topic], &name)?)
     }
 
     async fn consume(&self, consumer: &BusConsumer, shutdown: &Shutdown) {
