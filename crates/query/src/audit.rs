@@ -6,8 +6,10 @@
 //! audit record is the one thing an audit trail must never allow. Events name resources by type
 //! and id only (never their content), so the trail is not itself a copy of the PHI.
 //!
-//! Until the API authenticates callers (OAuth2, see the design), the actor is `anonymous` with
-//! the caller's network address; the token's subject and client id will take its place.
+//! It is also the authorisation gate: every resource passes here before it leaves, so the
+//! caller's SMART scopes ([`crate::auth`]) are checked here, once for every RPC. A refused
+//! read is audited too (outcome DENIED). Without authentication (`auth.mode = "none"`) the
+//! actor is `anonymous` with the caller's network address.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use telemetry::{Metrics, Outcome};
 use tonic::{Request, Status};
 
+use crate::auth::Principal;
 use crate::store::StoredResource;
 
 /// Request metadata a caller may use to declare the purpose of use (e.g. `TREAT`).
@@ -62,6 +65,8 @@ pub struct Caller {
     pub address: Option<String>,
     pub purpose: Option<String>,
     pub trace_id: Option<String>,
+    /// Who the bearer token says is calling (None without authentication).
+    pub principal: Option<Principal>,
 }
 
 impl Caller {
@@ -75,6 +80,7 @@ impl Caller {
             trace_id: text("traceparent")
                 .and_then(|tp| tp.parse::<bus::TraceParent>().ok())
                 .map(|tp| tp.trace_id_hex()),
+            principal: None,
         }
     }
 }
@@ -142,9 +148,32 @@ impl Auditor {
         resources: &[&StoredResource],
     ) -> Result<(), Status> {
         let ids: Vec<&str> = resources.iter().map(|r| r.id.as_str()).collect();
-        tracing::info!(target: "audit", rpc, resource_type, count = ids.len(), ids = ?ids, "audit");
-        let Some(sink) = &self.sink else { return Ok(()) };
-        let events = events(caller, action, resource_type, resources, jiff::Timestamp::now().as_microsecond());
+        let denied = caller.principal.as_ref().and_then(|p| refusal(p, resource_type, resources));
+        let outcome = if denied.is_some() { AuditOutcome::Denied } else { AuditOutcome::Success };
+        tracing::info!(target: "audit", rpc, resource_type, count = ids.len(), ids = ?ids, outcome = ?outcome, "audit");
+        let written = match &self.sink {
+            Some(sink) => self.write(sink, caller, rpc, action, resource_type, resources, outcome).await,
+            None => Ok(()),
+        };
+        written?;
+        match denied {
+            Some(why) => Err(Status::permission_denied(why)),
+            None => Ok(()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        sink: &KafkaSink,
+        caller: &Caller,
+        rpc: &str,
+        action: AuditAction,
+        resource_type: &str,
+        resources: &[&StoredResource],
+        outcome: AuditOutcome,
+    ) -> Result<(), Status> {
+        let events = events(caller, action, resource_type, resources, outcome, jiff::Timestamp::now().as_microsecond());
         let written = tokio::time::timeout(sink.timeout, sink.write(&events)).await;
         match written {
             Ok(Ok(())) => {
@@ -190,6 +219,25 @@ impl KafkaSink {
     }
 }
 
+/// The patient a stored resource is about (a Patient is about itself).
+fn patient_of(r: &StoredResource) -> Option<&str> {
+    r.patient_id.as_deref().or((r.resource_type == "Patient").then_some(r.id.as_str()))
+}
+
+/// Why `p` may not have `resources` (or search `resource_type`), if it may not.
+pub fn refusal(p: &Principal, resource_type: &str, resources: &[&StoredResource]) -> Option<String> {
+    if resources.is_empty() {
+        return (!p.may_search(resource_type))
+            .then(|| format!("the token's scopes do not allow reading {resource_type} resources"));
+    }
+    let r = resources.iter().find(|r| !p.may_read(&r.resource_type, patient_of(r)))?;
+    Some(if p.may_search(&r.resource_type) {
+        format!("the token's scopes allow reading {} only for its own patient", r.resource_type)
+    } else {
+        format!("the token's scopes do not allow reading {} resources", r.resource_type)
+    })
+}
+
 /// The events of one access: one per resource returned, or one without a resource id when a
 /// search found nothing.
 pub fn events(
@@ -197,9 +245,18 @@ pub fn events(
     action: AuditAction,
     resource_type: &str,
     resources: &[&StoredResource],
+    outcome: AuditOutcome,
     at: i64,
 ) -> Vec<AuditEvent> {
-    let actor = Actor { id: "anonymous".into(), kind: "user".into(), client_id: None, address: caller.address.clone() };
+    let actor = match &caller.principal {
+        Some(p) => Actor {
+            id: p.subject.clone(),
+            kind: if p.is_service() { "service" } else { "user" }.into(),
+            client_id: p.client_id.clone(),
+            address: caller.address.clone(),
+        },
+        None => Actor { id: "anonymous".into(), kind: "user".into(), client_id: None, address: caller.address.clone() },
+    };
     let event = |tenant: &str, rt: &str, id: Option<&str>, patient: Option<&str>| AuditEvent {
         id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.to_string(),
@@ -210,7 +267,7 @@ pub fn events(
         resource_id: id.map(str::to_string),
         patient_key: patient.map(str::to_string),
         purpose: caller.purpose.clone(),
-        outcome: AuditOutcome::Success,
+        outcome,
         service: SERVICE.into(),
         trace_id: caller.trace_id.clone(),
     };
@@ -252,9 +309,10 @@ mod tests {
             address: Some("127.0.0.1:5000".into()),
             purpose: Some("TREAT".into()),
             trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+            principal: None,
         };
         let (a, b) = (stored("Observation", "obs-1", Some("pat-1")), stored("Patient", "pat-1", None));
-        let ev = events(&caller, AuditAction::Read, "Observation", &[&a, &b], 42);
+        let ev = events(&caller, AuditAction::Read, "Observation", &[&a, &b], AuditOutcome::Success, 42);
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].resource_id.as_deref(), Some("obs-1"));
         assert_eq!(ev[0].patient_key.as_deref(), Some("pat-1"));
@@ -270,7 +328,7 @@ mod tests {
 
     #[test]
     fn an_empty_search_is_still_audited() {
-        let ev = events(&Caller::default(), AuditAction::Search, "Patient", &[], 1);
+        let ev = events(&Caller::default(), AuditAction::Search, "Patient", &[], AuditOutcome::Success, 1);
         assert_eq!(ev.len(), 1);
         assert_eq!(
             (ev[0].action, ev[0].resource_type.as_str(), ev[0].resource_id.as_ref()),
@@ -288,6 +346,42 @@ mod tests {
         assert_eq!(c.purpose.as_deref(), Some("TREAT"));
         assert_eq!(c.trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
         assert_eq!(Caller::of(&Request::new(())), Caller::default());
+    }
+
+    #[tokio::test]
+    async fn scopes_are_enforced_where_resources_leave_and_refusals_name_the_actor() {
+        let p = |scopes: &[&str], patient: Option<&str>| Principal {
+            subject: "dr-who".into(),
+            client_id: Some("ward-app".into()),
+            scopes: scopes.iter().filter_map(|s| crate::auth::Scope::parse(s)).collect(),
+            patient: patient.map(str::to_string),
+        };
+        let (obs1, obs2, pat1) = (
+            stored("Observation", "o1", Some("p1")),
+            stored("Observation", "o2", Some("p2")),
+            stored("Patient", "p1", None),
+        );
+        let patient_app = p(&["patient/*.read"], Some("p1"));
+        assert_eq!(refusal(&patient_app, "Observation", &[&obs1, &pat1]), None);
+        let why = refusal(&patient_app, "Observation", &[&obs1, &obs2]).unwrap();
+        assert!(why.contains("only for its own patient"), "{why}");
+        let labs_only = p(&["user/Observation.rs"], None);
+        assert_eq!(refusal(&labs_only, "Observation", &[&obs1, &obs2]), None);
+        assert!(refusal(&labs_only, "Patient", &[&pat1]).unwrap().contains("do not allow reading Patient"));
+        assert!(refusal(&labs_only, "Patient", &[]).is_some(), "an empty search is still a search");
+
+        let caller = Caller { principal: Some(labs_only), ..Caller::default() };
+        let err = Auditor::log_only()
+            .record(&caller, "GetPatient", AuditAction::Read, "Patient", &[&pat1])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        let ev = events(&caller, AuditAction::Read, "Patient", &[&pat1], AuditOutcome::Denied, 1);
+        assert_eq!(
+            (ev[0].actor.id.as_str(), ev[0].actor.kind.as_str(), ev[0].actor.client_id.as_deref()),
+            ("dr-who", "user", Some("ward-app"))
+        );
+        assert_eq!(ev[0].outcome, AuditOutcome::Denied);
     }
 
     #[tokio::test]

@@ -11,11 +11,13 @@
 //! - [`materialize`]: the at-least-once consumer loop (topics → store).
 //! - [`service`], [`server`]: the gRPC service, with health and reflection.
 //! - [`rest`]: the FHIR R4 read and search facade over the same service.
+//! - [`auth`]: OAuth2 bearer JWTs (JWKS) and SMART scopes.
 //! - [`audit`]: the `audit.v1` trail every PHI read writes before it is answered.
 //! - [`client`]: helpers for programs that call the API (the CLI).
 //! - [`config`]: the `[query]` settings.
 
 pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod index;

@@ -58,7 +58,7 @@ pub async fn serve(
 /// of use and trace context.
 fn grpc_request<T>(peer: SocketAddr, headers: &HeaderMap, message: T) -> Request<T> {
     let mut metadata = MetadataMap::new();
-    for name in [PURPOSE_HEADER, "traceparent"] {
+    for name in ["authorization", PURPOSE_HEADER, "traceparent"] {
         if let Some(v) =
             headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<MetadataValue<_>>().ok())
         {
@@ -81,7 +81,11 @@ impl IntoResponse for Refusal {
             "resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]
         });
-        (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
+        let mut r = (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        r
     }
 }
 
@@ -391,6 +395,10 @@ mod tests {
 
     /// A facade on 127.0.0.1:0 over a store with one patient and three glucose results.
     async fn facade() -> (tempfile::TempDir, String, Shutdown) {
+        facade_with(crate::auth::Authenticator::none()).await
+    }
+
+    async fn facade_with(auth: crate::auth::Authenticator) -> (tempfile::TempDir, String, Shutdown) {
         let d = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::Store::open(d.path(), 8).unwrap());
         let patient = json!({"resourceType": "Patient", "id": "p1",
@@ -408,7 +416,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/fhir", listener.local_addr().unwrap());
         let stop = shutdown.clone();
-        let svc = QueryService::new(store, shutdown.clone());
+        let svc = QueryService::new(store, shutdown.clone()).with_authenticator(auth);
         tokio::spawn(serve(listener, svc, async move { stop.wait().await }));
         (d, base, shutdown)
     }
@@ -458,6 +466,43 @@ mod tests {
             (s, cap["resourceType"].as_str(), cap["fhirVersion"].as_str()),
             (200, Some("CapabilityStatement"), Some("4.0.1"))
         );
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn tokens_and_smart_scopes_decide_what_leaves() {
+        use crate::auth::tests::{Issuer, authenticator, claims};
+        let idp = Issuer::new("k1");
+        let (_d, base, shutdown) = facade_with(authenticator(&[&idp])).await;
+        let http = reqwest::Client::new();
+        let call = |url: String, token: Option<String>| {
+            let mut r = http.get(url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            async move {
+                let r = r.send().await.unwrap();
+                let (s, h) = (r.status().as_u16(), r.headers().get("www-authenticate").cloned());
+                (s, h, r.json::<Value>().await.unwrap())
+            }
+        };
+        let (s, challenge, o) = call(format!("{base}/Patient/p1"), None).await;
+        assert_eq!((s, o["issue"][0]["code"].as_str()), (401, Some("login")));
+        assert_eq!(challenge.unwrap(), "Bearer");
+
+        let mut own = claims("patient/*.read");
+        own["patient"] = json!("p1");
+        let (s, _, p) = call(format!("{base}/Patient/p1"), Some(idp.token(own.clone()))).await;
+        assert_eq!((s, p["id"].as_str()), (200, Some("p1")));
+        let (s, _, b) = call(format!("{base}/Observation?patient=p1"), Some(idp.token(own.clone()))).await;
+        assert_eq!((s, b["entry"].as_array().map(Vec::len)), (200, Some(3)));
+
+        let mut other = own.clone();
+        other["patient"] = json!("p2");
+        let (s, _, o) = call(format!("{base}/Observation?patient=p1"), Some(idp.token(other))).await;
+        assert_eq!((s, o["issue"][0]["code"].as_str()), (403, Some("forbidden")));
+        let (s, _, _) = call(format!("{base}/Patient/p1"), Some(idp.token(claims("user/Observation.read")))).await;
+        assert_eq!(s, 403);
         shutdown.trigger();
     }
 

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use canonical::AuditAction;
 
 use crate::audit::{Auditor, Caller};
+use crate::auth::Authenticator;
 use crate::index::is_date_prefix;
 use crate::paging;
 use crate::proto::{
@@ -35,6 +36,7 @@ pub struct QueryService {
     store: Arc<Store>,
     shutdown: Shutdown,
     auditor: Auditor,
+    auth: Authenticator,
 }
 
 impl QueryService {
@@ -42,7 +44,20 @@ impl QueryService {
     /// stop does not wait for clients that never hang up.
     /// Reads are audited to the log only until [`QueryService::with_auditor`] sets a sink.
     pub fn new(store: Arc<Store>, shutdown: Shutdown) -> Self {
-        Self { store, shutdown, auditor: Auditor::log_only() }
+        Self { store, shutdown, auditor: Auditor::log_only(), auth: Authenticator::none() }
+    }
+
+    /// Who may call: bearer tokens verified by `auth` (every caller is anonymous without it).
+    pub fn with_authenticator(mut self, auth: Authenticator) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The caller of `request`, authenticated (UNAUTHENTICATED when a token is required and
+    /// missing or invalid).
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let principal = self.auth.authenticate(request.metadata()).await?;
+        Ok(Caller { principal, ..Caller::of(request) })
     }
 
     /// Where every PHI read is recorded before it is answered.
@@ -194,7 +209,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<Resource, Status>> + Send + 
 impl Query for QueryService {
     async fn get_patient(&self, request: Request<GetPatientRequest>) -> Result<Response<Resource>, Status> {
         use proto::get_patient_request::By;
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         let (id, ident) = match request.into_inner().by {
             Some(By::Id(id)) => (Some(id), None),
             Some(By::Identifier(i)) => (None, Some(i)),
@@ -212,7 +227,7 @@ impl Query for QueryService {
     }
 
     async fn search_patients(&self, request: Request<SearchPatientsRequest>) -> Result<Response<ResourceList>, Status> {
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let name = r.name.trim().to_string();
         if !r.birth_date.is_empty() && !is_date_prefix(&r.birth_date) {
@@ -257,7 +272,7 @@ impl Query for QueryService {
         request: Request<ListObservationsRequest>,
     ) -> Result<Response<ResourceList>, Status> {
         use proto::list_observations_request::Patient;
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let filter = observation_filter(&r.codes, &r.from, &r.to)?;
         let (id, ident) = match r.patient {
@@ -273,7 +288,7 @@ impl Query for QueryService {
     }
 
     async fn list_encounters(&self, request: Request<ListByPatientRequest>) -> Result<Response<ResourceList>, Status> {
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         let (patient, page) = self.by_patient(request.into_inner()).await?;
         Ok(Response::new(
             self.list(&caller, "ListEncounters", "Encounter", patient, ListFilter::default(), vec![], page).await?,
@@ -284,7 +299,7 @@ impl Query for QueryService {
         &self,
         request: Request<ListByPatientRequest>,
     ) -> Result<Response<ResourceList>, Status> {
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         let (patient, page) = self.by_patient(request.into_inner()).await?;
         Ok(Response::new(
             self.list(
@@ -301,7 +316,7 @@ impl Query for QueryService {
     }
 
     async fn get_resource(&self, request: Request<GetResourceRequest>) -> Result<Response<Resource>, Status> {
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         check_type(&r.resource_type)?;
         if r.id.is_empty() {
@@ -324,7 +339,7 @@ impl Query for QueryService {
         request: Request<WatchPatientRequest>,
     ) -> Result<Response<Self::WatchPatientStream>, Status> {
         use proto::watch_patient_request::Patient;
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request).await?;
         // Subscribe before resolving so nothing committed after this call is missed.
         let rx = self.store.subscribe();
         let (id, ident) = match request.into_inner().patient {

@@ -10,6 +10,7 @@ use bus::topics::wait_for_kafka;
 use bus::{BusConfig, Registry};
 use clap::Parser;
 use query::audit::{AuditConfig, Auditor};
+use query::auth::{AuthConfig, Authenticator};
 use query::{Materializer, QueryConfig, QueryService};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ const DEFAULTS: &str = include_str!("../query.toml");
 struct Config {
     query: QueryConfig,
     audit: AuditConfig,
+    auth: AuthConfig,
     bus: BusConfig,
     telemetry: TelemetryConfig,
 }
@@ -84,7 +86,8 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", cfg.query.grpc_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "gRPC listener up");
-    let service = QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor);
+    let auth = Authenticator::from_config(&cfg.auth).await.context("authentication")?;
+    let service = QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor).with_authenticator(auth);
     let stop = shutdown.clone();
     let grpc_task = tokio::spawn(query::server::serve(listener, service.clone(), async move { stop.wait().await }));
     health.set("grpc", true);
