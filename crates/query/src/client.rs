@@ -1,14 +1,30 @@
 //! Client helpers for other Arteria programs (the `arteria query ...` CLI commands): connect,
 //! then ask in domain terms; list helpers follow every page.
 
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+
 use crate::proto::query_client::QueryClient;
 use crate::proto::{
     GetPatientRequest, Identifier, ListObservationsRequest, Page, Resource, get_patient_request,
     list_observations_request,
 };
 
-/// The generated client over a tonic channel.
-pub type Client = QueryClient<tonic::transport::Channel>;
+/// The generated client over a tonic channel, adding the caller's bearer token (if any).
+pub type Client = QueryClient<InterceptedService<tonic::transport::Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,6 +36,8 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("the bearer token is not usable in a header")]
+    Token,
     #[error("query service answered {}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
 }
@@ -31,13 +49,22 @@ pub enum PatientRef {
     Identifier { system: String, value: String },
 }
 
-/// Connects to `addr` (`host:port` or `http://host:port`).
+/// Connects to `addr` (`host:port` or `http://host:port`) without a token.
 pub async fn connect(addr: &str) -> Result<Client, ClientError> {
+    connect_as(addr, None).await
+}
+
+/// Connects to `addr`, sending `token` as the bearer token on every call.
+pub async fn connect_as(addr: &str, token: Option<&str>) -> Result<Client, ClientError> {
+    let bearer = match token {
+        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
+        None => None,
+    };
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
         .map_err(|e| ClientError::Address { addr: addr.into(), detail: e.to_string() })?;
     let channel = endpoint.connect().await.map_err(|source| ClientError::Connect { addr: uri, source })?;
-    Ok(QueryClient::new(channel))
+    Ok(QueryClient::with_interceptor(channel, Bearer(bearer)))
 }
 
 /// GetPatient by id or identifier.

@@ -11,6 +11,9 @@ pub struct Args {
     /// Query service address.
     #[arg(long, default_value = "127.0.0.1:50051", global = true)]
     addr: String,
+    /// OAuth2 bearer token (JWT) for a query service with `auth.mode = "jwt"`.
+    #[arg(long, env = "ARTERIA_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,7 +71,9 @@ fn patient_ref(id: Option<&str>, identifier: Option<&str>) -> PatientRef {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut c = client::connect(&args.addr).await.context("is the query service running? (make up)")?;
+        let mut c = client::connect_as(&args.addr, args.token.as_deref())
+            .await
+            .context("is the query service running? (make up)")?;
         let mut out = std::io::stdout().lock();
         match &args.command {
             Command::Patient { who } => {
