@@ -15,7 +15,7 @@ use std::fmt;
 
 use apache_avro::types::Value as AvroValue;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
+use serde::ser::{SerializeSeq, SerializeTupleStruct, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -164,7 +164,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: Vec<(usize, TValue<'de>)> = Vec::with_capacity(8);
         let mut seen_type = false;
-        while let Some(key) = map.next_key_seed(KeySeed { shape: self.shape, top: self.top.is_some() })? {
+        let mut hint = 0;
+        while let Some(key) = map.next_key_seed(KeySeed { shape: self.shape, top: self.top.is_some(), hint })? {
             match key {
                 Key::ResourceType => {
                     let t: Cow<'de, str> = map.next_value_seed(StrSeed(Path::Field(&self.path, "resourceType")))?;
@@ -177,6 +178,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     seen_type = true;
                 }
                 Key::Field(i) => {
+                    hint = i + 1;
                     let f: &'static FieldShape = &self.shape.fields[i];
                     let path = Path::Field(&self.path, f.name.as_str());
                     let v = map.next_value_seed(FieldSeed { shapes: self.shapes, field: f, path })?;
@@ -209,6 +211,8 @@ enum Key {
 struct KeySeed {
     shape: &'static RecordShape,
     top: bool,
+    /// The field expected next (the one after the previous key's).
+    hint: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
@@ -227,7 +231,7 @@ impl Visitor<'_> for KeySeed {
     }
 
     fn visit_str<E: de::Error>(self, k: &str) -> Result<Key, E> {
-        Ok(match self.shape.field(k) {
+        Ok(match self.shape.field_from(k, self.hint) {
             Some(i) => Key::Field(i),
             None if self.top && k == "resourceType" => Key::ResourceType,
             // Element names are structure, not data; bounded so a garbage key cannot flood a log.
@@ -375,14 +379,15 @@ impl Serialize for TypedResource<'_> {
 }
 
 impl Serialize for TypedRecord<'_> {
+    /// A tuple struct named as the record: apache_avro then writes the fields by position
+    /// (every one, in schema order, absent ones as null or []), with no lookup by field name
+    /// and no buffering; the name picks the branch of a union.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct(self.shape.name, self.shape.fields.len())?;
+        let mut st = s.serialize_tuple_struct(self.shape.name, self.shape.fields.len())?;
         let mut present = self.fields.iter().peekable();
-        // Every field in schema order (absent ones as null / []), so the record serializer never
-        // has to buffer out-of-order fields.
         for (i, f) in self.shape.fields.iter().enumerate() {
             let value = present.next_if(|(j, _)| *j == i).map(|(_, v)| v);
-            st.serialize_field(f.name.as_str(), &FieldOut { list: f.list, value })?;
+            st.serialize_field(&FieldOut { list: f.list, value })?;
         }
         st.end()
     }

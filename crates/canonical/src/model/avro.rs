@@ -72,13 +72,19 @@ pub struct RecordShape {
     /// The Rust type name, also the Avro record name.
     pub name: &'static str,
     pub fields: Vec<FieldShape>,
-    by_name: HashMap<String, usize>,
 }
 
 impl RecordShape {
     /// The position of the field with this JSON key.
     pub fn field(&self, json_key: &str) -> Option<usize> {
-        self.by_name.get(json_key).copied()
+        self.field_from(json_key, 0)
+    }
+
+    /// The same, trying position `hint` first: JSON written from the model has its keys in
+    /// field order, so the next key is almost always the next field (no hashing per key).
+    pub fn field_from(&self, json_key: &str, hint: usize) -> Option<usize> {
+        let n = self.fields.len();
+        (0..n).map(|i| (hint + i) % n).find(|&i| self.fields[i].name == json_key)
     }
 }
 
@@ -105,9 +111,9 @@ impl ShapeBuilder {
         self.records.push(None);
         self.by_name.insert(name, id);
         let fields = fields(self);
-        let by_name = fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect::<HashMap<_, _>>();
-        assert_eq!(by_name.len(), fields.len(), "record {name} has two fields with the same JSON key");
-        self.records[id] = Some(RecordShape { name, fields, by_name });
+        let unique = fields.iter().map(|f| f.name.as_str()).collect::<HashSet<_>>();
+        assert_eq!(unique.len(), fields.len(), "record {name} has two fields with the same JSON key");
+        self.records[id] = Some(RecordShape { name, fields });
         id
     }
 }
