@@ -117,9 +117,9 @@ impl Default for TlsConfig {
 }
 
 impl TlsConfig {
-    /// True when a certificate is configured, i.e. TLS is meant to be on.
-    pub fn configured(&self) -> bool {
-        self.cert.is_some() || self.key.is_some() || self.client_ca.is_some()
+    /// The certificate files, for `tls-server` to load.
+    pub fn files(&self) -> tls_server::TlsFiles {
+        tls_server::TlsFiles { cert: self.cert.clone(), key: self.key.clone(), client_ca: self.client_ca.clone() }
     }
 }
 

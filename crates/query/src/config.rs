@@ -29,6 +29,9 @@ pub struct QueryConfig {
     pub max_batch: usize,
     /// Changes a WatchPatient stream may fall behind before it is ended with RESOURCE_EXHAUSTED.
     pub watch_buffer: usize,
+    /// `[query.tls]`: certificate files for the gRPC API (`cert`, `key`, optional `client_ca`
+    /// for mutual TLS). Nothing set (the default): plaintext gRPC.
+    pub tls: tls_server::TlsFiles,
 }
 
 impl Default for QueryConfig {
@@ -44,6 +47,7 @@ impl Default for QueryConfig {
             rebuild_on_start: false,
             max_batch: 500,
             watch_buffer: 1024,
+            tls: tls_server::TlsFiles::default(),
         }
     }
 }

@@ -51,6 +51,8 @@ fn main() -> anyhow::Result<()> {
 async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("query", &cfg.telemetry)?;
     let metrics = Metrics::new();
+    // Certificates first: a wrong path or a bad PEM stops start-up at once, naming the file.
+    let grpc_tls = cfg.query.tls.server_config().context("[query.tls] cannot be used")?;
     let lifecycle::Started { shutdown, health, health_task } =
         lifecycle::start("query", &cfg.telemetry, &["store", "kafka", "registry", "grpc"], metrics.clone()).await?;
 
@@ -85,11 +87,12 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.query.grpc_addr)
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", cfg.query.grpc_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "gRPC listener up");
+    tracing::info!(addr = %listener.local_addr()?, tls = grpc_tls.is_some(), "gRPC listener up");
     let auth = Authenticator::from_config(&cfg.auth).await.context("authentication")?;
     let service = QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor).with_authenticator(auth);
     let stop = shutdown.clone();
-    let grpc_task = tokio::spawn(query::server::serve(listener, service.clone(), async move { stop.wait().await }));
+    let grpc_task =
+        tokio::spawn(query::server::serve_with(listener, grpc_tls, service.clone(), async move { stop.wait().await }));
     health.set("grpc", true);
     let rest_task = if cfg.query.fhir_rest_enabled {
         let listener = tokio::net::TcpListener::bind(cfg.query.fhir_rest_addr)
