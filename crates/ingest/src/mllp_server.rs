@@ -123,11 +123,11 @@ where
                 continue;
             }
         };
-        if let Some(ack) = answer.ack {
-            if let Err(e) = framed.send(ack).await {
-                tracing::warn!(%peer, error = %e, "could not send the ACK; closing");
-                break;
-            }
+        if let Some(ack) = answer.ack
+            && let Err(e) = framed.send(ack).await
+        {
+            tracing::warn!(%peer, error = %e, "could not send the ACK; closing");
+            break;
         }
     }
     tracing::debug!(%peer, "connection closed");
