@@ -51,6 +51,30 @@ pub fn sub(r: &Repetition<'_>, n: usize, s: usize) -> Option<String> {
     txt(r.component(n).and_then(|c| c.subcomponent(s)))
 }
 
+/// A repetition split into its components once, for the datatypes that read many of them
+/// (reading component n scans from the start, so n reads would be quadratic).
+struct Comps<'m>([Option<Component<'m>>; 22]);
+
+impl<'m> Comps<'m> {
+    fn new(r: &Repetition<'m>) -> Comps<'m> {
+        let mut c = [None; 22];
+        for (i, comp) in r.components().take(21).enumerate() {
+            c[i + 1] = Some(comp);
+        }
+        Comps(c)
+    }
+
+    /// Component `n` (1..=21) as text, like [`comp`].
+    fn comp(&self, n: usize) -> Option<String> {
+        txt(self.0[n].map(|c| c.value()))
+    }
+
+    /// Subcomponent `s` of component `n`, like [`sub`].
+    fn sub(&self, n: usize, s: usize) -> Option<String> {
+        txt(self.0[n].and_then(|c| c.subcomponent(s)))
+    }
+}
+
 /// Formatted text (TX/FT): escapes decoded and `\.br\` rendered as a line break.
 pub fn formatted(v: Value<'_>) -> String {
     v.unescaped_with(Formatting::Render).into_owned()
@@ -211,23 +235,25 @@ pub fn language(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
 
 /// CX → Identifier (CX-1 value, CX-4 authority → system, CX-5 → type via table 0203).
 pub fn cx(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
-    let value = comp(r, 1)?;
-    let system = hd_system(env, sub(r, 4, 1).as_deref(), sub(r, 4, 2).as_deref(), sub(r, 4, 3).as_deref());
-    let r#type = comp(r, 5).map(|t| {
+    let c = Comps::new(r);
+    let value = c.comp(1)?;
+    let system = hd_system(env, c.sub(4, 1).as_deref(), c.sub(4, 2).as_deref(), c.sub(4, 3).as_deref());
+    let r#type = c.comp(5).map(|t| {
         if vocab::identifier_type_known(&t) {
             CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", &t, None)
         } else {
             CodeableConcept::text(t)
         }
     });
-    let period = period_of(env, comp(r, 7).as_deref(), comp(r, 8).as_deref(), None);
+    let period = period_of(env, c.comp(7).as_deref(), c.comp(8).as_deref(), None);
     Some(Identifier { r#type, system, value: Some(value), period, ..Default::default() })
 }
 
 /// EI → Identifier (entity id, namespace/universal id → system).
 pub fn ei(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
-    let value = comp(r, 1)?;
-    let system = hd_system(env, comp(r, 2).as_deref(), comp(r, 3).as_deref(), comp(r, 4).as_deref());
+    let c = Comps::new(r);
+    let value = c.comp(1)?;
+    let system = hd_system(env, c.comp(2).as_deref(), c.comp(3).as_deref(), c.comp(4).as_deref());
     Some(Identifier { system, value: Some(value), ..Default::default() })
 }
 
@@ -240,81 +266,85 @@ pub fn ei_typed(env: &Env<'_>, r: &Repetition<'_>, type_code: &str) -> Option<Id
 
 /// XPN → HumanName.
 pub fn xpn(r: &Repetition<'_>) -> Option<HumanName> {
-    let mut n = HumanName { family: sub(r, 1, 1), ..Default::default() };
-    n.given.extend(comp(r, 2));
-    if let Some(middle) = comp(r, 3) {
+    let c = Comps::new(r);
+    let mut n = HumanName { family: c.sub(1, 1), ..Default::default() };
+    n.given.extend(c.comp(2));
+    if let Some(middle) = c.comp(3) {
         n.given.extend(middle.split(' ').filter(|s| !s.is_empty()).map(String::from));
     }
-    n.suffix.extend(comp(r, 4));
-    n.prefix.extend(comp(r, 5));
-    n.suffix.extend(comp(r, 6));
-    n.r#use = comp(r, 7).and_then(|c| vocab::name_use(&c)).map(String::from);
-    n.suffix.extend(comp(r, 14));
+    n.suffix.extend(c.comp(4));
+    n.prefix.extend(c.comp(5));
+    n.suffix.extend(c.comp(6));
+    n.r#use = c.comp(7).and_then(|c| vocab::name_use(&c)).map(String::from);
+    n.suffix.extend(c.comp(14));
     (n != HumanName::default()).then_some(n)
 }
 
 /// XCN (components 2..7, 14) → HumanName.
 pub fn xcn_name(r: &Repetition<'_>) -> Option<HumanName> {
-    let mut n = HumanName { family: sub(r, 2, 1), ..Default::default() };
-    n.given.extend(comp(r, 3));
-    if let Some(middle) = comp(r, 4) {
+    let c = Comps::new(r);
+    let mut n = HumanName { family: c.sub(2, 1), ..Default::default() };
+    n.given.extend(c.comp(3));
+    if let Some(middle) = c.comp(4) {
         n.given.extend(middle.split(' ').filter(|s| !s.is_empty()).map(String::from));
     }
-    n.suffix.extend(comp(r, 5));
-    n.prefix.extend(comp(r, 6));
-    n.suffix.extend(comp(r, 7));
-    n.suffix.extend(comp(r, 21));
+    n.suffix.extend(c.comp(5));
+    n.prefix.extend(c.comp(6));
+    n.suffix.extend(c.comp(7));
+    n.suffix.extend(c.comp(21));
     (n != HumanName::default()).then_some(n)
 }
 
 /// XAD → Address.
 pub fn xad(r: &Repetition<'_>) -> Option<Address> {
+    let c = Comps::new(r);
     let mut a = Address::default();
-    a.line.extend(sub(r, 1, 1));
-    a.line.extend(comp(r, 2));
-    a.line.extend(comp(r, 19));
-    a.city = comp(r, 3);
-    a.state = comp(r, 4);
-    a.postal_code = comp(r, 5);
-    a.country = comp(r, 6);
-    if let Some(t) = comp(r, 7) {
+    a.line.extend(c.sub(1, 1));
+    a.line.extend(c.comp(2));
+    a.line.extend(c.comp(19));
+    a.city = c.comp(3);
+    a.state = c.comp(4);
+    a.postal_code = c.comp(5);
+    a.country = c.comp(6);
+    if let Some(t) = c.comp(7) {
         let (u, ty) = vocab::address_use(&t);
         a.r#use = u.map(String::from);
         a.r#type = ty.map(String::from);
     }
-    a.district = comp(r, 9);
+    a.district = c.comp(9);
     (a != Address::default()).then_some(a)
 }
 
 /// XTN → ContactPoint.
 pub fn xtn(r: &Repetition<'_>) -> Option<ContactPoint> {
-    let use_code = comp(r, 2);
-    let equip = comp(r, 3);
-    let email = comp(r, 4);
+    let c = Comps::new(r);
+    let use_code = c.comp(2);
+    let equip = c.comp(3);
+    let email = c.comp(4);
     let mut system = equip.as_deref().and_then(vocab::telecom_system);
     let value = if let Some(e) = email.filter(|_| equip.as_deref().is_none_or(|q| q == "Internet" || q == "X.400")) {
         system = Some("email");
         Some(e)
-    } else if let Some(local) = comp(r, 7) {
+    } else if let Some(local) = c.comp(7) {
         let mut v = String::new();
-        if let Some(cc) = comp(r, 5) {
+        if let Some(cc) = c.comp(5) {
             v.push('+');
             v.push_str(&cc);
             v.push(' ');
         }
-        if let Some(area) = comp(r, 6) {
+        if let Some(area) = c.comp(6) {
             v.push('(');
             v.push_str(&area);
             v.push_str(") ");
         }
         v.push_str(&local);
-        if let Some(ext) = comp(r, 8) {
+        if let Some(ext) = c.comp(8) {
             v.push_str(" ext. ");
             v.push_str(&ext);
         }
         Some(v)
     } else {
-        comp(r, 12).or_else(|| comp(r, 1))
+        c.comp(12).or_else(|| c.comp(1))
     }?;
     let r#use = use_code.as_deref().and_then(vocab::telecom_use);
     if system.is_none() {
