@@ -62,7 +62,7 @@ test-integration:
 
 # Tests that stop or kill the broker: run alone, after the others, one at a time.
 test-disruptive:
-	$(CARGO) test -p arteria-tests --test broker_faults -- --ignored --test-threads=1
+	$(CARGO) test -p arteria-tests --test broker_faults --test reliability -- --ignored --test-threads=1
 
 schemas-check:
 	$(CARGO) test -p arteria-tests --test schemas

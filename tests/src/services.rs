@@ -120,3 +120,208 @@ impl Drop for Service {
         self.kill9();
     }
 }
+
+impl Service {
+    /// Whether the process ended on its own (not through [`Service::kill9`] or
+    /// [`Service::stop`]); then its exit status. A supervisor (Kubernetes, systemd) would
+    /// restart it; tests say so loudly and do the same with [`Service::restart`].
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// The service's log file (shared by every run of this service name, appended).
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+}
+
+/// Settings of one [`Pipeline`] run beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    /// Partitions of every topic the services create (default 3).
+    pub partitions: Option<u32>,
+    /// Extra environment for one service: (service name, variable, value), e.g.
+    /// `("ingest", "ARTERIA__INGEST__ALLOW_MISSING_MSH", "[11, 12]")`.
+    pub extra: Vec<(&'static str, &'static str, String)>,
+}
+
+/// The five services of an end-to-end run (ingest, normalize, enrich, fan-out, query) as
+/// real processes, on topics of their own (`<run>.raw`, … and fan-out's
+/// `<run>.fhir.<type>.v1`), their own consumer groups and transactional ids, and free
+/// loopback ports, so runs never see each other's data or ports.
+pub struct Pipeline {
+    /// The run's name, the prefix of its topics and groups.
+    pub run: String,
+    pub ingest: Service,
+    pub normalize: Service,
+    pub enrich: Service,
+    pub fanout: Service,
+    pub query: Service,
+    /// Where ingest listens for MLLP.
+    pub mllp_addr: String,
+    /// Where query serves gRPC.
+    pub grpc_addr: String,
+    /// The query service's store directory (removed by [`Pipeline::stop`]).
+    pub data_dir: PathBuf,
+}
+
+impl Pipeline {
+    /// A stage topic of this run: `raw`, `normalized`, `enriched`, `ingest.dlq`,
+    /// `normalize.dlq`, `enrich.dlq`, `fanout.dlq`.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.run)
+    }
+
+    /// The fan-out configuration this run uses (prefix and resource types).
+    pub fn fanout_config(&self) -> fanout::FanoutConfig {
+        fanout::FanoutConfig { topic_prefix: format!("{}.", self.run), ..fanout::FanoutConfig::default() }
+    }
+
+    /// Every current-state topic of this run (fan-out's default resource types).
+    pub fn fhir_topics(&self) -> Vec<String> {
+        let f = self.fanout_config();
+        f.resource_types.iter().map(|t| f.topic_for(t)).collect()
+    }
+
+    /// Starts the five services for run `name` (made unique with [`crate::unique`]) and waits
+    /// until each reports ready; query starts once fan-out has created its topics.
+    pub async fn start(name: &str, opts: PipelineOptions) -> Pipeline {
+        let run = crate::unique(name);
+        let t = |n: &str| format!("{run}.{n}");
+        let partitions = opts.partitions.unwrap_or(3).to_string();
+        let with = |service: &str, mut v: Vec<(&'static str, String)>| {
+            v.push(("ARTERIA__BUS__TOPICS__PARTITIONS", partitions.clone()));
+            v.extend(opts.extra.iter().filter(|(s, _, _)| *s == service).map(|(_, k, val)| (*k, val.clone())));
+            v
+        };
+        let mllp_addr = format!("127.0.0.1:{}", free_port());
+        let grpc_addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = std::env::temp_dir().join(t("query-store"));
+        let fanout_cfg = fanout::FanoutConfig { topic_prefix: format!("{run}."), ..fanout::FanoutConfig::default() };
+        let fhir_topics: Vec<String> = fanout_cfg.resource_types.iter().map(|r| fanout_cfg.topic_for(r)).collect();
+        let toml_list =
+            |items: &[String]| format!("[{}]", items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
+
+        let mut ingest = Service::start(
+            "ingest",
+            &with(
+                "ingest",
+                vec![
+                    ("ARTERIA__INGEST__RAW_TOPIC", t("raw")),
+                    ("ARTERIA__INGEST__DLQ_TOPIC", t("ingest.dlq")),
+                    ("ARTERIA__INGEST__MLLP__ADDR", mllp_addr.clone()),
+                    ("ARTERIA__INGEST__HTTP__ENABLED", "false".into()),
+                ],
+            ),
+        );
+        let mut normalize = Service::start(
+            "normalize",
+            &with(
+                "normalize",
+                vec![
+                    ("ARTERIA__NORMALIZE__INPUT_TOPIC", t("raw")),
+                    ("ARTERIA__NORMALIZE__OUTPUT_TOPIC", t("normalized")),
+                    ("ARTERIA__NORMALIZE__DLQ_TOPIC", t("normalize.dlq")),
+                    ("ARTERIA__NORMALIZE__GROUP_ID", t("normalize")),
+                    ("ARTERIA__NORMALIZE__TRANSACTIONAL_ID", t("normalize-0")),
+                ],
+            ),
+        );
+        let mut enrich = Service::start(
+            "enrich",
+            &with(
+                "enrich",
+                vec![
+                    ("ARTERIA__ENRICH__INPUT_TOPIC", t("normalized")),
+                    ("ARTERIA__ENRICH__OUTPUT_TOPIC", t("enriched")),
+                    ("ARTERIA__ENRICH__DLQ_TOPIC", t("enrich.dlq")),
+                    ("ARTERIA__ENRICH__GROUP_ID", t("enrich")),
+                    ("ARTERIA__ENRICH__TRANSACTIONAL_ID", t("enrich-0")),
+                ],
+            ),
+        );
+        let mut fanout = Service::start(
+            "fanout",
+            &with(
+                "fanout",
+                vec![
+                    ("ARTERIA__FANOUT__INPUT_TOPIC", t("enriched")),
+                    ("ARTERIA__FANOUT__DLQ_TOPIC", t("fanout.dlq")),
+                    ("ARTERIA__FANOUT__GROUP_ID", t("fanout")),
+                    ("ARTERIA__FANOUT__TRANSACTIONAL_ID", t("fanout-0")),
+                    ("ARTERIA__FANOUT__TOPIC_PREFIX", format!("{run}.")),
+                ],
+            ),
+        );
+        for s in [&mut ingest, &mut normalize, &mut enrich, &mut fanout] {
+            s.wait_ready(Duration::from_secs(180)).await;
+        }
+        let mut query = Service::start(
+            "query",
+            &with(
+                "query",
+                vec![
+                    ("ARTERIA__QUERY__GRPC_ADDR", grpc_addr.clone()),
+                    ("ARTERIA__QUERY__FHIR_REST_ADDR", format!("127.0.0.1:{}", free_port())),
+                    ("ARTERIA__AUDIT__TOPIC", t("audit")),
+                    ("ARTERIA__QUERY__DATA_DIR", data_dir.display().to_string()),
+                    ("ARTERIA__QUERY__TOPICS", toml_list(&fhir_topics)),
+                    ("ARTERIA__QUERY__GROUP_PREFIX", t("query")),
+                ],
+            ),
+        );
+        query.wait_ready(Duration::from_secs(180)).await;
+        Pipeline { run, ingest, normalize, enrich, fanout, query, mllp_addr, grpc_addr, data_dir }
+    }
+
+    /// The services in pipeline order.
+    pub fn services(&mut self) -> [&mut Service; 5] {
+        [&mut self.ingest, &mut self.normalize, &mut self.enrich, &mut self.fanout, &mut self.query]
+    }
+
+    /// Restarts every service that ended on its own; returns their names (a supervisor's
+    /// job, made visible: callers report or assert on it).
+    pub fn restart_exited(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.services() {
+            if let Some(status) = s.exited() {
+                eprintln!(
+                    "*** {} exited on its own ({status}); restarting it. See {} ***",
+                    s.name,
+                    s.log_path().display()
+                );
+                out.push(format!("{} ({status})", s.name));
+                s.restart();
+            }
+        }
+        out
+    }
+
+    /// SIGTERM to every service, in pipeline order, and removes the query store.
+    pub fn stop(&mut self) {
+        for s in self.services() {
+            s.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+impl Service {
+    /// The service's Prometheus text (`/metrics`), when it answers.
+    pub async fn metrics(&self) -> Option<String> {
+        let r = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.health_port)).await.ok()?;
+        r.text().await.ok()
+    }
+}
+
+/// Sums the samples of `metric` in Prometheus text whose labels contain every one of `labels`
+/// (e.g. `outcome="acknowledged"`).
+pub fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
