@@ -9,7 +9,7 @@
 /// The current version of one FHIR resource.
 ///
 /// On the wire it also carries `typed`, the resource as a typed `org.arteria.fhir.r4` record,
-/// derived from `fhir_json` while encoding (see [`crate::typed`] and [`crate::wire_schema`]).
+/// derived from `fhir_json` while encoding (see [`crate::typed`]; schema and serialisation in `wire_schema`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FhirResource {
     /// Resource id; also the Kafka key.

@@ -19,7 +19,7 @@ pub const CONTENT_TYPE: &str = "application/vnd.arteria.clinical-event.v1+avro";
 ///
 /// On the wire it also carries `typed`, the same resource as a typed `org.arteria.fhir.r4`
 /// record, derived from `fhir_json` while encoding (see [`crate::typed`]); its schema and
-/// serialisation are written by hand in [`crate::wire_schema`] because of that extra field.
+/// serialisation are written by hand in `wire_schema` because of that extra field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// FHIR resource type, e.g. Patient, Encounter, Observation.

@@ -25,8 +25,8 @@ fhir_choice!(
 );
 
 fhir_choice!(
-    /// `effective[x]`, `occurrence[x]`, `performed[x]`, `onset[x]`, `collected[x]`: a point or a span.
-    /// The JSON key is given by the parent via [`When`] variants per element.
+    /// `effective[x]`: a point or a span (`occurrence[x]`, `performed[x]`, `onset[x]` and
+    /// `collected[x]` below are the same choice under their own JSON keys).
     Effective {
         DateTime(String) = "effectiveDateTime",
         Period(Period) = "effectivePeriod",
