@@ -17,6 +17,7 @@
 # is measured: it is waited for (at most ARTERIA_BENCH_MAX_DRAIN seconds, 900), and the
 # end-to-end throughput is all accepted messages over the time until the last one is queryable
 # (if the wait ends first: the share stored over the time waited).
+# (a) waits at most ARTERIA_BENCH_DRAIN seconds (600) for everything to be queryable.
 # Knobs: ARTERIA_BENCH_RATE (1000), ARTERIA_BENCH_CONNS (32), ARTERIA_BENCH_MAX_CONNS (64),
 # ARTERIA_BENCH_ORU_SHARE (0.5), ARTERIA_SKIP_BUILD=1.
 set -euo pipefail
@@ -39,7 +40,7 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 machine() { echo "# $(date -u +%FT%TZ) $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); busiest processes:"; top -bn1 -o %CPU | sed -n '8,13p' | awk '{printf "#   %s %s%% %s\n", $1, $9, $12}'; }
 
 bash "$STACK" status >/dev/null || { echo "the local stack is not up: run make up-stack (deploy/local/stack.sh up)" >&2; exit 1; }
-for port in 2575 8080 50051 9101 9102 9103 9104 9105; do
+for port in 2575 8080 8088 50051 9101 9102 9103 9104 9105; do
     if ss -ltn "sport = :$port" | grep -q LISTEN && ! bash "$PIPELINE" status >/dev/null 2>&1; then
         echo "port $port is taken by a process that is not this pipeline" >&2; exit 1
     fi
@@ -82,7 +83,7 @@ machine
 kafka_peer $((RATE * SECS)) "$RATE" "at $RATE/s"
 echo "## (a) Arteria at $RATE messages/s for $SECS s"
 "$LOAD" --pid-dir "$STATE/run" --label "rate-$RATE" --rate "$RATE" --duration "$SECS" --connections "$CONNS" --oru-share "$ORU_SHARE" \
-    --json "$OUT/rate.json"
+    --drain-timeout "${ARTERIA_BENCH_DRAIN:-600}" --json "$OUT/rate.json"
 machine
 kafka_peer 600000 -1 "unthrottled"
 
