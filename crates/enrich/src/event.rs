@@ -159,6 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn decimals_keep_their_digits_through_enrichment() {
+        // Significant figures carry meaning: "1.00" must not come out as 1.0, nor 0.840 as 0.84.
+        let json = r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"valueQuantity":{"value":0.840,"unit":"mg/dl"},"referenceRange":[{"high":{"value":1.00,"unit":"mg/dl"}}]}"#;
+        let mut ev = event(vec![]);
+        ev.resources.push(Resource { resource_type: "Observation".into(), id: "o1".into(), fhir_json: json.into() });
+        enrich_event(&Terminology::builtin(), &mut ev).unwrap();
+        let out = &ev.resources[0].fhir_json;
+        assert!(out.contains(r#""value":0.840"#) && out.contains(r#""value":1.00"#), "{out}");
+        assert!(out.contains(r#""code":"mg/dL""#), "enriched as well: {out}");
+    }
+
+    #[test]
     fn a_unit_already_in_ucum_gets_its_system_and_code_as_the_cli_gives_it() {
         // `mmol/L` is valid UCUM: the enricher reports UnitAlreadyUcum yet fills system and
         // code; the stage once dropped that change (the CLI's `convert --enrich` kept it).

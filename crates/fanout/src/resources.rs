@@ -128,6 +128,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn decimals_keep_their_digits_when_references_are_rewritten() {
+        let mut ev = event();
+        ev.resources[2].fhir_json = r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:p1"},"valueQuantity":{"value":5.50}}"#.into();
+        let out = current_state(&ev, &["Observation".to_string()]).unwrap();
+        assert!(out[0].fhir_json.contains(r#""value":5.50"#), "{}", out[0].fhir_json);
+        assert!(out[0].fhir_json.contains(r#""reference":"Patient/p1""#), "{}", out[0].fhir_json);
+    }
+
+    #[test]
     fn current_state_resolves_references_and_finds_the_patient() {
         let wanted = vec!["Patient".to_string(), "Observation".to_string()];
         let out = current_state(&event(), &wanted).unwrap();
