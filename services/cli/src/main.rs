@@ -33,6 +33,10 @@ enum Command {
     Terminology(terminology::Args),
 }
 
+/// mimalloc: see the workspace Cargo.toml (allocation dominates conversion).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Behave like other Unix filters when the reader goes away (`arteria parse … | head`):
     // end quietly on SIGPIPE instead of failing a write. Rust ignores SIGPIPE by default.

@@ -30,6 +30,10 @@ struct Config {
     telemetry: TelemetryConfig,
 }
 
+/// mimalloc: see the workspace Cargo.toml (allocation dominates conversion).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg: Config = settings::load_over(DEFAULTS, args.config.as_deref())?;
