@@ -57,7 +57,10 @@ fn message_count() -> usize {
         .ok()
         .map(|v| v.parse::<usize>().unwrap_or_else(|_| panic!("ARTERIA_RELIABILITY_MESSAGES={v:?} is not a number")))
         .unwrap_or(DEFAULT_MESSAGES);
-    assert!(n >= PER_PATIENT * 10 && n.is_multiple_of(PER_PATIENT), "messages must be a multiple of {PER_PATIENT}, ≥ 100");
+    assert!(
+        n >= PER_PATIENT * 10 && n.is_multiple_of(PER_PATIENT),
+        "messages must be a multiple of {PER_PATIENT}, ≥ 100"
+    );
     n
 }
 
@@ -516,10 +519,12 @@ async fn every_acked_message_is_delivered_exactly_once_through_service_crashes_a
         }
     }
     // Let the query service catch up before reading through it (sweeps would only slow it
-    // down): until its consumer reports no lag twice in a row (bounded by lack of progress).
-    let mut zero = 0;
-    let mut last_lag = (f64::MAX, Instant::now());
-    while zero < 2 && last_lag.1.elapsed() < IDLE {
+    // down): until its consumer reports no lag and has handled nothing new, twice in a row
+    // (bounded by lack of progress). Only a shortcut: the sweeps below wait for the answers.
+    let mut quiet = 0;
+    let mut handled = f64::NAN;
+    let mut last_change = Instant::now();
+    while quiet < 2 && last_change.elapsed() < IDLE {
         tokio::time::sleep(Duration::from_secs(5)).await;
         exits.extend(p.restart_exited());
         let Some(t) = p.query.metrics().await else { continue };
@@ -527,9 +532,13 @@ async fn every_acked_message_is_delivered_exactly_once_through_service_crashes_a
             continue;
         }
         let lag = metric_sum(&t, "arteria_consumer_lag", &[]);
-        zero = if lag == 0.0 { zero + 1 } else { 0 };
-        if lag < last_lag.0 {
-            last_lag = (lag, Instant::now());
+        let now = metric_sum(&t, "arteria_messages_total", &[]);
+        if now != handled {
+            handled = now;
+            last_change = Instant::now();
+            quiet = 0;
+        } else if lag == 0.0 {
+            quiet += 1;
         }
         if report.elapsed() > Duration::from_secs(15) {
             eprintln!("reliability: {:?} query catching up; {}", started.elapsed(), progress_line(&mut p).await);
