@@ -252,6 +252,13 @@ async fn wait_for_count(
 
 /// Resources stored per message of each kind: one message of each, counted at the store.
 async fn calibrate(client: &reqwest::Client, url: &str, addr: &str, g: &Generator) -> anyhow::Result<(f64, f64)> {
+    // A backlog still being stored would be counted as this message's resources.
+    let quiet_since = Instant::now();
+    let limit = Duration::from_secs(900);
+    wait_for_count(client, url, 0.0, f64::INFINITY, limit, Duration::from_secs(3)).await?;
+    if quiet_since.elapsed() >= limit {
+        bail!("the query store was still storing a backlog after 15 minutes; measure on an idle pipeline");
+    }
     let mut conn = connect(addr).await?;
     let mut per = [0.0; 2];
     for (n, kind) in [Kind::Adt, Kind::Oru].into_iter().enumerate() {
