@@ -1,7 +1,9 @@
 //! `arteria send --to HOST:PORT FILE...`: sends every message in the files over MLLP, waits for
 //! each acknowledgment, and prints one line per message in input order: `<MSH-10> <MSA-1>`
-//! (e.g. `HX-0001 AA`), or `<MSH-10> ERROR <reason>` when no ACK came back. Exit code 0 when
-//! every message was accepted (AA or CA), 1 otherwise.
+//! (e.g. `HX-0001 AA`), or `<MSH-10> ERROR <reason>` when no ACK came back. A message whose
+//! MSH-15 asks for no ACK (NE), or for one only on error (ER, listened for 2 s), prints
+//! `<MSH-10> - (<why>)` instead of waiting out the timeout. Exit code 0 when every message was
+//! accepted (AA or CA, or no ACK requested and none came), 1 otherwise.
 //!
 //! `--concurrency N` opens N connections, each sending one message at a time (MLLP's
 //! request/response rhythm); `--rate R` caps the total at R messages per second.
@@ -52,12 +54,23 @@ pub enum Reply {
     Ack(String),
     /// No usable ACK: connection or timeout problem, or an answer that is not an ACK.
     Error(String),
+    /// No ACK, and none was asked for: MSH-15 (enhanced mode) is NE, or ER with no error.
+    NotRequested(String),
 }
 
 impl Reply {
     pub fn accepted(&self) -> bool {
-        matches!(self, Reply::Ack(c) if c == "AA" || c == "CA")
+        matches!(self, Reply::Ack(c) if c == "AA" || c == "CA") || matches!(self, Reply::NotRequested(_))
     }
+}
+
+/// How long to listen for an ACK that MSH-15 = ER only sends on error.
+const ER_GRACE: Duration = Duration::from_secs(2);
+
+/// MSH-15 (accept acknowledgement type) of `msg`, when its header can be read and it is set.
+fn accept_ack_type(msg: &[u8]) -> Option<String> {
+    let h = hl7v2::header::Header::sniff(msg)?;
+    Some(h.accept_ack_type.trim().to_ascii_uppercase()).filter(|s| !s.is_empty())
 }
 
 fn msa1(ack: &[u8]) -> Option<String> {
@@ -104,8 +117,15 @@ impl Connection {
             self.framed = None;
             return Reply::Error(format!("send failed: {e}"));
         }
+        // Enhanced mode: NE asks for no ACK at all, ER for one only on error.
+        let (wait, silence) = match accept_ack_type(msg).as_deref() {
+            Some("NE") => return Reply::NotRequested("MSH-15 NE: no ACK requested".into()),
+            Some("ER") => (ER_GRACE, Some("MSH-15 ER: no error ACK")),
+            _ => (self.timeout, None),
+        };
         let reply = loop {
-            match tokio::time::timeout(self.timeout, framed.next()).await {
+            match tokio::time::timeout(wait, framed.next()).await {
+                Err(_) if silence.is_some() => break Reply::NotRequested(silence.unwrap_or_default().into()),
                 Err(_) => break Reply::Error(format!("no ACK within {} s", self.timeout.as_secs())),
                 Ok(None) => break Reply::Error("connection closed before the ACK".into()),
                 Ok(Some(Err(e))) => break Reply::Error(format!("receive failed: {e}")),
@@ -195,6 +215,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         match reply {
             Reply::Ack(code) => writeln!(out, "{id} {code}")?,
             Reply::Error(e) => writeln!(out, "{id} ERROR {e}")?,
+            Reply::NotRequested(why) => writeln!(out, "{id} - ({why})")?,
         }
         all_ok &= reply.accepted();
     }
@@ -442,6 +463,37 @@ mod tests {
         ] {
             assert!(Cmd::try_parse_from(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[tokio::test]
+    async fn no_ack_is_awaited_when_msh15_asks_for_none() {
+        // A receiver that never answers: NE returns at once; ER after its short grace.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut f = Framed::new(s, MllpCodec::new(1 << 20));
+                    while f.next().await.is_some() {}
+                });
+            }
+        });
+        let with = |id: &str, msh15: &str| {
+            format!("MSH|^~\\&|A|B|C|D|20250101||ADT^A01|{id}|P|2.5.1|||{msh15}|AL\rPID|1||1^^^X^MR\r").into_bytes()
+        };
+        let replies = send_all(
+            &addr,
+            None,
+            vec![with("N1", "NE"), with("E1", "ER"), with("A1", "AL")],
+            1,
+            0.0,
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(matches!(&replies[0], Reply::NotRequested(w) if w.contains("NE")), "{replies:?}");
+        assert!(matches!(&replies[1], Reply::NotRequested(w) if w.contains("ER")), "{replies:?}");
+        assert!(matches!(&replies[2], Reply::Error(e) if e.contains("no ACK")), "AL still waits: {replies:?}");
+        assert!(replies[0].accepted() && replies[1].accepted() && !replies[2].accepted());
     }
 
     #[tokio::test]
