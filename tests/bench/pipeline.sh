@@ -90,8 +90,9 @@ kafka_peer 600000 -1 "unthrottled"
 if [ "${ARTERIA_BENCH_HAPI:-1}" = 1 ] && command -v mvn >/dev/null && [ -f tests/bench/peer-hapi/pom.xml ]; then
     say "building the HAPI peer"
     (cd tests/bench/peer-hapi && mvn -q -B package dependency:copy-dependencies -DincludeScope=runtime >&2)
-    java -cp "tests/bench/peer-hapi/target/classes:tests/bench/peer-hapi/target/dependency/*" \
-        arteria.bench.HapiAckListener "$HAPI_PORT" >"$OUT/hapi.log" 2>&1 &
+    # From $OUT: HAPI writes its control-id counter (id_file) into the working directory.
+    (cd "$OUT" && exec java -cp "$ROOT/tests/bench/peer-hapi/target/classes:$ROOT/tests/bench/peer-hapi/target/dependency/*" \
+        arteria.bench.HapiAckListener "$HAPI_PORT" >hapi.log 2>&1) &
     HAPI_PID=$!
     for _ in $(seq 100); do ss -ltn "sport = :$HAPI_PORT" | grep -q LISTEN && break; sleep 0.2; done
     # JIT warm-up, not reported (the pipeline's warm-up is the harness's calibration messages).
