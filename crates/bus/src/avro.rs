@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::avro_common::get_supplied_schema;
@@ -188,6 +189,22 @@ impl Registry {
     }
 }
 
+/// How to read records written with one schema id into one Rust type: the writer schema with
+/// its named types resolved, and our reader schema likewise when the two differ.
+///
+/// Built once per schema id and kept: resolving walks the whole schema, and with the typed FHIR
+/// records in `ClinicalEvent` and `FhirResource` (60+ named types) redoing it per record cost
+/// more than the decode itself (query: ~1.6 ms per resource). The schemas are leaked to get the
+/// `'static` borrow the resolution needs, once per schema id and serde, as
+/// schema_registry_converter does for its own cache: schema ids are few and live for the
+/// process anyway.
+struct Decoding {
+    writer: &'static Schema,
+    writer_names: ResolvedSchema<'static>,
+    /// `None` when the writer schema is our reader schema (no resolution step).
+    reader: Option<(&'static Schema, ResolvedSchema<'static>)>,
+}
+
 /// Encoder/decoder of one Rust type on one topic.
 pub struct AvroSerde<T> {
     registry: Registry,
@@ -195,8 +212,8 @@ pub struct AvroSerde<T> {
     reader_schema: Arc<Schema>,
     reader_canonical: String,
     strategy: SubjectNameStrategy,
-    /// Per writer schema id: whether it equals our reader schema (fast path, no resolution).
-    writer_matches: Mutex<HashMap<u32, bool>>,
+    /// Per writer schema id, shared by clones (fan-out clones a serde per output).
+    decodings: Arc<Mutex<HashMap<u32, Arc<Decoding>>>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -208,7 +225,7 @@ impl<T> Clone for AvroSerde<T> {
             reader_schema: self.reader_schema.clone(),
             reader_canonical: self.reader_canonical.clone(),
             strategy: self.strategy.clone(),
-            writer_matches: Mutex::new(self.writer_matches.lock().map(|m| m.clone()).unwrap_or_default()),
+            decodings: self.decodings.clone(),
             _t: PhantomData,
         }
     }
@@ -228,7 +245,7 @@ where
             reader_canonical: schema.canonical_form(),
             reader_schema: Arc::new(schema),
             strategy,
-            writer_matches: Mutex::new(HashMap::new()),
+            decodings: Arc::default(),
             _t: PhantomData,
         }
     }
@@ -269,29 +286,54 @@ where
     /// resolves to `T` (Avro schema resolution: defaults for missing fields and so on).
     pub async fn decode(&self, bytes: &[u8]) -> Result<T, AvroError> {
         let (id, body) = wire::unframe(bytes)?;
-        let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
-        let same = {
-            let mut m = self.writer_matches.lock().unwrap_or_else(|p| p.into_inner());
-            *m.entry(id).or_insert_with(|| writer.parsed.canonical_form() == self.reader_canonical)
-        };
         let decode_err =
             |detail: String| AvroError::Decode { schema_id: id, type_name: std::any::type_name::<T>(), detail };
+        let known = self.decodings.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        let d = match known {
+            Some(d) => d,
+            None => {
+                let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
+                let d = Arc::new(self.decoding(&writer.parsed).map_err(|e| decode_err(e.to_string()))?);
+                self.decodings.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(d).clone()
+            }
+        };
         let mut cursor = body;
-        let value = if same {
-            let reader = GenericDatumReader::builder(&writer.parsed).build().map_err(|e| decode_err(e.to_string()))?;
-            reader.read_deser::<T>(&mut cursor).map_err(|e| decode_err(e.to_string()))?
-        } else {
-            let reader = GenericDatumReader::builder(&writer.parsed)
-                .reader_schema(&self.reader_schema)
-                .build()
-                .map_err(|e| decode_err(e.to_string()))?;
-            let v = reader.read_value(&mut cursor).map_err(|e| decode_err(e.to_string()))?;
-            apache_avro::from_value::<T>(&v).map_err(|e| decode_err(e.to_string()))?
+        let value = match &d.reader {
+            None => {
+                let reader = GenericDatumReader::builder(d.writer)
+                    .resolved_writer_schemata(d.writer_names.clone())
+                    .build()
+                    .map_err(|e| decode_err(e.to_string()))?;
+                reader.read_deser::<T>(&mut cursor).map_err(|e| decode_err(e.to_string()))?
+            }
+            Some((schema, names)) => {
+                let reader = GenericDatumReader::builder(d.writer)
+                    .resolved_writer_schemata(d.writer_names.clone())
+                    .reader_schema(schema)
+                    .resolved_reader_schemata(names.clone())
+                    .build()
+                    .map_err(|e| decode_err(e.to_string()))?;
+                let v = reader.read_value(&mut cursor).map_err(|e| decode_err(e.to_string()))?;
+                apache_avro::from_value::<T>(&v).map_err(|e| decode_err(e.to_string()))?
+            }
         };
         if !cursor.is_empty() {
             return Err(decode_err(format!("{} trailing bytes after the record", cursor.len())));
         }
         Ok(value)
+    }
+
+    /// Resolves `writer` (and our schema, when they differ) for [`Decoding`].
+    fn decoding(&self, writer: &Schema) -> Result<Decoding, apache_avro::Error> {
+        let writer: &'static Schema = Box::leak(Box::new(writer.clone()));
+        let writer_names = ResolvedSchema::try_from(writer)?;
+        let reader = if writer.canonical_form() == self.reader_canonical {
+            None
+        } else {
+            let schema: &'static Schema = Box::leak(Box::new((*self.reader_schema).clone()));
+            Some((schema, ResolvedSchema::try_from(schema)?))
+        };
+        Ok(Decoding { writer, writer_names, reader })
     }
 }
 
