@@ -110,6 +110,7 @@ Arteria is up. Try:
   target/release/arteria query patient --identifier NW-100234
   target/release/arteria query observations --patient-identifier NW-100234 --code 2345-7
   target/release/arteria convert --enrich examples/oru-r01-chemistry.hl7
+  curl -s '127.0.0.1:8088/fhir/Observation?patient.identifier=NW-100234&code=2345-7'   # FHIR REST
   curl -s 127.0.0.1:9101/metrics                  # ingest metrics (9102 normalize … 9105 query)
   deploy/local/stack.sh kafka-tool org.apache.kafka.tools.ConsumerPerformance --help
 Logs: $LOGS/<service>.log   Stop everything: make down
