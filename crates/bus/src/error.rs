@@ -36,10 +36,11 @@ pub enum BusError {
     #[error("Kafka error during {op}: {error}")]
     Kafka { op: &'static str, error: KafkaError },
 
-    /// The producer can no longer be used (e.g. fenced by a newer instance with the same
-    /// transactional id, or an idempotence sequence error). The service must stop and restart.
+    /// The producer or consumer can no longer be used (e.g. fenced by a newer instance with the
+    /// same transactional id, a static member fenced after a broker restart, or an idempotence
+    /// sequence error). The service must stop and restart.
     #[error(
-        "fatal Kafka producer error during {op}: {detail}; stopping — restart the service (if fenced, another instance uses the same transactional_id)"
+        "fatal Kafka error during {op}: {detail}; stopping — restart the service (a fenced producer means another instance uses the same transactional_id; a fenced static consumer right after a broker restart rejoins on restart)"
     )]
     Fatal { op: &'static str, detail: String },
 
