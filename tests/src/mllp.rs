@@ -24,23 +24,7 @@ impl Sender {
             let s = TcpStream::connect(&self.addr).await.map_err(|e| format!("connect: {e}"))?;
             self.conn = Some(Framed::new(s, MllpCodec::new(16 << 20)));
         }
-        let c = self.conn.as_mut().expect("connected");
-        let result = async {
-            c.send(msg).await.map_err(|e| format!("send: {e}"))?;
-            loop {
-                match tokio::time::timeout(Duration::from_secs(30), c.next()).await {
-                    Err(_) => return Err("no ACK in 30 s".to_string()),
-                    Ok(None) => return Err("connection closed".to_string()),
-                    Ok(Some(Err(e))) => return Err(format!("receive: {e}")),
-                    Ok(Some(Ok(MllpItem::Frame(ack)))) => {
-                        let m = hl7v2::Message::parse(&ack).map_err(|e| format!("ACK does not parse: {e}"))?;
-                        return m.get("MSA-1").map(|v| v.as_str().to_string()).ok_or_else(|| "no MSA-1".to_string());
-                    }
-                    Ok(Some(Ok(_))) => continue,
-                }
-            }
-        }
-        .await;
+        let result = exchange(self.conn.as_mut().expect("connected"), msg).await;
         if result.is_err() {
             self.conn = None;
         }
@@ -52,14 +36,27 @@ impl Sender {
     pub async fn deliver(&mut self, msg: &[u8], tries: u32) -> Result<u32, String> {
         let mut last = String::new();
         for n in 1..=tries {
-            match self.send_once(msg).await {
-                Ok(code) if code == "AA" || code == "CA" => return Ok(n),
-                Ok(code) => last = format!("answered {code}"),
-                Err(e) => last = e,
+            if delivered(self.send_once(msg).await, &mut last) {
+                return Ok(n);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         Err(format!("not delivered after {tries} tries: {last}"))
+    }
+}
+
+/// Whether one attempt delivered the message (AA or CA); otherwise `last` says why not.
+fn delivered(attempt: Result<String, String>, last: &mut String) -> bool {
+    match attempt {
+        Ok(code) if code == "AA" || code == "CA" => true,
+        Ok(code) => {
+            *last = format!("answered {code}");
+            false
+        }
+        Err(e) => {
+            *last = e;
+            false
+        }
     }
 }
 
@@ -121,10 +118,8 @@ impl TlsSender {
     pub async fn deliver(&mut self, msg: &[u8], tries: u32) -> Result<u32, String> {
         let mut last = String::new();
         for n in 1..=tries {
-            match self.send_once(msg).await {
-                Ok(code) if code == "AA" || code == "CA" => return Ok(n),
-                Ok(code) => last = format!("answered {code}"),
-                Err(e) => last = e,
+            if delivered(self.send_once(msg).await, &mut last) {
+                return Ok(n);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
