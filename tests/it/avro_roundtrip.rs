@@ -141,13 +141,7 @@ async fn older_writer_schema_resolves_to_the_current_type() {
     let old_schema = apache_avro::Schema::parse_str(&old_text).unwrap();
 
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/subjects/{topic}-value/versions", registry_url()))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({ "schema": old_text }))
-        .send()
-        .await
-        .unwrap();
+    let r = arteria_tests::register_schema(&client, &format!("{topic}-value"), &old_text).await;
     assert!(r.status().is_success(), "register old schema: {}", r.status());
     let old_id = r.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap() as u32;
 
@@ -305,23 +299,10 @@ async fn a_reader_of_the_earlier_schema_reads_typed_events() {
     }
     let client = reqwest::Client::new();
     let subject = format!("{topic}-value");
-    let r = client
-        .post(format!("{}/subjects/{subject}/versions", registry_url()))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({ "schema": old.to_string() }))
-        .send()
-        .await
-        .unwrap();
+    let r = arteria_tests::register_schema(&client, &subject, &old.to_string()).await;
     assert!(r.status().is_success(), "register the earlier schema: {}", r.status());
     let old_id = r.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap() as u32;
-    let r = client
-        .put(format!("{}/config/{subject}", registry_url()))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({"compatibility": "BACKWARD"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "set BACKWARD on the subject: {}", r.status());
+    arteria_tests::set_compatibility(&client, &subject, "BACKWARD").await;
 
     let registry = Registry::new(&cfg.registry).unwrap();
     let serde = registry.value_serde::<ClinicalEvent>(&topic);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use apache_avro::{AvroSchema, Schema};
 use arteria_tests::schema_check::{History, check_backward, committed_versions, parse, schema_files};
-use arteria_tests::{registry_url, require_stack, unique, workspace_root};
+use arteria_tests::{register_schema as register, require_stack, set_compatibility, unique, workspace_root};
 
 fn rust_types() -> BTreeMap<&'static str, Schema> {
     BTreeMap::from([
@@ -127,16 +127,6 @@ fn the_check_refuses_incompatible_changes_and_accepts_compatible_ones() {
     assert_eq!(check_backward(&current, &raw_message_with(add_optional_field)), Ok(()));
 }
 
-async fn register(client: &reqwest::Client, subject: &str, schema: &str) -> reqwest::Response {
-    client
-        .post(format!("{}/subjects/{subject}/versions", registry_url()))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({ "schema": schema }))
-        .send()
-        .await
-        .expect("registry answers")
-}
-
 #[tokio::test]
 async fn the_registry_refuses_incompatible_changes() {
     require_stack();
@@ -145,14 +135,7 @@ async fn the_registry_refuses_incompatible_changes() {
     let v1 = std::fs::read_to_string(workspace_root().join("schemas/RawMessage.avsc")).unwrap();
     let r = register(&client, &subject, &v1).await;
     assert!(r.status().is_success(), "v1 registers: {} {}", r.status(), r.text().await.unwrap_or_default());
-    let r = client
-        .put(format!("{}/config/{subject}", registry_url()))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({"compatibility": "BACKWARD"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "set BACKWARD on the subject: {}", r.status());
+    set_compatibility(&client, &subject, "BACKWARD").await;
 
     for (what, bad) in [
         ("a required field without default", raw_message_with(add_required_field)),

@@ -220,3 +220,27 @@ pub fn numbered(r: &InputRecord) -> (String, u64) {
     let (k, s) = v.split_once(':').unwrap_or((v, "x"));
     (k.to_string(), s.parse().unwrap_or(u64::MAX))
 }
+
+/// Registers `schema` under `subject` through the registry's Confluent REST API (the raw
+/// response, so a test can assert on refusals too).
+pub async fn register_schema(client: &reqwest::Client, subject: &str, schema: &str) -> reqwest::Response {
+    client
+        .post(format!("{}/subjects/{subject}/versions", registry_url()))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": schema }))
+        .send()
+        .await
+        .expect("registry answers")
+}
+
+/// Sets the compatibility level of `subject` (e.g. `BACKWARD`), panicking if refused.
+pub async fn set_compatibility(client: &reqwest::Client, subject: &str, level: &str) {
+    let r = client
+        .put(format!("{}/config/{subject}", registry_url()))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "compatibility": level }))
+        .send()
+        .await
+        .expect("registry answers");
+    assert!(r.status().is_success(), "set {level} on {subject}: {}", r.status());
+}
