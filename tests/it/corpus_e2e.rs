@@ -25,11 +25,10 @@
 //! `CI=true`, and otherwise says so loudly and runs with the examples only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arteria_tests::services::{Pipeline, PipelineOptions};
-use arteria_tests::{read_committed, require_stack, shared_dir, workspace_root};
+use arteria_tests::{read_committed, require_stack, workspace_root};
 use bus::Registry;
 use canonical::FhirResource;
 use futures::{SinkExt, StreamExt};
@@ -40,37 +39,11 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-/// The corpus folders holding HL7 v2 (the C-CDA folders hold XML documents).
-const V2_FOLDERS: &[&str] = &[
-    "microsoft-fhir-converter-hl7v2",
-    "hl7-v2-to-fhir",
-    "linuxforhealth-hl7v2-fhir-converter",
-    "google-healthcare-data-harmonization",
-];
 /// The tenant ingest stamps on every message by default, and `arteria convert`'s default.
 const TENANT: &str = "default";
 /// How long the query API may show no further progress before the test gives up (a bound so a
 /// broken run ends, not a timing assertion).
 const IDLE: Duration = Duration::from_secs(180);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn files_under(dir: &Path, exts: &[&str], recurse: bool, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            if recurse {
-                files_under(&p, exts, recurse, out);
-            }
-        } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e)) {
-            out.push(p);
-        }
-    }
-}
 
 /// One message to send: where it comes from (`file#n`) and its bytes, cut out of the file as
 /// `arteria send` and `arteria convert` do (`hl7v2::batch`).
@@ -81,22 +54,7 @@ struct Input {
 
 fn inputs() -> Vec<Input> {
     let root = workspace_root();
-    let mut paths = Vec::new();
-    files_under(&root.join("examples"), &["hl7"], false, &mut paths);
-    let examples = paths.len();
-    assert!(examples >= 3, "expected the example messages in {}", root.join("examples").display());
-    match shared_dir().map(|d| d.join("corpus")).filter(|d| d.is_dir()) {
-        Some(corpus) => {
-            for f in V2_FOLDERS {
-                files_under(&corpus.join(f), &["hl7", "txt"], true, &mut paths);
-            }
-            assert!(paths.len() - examples >= 190, "expected ~201 corpus files, found {}", paths.len() - examples);
-        }
-        None if in_ci() => panic!("the shared corpus is missing (set ARTERIA_SHARED; CI=true needs it)"),
-        None => eprintln!(
-            "\n*** corpus_e2e: shared corpus not found (set ARTERIA_SHARED); running with examples/ only ***\n"
-        ),
-    }
+    let paths = arteria_tests::hl7v2_sample_files("corpus_e2e");
     let mut out = Vec::new();
     for p in paths {
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));

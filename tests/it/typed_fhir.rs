@@ -7,65 +7,17 @@
 //! Part of the `avro_roundtrip` test binary; needs no Kafka. The corpus is read from `$ARTERIA_SHARED/corpus` (default `../shared`); when it
 //! is missing this fails under `CI=true` and otherwise checks `examples/` only, saying so loudly.
 
-use std::path::{Path, PathBuf};
-
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as AvroValue;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{AvroSchema, Schema};
-use arteria_tests::{shared_dir, workspace_root};
 use canonical::typed::{TypedResource, to_fhir_json};
 use canonical::{ClinicalEvent, FhirResource};
-
-/// The corpus folders that hold HL7 v2 (the C-CDA folders are XML documents).
-const V2_FOLDERS: &[&str] = &[
-    "microsoft-fhir-converter-hl7v2",
-    "hl7-v2-to-fhir",
-    "linuxforhealth-hl7v2-fhir-converter",
-    "google-healthcare-data-harmonization",
-];
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "hl7" || e == "txt") {
-            out.push(p);
-        }
-    }
-}
-
-fn message_files() -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    // The repo's own examples (not the deliberately malformed ones).
-    for e in std::fs::read_dir(workspace_root().join("examples")).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "hl7") {
-            paths.push(e.path());
-        }
-    }
-    match shared_dir().filter(|d| d.join("corpus").is_dir()) {
-        Some(shared) => {
-            let before = paths.len();
-            for f in V2_FOLDERS {
-                files(&shared.join("corpus").join(f), &mut paths);
-            }
-            assert!(paths.len() - before >= 190, "expected the ~200 v2 corpus files, found {}", paths.len() - before);
-        }
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("the shared corpus is missing (set ARTERIA_SHARED)")
-        }
-        None => eprintln!("\n*** shared corpus not found (set ARTERIA_SHARED): checking examples/ only ***\n"),
-    }
-    paths
-}
 
 fn events() -> Vec<ClinicalEvent> {
     let profiles = mapping::Profiles::default();
     let mut out = Vec::new();
-    for p in message_files() {
+    for p in arteria_tests::hl7v2_sample_files("typed_fhir") {
         let bytes = std::fs::read(&p).unwrap();
         let split = hl7v2::batch::split(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         for (i, chunk) in split.messages().enumerate() {

@@ -244,3 +244,50 @@ pub async fn set_compatibility(client: &reqwest::Client, subject: &str, level: &
         .expect("registry answers");
     assert!(r.status().is_success(), "set {level} on {subject}: {}", r.status());
 }
+
+/// The corpus folders holding HL7 v2 (the C-CDA folders hold XML documents).
+const CORPUS_V2_FOLDERS: &[&str] = &[
+    "microsoft-fhir-converter-hl7v2",
+    "hl7-v2-to-fhir",
+    "linuxforhealth-hl7v2-fhir-converter",
+    "google-healthcare-data-harmonization",
+];
+
+fn files_under(dir: &std::path::Path, exts: &[&str], recurse: bool, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if recurse {
+                files_under(&p, exts, recurse, out);
+            }
+        } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e)) {
+            out.push(p);
+        }
+    }
+}
+
+/// Every HL7 v2 sample file: the repository's `examples/*.hl7` (not the malformed ones), then
+/// the shared corpus's v2 files. Without the corpus: a panic under `CI=true`, else a loud note
+/// from `test` and the examples only.
+pub fn hl7v2_sample_files(test: &str) -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut paths = Vec::new();
+    files_under(&root.join("examples"), &["hl7"], false, &mut paths);
+    let examples = paths.len();
+    assert!(examples >= 3, "expected the example messages in {}", root.join("examples").display());
+    match shared_dir().map(|d| d.join("corpus")).filter(|d| d.is_dir()) {
+        Some(corpus) => {
+            for f in CORPUS_V2_FOLDERS {
+                files_under(&corpus.join(f), &["hl7", "txt"], true, &mut paths);
+            }
+            assert!(paths.len() - examples >= 190, "expected ~201 corpus files, found {}", paths.len() - examples);
+        }
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("the shared corpus is missing (set ARTERIA_SHARED; CI=true needs it)")
+        }
+        None => eprintln!("\n*** {test}: shared corpus not found (set ARTERIA_SHARED); examples/ only ***\n"),
+    }
+    paths
+}
