@@ -1,0 +1,121 @@
+//! stage-cpu: the CPU each pipeline stage spends on one message, Kafka left out, so the cost of
+//! our own code (mapping, Avro, enrichment, reference rewriting) can be profiled and compared
+//! between commits without a broker or the machine's other load in the figures.
+//!
+//! Each stage runs the same library calls its service makes per record — normalize: convert and
+//! encode the `ClinicalEvent`; enrich: decode, enrich, encode; fanout: decode, current-state
+//! resources, encode each `FhirResource`; query: decode each `FhirResource` — with the Avro
+//! writer and reader `bus::AvroSerde` uses, on the mapping benchmark's ORU^R01 (10 OBX) and
+//! ADT^A01. Time is the thread's own CPU time (`/proc/thread-self/schedstat`).
+//!
+//! `cargo run --release -p arteria-tests --bin stage-cpu -- [SECONDS] [FILTER]`
+
+use std::time::{Duration, Instant};
+
+use apache_avro::AvroSchema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use canonical::{ClinicalEvent, FhirResource};
+
+// The services' allocator, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ORU: &[u8] = include_bytes!("../../../crates/mapping/benches/data/oru_r01_10obx.hl7");
+const ADT: &[u8] = include_bytes!("../../../crates/mapping/benches/data/adt_a01.hl7");
+
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .expect("/proc/thread-self/schedstat (Linux) is needed")
+}
+
+/// Runs `f` for `secs` (after as long again of warm-up) and prints µs of CPU per call.
+fn measure(name: &str, secs: f64, mut f: impl FnMut()) {
+    if std::env::args().nth(2).is_some_and(|filter| !name.contains(&filter)) {
+        return;
+    }
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs_f64(secs) {
+        f();
+    }
+    let (cpu0, wall0) = (cpu_ns(), Instant::now());
+    let mut n = 0u64;
+    while wall0.elapsed() < Duration::from_secs_f64(secs) {
+        f();
+        n += 1;
+    }
+    let cpu = (cpu_ns() - cpu0) as f64 / 1e3;
+    println!("{name:<32} {:>9.1} µs CPU per message ({n} messages)", cpu / n as f64);
+}
+
+fn main() {
+    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let profiles = mapping::Profiles::default();
+    let term = terminology::Terminology::builtin();
+    let types: Vec<String> = fanout::config::DEFAULT_TYPES.iter().map(|s| s.to_string()).collect();
+
+    let event_schema = ClinicalEvent::get_schema();
+    let event_writer = GenericDatumWriter::builder(&event_schema).build().unwrap();
+    let event_reader = GenericDatumReader::builder(&event_schema).build().unwrap();
+    let resource_schema = FhirResource::get_schema();
+    let resource_writer = GenericDatumWriter::builder(&resource_schema).build().unwrap();
+    let resource_reader = GenericDatumReader::builder(&resource_schema).build().unwrap();
+
+    for (name, msg) in [("oru_r01_10obx", ORU), ("adt_a01", ADT)] {
+        // The records each stage reads, made once by the stage before it.
+        let normalized = {
+            let conv = mapping::convert_bytes(msg, &profiles, "bench").unwrap();
+            event_writer.write_ser_to_vec(&conv.to_event("bench", "raw-1", 1_700_000_000_000_000)).unwrap()
+        };
+        let enriched = {
+            let mut ev: ClinicalEvent = event_reader.read_deser(&mut &normalized[..]).unwrap();
+            enrich::enrich_event(&term, &mut ev).unwrap();
+            event_writer.write_ser_to_vec(&ev).unwrap()
+        };
+        let current: Vec<Vec<u8>> = {
+            let ev: ClinicalEvent = event_reader.read_deser(&mut &enriched[..]).unwrap();
+            let rs = fanout::resources::current_state(&ev, &types).unwrap();
+            rs.iter().map(|r| resource_writer.write_ser_to_vec(r).unwrap()).collect()
+        };
+        println!(
+            "{name}: event {} B normalized, {} B enriched; {} resources, {} B",
+            normalized.len(),
+            enriched.len(),
+            current.len(),
+            current.iter().map(Vec::len).sum::<usize>()
+        );
+
+        measure(&format!("{name} normalize"), secs, || {
+            let conv = mapping::convert_bytes(msg, &profiles, "bench").unwrap();
+            let ev = conv.to_event("bench", "raw-1", 1_700_000_000_000_000);
+            std::hint::black_box(event_writer.write_ser_to_vec(&ev).unwrap());
+        });
+        measure(&format!("{name} enrich"), secs, || {
+            let mut ev: ClinicalEvent = event_reader.read_deser(&mut &normalized[..]).unwrap();
+            enrich::enrich_event(&term, &mut ev).unwrap();
+            std::hint::black_box(event_writer.write_ser_to_vec(&ev).unwrap());
+        });
+        measure(&format!("{name} fanout"), secs, || {
+            let ev: ClinicalEvent = event_reader.read_deser(&mut &enriched[..]).unwrap();
+            for r in fanout::resources::current_state(&ev, &types).unwrap() {
+                std::hint::black_box(resource_writer.write_ser_to_vec(&r).unwrap());
+            }
+        });
+        measure(&format!("{name} query (decode)"), secs, || {
+            for bytes in &current {
+                let r: FhirResource = resource_reader.read_deser(&mut &bytes[..]).unwrap();
+                std::hint::black_box(r);
+            }
+        });
+        measure(&format!("{name}   event decode"), secs, || {
+            let ev: ClinicalEvent = event_reader.read_deser(&mut &enriched[..]).unwrap();
+            std::hint::black_box(ev);
+        });
+        measure(&format!("{name}   event encode"), secs, || {
+            let ev: ClinicalEvent = event_reader.read_deser(&mut &enriched[..]).unwrap();
+            std::hint::black_box(event_writer.write_ser_to_vec(&ev).unwrap());
+        });
+    }
+}
