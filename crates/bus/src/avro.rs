@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{RegistryAuth, RegistryConfig};
+use crate::projection::Projection;
 
 /// The Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro binary body.
 pub mod wire {
@@ -104,6 +105,8 @@ pub struct Registry {
     settings: SrSettings,
     encoder: Arc<AvroEncoder>,
     decoder: Arc<AvroDecoder>,
+    /// Record fields cut out before decoding (see [`Registry::skipping_on_decode`]).
+    skip_on_decode: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -131,7 +134,17 @@ impl Registry {
             encoder: Arc::new(AvroEncoder::new(settings.clone())),
             decoder: Arc::new(AvroDecoder::new(settings.clone())),
             settings,
+            skip_on_decode: Arc::new([]),
         })
+    }
+
+    /// Serdes made from this registry drop record fields with these names from what they
+    /// decode: the bytes are cut out before decoding ([`crate::projection`]), so the reader's
+    /// type sees them as absent (they must have a default there). For a service that reads only
+    /// part of a large record — e.g. `fhir_json` and not the typed copy beside it.
+    pub fn skipping_on_decode(mut self, fields: &[&str]) -> Self {
+        self.skip_on_decode = fields.iter().map(|f| f.to_string()).collect();
+        self
     }
 
     /// The underlying settings, for direct registry calls.
@@ -199,6 +212,8 @@ impl Registry {
 /// schema_registry_converter does for its own cache: schema ids are few and live for the
 /// process anyway.
 struct Decoding {
+    /// Set when the writer schema has fields to drop: `writer` is then the projected schema.
+    projection: Option<Projection>,
     writer: &'static Schema,
     writer_names: ResolvedSchema<'static>,
     /// `None` when the writer schema is our reader schema (no resolution step).
@@ -212,6 +227,7 @@ pub struct AvroSerde<T> {
     reader_schema: Arc<Schema>,
     reader_canonical: String,
     strategy: SubjectNameStrategy,
+    skip_on_decode: Arc<[String]>,
     /// Per writer schema id, shared by clones (fan-out clones a serde per output).
     decodings: Arc<Mutex<HashMap<u32, Arc<Decoding>>>>,
     _t: PhantomData<fn() -> T>,
@@ -225,6 +241,7 @@ impl<T> Clone for AvroSerde<T> {
             reader_schema: self.reader_schema.clone(),
             reader_canonical: self.reader_canonical.clone(),
             strategy: self.strategy.clone(),
+            skip_on_decode: self.skip_on_decode.clone(),
             decodings: self.decodings.clone(),
             _t: PhantomData,
         }
@@ -240,6 +257,7 @@ where
         let strategy =
             SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_string(), false, get_supplied_schema(&schema));
         Self {
+            skip_on_decode: registry.skip_on_decode.clone(),
             registry,
             topic: topic.to_string(),
             reader_canonical: schema.canonical_form(),
@@ -293,11 +311,23 @@ where
             Some(d) => d,
             None => {
                 let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
-                let d = Arc::new(self.decoding(&writer.parsed).map_err(|e| decode_err(e.to_string()))?);
+                let d = Arc::new(self.decoding(&writer.parsed).map_err(decode_err)?);
                 self.decodings.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(d).clone()
             }
         };
-        let mut cursor = body;
+        let projected;
+        let mut cursor = match &d.projection {
+            None => body,
+            Some(p) => {
+                let mut out = Vec::with_capacity(body.len());
+                let read = p.project(body, &mut out).map_err(|e| decode_err(e.to_string()))?;
+                if read != body.len() {
+                    return Err(decode_err(format!("{} trailing bytes after the record", body.len() - read)));
+                }
+                projected = out;
+                &projected[..]
+            }
+        };
         let value = match &d.reader {
             None => {
                 let reader = GenericDatumReader::builder(d.writer)
@@ -323,17 +353,30 @@ where
         Ok(value)
     }
 
-    /// Resolves `writer` (and our schema, when they differ) for [`Decoding`].
-    fn decoding(&self, writer: &Schema) -> Result<Decoding, apache_avro::Error> {
-        let writer: &'static Schema = Box::leak(Box::new(writer.clone()));
-        let writer_names = ResolvedSchema::try_from(writer)?;
-        let reader = if writer.canonical_form() == self.reader_canonical {
+    /// Resolves `writer` (and our schema, when they differ) for [`Decoding`]. With fields to
+    /// skip, both sides lose them first, so a writer that is our own schema still decodes
+    /// without a resolution step.
+    fn decoding(&self, writer: &Schema) -> Result<Decoding, String> {
+        let (projection, writer, reader_schema, reader_canonical) = if self.skip_on_decode.is_empty() {
+            (None, writer.clone(), None, self.reader_canonical.clone())
+        } else {
+            let p = Projection::new(writer, &self.skip_on_decode).map_err(|e| e.to_string())?;
+            let reader = crate::projection::without_fields(&self.reader_schema, &self.skip_on_decode)
+                .map_err(|e| e.to_string())?;
+            let canonical = reader.canonical_form();
+            let writer = p.schema().clone();
+            (p.drops_any().then_some(p), writer, Some(reader), canonical)
+        };
+        let writer: &'static Schema = Box::leak(Box::new(writer));
+        let writer_names = ResolvedSchema::try_from(writer).map_err(|e| e.to_string())?;
+        let reader = if writer.canonical_form() == reader_canonical {
             None
         } else {
-            let schema: &'static Schema = Box::leak(Box::new((*self.reader_schema).clone()));
-            Some((schema, ResolvedSchema::try_from(schema)?))
+            let schema = reader_schema.unwrap_or_else(|| (*self.reader_schema).clone());
+            let schema: &'static Schema = Box::leak(Box::new(schema));
+            Some((schema, ResolvedSchema::try_from(schema).map_err(|e| e.to_string())?))
         };
-        Ok(Decoding { writer, writer_names, reader })
+        Ok(Decoding { projection, writer, writer_names, reader })
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`txloop`]: the transactional consume-transform-produce loop.
 //! - [`dlq`]: the `DeadLetter` record and its writer.
 //! - [`avro`]: Confluent wire format and registry-backed Avro serde.
+//! - [`projection`]: cutting fields a reader does not use out of Avro bytes before decoding.
 //! - [`headers`], [`trace`]: message id and W3C trace context in headers.
 //! - [`topics`]: start-up checks: broker reachable, topics present with the right shape.
 //! - [`shutdown`]: SIGTERM/SIGINT → a shared shutdown signal.
@@ -23,6 +24,7 @@ pub mod dlq;
 pub mod error;
 pub mod headers;
 pub mod producer;
+pub mod projection;
 pub mod shutdown;
 pub mod topics;
 pub mod trace;

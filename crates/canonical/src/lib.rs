@@ -23,6 +23,11 @@ pub use raw::{Channel, RawMessage, SenderId};
 /// a change that cannot be made backward compatible goes to a new namespace and new topics.
 pub const NAMESPACE: &str = "org.arteria.v1";
 
+/// Wire fields derived from `fhir_json` while encoding (the typed FHIR records, see
+/// [`typed`]): a service that reads only `fhir_json` skips them when decoding
+/// (`bus::Registry::skipping_on_decode`), which is most of the decode cost otherwise.
+pub const DERIVED_FIELDS: &[&str] = &["typed"];
+
 #[cfg(test)]
 pub(crate) mod schema_file {
     //! Test helper: loads a committed `.avsc` and compares it with a derived schema.

@@ -66,6 +66,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let m = metrics.clone();
     let term = Arc::new(term);
     run_stage(spec, metrics, |registry| async move {
+        // Enrichment reads and rewrites fhir_json; the typed records are derived again on encode.
+        let registry = registry.skipping_on_decode(canonical::DERIVED_FIELDS);
         let p = EnrichProcessor::new(e, term, &registry, m);
         p.register().await.map_err(|e| format!("registering the ClinicalEvent schema: {e}"))?;
         Ok(p)

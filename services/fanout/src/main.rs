@@ -72,7 +72,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let workers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (bus, stop, handles) = (cfg.bus.clone(), stop_workers.clone(), workers.clone());
     let result = run_stage(spec, metrics, |registry| async move {
-        let p = FanoutProcessor::new(f.clone(), &registry, m);
+        // Fan-out reads fhir_json; the typed records are derived again for each resource it writes.
+        let p = FanoutProcessor::new(f.clone(), &registry.clone().skipping_on_decode(canonical::DERIVED_FIELDS), m);
         p.register().await.map_err(|e| format!("registering the fan-out schemas: {e}"))?;
         let started = spawn_all(&bus, &registry, hooks, &f.dlq_topic, &webhook_metrics, &stop)
             .map_err(|e| format!("starting the webhook workers: {e}"))?;

@@ -80,11 +80,17 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     health.set("registry", true);
     let auditor = Auditor::connect(&cfg.audit, &cfg.bus, &registry, &metrics).await.context("the audit trail")?;
 
-    let materializer =
-        Materializer::new(&cfg.bus, registry, store.clone(), &cfg.query.subscription(), &cfg.query.group_prefix)
-            .context("cannot start the consumer")?
-            .with_max_batch(cfg.query.max_batch)
-            .with_metrics(metrics.clone());
+    // The store keeps fhir_json; the typed copy beside it is not read.
+    let materializer = Materializer::new(
+        &cfg.bus,
+        registry.skipping_on_decode(canonical::DERIVED_FIELDS),
+        store.clone(),
+        &cfg.query.subscription(),
+        &cfg.query.group_prefix,
+    )
+    .context("cannot start the consumer")?
+    .with_max_batch(cfg.query.max_batch)
+    .with_metrics(metrics.clone());
     let lag_task = tokio::spawn(lifecycle::report_lag("query", materializer.lag(), metrics.clone(), shutdown.clone()));
     let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
 
