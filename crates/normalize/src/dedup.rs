@@ -13,8 +13,16 @@
 //!
 //! Duplicates of one message always share a partition: ingest keys by the patient in the
 //! message, and the bytes are the same.
+//!
+//! Memory grows with the messages in the window, so a key is kept as a 128-bit fingerprint
+//! (SHA-256 of its length-prefixed parts, truncated): about 60 bytes per message instead of four
+//! strings twice over. Two different keys share a fingerprint with probability ~n/2^128 per
+//! message (n keys in the window) — nil beside hardware error rates — and the first copy
+//! stays in the raw topic regardless.
 
 use std::collections::{HashMap, VecDeque};
+
+use sha2::{Digest, Sha256};
 
 /// The identity of a message for retry detection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,6 +32,25 @@ pub struct DedupKey {
     pub facility: String,
     pub control_id: String,
 }
+
+impl DedupKey {
+    /// The key's fingerprint: each part length-prefixed, so no two keys run together.
+    fn fingerprint(&self) -> Fingerprint {
+        let mut h = Sha256::new();
+        for part in [&self.tenant, &self.application, &self.facility, &self.control_id] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let d = h.finalize();
+        let half = |r: std::ops::Range<usize>| u64::from_le_bytes(d[r].try_into().expect("8 bytes"));
+        Fingerprint(half(0..8), half(8..16))
+    }
+}
+
+/// 128 bits of a key's SHA-256 (two u64 rather than a u128: 8-byte alignment keeps the
+/// expiry queue's entries at 24 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Fingerprint(u64, u64);
 
 /// The verdict for one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +63,9 @@ pub enum Verdict {
 
 #[derive(Debug, Default)]
 struct Partition {
-    first_seen: HashMap<DedupKey, (i64, i64)>,
+    first_seen: HashMap<Fingerprint, (i64, i64)>,
     /// (received at ms, key) in arrival order, for expiry.
-    order: VecDeque<(i64, DedupKey)>,
+    order: VecDeque<(i64, Fingerprint)>,
     /// The offset after the last record seen; records must follow on from it.
     next_offset: i64,
 }
@@ -85,8 +112,9 @@ impl DedupIndex {
             if offset >= up_to {
                 break;
             }
-            if !p.first_seen.contains_key(&key) {
-                p.first_seen.insert(key.clone(), (offset, at_ms));
+            let key = key.fingerprint();
+            if let std::collections::hash_map::Entry::Vacant(e) = p.first_seen.entry(key) {
+                e.insert((offset, at_ms));
                 p.order.push_back((at_ms, key));
             }
         }
@@ -96,6 +124,7 @@ impl DedupIndex {
     /// Judges the record at `offset`, received at `at_ms`, and remembers it.
     pub fn check(&mut self, topic: &str, partition: i32, offset: i64, at_ms: i64, key: DedupKey) -> Verdict {
         let window = self.window_ms;
+        let key = key.fingerprint();
         let p = self.partitions.entry((topic.to_string(), partition)).or_default();
         p.next_offset = p.next_offset.max(offset + 1);
         while let Some(t) = p.order.front().map(|(t, _)| *t) {
@@ -112,11 +141,20 @@ impl DedupIndex {
             Some((first, _)) if *first != offset => Verdict::Duplicate { first_offset: *first },
             Some(_) => Verdict::New,
             None => {
-                p.first_seen.insert(key.clone(), (offset, at_ms));
+                p.first_seen.insert(key, (offset, at_ms));
                 p.order.push_back((at_ms, key));
                 Verdict::New
             }
         }
+    }
+
+    /// Keys held, over all partitions (for the memory this index takes).
+    pub fn len(&self) -> usize {
+        self.partitions.values().map(|p| p.order.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Forgets a partition (e.g. when it is known to have moved away).
@@ -160,6 +198,28 @@ mod tests {
         let other_tenant = DedupKey { tenant: "u".into(), ..k("A") };
         assert_eq!(d.check("raw", 0, 2, 0, other_sender), Verdict::New);
         assert_eq!(d.check("raw", 0, 3, 0, other_tenant), Verdict::New);
+    }
+
+    #[test]
+    fn parts_do_not_run_together() {
+        // "AB" + "C" and "A" + "BC" concatenate alike; the length prefixes keep them apart.
+        let mut d = DedupIndex::new(60);
+        let a = DedupKey { application: "AB".into(), facility: "C".into(), ..k("1") };
+        let b = DedupKey { application: "A".into(), facility: "BC".into(), ..k("1") };
+        assert_eq!(d.check("raw", 0, 1, 0, a.clone()), Verdict::New);
+        assert_eq!(d.check("raw", 0, 2, 0, b), Verdict::New);
+        assert_eq!(d.check("raw", 0, 3, 0, a), Verdict::Duplicate { first_offset: 1 });
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn expired_keys_are_forgotten() {
+        let mut d = DedupIndex::new(10);
+        for i in 0..1_000 {
+            d.check("raw", 0, i, i * 1_000, k(&i.to_string()));
+        }
+        // 11 s of keys (t-10 s .. t) at one per second remain.
+        assert_eq!(d.len(), 11);
     }
 
     #[test]
