@@ -42,7 +42,7 @@ impl Conversion {
                 .map(|r| Resource {
                     resource_type: r.resource_type().to_string(),
                     id: r.id().to_string(),
-                    fhir_json: serde_json::to_string(r).expect("the model serialises to JSON"),
+                    fhir_json: canonical::model::JsonWrite::to_json(r),
                 })
                 .collect(),
             issues: self.coverage.to_issues(),

@@ -179,15 +179,41 @@ impl Conversion {
     }
 
     /// Writes the Bundle as compact JSON to `w`, without copying the resources.
-    pub fn write_bundle_json<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
-        serde_json::to_writer(w, &self.borrowed())
+    pub fn write_bundle_json<W: std::io::Write>(&self, mut w: W) -> serde_json::Result<()> {
+        let mut out = Vec::new();
+        self.append_bundle_json(&mut out);
+        w.write_all(&out).map_err(serde_json::Error::io)
     }
 
-    /// Appends the Bundle as compact JSON to `out`, reserving room first (about 1 kB per
-    /// resource in practice), so that the buffer does not grow step by step.
+    /// Appends the Bundle as compact JSON to `out` (the same bytes as serde_json writes for
+    /// [`Conversion::bundle`], without copying the resources), reserving room first (about 1 kB
+    /// per resource in practice), so that the buffer does not grow step by step.
     pub fn append_bundle_json(&self, out: &mut Vec<u8>) {
+        use canonical::model::json::{JsonWrite, write_escaped, write_str};
         out.reserve(1024 * (self.resources.len() + 1));
-        serde_json::to_writer(out, &self.borrowed()).expect("the model serialises to JSON");
+        out.extend_from_slice(br#"{"resourceType":"Bundle","id":"#);
+        write_str(out, &self.id);
+        out.push(b',');
+        out.extend_from_slice(br#""identifier":"#);
+        self.bundle_identifier().write_json(out);
+        out.extend_from_slice(br#","type":"message","#);
+        if let Some(t) = &self.timestamp {
+            out.extend_from_slice(br#""timestamp":"#);
+            write_str(out, t);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""entry":["#);
+        for (i, r) in self.resources.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"fullUrl":"urn:uuid:"#);
+            write_escaped(out, r.id());
+            out.extend_from_slice(br#"","resource":"#);
+            r.write_json(out);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
     }
 
     fn borrowed(&self) -> BorrowedBundle<'_> {

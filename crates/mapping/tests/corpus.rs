@@ -96,6 +96,38 @@ fn every_corpus_message_converts() {
     }
 }
 
+/// The JSON writer generated beside the serde derive (`canonical::model::json`, the hot path)
+/// writes the same bytes as serde_json, for every corpus message, resource and event.
+#[test]
+fn fast_json_writer_equals_serde_json_on_the_corpus() {
+    use canonical::model::JsonWrite;
+    let Some(shared) = shared() else { return };
+    let mut paths = Vec::new();
+    for f in V2_FOLDERS {
+        files(&shared.join("corpus").join(f), &mut paths);
+    }
+    let profiles = mapping::Profiles::load_dir(&workspace().join("crates/mapping/profiles")).unwrap();
+    let mut resources = 0;
+    for p in &paths {
+        let bytes = std::fs::read(p).unwrap();
+        let Ok(split) = hl7v2::batch::split(&bytes) else { continue };
+        for chunk in split.messages() {
+            for profiles in [&mapping::Profiles::default(), &profiles] {
+                let Ok(c) = mapping::convert_bytes(chunk.bytes, profiles, "corpus") else { continue };
+                let bundle = c.bundle();
+                let serde = serde_json::to_string(&bundle).unwrap();
+                assert_eq!(c.to_bundle_json(false), serde, "{}", p.display());
+                assert_eq!(bundle.to_json(), serde, "{}", p.display());
+                for r in &c.resources {
+                    assert_eq!(r.to_json(), serde_json::to_string(r).unwrap(), "{}", p.display());
+                    resources += 1;
+                }
+            }
+        }
+    }
+    assert!(resources > 1000, "only {resources} resources compared");
+}
+
 #[test]
 fn every_corpus_bundle_passes_the_fhir_validator() {
     let Some(shared) = shared() else { return };

@@ -74,6 +74,13 @@ impl Serialize for Decimal {
     }
 }
 
+impl crate::model::json::JsonWrite for Decimal {
+    // A JSON number with exactly these digits (`parse` and `from_i64` only make valid ones).
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes())
+    }
+}
+
 impl crate::model::avro::AvroModel for Decimal {
     fn avro_elem(_: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
         crate::model::avro::Elem::One { kind: crate::model::avro::Kind::Decimal, list: false }
@@ -253,6 +260,21 @@ impl crate::model::avro::AvroModel for Extension {
             fields
         });
         crate::model::avro::Elem::record(id)
+    }
+}
+
+impl crate::model::json::JsonMembers for Extension {
+    fn write_members(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#""url":"#);
+        crate::model::json::write_str(out, &self.url);
+        out.push(b',');
+        crate::model::json::JsonFlat::write_flat(&self.value, out);
+    }
+}
+
+impl crate::model::json::JsonWrite for Extension {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        crate::model::json::object(self, out)
     }
 }
 

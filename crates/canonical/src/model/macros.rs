@@ -27,6 +27,18 @@ macro_rules! fhir_struct {
             }
         }
 
+        impl crate::model::json::JsonMembers for $name {
+            fn write_members(&self, out: &mut Vec<u8>) {
+                $( json_member!(self.$field, out, stringify!($field); $([$($fm)*])*); )*
+            }
+        }
+
+        impl crate::model::json::JsonWrite for $name {
+            fn write_json(&self, out: &mut Vec<u8>) {
+                crate::model::json::object(self, out)
+            }
+        }
+
         impl crate::model::avro::AvroModel for $name {
             fn avro_elem(b: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
                 let id = b.record(stringify!($name), |b| {
@@ -74,6 +86,19 @@ macro_rules! fhir_choice {
             }
         }
 
+        impl crate::model::json::JsonFlat for $name {
+            fn write_flat(&self, out: &mut Vec<u8>) {
+                match self {
+                    $( $name::$variant(v) => {
+                        const K: crate::model::json::Key = crate::model::json::Key::exact($key);
+                        out.extend_from_slice(K.bytes());
+                        crate::model::json::JsonWrite::write_json(v, out);
+                        out.push(b',');
+                    } )*
+                }
+            }
+        }
+
         impl crate::model::avro::AvroModel for $name {
             fn avro_elem(b: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
                 crate::model::avro::Elem::Choice(vec![
@@ -81,5 +106,24 @@ macro_rules! fhir_choice {
                 ])
             }
         }
+    };
+}
+
+/// A member from a struct field, following its serde attributes: a `#[serde(flatten)]` choice
+/// writes its own key, `#[serde(rename = "...")]` names the key, else the camelCase field name.
+macro_rules! json_member {
+    ($v:expr, $out:ident, $field:expr; ) => {{
+        const K: crate::model::json::Key = crate::model::json::Key::camel($field);
+        crate::model::json::member(&$v, K.bytes(), $out)
+    }};
+    ($v:expr, $out:ident, $field:expr; [serde(flatten)] $($rest:tt)*) => {
+        crate::model::json::JsonFlat::write_flat(&$v, $out)
+    };
+    ($v:expr, $out:ident, $field:expr; [serde(rename = $n:literal)] $($rest:tt)*) => {{
+        const K: crate::model::json::Key = crate::model::json::Key::exact($n);
+        crate::model::json::member(&$v, K.bytes(), $out)
+    }};
+    ($v:expr, $out:ident, $field:expr; [$($other:tt)*] $($rest:tt)*) => {
+        json_member!($v, $out, $field; $($rest)*)
     };
 }

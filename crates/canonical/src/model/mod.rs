@@ -7,15 +7,18 @@
 //! Dates and times are kept as FHIR strings (`date`, `dateTime`, `instant`) with the precision
 //! and offset of the source — never reinterpreted in the server's zone.
 //!
-//! JSON comes from `serde_json` only (never string concatenation), so escaping is always right.
+//! JSON comes from the serde derive or from [`json`], the writer generated beside it for the hot
+//! path (never string concatenation); tests check that both give the same bytes.
 
 #[macro_use]
 mod macros;
 pub mod avro;
 pub mod datatypes;
+pub mod json;
 pub mod resources;
 
 pub use datatypes::*;
+pub use json::JsonWrite;
 pub use resources::*;
 
 /// Whether an element is empty and so left out of the JSON (FHIR forbids empty elements).

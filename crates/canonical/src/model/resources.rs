@@ -719,6 +719,19 @@ macro_rules! resource_meta {
             }
         }
 
+        impl crate::model::json::JsonWrite for Resource {
+            fn write_json(&self, out: &mut Vec<u8>) {
+                use crate::model::json::JsonMembers;
+                match self {
+                    $(Resource::$v(r) => {
+                        out.extend_from_slice(concat!(r#"{"resourceType":""#, stringify!($v), r#"","#).as_bytes());
+                        r.write_members(out);
+                    })*
+                }
+                crate::model::json::close_object(out);
+            }
+        }
+
         /// The Avro shapes of every resource, in the order of this enum (the union order).
         pub(crate) fn describe() -> crate::model::avro::Shapes {
             use crate::model::avro::{AvroModel, Elem, Kind, ShapeBuilder};
@@ -776,6 +789,33 @@ pub struct Bundle {
     #[serde(skip_serializing_if = "crate::model::Skip::skip")]
     pub timestamp: Option<String>,
     pub entry: Vec<BundleEntry>,
+}
+
+impl crate::model::json::JsonWrite for BundleEntry {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"fullUrl":"#);
+        crate::model::json::write_str(out, &self.full_url);
+        out.extend_from_slice(br#","resource":"#);
+        self.resource.write_json(out);
+        out.push(b'}');
+    }
+}
+
+impl crate::model::json::JsonWrite for Bundle {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::model::json::member;
+        out.extend_from_slice(br#"{"resourceType":"Bundle","id":"#);
+        self.id.write_json(out);
+        out.push(b',');
+        member(&self.identifier, br#""identifier":"#, out);
+        out.extend_from_slice(br#""type":"#);
+        self.r#type.write_json(out);
+        out.push(b',');
+        member(&self.timestamp, br#""timestamp":"#, out);
+        out.extend_from_slice(br#""entry":"#);
+        self.entry.write_json(out);
+        out.push(b'}');
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
-//! Conversion throughput per core measured in CPU time, so that other work on a shared machine
-//! does not distort it: messages converted divided by the time this thread actually ran
-//! (`/proc/thread-self/schedstat`, Linux). Complements the criterion benchmark (wall time).
-//! `cargo run --release -p mapping --example throughput -- [SECONDS] [FILTER]` (FILTER: run only the
-//! measurements whose name contains it, e.g. `oru_r01_10obx -> FHIR`, for profiling one path).
+//! The measurement shared by the `throughput` (system allocator) and `throughput-mimalloc`
+//! (mimalloc, as the services use) examples: conversion throughput per core in CPU time, so that
+//! other work on a shared machine does not distort it — messages converted divided by the time
+//! this thread actually ran (`/proc/thread-self/schedstat`, Linux).
 
 use apache_avro::AvroSchema;
 use std::time::{Duration, Instant};
 
-const ORU: &[u8] = include_bytes!("../benches/data/oru_r01_10obx.hl7");
-const ADT: &[u8] = include_bytes!("../benches/data/adt_a01.hl7");
+const ORU: &[u8] = include_bytes!("../../benches/data/oru_r01_10obx.hl7");
+const ADT: &[u8] = include_bytes!("../../benches/data/adt_a01.hl7");
 
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -42,7 +41,7 @@ fn measure(name: &str, secs: f64, mut f: impl FnMut() -> usize) {
     );
 }
 
-fn main() {
+pub fn run() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let profiles = mapping::Profiles::default();
     let schema = canonical::ClinicalEvent::get_schema();
