@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::schema::ResolvedSchema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -220,6 +221,15 @@ struct Decoding {
     reader: Option<(&'static Schema, ResolvedSchema<'static>)>,
 }
 
+/// How to write `T`: its registered schema id and a writer built once. Encoding through
+/// schema_registry_converter's `encode_struct` instead cloned the subject strategy — which
+/// carries the whole schema text, ~150 kB with the typed FHIR records — and the schema's name
+/// table for every record: with 20 resources per message that was most of fan-out's CPU.
+struct Encoding {
+    id: u32,
+    writer: GenericDatumWriter<'static>,
+}
+
 /// Encoder/decoder of one Rust type on one topic.
 pub struct AvroSerde<T> {
     registry: Registry,
@@ -230,6 +240,8 @@ pub struct AvroSerde<T> {
     skip_on_decode: Arc<[String]>,
     /// Per writer schema id, shared by clones (fan-out clones a serde per output).
     decodings: Arc<Mutex<HashMap<u32, Arc<Decoding>>>>,
+    /// Set by the first encode (or [`AvroSerde::register`]), shared by clones.
+    encoding: Arc<tokio::sync::OnceCell<Encoding>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -243,6 +255,7 @@ impl<T> Clone for AvroSerde<T> {
             strategy: self.strategy.clone(),
             skip_on_decode: self.skip_on_decode.clone(),
             decodings: self.decodings.clone(),
+            encoding: self.encoding.clone(),
             _t: PhantomData,
         }
     }
@@ -264,6 +277,7 @@ where
             reader_schema: Arc::new(schema),
             strategy,
             decodings: Arc::default(),
+            encoding: Arc::default(),
             _t: PhantomData,
         }
     }
@@ -280,24 +294,42 @@ where
     /// Registers `T`'s schema (if new) and returns its id. The first `encode` does the same;
     /// calling this at start-up surfaces an incompatible schema before any input is read.
     pub async fn register(&self) -> Result<u32, AvroError> {
-        let key = format!("{}-value", self.topic);
-        self.registry
-            .encoder
-            .get_schema_and_id(&key, self.strategy.clone())
+        self.encoding().await.map(|e| e.id)
+    }
+
+    /// Registers `T`'s schema once (a failure is not kept: the next call asks again) and
+    /// builds its writer.
+    async fn encoding(&self) -> Result<&Encoding, AvroError> {
+        self.encoding
+            .get_or_try_init(|| async {
+                let key = format!("{}-value", self.topic);
+                let registered = self
+                    .registry
+                    .encoder
+                    .get_schema_and_id(&key, self.strategy.clone())
+                    .await
+                    .map_err(AvroError::from_registry)?;
+                let encode_err =
+                    |e: apache_avro::Error| AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() };
+                // Leaked once per serde family (clones share it), like the decoding schemas.
+                let schema: &'static Schema = Box::leak(Box::new((*self.reader_schema).clone()));
+                let names = ResolvedSchema::try_from(schema).map_err(encode_err)?;
+                let writer = GenericDatumWriter::builder(schema).resolved_schemata(names).build().map_err(encode_err)?;
+                Ok(Encoding { id: registered.id, writer })
+            })
             .await
-            .map(|s| s.id)
-            .map_err(AvroError::from_registry)
     }
 
     /// Encodes in the Confluent wire format with `T`'s registered schema.
     pub async fn encode(&self, value: &T) -> Result<Vec<u8>, AvroError> {
-        self.registry.encoder.encode_struct(value, &self.strategy).await.map_err(|e| {
-            if e.error.contains("Could not get Avro bytes") {
-                AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() }
-            } else {
-                AvroError::from_registry(e)
-            }
-        })
+        let enc = self.encoding().await?;
+        let mut out = Vec::with_capacity(1024);
+        out.push(wire::MAGIC);
+        out.extend_from_slice(&enc.id.to_be_bytes());
+        enc.writer
+            .write_ser(&mut out, value)
+            .map_err(|e| AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() })?;
+        Ok(out)
     }
 
     /// Decodes a Confluent-framed value written with any schema the registry knows and that
