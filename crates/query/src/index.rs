@@ -5,7 +5,11 @@
 //! function of the JSON so it can be tested without a database, and it never fails: a field
 //! that is missing or malformed simply is not indexed (the resource itself is still stored).
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
 
 use crate::time;
 
@@ -73,6 +77,94 @@ pub fn extract(resource_type: &str, json: &Value) -> Extracted {
         _ => {}
     }
     x
+}
+
+/// Parses `json` (which must be one JSON object) and extracts the index entries of a resource
+/// of `resource_type`, as [`extract`] does on the parsed value.
+///
+/// Why not parse into a `Value` first: the store does this for every record it receives, and a
+/// resource is mostly fields no index reads (narrative, values, extensions, meta). Only the
+/// top-level fields [`extract`] reads for this type are built as values; every other field is
+/// checked for JSON syntax and skipped without allocating. The whole text is still parsed, so
+/// malformed JSON anywhere is refused as before. One leniency: a skipped string's `\u` escapes
+/// are checked for hex digits only, so a lone surrogate there is no longer refused (the JSON
+/// grammar allows it; our producers never write one).
+pub fn extract_json(resource_type: &str, json: &str) -> Result<Extracted, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let fields = Fields { wanted: wanted_fields(resource_type) }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(extract(resource_type, &Value::Object(fields)))
+}
+
+/// The top-level fields [`extract`] reads for `resource_type`.
+fn wanted_fields(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "Patient" => &["identifier", "name", "birthDate"],
+        "Observation" | "DiagnosticReport" => {
+            &["subject", "patient", "code", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"]
+        }
+        "Encounter" => &["subject", "patient", "period"],
+        _ => &["subject", "patient"],
+    }
+}
+
+/// Reads a JSON object keeping only the `wanted` fields (a repeated field: the last one wins,
+/// as in a parsed `Value`).
+struct Fields {
+    wanted: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for Fields {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(Key(key)) = map.next_key()? {
+            if self.wanted.contains(&key.as_ref()) {
+                out.insert(key.into_owned(), map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An object key, borrowed from the input unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 /// `subject.reference` or `patient.reference` when it names a Patient: `Patient/<id>`, also
@@ -182,6 +274,56 @@ mod tests {
         assert_eq!(r.patient_ref.as_deref(), Some("p2"));
         let g = extract("Observation", &json!({"subject": {"reference": "Group/g1"}}));
         assert_eq!(g.patient_ref, None);
+    }
+
+    #[test]
+    fn targeted_parse_extracts_what_a_full_parse_does() {
+        let docs = [
+            ("Patient", r#"{"resourceType":"Patient","text":{"div":"<div>x</div>"},"identifier":[{"system":"urn:a","value":"M1"},{"value":"M2"}],
+              "name":[{"family":"Smith","given":["Ann","Bo"]}],"birthDate":"1980-02-03","subject":{"reference":"Patient/x"}}"#),
+            ("Observation", r#"{"valueQuantity":{"value":1.50e3},"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},
+              "subject":{"reference":"Patient/p1"},"effectivePeriod":{"start":"2024-03-02"},"extension":[[1,{"a":null}],true]}"#),
+            ("DiagnosticReport", r#"{"patient":{"reference":"Patient/p2"},"issued":"2025-01-01T00:00:00Z","code":{"coding":[{"code":"X"}]}}"#),
+            ("Encounter", r#"{"subject":{"reference":"Patient/p3"},"period":{"start":"2024-05"}}"#),
+            ("Condition", r#"{"subject":{"reference":"Patient/p4"},"code":{"coding":[{"code":"I10"}]}}"#),
+            // A repeated field: the last one counts, as in a full parse.
+            ("Observation", r#"{"code":{"coding":[{"code":"OLD"}]},"code":{"coding":[{"code":"NEW"}]}}"#),
+            // Escaped keys are still recognised.
+            ("Patient", r#"{"birth\u0044ate":"1990","n\u0061me":[{"family":"Esc"}]}"#),
+            // Wrong types are not indexed, and not an error.
+            ("Patient", r#"{"birthDate":1980,"identifier":{"value":"x"},"name":"Ann"}"#),
+            ("Observation", r#"{}"#),
+        ];
+        for (rt, doc) in docs {
+            let full = extract(rt, &serde_json::from_str::<Value>(doc).unwrap());
+            assert_eq!(extract_json(rt, doc).unwrap(), full, "{rt} {doc}");
+        }
+        let x = extract_json("Observation", docs[5].1).unwrap();
+        assert_eq!(x.codes, vec![(String::new(), "NEW".to_string())]);
+        let p = extract_json("Patient", docs[6].1).unwrap();
+        assert_eq!((p.birth_date.as_deref(), p.names.as_slice()), (Some("1990"), &["esc".to_string()][..]));
+    }
+
+    #[test]
+    fn targeted_parse_refuses_malformed_json_even_in_skipped_fields() {
+        for not_an_object in ["[1,2]", "\"a string\"", "null", "3"] {
+            let e = extract_json("Observation", not_an_object).unwrap_err();
+            assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        }
+        for bad in [
+            "",
+            "{",
+            r#"{"text":{"div":"x"}"#,
+            r#"{"text":{"div":"x"}} trailing"#,
+            r#"{"text":"bad \x escape"}"#,
+            r#"{"valueQuantity":{"value":01}}"#,
+            r#"{"extension":[1,,2]}"#,
+            "{\"text\":\"raw\u{1}control\"}",
+            r#"{"a":1,}"#,
+        ] {
+            assert!(extract_json("Observation", bad).is_err(), "accepted {bad:?}");
+            assert!(serde_json::from_str::<Value>(bad).is_err(), "the full parse accepts {bad:?}");
+        }
     }
 
     #[test]
