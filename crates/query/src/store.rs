@@ -183,6 +183,7 @@ CREATE TABLE IF NOT EXISTS resources (
     last_updated    TEXT NOT NULL,
     effective       INTEGER NOT NULL,
     birth_date      TEXT,
+    index_key       TEXT,
     PRIMARY KEY (resource_type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (resource_type, patient_id, effective, id);
@@ -213,10 +214,50 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// What the index tables hold for a resource (codes; a Patient's identifiers and names), as
+/// one unambiguous string: each entry is its byte length, ':' and its bytes, each list opened
+/// by its tag. Kept in `resources.index_key` so a new version whose index entries are the same
+/// (most updates) leaves the index tables untouched. NULL (a store from before this column)
+/// never equals a key, so such rows are re-indexed on their next update.
+fn index_key(x: &Extracted) -> String {
+    use std::fmt::Write as _;
+    let mut k = String::new();
+    let mut put = |s: &str| {
+        let _ = write!(k, "{}:{s}", s.len());
+    };
+    for (system, code) in &x.codes {
+        put("c");
+        put(system);
+        put(code);
+    }
+    for (system, value) in &x.identifiers {
+        put("i");
+        put(system);
+        put(value);
+    }
+    for name in &x.names {
+        put("n");
+        put(name);
+    }
+    k
+}
+
 const COLUMNS: &str = "resource_type, id, tenant, patient_id, occurred_at, json, last_updated";
 
 /// Readers kept open between calls; more are opened under load and closed afterwards.
 const IDLE_READERS: usize = 4;
+
+/// The writer's page cache. Large enough to keep the B-tree interior pages and the latest
+/// leaves the batches touch (a smaller one re-reads them from the OS on every batch), small
+/// next to the service's 100 MB budget.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+
+/// Each reader's page cache (SQLite's default is about the same).
+const READER_CACHE_KIB: i64 = 2 * 1024;
+
+/// All of SQLite's heap in the process, in bytes (advisory: SQLite frees cache pages to stay
+/// under it). Writer and idle readers fit in about half of it.
+const SOFT_HEAP_LIMIT: i64 = 32 * 1024 * 1024;
 
 /// The SQLite store.
 pub struct Store {
@@ -267,18 +308,53 @@ impl Store {
     /// Opens (creating if needed) the store in `data_dir`. `watch_capacity` bounds how far a
     /// watcher may fall behind before it is told it lagged.
     pub fn open(data_dir: &Path, watch_capacity: usize) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, watch_capacity, WRITER_CACHE_KIB)
+    }
+
+    fn open_with_cache(data_dir: &Path, watch_capacity: usize, writer_cache_kib: i64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Dir { path: data_dir.into(), source })?;
         let path = Self::file_in(data_dir);
         let sql = |source| StoreError::Sqlite { path: path.clone(), source };
         let writer = Connection::open(&path).map_err(sql)?;
         writer.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
-        // WAL: readers do not block the writer. synchronous=FULL: a write the consumer has
-        // committed to Kafka must survive a power cut, or the store would silently miss it.
+        // WAL: readers do not block the writer.
+        //
+        // synchronous=FULL, and why not NORMAL: the materialiser commits a batch's offsets to
+        // Kafka after `apply` returns, outside this database. With NORMAL a WAL commit is not
+        // synced, so a power cut could lose a transaction whose offsets Kafka already holds,
+        // and those records would never be read again: the view would silently miss them.
+        // FULL syncs the WAL before `apply` returns, which keeps the invariant "an offset is
+        // committed only for records durably stored". It costs one fsync per batch, which under
+        // load (batches of up to `max_batch`) is well under a microsecond per record. NORMAL
+        // becomes safe only if the offsets move into this database, committed in the same
+        // transaction as the records (then a lost transaction takes its offsets with it).
         writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         writer.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        Self::limit_memory(&writer, writer_cache_kib).map_err(sql)?;
+        writer.set_prepared_statement_cache_capacity(32);
         writer.execute_batch(SCHEMA).map_err(sql)?;
+        // Stores made before `index_key` existed gain it (NULL: re-indexed on next update).
+        let has_key: bool = writer
+            .query_row("SELECT count(*) FROM pragma_table_info('resources') WHERE name = 'index_key'", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !has_key {
+            writer.execute_batch("ALTER TABLE resources ADD COLUMN index_key TEXT").map_err(sql)?;
+        }
         let (changes, _) = broadcast::channel(watch_capacity.max(1));
         Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
+    }
+
+    /// What bounds a connection's memory: its page cache (`cache_kib`), no memory-mapped
+    /// file (mapped pages would count in the service's RSS as the file grows), and the
+    /// process-wide soft heap limit, which makes SQLite shrink its caches when many readers
+    /// are open at once.
+    fn limit_memory(c: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
+        // A negative cache_size is in KiB rather than pages.
+        c.pragma_update(None, "cache_size", -cache_kib)?;
+        c.pragma_update(None, "mmap_size", 0)?;
+        // pragma_update does not accept a pragma that returns a row; this one returns the limit.
+        c.query_row(&format!("PRAGMA soft_heap_limit = {SOFT_HEAP_LIMIT}"), [], |_| Ok(()))?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -360,17 +436,7 @@ impl Store {
                     let u =
                         Self::upsert_in(&tx, r, &x, patient_id.as_deref(), &last_updated).map_err(|e| self.sql(e))?;
                     if u != Upsert::Ignored {
-                        changes.push(Change {
-                            resource: StoredResource {
-                                resource_type: r.resource_type.clone(),
-                                id: r.id.clone(),
-                                tenant: r.tenant.clone(),
-                                patient_id,
-                                occurred_at: r.occurred_at,
-                                json: r.fhir_json.clone(),
-                                last_updated: last_updated.clone(),
-                            },
-                        });
+                        changes.push((r, patient_id));
                     }
                     out.push(Applied::Upsert(u));
                 }
@@ -378,29 +444,34 @@ impl Store {
         }
         tx.commit().map_err(|e| self.sql(e))?;
         drop(w);
-        for c in changes {
-            // No receivers is fine: nobody is watching.
-            let _ = self.changes.send(Arc::new(c));
+        for (r, patient_id) in changes {
+            // Copied only for a watcher (one that subscribes later must not see this change
+            // anyway); with none, announcing would copy every resource for nothing.
+            if self.changes.receiver_count() == 0 {
+                break;
+            }
+            let resource = StoredResource {
+                resource_type: r.resource_type.clone(),
+                id: r.id.clone(),
+                tenant: r.tenant.clone(),
+                patient_id,
+                occurred_at: r.occurred_at,
+                json: r.fhir_json.clone(),
+                last_updated: last_updated.clone(),
+            };
+            // The last watcher may have gone meanwhile: fine, nobody is watching.
+            let _ = self.changes.send(Arc::new(Change { resource }));
         }
         Ok(out)
     }
 
     /// The index entries and the patient of `r`, or why its JSON cannot be stored.
     fn prepare(r: &FhirResource) -> Result<(Extracted, Option<String>), StoreError> {
-        let json: serde_json::Value = match serde_json::from_str::<serde_json::Value>(&r.fhir_json) {
-            Ok(v) if v.is_object() => v,
-            other => {
-                return Err(StoreError::BadJson {
-                    resource_type: r.resource_type.clone(),
-                    id: r.id.clone(),
-                    detail: match other {
-                        Err(e) => e.to_string(),
-                        Ok(_) => "not an object".into(),
-                    },
-                });
-            }
-        };
-        let x = index::extract(&r.resource_type, &json);
+        let x = index::extract_json(&r.resource_type, &r.fhir_json).map_err(|e| StoreError::BadJson {
+            resource_type: r.resource_type.clone(),
+            id: r.id.clone(),
+            detail: e.to_string(),
+        })?;
         let patient_id = if r.resource_type == "Patient" {
             Some(r.id.clone())
         } else {
@@ -409,6 +480,9 @@ impl Store {
         Ok((x, patient_id))
     }
 
+    /// One lookup decides what to do: an equal or newer stored version means nothing to write;
+    /// a new resource needs no old index rows removed; a replaced one rewrites its index rows
+    /// only when they differ from the stored version's (its `index_key`).
     fn upsert_in(
         tx: &rusqlite::Transaction<'_>,
         r: &FhirResource,
@@ -416,21 +490,12 @@ impl Store {
         patient_id: Option<&str>,
         last_updated: &str,
     ) -> rusqlite::Result<Upsert> {
-        let existed = tx
-            .prepare_cached("SELECT 1 FROM resources WHERE resource_type = ?1 AND id = ?2")?
-            .query_row([&r.resource_type, &r.id], |_| Ok(()))
-            .optional()?
-            .is_some();
-        let changed = tx.prepare_cached(
-            "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (resource_type, id) DO UPDATE SET
-                tenant = excluded.tenant, patient_id = excluded.patient_id, occurred_at = excluded.occurred_at,
-                source_event_id = excluded.source_event_id, event_type = excluded.event_type, json = excluded.json,
-                last_updated = excluded.last_updated, effective = excluded.effective, birth_date = excluded.birth_date
-             WHERE excluded.occurred_at > resources.occurred_at",
-        )?
-        .execute(params![
+        let stored: Option<(i64, Option<String>)> = tx
+            .prepare_cached("SELECT occurred_at, index_key FROM resources WHERE resource_type = ?1 AND id = ?2")?
+            .query_row([&r.resource_type, &r.id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let key = index_key(x);
+        let values = params![
             r.resource_type,
             r.id,
             r.tenant,
@@ -442,12 +507,35 @@ impl Store {
             last_updated,
             x.effective.unwrap_or(NO_TIME),
             x.birth_date,
-        ])?;
-        if changed == 0 {
-            return Ok(Upsert::Ignored);
+            key,
+        ];
+        match stored {
+            Some((at, _)) if at >= r.occurred_at => Ok(Upsert::Ignored),
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date, index_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?
+                .execute(values)?;
+                // Index rows never outlive their resource (delete_in removes them together),
+                // so a new resource has none to remove.
+                Self::insert_index(tx, &r.resource_type, &r.id, x)?;
+                Ok(Upsert::Inserted)
+            }
+            Some((_, old_key)) => {
+                tx.prepare_cached(
+                    "UPDATE resources SET tenant = ?3, patient_id = ?4, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
+                        json = ?8, last_updated = ?9, effective = ?10, birth_date = ?11, index_key = ?12
+                     WHERE resource_type = ?1 AND id = ?2",
+                )?
+                .execute(values)?;
+                if old_key.as_deref() != Some(key.as_str()) {
+                    Self::delete_index(tx, &r.resource_type, &r.id)?;
+                    Self::insert_index(tx, &r.resource_type, &r.id, x)?;
+                }
+                Ok(Upsert::Updated)
+            }
         }
-        Self::reindex(tx, &r.resource_type, &r.id, x)?;
-        Ok(if existed { Upsert::Updated } else { Upsert::Inserted })
     }
 
     fn delete_in(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str) -> rusqlite::Result<bool> {
@@ -456,32 +544,44 @@ impl Store {
             .query_row([resource_type, id], |r| r.get(0))
             .optional()?;
         let Some(rt) = found else { return Ok(false) };
-        tx.execute("DELETE FROM resources WHERE resource_type = ?1 AND id = ?2", [&rt, id])?;
-        Self::reindex(tx, &rt, id, &Extracted::default())?;
+        tx.prepare_cached("DELETE FROM resources WHERE resource_type = ?1 AND id = ?2")?.execute([&rt, id])?;
+        Self::delete_index(tx, &rt, id)?;
         Ok(true)
     }
 
-    fn reindex(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
-        tx.execute("DELETE FROM codes WHERE resource_type = ?1 AND id = ?2", [resource_type, id])?;
+    fn delete_index(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("DELETE FROM codes WHERE resource_type = ?1 AND id = ?2")?.execute([resource_type, id])?;
         if resource_type == "Patient" {
-            tx.execute("DELETE FROM patient_identifiers WHERE patient_id = ?1", [id])?;
-            tx.execute("DELETE FROM patient_names WHERE patient_id = ?1", [id])?;
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
-            )?;
-            for (system, value) in &x.identifiers {
-                ins.execute([id, system, value])?;
+            tx.prepare_cached("DELETE FROM patient_identifiers WHERE patient_id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM patient_names WHERE patient_id = ?1")?.execute([id])?;
+        }
+        Ok(())
+    }
+
+    fn insert_index(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
+        if resource_type == "Patient" {
+            if !x.identifiers.is_empty() {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
+                )?;
+                for (system, value) in &x.identifiers {
+                    ins.execute([id, system, value])?;
+                }
             }
-            let mut ins =
-                tx.prepare_cached("INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)")?;
-            for name in &x.names {
-                ins.execute([id, name])?;
+            if !x.names.is_empty() {
+                let mut ins =
+                    tx.prepare_cached("INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)")?;
+                for name in &x.names {
+                    ins.execute([id, name])?;
+                }
             }
         }
-        let mut ins =
-            tx.prepare_cached("INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)")?;
-        for (system, code) in &x.codes {
-            ins.execute([resource_type, id, system, code])?;
+        if !x.codes.is_empty() {
+            let mut ins = tx
+                .prepare_cached("INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)")?;
+            for (system, code) in &x.codes {
+                ins.execute([resource_type, id, system, code])?;
+            }
         }
         Ok(())
     }
@@ -503,6 +603,7 @@ impl Store {
                 )
                 .map_err(|e| self.sql(e))?;
                 c.busy_timeout(Duration::from_secs(10)).map_err(|e| self.sql(e))?;
+                Self::limit_memory(&c, READER_CACHE_KIB).map_err(|e| self.sql(e))?;
                 c
             }
         };
@@ -975,6 +1076,104 @@ mod tests {
             s.list_for_patient("Observation", "p0", &ListFilter::default(), &all(1000)).unwrap().rows.len(),
             300
         );
+    }
+
+    fn ids_with_code(s: &Store, patient: &str, code: &str) -> Vec<String> {
+        let f = ListFilter { codes: vec![CodeFilter::parse(code).unwrap()], ..Default::default() };
+        s.list_for_patient("Observation", patient, &f, &all(50)).unwrap().rows.into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn an_update_rewrites_the_index_only_when_its_entries_changed_and_then_exactly() {
+        let (_d, s) = open();
+        let mut o = obs("o1", "p1", "A", "2024-01-01");
+        o.occurred_at = 1;
+        s.upsert(&o).unwrap();
+        // Same index entries, other content: still found by its code, content replaced.
+        let mut same = obs("o1", "p1", "A", "2024-02-01");
+        same.occurred_at = 2;
+        assert_eq!(s.upsert(&same).unwrap(), Upsert::Updated);
+        assert_eq!(ids_with_code(&s, "p1", "A"), ["o1"]);
+        assert!(s.get("Observation", "o1").unwrap().unwrap().json.contains("2024-02-01"));
+        // Other code: the old one no longer matches, the new one does.
+        let mut other = obs("o1", "p1", "B", "2024-02-01");
+        other.occurred_at = 3;
+        assert_eq!(s.upsert(&other).unwrap(), Upsert::Updated);
+        assert!(ids_with_code(&s, "p1", "A").is_empty());
+        assert_eq!(ids_with_code(&s, "p1", "B"), ["o1"]);
+        // A patient whose names stay and whose identifier changes.
+        s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 1)).unwrap();
+        s.upsert(&patient("p1", "Smith", "Ann", "M2", "1980", 2)).unwrap();
+        assert!(s.patients_by_identifier("", "M1").unwrap().is_empty());
+        assert_eq!(s.patients_by_identifier("", "M2").unwrap(), ["p1"]);
+        let by_name = PatientSearch { name: Some("smith".into()), ..Default::default() };
+        assert_eq!(s.search_patients(&by_name, &all(5)).unwrap().rows.len(), 1);
+    }
+
+    #[test]
+    fn index_keys_are_unambiguous() {
+        let x = |codes: &[(&str, &str)]| Extracted {
+            codes: codes.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            ..Default::default()
+        };
+        assert_ne!(index_key(&x(&[("ab", "c")])), index_key(&x(&[("a", "bc")])));
+        assert_ne!(index_key(&x(&[("a", "b"), ("c", "d")])), index_key(&x(&[("c", "d"), ("a", "b")])));
+        let names = Extracted { names: vec!["1:c".into()], ..Default::default() };
+        assert_ne!(index_key(&names), index_key(&x(&[])));
+        assert_ne!(index_key(&x(&[("", "")])), index_key(&x(&[])));
+    }
+
+    #[test]
+    fn a_store_from_before_index_key_gains_it_and_reindexes_on_update() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The schema as it was: no index_key column.
+            let c = Connection::open(Store::file_in(dir.path())).unwrap();
+            c.execute_batch(&SCHEMA.replace("    index_key       TEXT,\n", "")).unwrap();
+            c.execute_batch(
+                "INSERT INTO resources VALUES ('Observation', 'o1', 't1', 'p1', 1, 'e', 't', '{}', 'x', 0, NULL);
+                 INSERT INTO codes VALUES ('Observation', 'o1', 'http://loinc.org', 'A');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path(), 4).unwrap();
+        assert_eq!(ids_with_code(&s, "p1", "A"), ["o1"]);
+        let mut o = obs("o1", "p1", "B", "2024-01-01");
+        o.occurred_at = 2;
+        assert_eq!(s.upsert(&o).unwrap(), Upsert::Updated);
+        assert!(ids_with_code(&s, "p1", "A").is_empty());
+        assert_eq!(ids_with_code(&s, "p1", "B"), ["o1"]);
+    }
+
+    #[test]
+    fn the_writer_page_cache_stays_bounded_and_nothing_is_memory_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let kib = 256;
+        let s = Store::open_with_cache(dir.path(), 4, kib).unwrap();
+        // About 3 MB of resources, far more than the cache holds.
+        let pad = "x".repeat(1000);
+        for b in 0..6 {
+            let batch: Vec<FhirResource> = (0..500)
+                .map(|i| {
+                    let mut o = obs(&format!("o{b}-{i}"), "p1", "A", "2024-01-01");
+                    o.fhir_json = o.fhir_json.replacen('{', &format!("{{\"note\":\"{pad}\","), 1);
+                    o
+                })
+                .collect();
+            s.apply(batch.iter().map(Write::Upsert)).unwrap();
+        }
+        assert_eq!(s.count().unwrap(), 3000);
+        let w = s.writer.lock().unwrap();
+        let (mut used, mut high) = (0, 0);
+        // SAFETY: the handle is the open writer connection, held locked for the call.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(w.handle(), rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED, &mut used, &mut high, 0)
+        };
+        assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+        // Page headers and SQLite's bookkeeping come on top of the page bytes, hence the margin.
+        assert!(used > 0 && (used as i64) < kib * 1024 * 5 / 4, "page cache holds {used} bytes, limit {kib} KiB");
+        let mmap: i64 = w.query_row("PRAGMA mmap_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(mmap, 0);
     }
 
     #[test]
