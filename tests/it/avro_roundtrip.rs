@@ -183,6 +183,9 @@ async fn older_writer_schema_resolves_to_the_current_type() {
     assert_eq!(ev.id, "ev-1");
     assert_eq!(ev.provenance.source_message_type.as_deref(), Some("ADT^A01"));
     assert!(ev.issues.is_empty(), "missing field takes its default");
+    // A reader skipping the typed records resolves the old writer schema (which has none) too.
+    let skipping = registry.clone().skipping_on_decode(canonical::DERIVED_FIELDS).value_serde::<ClinicalEvent>(&topic);
+    assert_eq!(skipping.decode(&framed).await.expect("old record decodes while skipping"), ev);
 
     // The current schema is accepted as the next version of the subject (BACKWARD).
     let new_id = serde.register().await.expect("current schema registers over the old one");
@@ -249,8 +252,17 @@ async fn typed_resources_round_trip_through_kafka_and_the_registry() {
     let bytes = got[0].value.as_deref().unwrap();
     assert_eq!(bytes, &value[..]);
 
-    // The services' decode: the same event, JSON intact.
+    // The services' decode: the same event, JSON intact — also when the typed records are cut
+    // out of the bytes before decoding, as enrich, fan-out and query do.
     assert_eq!(serde.decode(bytes).await.expect("decode"), event);
+    let skipping = registry.clone().skipping_on_decode(canonical::DERIVED_FIELDS).value_serde::<ClinicalEvent>(&topic);
+    assert_eq!(skipping.decode(bytes).await.expect("decode skipping typed"), event);
+    assert!(event.resources.len() > 3, "a real event with several resources");
+    // Skipping must not hide trailing garbage or a cut record.
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert!(skipping.decode(&longer).await.unwrap_err().to_string().contains("trailing"));
+    assert!(skipping.decode(&bytes[..bytes.len() - 40]).await.is_err());
 
     // An analytics reader: the writer schema from the registry by id, then fields by path.
     let (id, body) = wire::unframe(bytes).unwrap();

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::schema::ResolvedSchema;
+use apache_avro::writer::datum::GenericDatumWriter;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::avro_common::get_supplied_schema;
@@ -309,15 +309,30 @@ where
                     .get_schema_and_id(&key, self.strategy.clone())
                     .await
                     .map_err(AvroError::from_registry)?;
-                let encode_err =
-                    |e: apache_avro::Error| AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() };
+                let encode_err = |e: apache_avro::Error| AvroError::Encode {
+                    type_name: std::any::type_name::<T>(),
+                    detail: e.to_string(),
+                };
                 // Leaked once per serde family (clones share it), like the decoding schemas.
                 let schema: &'static Schema = Box::leak(Box::new((*self.reader_schema).clone()));
                 let names = ResolvedSchema::try_from(schema).map_err(encode_err)?;
-                let writer = GenericDatumWriter::builder(schema).resolved_schemata(names).build().map_err(encode_err)?;
+                let writer =
+                    GenericDatumWriter::builder(schema).resolved_schemata(names).build().map_err(encode_err)?;
                 Ok(Encoding { id: registered.id, writer })
             })
             .await
+    }
+
+    /// Like [`AvroSerde::encode`], with a hand-written body writer: `write` appends `value`'s
+    /// Avro binary for `T`'s schema — the bytes `encode` would write (the writer's own tests
+    /// must hold it to that); this only frames them with the registered schema id.
+    pub async fn encode_with(&self, value: &T, write: impl FnOnce(&T, &mut Vec<u8>)) -> Result<Vec<u8>, AvroError> {
+        let enc = self.encoding().await?;
+        let mut out = Vec::with_capacity(1024);
+        out.push(wire::MAGIC);
+        out.extend_from_slice(&enc.id.to_be_bytes());
+        write(value, &mut out);
+        Ok(out)
     }
 
     /// Encodes in the Confluent wire format with `T`'s registered schema.

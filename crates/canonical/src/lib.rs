@@ -6,6 +6,7 @@
 //! records (`org.arteria.fhir.r4`) that carry each resource beside its FHIR JSON ([`typed`]).
 
 pub mod audit;
+mod avro_body;
 pub mod current;
 pub mod event;
 pub mod model;

@@ -53,7 +53,7 @@ impl EnrichProcessor {
             self.metrics.count(STAGE, Outcome::dead_lettered);
             ProcessError::permanent("enrich", e.to_string())
         })?;
-        let value = self.output.encode(&event).await?;
+        let value = self.output.encode_with(&event, ClinicalEvent::write_avro).await?;
         let mut headers = MessageHeaders::new();
         headers.set_message_id(&event.id).set_content_type(canonical::event::CONTENT_TYPE);
         self.metrics.count(STAGE, Outcome::acknowledged);

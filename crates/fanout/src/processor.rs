@@ -100,7 +100,7 @@ impl FanoutProcessor {
         let mut out = Vec::with_capacity(current.len() + self.cfg.routes.len());
         for r in &current {
             let topic = self.cfg.topic_for(&r.resource_type);
-            let value = self.resource_serde(&topic).encode(r).await?;
+            let value = self.resource_serde(&topic).encode_with(r, FhirResource::write_avro).await?;
             // The message id names this version: the resource in this event.
             let id = format!("{}/{}@{}", r.resource_type, r.id, event.id);
             out.push(Output {
@@ -117,7 +117,10 @@ impl FanoutProcessor {
             for route in &matched {
                 let Target::Topic(to) = route.target() else { continue };
                 let (value, ct) = match route.format {
-                    RouteFormat::Avro => (self.event_serde(to).encode(&event).await?, canonical::event::CONTENT_TYPE),
+                    RouteFormat::Avro => (
+                        self.event_serde(to).encode_with(&event, ClinicalEvent::write_avro).await?,
+                        canonical::event::CONTENT_TYPE,
+                    ),
                     RouteFormat::FhirJson => {
                         let b = resources::collection_bundle(&event).map_err(permanent)?;
                         (serde_json::to_vec(&b).expect("a JSON value serialises"), FHIR_JSON_CONTENT_TYPE)

@@ -99,7 +99,7 @@ impl Normalizer {
         })?;
         let occurred_at = conv.timestamp_micros().unwrap_or(raw.received_at);
         let event = conv.to_event(&raw.tenant, &raw.id, occurred_at);
-        let value = self.events.encode(&event).await?;
+        let value = self.events.encode_with(&event, ClinicalEvent::write_avro).await?;
         let mut headers = MessageHeaders::new();
         headers.set_message_id(&event.id).set_content_type(canonical::event::CONTENT_TYPE);
         let key = event.patient_key.clone().map(String::into_bytes).or_else(|| rec.key.clone());

@@ -5,7 +5,7 @@
 //! Each stage runs the same library calls its service makes per record — normalize: convert and
 //! encode the `ClinicalEvent`; enrich: decode, enrich, encode; fanout: decode, current-state
 //! resources, encode each `FhirResource`; query: decode each `FhirResource` — with the Avro
-//! writer and reader `bus::AvroSerde` uses, on the mapping benchmark's ORU^R01 (10 OBX) and
+//! writers and reader the services use, on the mapping benchmark's ORU^R01 (10 OBX) and
 //! ADT^A01. Time is the thread's own CPU time (`/proc/thread-self/schedstat`).
 //!
 //! `cargo run --release -p arteria-tests --bin stage-cpu -- [SECONDS] [FILTER]`
@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use apache_avro::AvroSchema;
 use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
 use bus::projection::Projection;
 use canonical::{ClinicalEvent, FhirResource};
 
@@ -41,6 +40,13 @@ impl<'p> ProjectedReader<'p> {
         self.projection.project(bytes, &mut out).unwrap();
         self.reader.read_deser(&mut &out[..]).unwrap()
     }
+}
+
+/// The services' encode (`AvroSerde::encode_with` and the records' hand-written writers).
+fn avro<T>(v: &T, write: fn(&T, &mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    write(v, &mut out);
+    out
 }
 
 fn cpu_ns() -> u64 {
@@ -76,14 +82,12 @@ fn main() {
     let types: Vec<String> = fanout::config::DEFAULT_TYPES.iter().map(|s| s.to_string()).collect();
 
     let event_schema = ClinicalEvent::get_schema();
-    let event_writer = GenericDatumWriter::builder(&event_schema).build().unwrap();
     // The services decode with the derived typed records cut out first (bus::projection), as
     // `bus::AvroSerde` does for a registry made `skipping_on_decode(canonical::DERIVED_FIELDS)`.
     let skip: Vec<String> = canonical::DERIVED_FIELDS.iter().map(|f| f.to_string()).collect();
     let event_projection = Projection::new(&event_schema, &skip).unwrap();
     let event_reader = ProjectedReader::new(&event_projection);
     let resource_schema = FhirResource::get_schema();
-    let resource_writer = GenericDatumWriter::builder(&resource_schema).build().unwrap();
     let resource_projection = Projection::new(&resource_schema, &skip).unwrap();
     let resource_reader = ProjectedReader::new(&resource_projection);
 
@@ -91,17 +95,17 @@ fn main() {
         // The records each stage reads, made once by the stage before it.
         let normalized = {
             let conv = mapping::convert_bytes(msg, &profiles, "bench").unwrap();
-            event_writer.write_ser_to_vec(&conv.to_event("bench", "raw-1", 1_700_000_000_000_000)).unwrap()
+            avro(&conv.to_event("bench", "raw-1", 1_700_000_000_000_000), ClinicalEvent::write_avro)
         };
         let enriched = {
             let mut ev: ClinicalEvent = event_reader.read(&normalized);
             enrich::enrich_event(&term, &mut ev).unwrap();
-            event_writer.write_ser_to_vec(&ev).unwrap()
+            avro(&ev, ClinicalEvent::write_avro)
         };
         let current: Vec<Vec<u8>> = {
             let ev: ClinicalEvent = event_reader.read(&enriched);
             let rs = fanout::resources::current_state(&ev, &types).unwrap();
-            rs.iter().map(|r| resource_writer.write_ser_to_vec(r).unwrap()).collect()
+            rs.iter().map(|r| avro(r, FhirResource::write_avro)).collect()
         };
         println!(
             "{name}: event {} B normalized, {} B enriched; {} resources, {} B",
@@ -114,17 +118,17 @@ fn main() {
         measure(&format!("{name} normalize"), secs, || {
             let conv = mapping::convert_bytes(msg, &profiles, "bench").unwrap();
             let ev = conv.to_event("bench", "raw-1", 1_700_000_000_000_000);
-            std::hint::black_box(event_writer.write_ser_to_vec(&ev).unwrap());
+            std::hint::black_box(avro(&ev, ClinicalEvent::write_avro));
         });
         measure(&format!("{name} enrich"), secs, || {
             let mut ev: ClinicalEvent = event_reader.read(&normalized);
             enrich::enrich_event(&term, &mut ev).unwrap();
-            std::hint::black_box(event_writer.write_ser_to_vec(&ev).unwrap());
+            std::hint::black_box(avro(&ev, ClinicalEvent::write_avro));
         });
         measure(&format!("{name} fanout"), secs, || {
             let ev: ClinicalEvent = event_reader.read(&enriched);
             for r in fanout::resources::current_state(&ev, &types).unwrap() {
-                std::hint::black_box(resource_writer.write_ser_to_vec(&r).unwrap());
+                std::hint::black_box(avro(&r, FhirResource::write_avro));
             }
         });
         measure(&format!("{name} query (decode)"), secs, || {
@@ -139,7 +143,7 @@ fn main() {
         });
         measure(&format!("{name}   event encode"), secs, || {
             let ev: ClinicalEvent = event_reader.read(&enriched);
-            std::hint::black_box(event_writer.write_ser_to_vec(&ev).unwrap());
+            std::hint::black_box(avro(&ev, ClinicalEvent::write_avro));
         });
     }
 }
