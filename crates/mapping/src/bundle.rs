@@ -31,9 +31,9 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
     let mut mh = MessageHeader {
         id: env.event_id("MessageHeader", 1, ""),
         event_coding: match &trigger {
-            Some(t) => Coding { system: Some(EVENT_SYSTEM.into()), code: Some(t.clone()), ..Default::default() },
+            Some(t) => Coding { system: Some(EVENT_SYSTEM.into()), code: Some(t.clone().into()), ..Default::default() },
             None => {
-                Coding { system: Some(MESSAGE_TYPE_SYSTEM.into()), code: Some(mtype.clone()), ..Default::default() }
+                Coding { system: Some(MESSAGE_TYPE_SYSTEM.into()), code: Some(mtype.clone().into()), ..Default::default() }
             }
         },
         sender: sender.clone(),
@@ -125,13 +125,13 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
                     target: if targets.is_empty() { vec![mh_ref] } else { targets },
                     occurred_date_time: occurred,
                     recorded: rec,
-                    activity: trigger.map(|t| CodeableConcept::code(EVENT_SYSTEM, &t, None)),
+                    activity: trigger.map(|t| CodeableConcept::code(EVENT_SYSTEM, t, None)),
                     agent,
                     entity: vec![ProvenanceEntity {
                         role: "source".into(),
                         what: Reference {
                             identifier: Some(Identifier {
-                                system: Some(format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key))),
+                                system: Some(format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key)).into()),
                                 value: Some(control),
                                 ..Default::default()
                             }),

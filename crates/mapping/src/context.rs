@@ -98,7 +98,7 @@ impl Out {
         let system =
             datatypes::hd_system(env, sub(r, 9, 1).as_deref(), sub(r, 9, 2).as_deref(), sub(r, 9, 3).as_deref());
         // As for patients: an id without an authority is scoped by its sender.
-        let key_sys = system.clone().unwrap_or_else(|| format!("sender:{}", env.sender_key));
+        let key_sys: Text = system.clone().unwrap_or_else(|| format!("sender:{}", env.sender_key).into());
         let rid = match &id_value {
             Some(v) => identity::id(env.tenant, "Practitioner", &[&key_sys, v]),
             None => identity::id(env.tenant, "Practitioner", &["name", &env.sender_key, r.as_str()]),
@@ -109,7 +109,7 @@ impl Out {
                 .map(|v| {
                     let r#type = comp(r, 13).map(|t| {
                         if crate::vocab::identifier_type_known(&t) {
-                            CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", &t, None)
+                            CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", t, None)
                         } else {
                             CodeableConcept::text(t)
                         }

@@ -98,15 +98,15 @@ pub fn urn_part(s: &str) -> String {
 
 /// System URI for an assigning authority / namespace (HD): profile, then universal id
 /// (ISO OID, UUID, URI), then a `urn:` naming the authority.
-pub fn hd_system(env: &Env<'_>, ns: Option<&str>, universal: Option<&str>, utype: Option<&str>) -> Option<String> {
+pub fn hd_system(env: &Env<'_>, ns: Option<&str>, universal: Option<&str>, utype: Option<&str>) -> Option<Text> {
     if let Some(s) = ns.and_then(|n| env.profile.and_then(|p| p.identifier_system(n))) {
-        return Some(s.to_string());
+        return Some(s.to_string().into());
     }
     if let Some(u) = universal {
         match utype.unwrap_or("") {
-            "ISO" if valid_oid(u) => return Some(format!("urn:oid:{u}")),
-            "UUID" => return Some(format!("urn:uuid:{}", u.to_ascii_lowercase())),
-            "URI" if u.contains(':') => return Some(u.to_string()),
+            "ISO" if valid_oid(u) => return Some(format!("urn:oid:{u}").into()),
+            "UUID" => return Some(format!("urn:uuid:{}", u.to_ascii_lowercase()).into()),
+            "URI" if u.contains(':') => return Some(u.to_string().into()),
             _ => {}
         }
     }
@@ -114,7 +114,7 @@ pub fn hd_system(env: &Env<'_>, ns: Option<&str>, universal: Option<&str>, utype
         let mut s = String::with_capacity(25 + n.len());
         s.push_str("urn:arteria:v2:authority:");
         s.push_str(&urn_part(n));
-        s
+        s.into()
     })
 }
 
@@ -130,14 +130,14 @@ fn valid_oid(u: &str) -> bool {
 
 /// Coding system URI for a v2 coding system name: the IG's table, the sender profile's
 /// local hint, else a `urn:` scoped to the sender (local codes differ between senders).
-pub fn code_system(env: &Env<'_>, name: &str) -> String {
+pub fn code_system(env: &Env<'_>, name: &str) -> Text {
     if let Some(s) = vocab::coding_system(name) {
         return s;
     }
     if let Some(s) = env.profile.and_then(|p| p.code_system(name)) {
-        return s.to_string();
+        return s.to_string().into();
     }
-    format!("urn:arteria:v2:codesystem:{}:{}", urn_part(&env.sender_key), urn_part(name))
+    local_system(env, name)
 }
 
 /// CWE/CE/CNE/CF → CodeableConcept (primary and alternate codings, original text).
@@ -163,7 +163,7 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
             continue;
         };
         let system = txt_ref(parts[sys_n]).map(|s| code_system(env, &s));
-        cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code), display });
+        cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code.into()), display: display.map(Text::from) });
     }
     if let Some(t) = comp(r, 9) {
         cc.text = Some(t);
@@ -176,9 +176,9 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
 /// report).
 pub fn table_code(env: &Env<'_>, code: &str, table: &str) -> (CodeableConcept, bool) {
     if vocab::in_table(table, code) {
-        (CodeableConcept::code(&vocab::v2_table(table), code, None), true)
+        (CodeableConcept::code(vocab::v2_table(table), code.to_string(), None), true)
     } else {
-        (CodeableConcept::code(&local_system(env, &format!("HL7{table}")), code, None), false)
+        (CodeableConcept::code(local_system(env, &format!("HL7{table}")), code.to_string(), None), false)
     }
 }
 
@@ -191,7 +191,7 @@ pub fn cwe_table(env: &Env<'_>, r: &Repetition<'_>, table: &str) -> Option<Codea
     for c in &mut cc.coding {
         let code = c.code.clone().unwrap_or_default();
         match c.system.as_deref() {
-            None if vocab::in_table(table, &code) => c.system = Some(table_system.clone()),
+            None if vocab::in_table(table, &code) => c.system = Some(table_system.clone().into()),
             None => c.system = Some(local_system(env, &format!("HL7{table}"))),
             Some(sys) if sys.starts_with("http://terminology.hl7.org/CodeSystem/v2-") => {
                 let t = &sys["http://terminology.hl7.org/CodeSystem/v2-".len()..];
@@ -206,8 +206,8 @@ pub fn cwe_table(env: &Env<'_>, r: &Repetition<'_>, table: &str) -> Option<Codea
 }
 
 /// The sender-scoped system for codes the sender labels with a name we cannot trust as-is.
-pub fn local_system(env: &Env<'_>, name: &str) -> String {
-    format!("urn:arteria:v2:codesystem:{}:{}", urn_part(&env.sender_key), urn_part(name))
+pub fn local_system(env: &Env<'_>, name: &str) -> Text {
+    format!("urn:arteria:v2:codesystem:{}:{}", urn_part(&env.sender_key), urn_part(name)).into()
 }
 
 /// A language CWE (PID-15 and friends) → CodeableConcept with BCP 47 codes only; anything
@@ -220,7 +220,7 @@ pub fn language(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
         match c.code.as_deref().and_then(vocab::bcp47) {
             Some(tag) => out.coding.push(Coding {
                 system: Some("urn:ietf:bcp:47".into()),
-                code: Some(tag),
+                code: Some(tag.into()),
                 display: c.display,
                 version: None,
             }),
@@ -240,7 +240,7 @@ pub fn cx(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
     let system = hd_system(env, c.sub(4, 1).as_deref(), c.sub(4, 2).as_deref(), c.sub(4, 3).as_deref());
     let r#type = c.comp(5).map(|t| {
         if vocab::identifier_type_known(&t) {
-            CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", &t, None)
+            CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", t, None)
         } else {
             CodeableConcept::text(t)
         }
@@ -260,7 +260,7 @@ pub fn ei(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
 /// EI → Identifier with a type code from table 0203 (PLAC, FILL, ACSN …).
 pub fn ei_typed(env: &Env<'_>, r: &Repetition<'_>, type_code: &str) -> Option<Identifier> {
     let mut id = ei(env, r)?;
-    id.r#type = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", type_code, None));
+    id.r#type = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", type_code.to_string(), None));
     Some(id)
 }
 
@@ -275,7 +275,7 @@ pub fn xpn(r: &Repetition<'_>) -> Option<HumanName> {
     n.suffix.extend(c.comp(4));
     n.prefix.extend(c.comp(5));
     n.suffix.extend(c.comp(6));
-    n.r#use = c.comp(7).and_then(|c| vocab::name_use(&c)).map(String::from);
+    n.r#use = c.comp(7).and_then(|c| vocab::name_use(&c)).map(Text::from);
     n.suffix.extend(c.comp(14));
     (n != HumanName::default()).then_some(n)
 }
@@ -308,8 +308,8 @@ pub fn xad(r: &Repetition<'_>) -> Option<Address> {
     a.country = c.comp(6);
     if let Some(t) = c.comp(7) {
         let (u, ty) = vocab::address_use(&t);
-        a.r#use = u.map(String::from);
-        a.r#type = ty.map(String::from);
+        a.r#use = u.map(Text::from);
+        a.r#type = ty.map(Text::from);
     }
     a.district = c.comp(9);
     (a != Address::default()).then_some(a)
@@ -422,7 +422,7 @@ fn period_of(env: &Env<'_>, start: Option<&str>, end: Option<&str>, place: Optio
 /// Units CWE (OBX-6 and friends) → (unit text, system, code). UCUM is claimed only when the
 /// sender says the unit is UCUM (or the code is a plain UCUM-safe symbol from an unnamed
 /// system is *not* assumed) — UCUM normalisation is the terminology stage's job.
-pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<String>, Option<String>) {
+pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<Text>, Option<String>) {
     let code = comp(r, 1);
     let text = comp(r, 2);
     match (code, txt_ref(r.component(3).map(|c| c.value()))) {
@@ -432,7 +432,7 @@ pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<Strin
 }
 
 /// NM text with units → Quantity; `None` when not a number.
-pub fn quantity(num: &str, unit: &(Option<String>, Option<String>, Option<String>)) -> Option<Quantity> {
+pub fn quantity(num: &str, unit: &(Option<String>, Option<Text>, Option<String>)) -> Option<Quantity> {
     let value = Decimal::parse(num)?;
     Some(Quantity {
         value: Some(value),
@@ -531,7 +531,7 @@ pub fn base64(bytes: &[u8]) -> String {
 /// always keeping the text.
 pub fn reference_range(
     text: &str,
-    unit: &(Option<String>, Option<String>, Option<String>),
+    unit: &(Option<String>, Option<Text>, Option<String>),
 ) -> (Option<Quantity>, Option<Quantity>) {
     let t = text.trim();
     let q = |s: &str| quantity(s.trim(), unit);

@@ -146,7 +146,8 @@ impl Conversion {
             system: Some(format!(
                 "urn:arteria:v2:message:{}",
                 datatypes::urn_part(&format!("{}|{}", self.sender_application, self.sender_facility))
-            )),
+            )
+            .into()),
             value: Some(self.control_id.clone()).filter(|c| !c.is_empty()),
             ..Default::default()
         }

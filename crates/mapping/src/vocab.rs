@@ -470,7 +470,7 @@ pub fn bcp47(code: &str) -> Option<String> {
 }
 
 /// The v2 coding system name (CWE-3) → FHIR system URI for systems with a known URI.
-pub fn coding_system(name: &str) -> Option<String> {
+pub fn coding_system(name: &str) -> Option<canonical::model::Text> {
     let fixed = match name {
         "LN" | "LNC" | "LOINC" => "http://loinc.org",
         "SCT" | "SNM" | "SNOMED" | "SNOMEDCT" | "SNM3" => "http://snomed.info/sct",
@@ -500,12 +500,12 @@ pub fn coding_system(name: &str) -> Option<String> {
             // HL7nnnn (also HL7 table names written as "HL7 nnnn").
             let t = name.strip_prefix("HL7").map(str::trim_start)?;
             if t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()) {
-                return Some(v2_table(t));
+                return Some(v2_table(t).into());
             }
             return None;
         }
     };
-    Some(fixed.to_string())
+    Some(fixed.into())
 }
 
 #[cfg(test)]

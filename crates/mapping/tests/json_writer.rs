@@ -15,8 +15,9 @@ proptest! {
         prop_assert_eq!(s.to_json(), serde_json::to_string(&s).unwrap());
         let obs = Observation {
             id: s.clone(),
-            status: s.clone(),
-            code: CodeableConcept::code(&s, &s, Some(&s)),
+            status: s.clone().into(),
+            code: CodeableConcept::code(s.clone(), s.clone(), None),
+            category: vec![CodeableConcept::text(s.clone())],
             value: Some(ObservationValue::String(s.clone())),
             note: vec![Annotation { text: s.clone(), ..Default::default() }],
             ..Default::default()

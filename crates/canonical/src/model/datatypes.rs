@@ -4,6 +4,19 @@
 //! meaning in lab results), which a float would lose.
 
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+
+/// Text that is usually one of the mapping's constants (code systems, codes and displays from
+/// the IG's tables, statuses, `use` values, extension URLs) and only sometimes the sender's:
+/// a constant is borrowed rather than allocated for every element (a message has hundreds).
+/// Serialised, and typed in Avro, exactly as a `String`.
+pub type Text = Cow<'static, str>;
+
+impl crate::model::avro::AvroModel for Text {
+    fn avro_elem(b: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
+        <String as crate::model::avro::AvroModel>::avro_elem(b)
+    }
+}
 
 /// A FHIR `decimal`, kept as its canonical text so precision is never lost.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -94,10 +107,10 @@ impl crate::model::Skip for Decimal {
 }
 
 fhir_struct!(Coding {
-    system: Option<String>,
+    system: Option<Text>,
     version: Option<String>,
-    code: Option<String>,
-    display: Option<String>,
+    code: Option<Text>,
+    display: Option<Text>,
 });
 
 fhir_struct!(CodeableConcept {
@@ -106,12 +119,13 @@ fhir_struct!(CodeableConcept {
 });
 
 impl CodeableConcept {
-    pub fn code(system: &str, code: &str, display: Option<&str>) -> CodeableConcept {
+    /// One coding; the system and display are usually constants (borrowed, not copied).
+    pub fn code(system: impl Into<Text>, code: impl Into<Text>, display: Option<&'static str>) -> CodeableConcept {
         CodeableConcept {
             coding: vec![Coding {
                 system: Some(system.into()),
                 code: Some(code.into()),
-                display: display.map(Into::into),
+                display: display.map(Text::Borrowed),
                 ..Default::default()
             }],
             text: None,
@@ -129,9 +143,9 @@ fhir_struct!(Period {
 });
 
 fhir_struct!(Identifier {
-    r#use: Option<String>,
+    r#use: Option<Text>,
     r#type: Option<CodeableConcept>,
-    system: Option<String>,
+    system: Option<Text>,
     value: Option<String>,
     period: Option<Period>,
     assigner: Option<Box<Reference>>,
@@ -139,7 +153,7 @@ fhir_struct!(Identifier {
 
 fhir_struct!(Reference {
     reference: Option<String>,
-    r#type: Option<String>,
+    r#type: Option<Text>,
     identifier: Option<Identifier>,
     display: Option<String>,
 });
@@ -151,7 +165,7 @@ impl Reference {
 }
 
 fhir_struct!(HumanName {
-    r#use: Option<String>,
+    r#use: Option<Text>,
     text: Option<String>,
     family: Option<String>,
     given: Vec<String>,
@@ -161,8 +175,8 @@ fhir_struct!(HumanName {
 });
 
 fhir_struct!(Address {
-    r#use: Option<String>,
-    r#type: Option<String>,
+    r#use: Option<Text>,
+    r#type: Option<Text>,
     text: Option<String>,
     line: Vec<String>,
     city: Option<String>,
@@ -174,18 +188,18 @@ fhir_struct!(Address {
 });
 
 fhir_struct!(ContactPoint {
-    system: Option<String>,
+    system: Option<Text>,
     value: Option<String>,
-    r#use: Option<String>,
+    r#use: Option<Text>,
     rank: Option<u32>,
     period: Option<Period>,
 });
 
 fhir_struct!(Quantity {
     value: Option<Decimal>,
-    comparator: Option<String>,
+    comparator: Option<Text>,
     unit: Option<String>,
-    system: Option<String>,
+    system: Option<Text>,
     code: Option<String>,
 });
 
@@ -243,7 +257,7 @@ fhir_choice!(
 /// A FHIR extension with a single value (nested extensions are not needed by the mappings).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Extension {
-    pub url: String,
+    pub url: Text,
     #[serde(flatten)]
     pub value: ExtensionValue,
 }
@@ -253,7 +267,7 @@ impl crate::model::avro::AvroModel for Extension {
         use crate::model::avro::{AvroModel, push_field};
         let id = b.record("Extension", |b| {
             let mut fields = Vec::new();
-            let url = <String as AvroModel>::avro_elem(b);
+            let url = <Text as AvroModel>::avro_elem(b);
             push_field(&mut fields, "url".into(), url);
             let value = <ExtensionValue as AvroModel>::avro_elem(b);
             push_field(&mut fields, String::new(), value);
@@ -279,7 +293,7 @@ impl crate::model::json::JsonWrite for Extension {
 }
 
 impl Extension {
-    pub fn string(url: impl Into<String>, v: impl Into<String>) -> Extension {
+    pub fn string(url: impl Into<Text>, v: impl Into<String>) -> Extension {
         Extension { url: url.into(), value: ExtensionValue::String(v.into()) }
     }
 }

@@ -257,35 +257,54 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The inside of a JSON string: `s` with the escapes of [`write_str`], without the quotes.
+#[inline]
 pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
+    // Almost every string needs no escape: one scan, one copy.
+    match first_escape(b, 0) {
+        None => out.extend_from_slice(b),
+        Some(j) => write_escaped_from(out, b, j),
+    }
+}
+
+/// The rest of a string that needs escapes, from the first byte `j` that does.
+#[cold]
+fn write_escaped_from(out: &mut Vec<u8>, b: &[u8], mut j: usize) {
     let mut start = 0;
-    let mut i = 0;
-    // Eight bytes at a time: most strings need no escape at all.
-    while i + 8 <= b.len() {
-        let word = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
-        let mask = escape_mask(word);
-        if mask == 0 {
-            i += 8;
-            continue;
-        }
-        // The lowest flagged byte is exact (a false flag can only follow a true one).
-        let j = i + (mask.trailing_zeros() / 8) as usize;
+    loop {
         out.extend_from_slice(&b[start..j]);
         escape(out, b[j]);
         start = j + 1;
-        i = j + 1;
-    }
-    while i < b.len() {
-        let c = b[i];
-        if c < 0x20 || c == b'"' || c == b'\\' {
-            out.extend_from_slice(&b[start..i]);
-            escape(out, c);
-            start = i + 1;
+        match first_escape(b, start) {
+            Some(next) => j = next,
+            None => break,
         }
-        i += 1;
     }
     out.extend_from_slice(&b[start..]);
+}
+
+/// The position of the first byte at or after `from` that needs an escape, eight bytes at a
+/// time (the last few padded with a byte that needs none).
+#[inline]
+fn first_escape(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let mask = escape_mask(u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes")));
+        if mask != 0 {
+            // The lowest flagged byte is exact (a false flag can only follow a true one).
+            return Some(i + (mask.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    if i < b.len() {
+        let mut word = [b'a'; 8];
+        word[..b.len() - i].copy_from_slice(&b[i..]);
+        let mask = escape_mask(u64::from_le_bytes(word));
+        if mask != 0 {
+            return Some(i + (mask.trailing_zeros() / 8) as usize);
+        }
+    }
+    None
 }
 
 /// The high bit of each byte of `w` that is a control character, `"` or `\`.

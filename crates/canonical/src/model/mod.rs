@@ -56,6 +56,12 @@ impl Skip for String {
     }
 }
 
+impl Skip for std::borrow::Cow<'static, str> {
+    fn skip(&self) -> bool {
+        self.is_empty()
+    }
+}
+
 impl Skip for &'static str {
     fn skip(&self) -> bool {
         self.is_empty()

@@ -99,7 +99,7 @@ fhir_struct!(Patient {
     active: Option<bool>,
     name: Vec<HumanName>,
     telecom: Vec<ContactPoint>,
-    gender: Option<String>,
+    gender: Option<Text>,
     birth_date: Option<String>,
     #[serde(rename = "_birthDate")]
     birth_date_element: Option<PrimitiveExtensions>,
@@ -148,7 +148,7 @@ fhir_struct!(Encounter {
     id: String,
     extension: Vec<Extension>,
     identifier: Vec<Identifier>,
-    status: String,
+    status: Text,
     class: Coding,
     r#type: Vec<CodeableConcept>,
     service_type: Option<CodeableConcept>,
@@ -176,7 +176,7 @@ fhir_struct!(Observation {
     identifier: Vec<Identifier>,
     based_on: Vec<Reference>,
     part_of: Vec<Reference>,
-    status: String,
+    status: Text,
     category: Vec<CodeableConcept>,
     code: CodeableConcept,
     subject: Option<Reference>,
@@ -203,7 +203,7 @@ fhir_struct!(DiagnosticReport {
     extension: Vec<Extension>,
     identifier: Vec<Identifier>,
     based_on: Vec<Reference>,
-    status: String,
+    status: Text,
     category: Vec<CodeableConcept>,
     code: CodeableConcept,
     subject: Option<Reference>,
@@ -225,10 +225,10 @@ fhir_struct!(ServiceRequest {
     identifier: Vec<Identifier>,
     based_on: Vec<Reference>,
     requisition: Option<Identifier>,
-    status: String,
-    intent: String,
+    status: Text,
+    intent: Text,
     category: Vec<CodeableConcept>,
-    priority: Option<String>,
+    priority: Option<Text>,
     code: Option<CodeableConcept>,
     subject: Reference,
     encounter: Option<Reference>,
@@ -517,7 +517,7 @@ fhir_struct!(ProvenanceAgent {
     r#type: Option<CodeableConcept>,
     who: Reference,
 });
-fhir_struct!(ProvenanceEntity { role: String, what: Reference });
+fhir_struct!(ProvenanceEntity { role: Text, what: Reference });
 
 fhir_struct!(Provenance {
     id: String,

@@ -196,7 +196,7 @@ impl<'a, 'm> Walk<'a, 'm> {
             let Some(text) = s.text(rule.field) else { continue };
             let target = self.out.resources.iter_mut().rev().find(|r| r.resource_type() == rule.target);
             match target.and_then(extensions_mut) {
-                Some(ext) => ext.push(Extension::string(&rule.url, text)),
+                Some(ext) => ext.push(Extension::string(rule.url.clone(), text)),
                 None => s.note(
                     NoteKind::InvalidValue,
                     rule.field,

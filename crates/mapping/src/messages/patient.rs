@@ -42,7 +42,7 @@ fn race_or_ethnicity(env: &Env<'_>, r: &hl7v2::Repetition<'_>, table: &str) -> O
         // user-defined tables, so CDC-shaped codes are CDC's and anything else is local.
         if c.system.is_none() || c.system.as_deref() == Some(hl7_table.as_str()) {
             c.system = Some(if cdc_shaped {
-                CDC_RACE_ETHNICITY.to_string()
+                CDC_RACE_ETHNICITY.into()
             } else {
                 dt::local_system(env, &format!("HL7{table}"))
             });
@@ -60,7 +60,7 @@ fn patient_id(env: &Env<'_>, list: &Field<'_>) -> Option<String> {
     // MRN 123 from two senders never becomes one patient.
     let scope = match &id.system {
         Some(s) => s.clone(),
-        None => format!("sender:{}", env.sender_key),
+        None => format!("sender:{}", env.sender_key).into(),
     };
     Some(identity::id(env.tenant, "Patient", &[&scope, id.value.as_deref().unwrap_or("")]))
 }
@@ -141,11 +141,15 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if let Some(r) = s.f(16).and_then(|f| f.repetition(1)) {
         if let Some(code) = comp(&r, 1).filter(|c| MARITAL_V3.contains(&c.as_str()) && comp(&r, 3).is_none()) {
-            p.marital_status = Some(CodeableConcept::code(
-                "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
-                &code,
-                comp(&r, 2).as_deref(),
-            ));
+            p.marital_status = Some(CodeableConcept {
+                coding: vec![Coding {
+                    system: Some("http://terminology.hl7.org/CodeSystem/v3-MaritalStatus".into()),
+                    code: Some(code.into()),
+                    display: comp(&r, 2).map(Text::from),
+                    ..Default::default()
+                }],
+                text: None,
+            });
         } else {
             p.marital_status = dt::cwe_table(env, &r, "0002");
         }
@@ -169,7 +173,7 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     if let Some(r) = s.f(20).and_then(|f| f.repetition(1))
         && let Some(v) = comp(&r, 1)
     {
-        let system = comp(&r, 2).map(|st| format!("urn:arteria:v2:drivers-license:{}", dt::urn_part(&st)));
+        let system = comp(&r, 2).map(|st| format!("urn:arteria:v2:drivers-license:{}", dt::urn_part(&st)).into());
         p.identifier.push(Identifier {
             r#type: Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", "DL", None)),
             system,

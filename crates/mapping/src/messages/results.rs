@@ -206,7 +206,7 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
 }
 
-fn priority(code: &str) -> Option<String> {
+fn priority(code: &str) -> Option<Text> {
     Some(
         match code {
             "S" => "stat",
@@ -396,7 +396,7 @@ fn checked_units(
     env: &Env<'_>,
     s: &Seg<'_, '_>,
     r: &Repetition<'_>,
-) -> (Option<String>, Option<String>, Option<String>) {
+) -> (Option<String>, Option<Text>, Option<String>) {
     let u = dt::units(env, r);
     if u.1.as_deref() == Some("http://unitsofmeasure.org") && !u.2.as_deref().is_some_and(ucum_syntax_ok) {
         s.note(NoteKind::InvalidValue, 6, "unit declared as UCUM is not a UCUM expression; kept as text");
@@ -429,7 +429,7 @@ pub(crate) fn ucum_syntax_ok(code: &str) -> bool {
     depth == [0, 0, 0]
 }
 
-type Unit = (Option<String>, Option<String>, Option<String>);
+type Unit = (Option<String>, Option<Text>, Option<String>);
 
 /// OBX-5 by OBX-2. Returns the value and whether the units were used by it.
 fn value(
@@ -530,7 +530,7 @@ fn sn(r: &Repetition<'_>, unit: &Unit, text: &dyn Fn() -> String) -> (Observatio
     let q = |n: &Option<String>| n.as_deref().and_then(|n| dt::quantity(n, unit));
     let comparator = match cmp.as_deref() {
         None | Some("=") => Some(None),
-        Some(c @ ("<" | ">" | "<=" | ">=")) => Some(Some(c.to_string())),
+        Some(c @ ("<" | ">" | "<=" | ">=")) => Some(Some(c.to_string().into())),
         _ => None,
     };
     match (comparator, sep.as_deref(), q(&n1), q(&n2)) {
@@ -642,7 +642,7 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                         "Rejected: {}",
                         t.text
                             .clone()
-                            .or_else(|| t.coding.first().and_then(|c| c.display.clone().or(c.code.clone())))
+                            .or_else(|| t.coding.first().and_then(|c| c.display.clone().or(c.code.clone()).map(Text::into_owned)))
                             .unwrap_or_default()
                     ),
                     ..Default::default()

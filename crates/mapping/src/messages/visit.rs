@@ -44,7 +44,7 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                 s.note(NoteKind::UnknownCode, 2, "patient class not in HL7 table 0004; class set to unknown");
             }
             Coding {
-                system: Some(vocab::v2_table("0004")),
+                system: Some(vocab::v2_table("0004").into()),
                 code: Some("U".into()),
                 display: Some("Unknown".into()),
                 ..Default::default()
