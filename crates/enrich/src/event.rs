@@ -56,15 +56,10 @@ pub fn enrich_event(term: &Terminology, event: &mut ClinicalEvent) -> Result<Sum
     let mut summary = Summary::default();
     let mut issues = Vec::new();
     for (index, res) in event.resources.iter_mut().enumerate() {
-        let mut json: serde_json::Value = serde_json::from_str(&res.fhir_json).map_err(|e| EnrichError::Json {
-            index,
-            resource_type: res.resource_type.clone(),
-            detail: e.to_string(),
+        let enriched = terminology::enrich::enrich_fhir_text(&enricher, &res.fhir_json).map_err(|e| {
+            EnrichError::Json { index, resource_type: res.resource_type.clone(), detail: e.to_string() }
         })?;
-        // Kept to tell whether anything changed: the report's actions cannot (a unit that is
-        // already valid UCUM is reported `UnitAlreadyUcum` yet gains its system and code).
-        let original = json.clone();
-        let report = terminology::enrich::enrich_fhir_json(&enricher, &mut json);
+        let report = enriched.report;
         for entry in &report.entries {
             for a in &entry.actions {
                 match a {
@@ -86,9 +81,9 @@ pub fn enrich_event(term: &Terminology, event: &mut ClinicalEvent) -> Result<Sum
                 }
             }
         }
-        // Only rewrite what changed, so untouched resources stay byte for byte.
-        if json != original {
-            res.fhir_json = serde_json::to_string(&json).expect("a JSON value serialises");
+        // Only what enrichment added to is rewritten, so untouched resources stay byte for byte.
+        if let Some(json) = enriched.json {
+            res.fhir_json = json;
         }
     }
     event.issues.extend(issues);

@@ -15,6 +15,8 @@ use serde_json::Value;
 use crate::content::systems;
 use crate::ops::{Terminology, Validation};
 
+mod text;
+
 /// A FHIR Coding.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Coding {
@@ -204,6 +206,15 @@ pub fn sender_key(application: &str, facility: &str) -> String {
     format!("{application}|{facility}")
 }
 
+/// `{path}.coding[{i}]`, the report path of a concept's coding.
+fn coding_path(path: &str, i: usize) -> String {
+    let mut p = String::with_capacity(path.len() + 12);
+    p.push_str(path);
+    p.push_str(".coding");
+    text::push_index(&mut p, i as u32);
+    p
+}
+
 /// Enrichment settings.
 #[derive(Debug, Clone)]
 pub struct EnrichOptions {
@@ -226,11 +237,24 @@ impl Default for EnrichOptions {
 pub struct Enricher<'t> {
     term: &'t Terminology,
     opts: EnrichOptions,
+    /// UCUM codes already validated (`Some`: the error): an event repeats a few units in
+    /// every value and reference range, and parsing them was a tenth of its enrichment.
+    ucum_checked: std::cell::RefCell<rustc_hash::FxHashMap<String, Option<String>>>,
 }
 
 impl<'t> Enricher<'t> {
     pub fn new(term: &'t Terminology, opts: EnrichOptions) -> Self {
-        Enricher { term, opts }
+        Enricher { term, opts, ucum_checked: Default::default() }
+    }
+
+    /// `Ucum::validate`, remembered.
+    fn ucum_error(&self, code: &str) -> Option<String> {
+        if let Some(known) = self.ucum_checked.borrow().get(code) {
+            return known.clone();
+        }
+        let error = self.term.ucum().validate(code).err().map(|e| e.to_string());
+        self.ucum_checked.borrow_mut().insert(code.to_string(), error.clone());
+        error
     }
 
     /// Enriches everything `e` exposes.
@@ -249,7 +273,7 @@ impl<'t> Enricher<'t> {
             let (system, code) = (cc.coding[i].system.clone(), cc.coding[i].code.clone());
             let Some(code_s) = code.as_deref().filter(|c| !c.is_empty()) else {
                 actions.push(Action::NotMapped(NotMappedReason::NoCode));
-                report.entries.push(ReportEntry { path: format!("{path}.coding[{i}]"), system, code, actions });
+                report.entries.push(ReportEntry { path: coding_path(path, i), system, code, actions });
                 continue;
             };
             let sys_s = system.as_deref().unwrap_or("");
@@ -304,7 +328,7 @@ impl<'t> Enricher<'t> {
                     }
                 }
             }
-            report.entries.push(ReportEntry { path: format!("{path}.coding[{i}]"), system, code, actions });
+            report.entries.push(ReportEntry { path: coding_path(path, i), system, code, actions });
         }
     }
 
@@ -370,10 +394,11 @@ impl<'t> Enricher<'t> {
         let mut actions = Vec::new();
         let raw = q.code.clone().filter(|c| !c.is_empty()).or_else(|| q.unit.clone().filter(|u| !u.is_empty()));
         match (q.system.as_deref(), q.code.as_deref()) {
-            (Some(systems::UCUM), Some(code)) => match ucum.validate(code) {
-                Ok(()) => actions.push(Action::UnitAlreadyUcum),
-                Err(e) => actions
-                    .push(Action::NotMapped(NotMappedReason::InvalidUcum { code: code.into(), error: e.to_string() })),
+            (Some(systems::UCUM), Some(code)) => match self.ucum_error(code) {
+                None => actions.push(Action::UnitAlreadyUcum),
+                Some(error) => {
+                    actions.push(Action::NotMapped(NotMappedReason::InvalidUcum { code: code.into(), error }))
+                }
             },
             (Some(other), _) if other != systems::UCUM => {
                 let units = self.term.units();
@@ -448,74 +473,97 @@ fn str_field(m: &serde_json::Map<String, Value>, k: &str) -> Option<String> {
 
 impl Enrichable for FhirJson<'_> {
     fn visit_concepts(&mut self, f: &mut dyn FnMut(&str, &mut CodeableConcept)) {
-        walk(self.0, &mut String::new(), &mut |path, v| {
-            let Value::Object(m) = v else { return false };
-            let Some(Value::Array(codings)) = m.get("coding") else { return false };
-            let mut cc = CodeableConcept {
-                coding: codings
-                    .iter()
-                    .map(|c| {
-                        let o = c.as_object();
-                        let g = |k: &str| o.and_then(|o| str_field(o, k));
-                        Coding {
-                            system: g("system"),
-                            version: g("version"),
-                            code: g("code"),
-                            display: g("display"),
-                            user_selected: o.and_then(|o| o.get("userSelected")).and_then(Value::as_bool),
-                        }
-                    })
-                    .collect(),
-                text: str_field(m, "text"),
-            };
-            let before = cc.clone();
-            f(path, &mut cc);
-            if cc != before
-                && let Some(Value::Array(arr)) = m.get_mut("coding")
-            {
-                // Only fill absent displays and append new codings: the original JSON stays.
-                for (i, c) in cc.coding.iter().enumerate() {
-                    if i < arr.len() {
-                        if let (Some(d), Some(obj)) = (&c.display, arr[i].as_object_mut())
-                            && !obj.contains_key("display")
-                        {
-                            obj.insert("display".into(), Value::String(d.clone()));
-                        }
-                    } else {
-                        arr.push(serde_json::to_value(FhirCoding::from(c)).unwrap_or(Value::Null));
-                    }
-                }
-            }
-            true
-        });
+        concepts_in(self.0, f, &mut false);
     }
 
     fn visit_quantities(&mut self, f: &mut dyn FnMut(&str, &mut Quantity)) {
-        walk(self.0, &mut String::new(), &mut |path, v| {
-            let Value::Object(m) = v else { return false };
-            let Some(value) = m.get("value").and_then(Value::as_f64) else { return false };
-            if !(m.contains_key("unit") || m.contains_key("code") || m.contains_key("system"))
-                || m.contains_key("coding")
-            {
-                return false;
-            }
-            let mut q = Quantity {
-                value: Some(value),
-                unit: str_field(m, "unit"),
-                system: str_field(m, "system"),
-                code: str_field(m, "code"),
-            };
-            f(path, &mut q);
-            for (k, val) in [("unit", &q.unit), ("system", &q.system), ("code", &q.code)] {
-                if let Some(val) = val
-                    && !m.contains_key(k)
-                {
-                    m.insert(k.into(), Value::String(val.clone()));
+        quantities_in(self.0, f, &mut false);
+    }
+}
+
+/// [`FhirJson`] that also tells whether enrichment added anything (a unit already valid UCUM
+/// is reported `UnitAlreadyUcum` yet may gain its system and code).
+struct TrackedJson<'a> {
+    json: &'a mut Value,
+    changed: bool,
+}
+
+impl Enrichable for TrackedJson<'_> {
+    fn visit_concepts(&mut self, f: &mut dyn FnMut(&str, &mut CodeableConcept)) {
+        concepts_in(self.json, f, &mut self.changed);
+    }
+
+    fn visit_quantities(&mut self, f: &mut dyn FnMut(&str, &mut Quantity)) {
+        quantities_in(self.json, f, &mut self.changed);
+    }
+}
+
+fn concepts_in(json: &mut Value, f: &mut dyn FnMut(&str, &mut CodeableConcept), changed: &mut bool) {
+    walk(json, &mut String::new(), &mut |path, v| {
+        let Value::Object(m) = v else { return false };
+        let Some(Value::Array(codings)) = m.get("coding") else { return false };
+        let mut cc = CodeableConcept {
+            coding: codings
+                .iter()
+                .map(|c| {
+                    let o = c.as_object();
+                    let g = |k: &str| o.and_then(|o| str_field(o, k));
+                    Coding {
+                        system: g("system"),
+                        version: g("version"),
+                        code: g("code"),
+                        display: g("display"),
+                        user_selected: o.and_then(|o| o.get("userSelected")).and_then(Value::as_bool),
+                    }
+                })
+                .collect(),
+            text: str_field(m, "text"),
+        };
+        f(path, &mut cc);
+        if let Some(Value::Array(arr)) = m.get_mut("coding") {
+            // Only fill absent displays and append new codings: the original JSON stays.
+            for (i, c) in cc.coding.iter().enumerate() {
+                if i < arr.len() {
+                    if let (Some(d), Some(obj)) = (&c.display, arr[i].as_object_mut())
+                        && !obj.contains_key("display")
+                    {
+                        obj.insert("display".into(), Value::String(d.clone()));
+                        *changed = true;
+                    }
+                } else {
+                    arr.push(serde_json::to_value(FhirCoding::from(c)).unwrap_or(Value::Null));
+                    *changed = true;
                 }
             }
-            true
-        });
-    }
+        }
+        true
+    });
+}
+
+fn quantities_in(json: &mut Value, f: &mut dyn FnMut(&str, &mut Quantity), changed: &mut bool) {
+    walk(json, &mut String::new(), &mut |path, v| {
+        let Value::Object(m) = v else { return false };
+        let Some(value) = m.get("value").and_then(Value::as_f64) else { return false };
+        if !(m.contains_key("unit") || m.contains_key("code") || m.contains_key("system")) || m.contains_key("coding") {
+            return false;
+        }
+        let mut q = Quantity {
+            value: Some(value),
+            unit: str_field(m, "unit"),
+            system: str_field(m, "system"),
+            code: str_field(m, "code"),
+        };
+        f(path, &mut q);
+        for (k, val) in [("unit", &q.unit), ("system", &q.system), ("code", &q.code)] {
+            if let Some(val) = val
+                && !m.contains_key(k)
+            {
+                m.insert(k.into(), Value::String(val.clone()));
+                *changed = true;
+            }
+        }
+        true
+    });
 }
 
 #[derive(Serialize)]
@@ -548,4 +596,29 @@ impl<'a> From<&'a Coding> for FhirCoding<'a> {
 /// Enriches a FHIR JSON resource or Bundle in place (for `arteria convert --enrich`).
 pub fn enrich_fhir_json(enricher: &Enricher<'_>, resource: &mut Value) -> EnrichmentReport {
     enricher.enrich(&mut FhirJson(resource))
+}
+
+/// One resource's enrichment from its JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextEnrichment {
+    pub report: EnrichmentReport,
+    /// The enriched resource as `serde_json::to_string` writes it, when enrichment added
+    /// anything; `None` when nothing changed (the text stays as it is, byte for byte).
+    pub json: Option<String>,
+}
+
+/// Enriches one FHIR JSON resource given as text, with the same report and result as
+/// [`enrich_fhir_json`] on its parsed `Value`, but without building one when the text is
+/// plain serde_json output (the enrich stage's input). An error when `text` is not JSON.
+pub fn enrich_fhir_text(enricher: &Enricher<'_>, text: &str) -> Result<TextEnrichment, serde_json::Error> {
+    if let Some(mut doc) = text::Doc::parse(text) {
+        let report = enricher.enrich(&mut doc);
+        let json = doc.changed().then(|| doc.write());
+        return Ok(TextEnrichment { report, json });
+    }
+    let mut value: Value = serde_json::from_str(text)?;
+    let mut tracked = TrackedJson { json: &mut value, changed: false };
+    let report = enricher.enrich(&mut tracked);
+    let json = tracked.changed.then(|| serde_json::to_string(&value).expect("a JSON value serialises"));
+    Ok(TextEnrichment { report, json })
 }
