@@ -21,12 +21,24 @@ pub struct Env<'a> {
     pub zone: &'a ZoneRule,
     pub tracker: &'a Tracker,
     pub delims: Delimiters,
+    /// The last time converted (raw text and result): a message's OBX usually repeat one
+    /// observation time, and the conversion depends only on the text and the zone.
+    pub last_time: std::cell::RefCell<Option<(String, crate::time::FhirTime)>>,
 }
 
 impl<'a> Env<'a> {
     #[cfg(test)]
     pub fn for_test(tracker: &'a Tracker, zone: &'a ZoneRule, delims: Delimiters) -> Env<'a> {
-        Env { tenant: "t", sender_key: "TEST".into(), control_id: "1".into(), profile: None, zone, tracker, delims }
+        Env {
+            tenant: "t",
+            sender_key: "TEST".into(),
+            control_id: "1".into(),
+            profile: None,
+            zone,
+            tracker,
+            delims,
+            last_time: Default::default(),
+        }
     }
 
     /// Id of an event resource made from the segment at `index` (position keeps two OBRs

@@ -367,7 +367,14 @@ pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime>
     if first.is_empty() || first == "\"\"" {
         return None;
     }
-    match time::convert(first, env.zone) {
+    let cached = env.last_time.borrow().as_ref().filter(|(raw, _)| raw == first).map(|(_, t)| t.clone());
+    let converted = match cached {
+        Some(t) => Ok(t),
+        None => time::convert(first, env.zone).inspect(|t| {
+            *env.last_time.borrow_mut() = Some((first.to_string(), t.clone()));
+        }),
+    };
+    match converted {
         Ok(t) => {
             if t.zone == ZoneSource::Fallback {
                 env.tracker.note(

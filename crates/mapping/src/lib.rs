@@ -93,6 +93,7 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
         zone: profiles.zone_for(profile),
         tracker: &tracker,
         delims: msg.delimiters(),
+        last_time: Default::default(),
     };
     for (n, present) in [(11, msg.processing_id().is_some()), (12, msg.version().is_some())] {
         if !present {

@@ -27,6 +27,9 @@ impl Decimal {
     /// FHIR form with the same significant digits, or `None` when it is not a number.
     pub fn parse(s: &str) -> Option<Decimal> {
         let s = s.trim();
+        if Decimal::is_canonical(s) {
+            return Some(Decimal(s.to_string()));
+        }
         let (neg, body) = match s.as_bytes().first()? {
             b'-' => (true, &s[1..]),
             b'+' => (false, &s[1..]),
@@ -68,6 +71,34 @@ impl Decimal {
             out = "0".into();
         }
         Some(Decimal(out))
+    }
+
+    /// Already in FHIR form, as most lab values are (`95`, `1.10`, `-0.5`): digits with at most
+    /// one inner point, no `+`, no exponent, no leading zero before another digit, not `-0`.
+    /// One pass, no rewriting.
+    fn is_canonical(s: &str) -> bool {
+        let b = s.as_bytes();
+        let digits = match b.first() {
+            Some(b'-') => &b[1..],
+            _ => b,
+        };
+        let (Some(&first), Some(&last)) = (digits.first(), digits.last()) else { return false };
+        if !first.is_ascii_digit() || !last.is_ascii_digit() {
+            return false;
+        }
+        if first == b'0' && digits.get(1).is_some_and(u8::is_ascii_digit) {
+            return false;
+        }
+        let mut points = 0;
+        for &c in digits {
+            if c == b'.' {
+                points += 1;
+            } else if !c.is_ascii_digit() {
+                return false;
+            }
+        }
+        // "-0", "-0.0" …: the general path decides what a negative zero becomes.
+        points <= 1 && !(b[0] == b'-' && digits.iter().all(|&c| c == b'0' || c == b'.'))
     }
 
     pub fn from_i64(n: i64) -> Decimal {
@@ -348,6 +379,50 @@ mod tests {
         assert_eq!(d(""), None);
         assert_eq!(d("-"), None);
         assert_eq!(d("1e"), None);
+    }
+
+    /// The one-pass check for values already in FHIR form gives what the full rewrite gives.
+    #[test]
+    fn canonical_fast_path_matches_the_rewrite() {
+        let cases = [
+            "95", "1.10", "0", "0.5", "-0.5", "-0", "-0.0", "-00", "00", "007", "0.", ".5", "5.", "1.2.3", "-", "",
+            "10", "100.001", "-12.50", "1e3", "+1", "0.0", "-1", "9", "1-", "1.0.", "01.5", "-01.5", "-.5",
+        ];
+        for c in cases {
+            let full = (|| {
+                // The general path alone, for comparison.
+                let s = c.trim();
+                let (neg, body) = match s.as_bytes().first()? {
+                    b'-' => (true, &s[1..]),
+                    b'+' => (false, &s[1..]),
+                    _ => (false, s),
+                };
+                let (int, frac) = match body.find('.') {
+                    Some(i) => (&body[..i], Some(&body[i + 1..])),
+                    None => (body, None),
+                };
+                if (int.is_empty() && frac.is_none_or(str::is_empty)) || body.contains(['e', 'E']) {
+                    return None;
+                }
+                if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.unwrap_or("").bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let int = int.trim_start_matches('0');
+                let mut out = String::from(if neg { "-" } else { "" });
+                out.push_str(if int.is_empty() { "0" } else { int });
+                if let Some(f) = frac.filter(|f| !f.is_empty()) {
+                    out.push('.');
+                    out.push_str(f);
+                }
+                Some(if out == "-0" { "0".to_string() } else { out })
+            })();
+            if Decimal::is_canonical(c) {
+                assert_eq!(Some(c.to_string()), full, "{c}");
+            }
+            if !c.contains(['e', 'E']) {
+                assert_eq!(Decimal::parse(c).map(|d| d.0), full, "{c}");
+            }
+        }
     }
 
     #[test]

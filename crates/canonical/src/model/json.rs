@@ -284,27 +284,36 @@ fn write_escaped_from(out: &mut Vec<u8>, b: &[u8], mut j: usize) {
 }
 
 /// The position of the first byte at or after `from` that needs an escape, eight bytes at a
-/// time (the last few padded with a byte that needs none).
+/// time; the last few bytes are read as the (overlapping) last eight, never through a buffer
+/// on the stack (filling one byte-wise and reading it whole stalls store-to-load forwarding).
 #[inline]
 fn first_escape(b: &[u8], from: usize) -> Option<usize> {
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
     let mut i = from;
     while i + 8 <= b.len() {
-        let mask = escape_mask(u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes")));
+        let mask = escape_mask(word(i));
         if mask != 0 {
             // The lowest flagged byte is exact (a false flag can only follow a true one).
             return Some(i + (mask.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    if i < b.len() {
-        let mut word = [b'a'; 8];
-        word[..b.len() - i].copy_from_slice(&b[i..]);
-        let mask = escape_mask(u64::from_le_bytes(word));
-        if mask != 0 {
-            return Some(i + (mask.trailing_zeros() / 8) as usize);
+    if i == b.len() {
+        return None;
+    }
+    if b.len() >= 8 {
+        // Clean: done. Flagged: the bytes before `i` in this word may hold an escape already
+        // handled (its borrow can flag the next byte falsely), so look byte by byte.
+        if escape_mask(word(b.len() - 8)) == 0 {
+            return None;
         }
     }
-    None
+    (i..b.len()).find(|&k| needs_escape(b[k]))
+}
+
+#[inline]
+fn needs_escape(c: u8) -> bool {
+    c < 0x20 || c == b'"' || c == b'\\'
 }
 
 /// The high bit of each byte of `w` that is a control character, `"` or `\`.
@@ -353,12 +362,30 @@ mod tests {
         for s in ["", "a", "abcdefgh", "abcdefg\"", "\"abcdefgh\\", "a\u{1}b\u{1f}c\u{7f}", all.as_str()] {
             same(&s.to_string());
         }
-        // Every position of each escaped byte around the eight-byte steps.
-        for c in (0u8..0x20).chain([b'"', b'\\']) {
-            for pos in 0..20 {
-                let mut s = "x".repeat(20).into_bytes();
-                s[pos] = c;
-                same(&String::from_utf8(s).unwrap());
+        // Every position of each escaped byte around the eight-byte steps, alone and followed
+        // by the bytes a borrow from it could flag falsely.
+        for len in [1, 7, 8, 9, 15, 20] {
+            for c in (0u8..0x20).chain([b'"', b'\\']) {
+                for pos in 0..len {
+                    for next in [b'x', b' ', b'#', b']', b'!'] {
+                        let mut s = vec![next; len];
+                        s[pos] = c;
+                        same(&String::from_utf8(s).unwrap());
+                    }
+                }
+            }
+        }
+        // Two escapes, in every pair of positions.
+        for len in [9, 12, 16, 17] {
+            for p1 in 0..len {
+                for p2 in p1 + 1..len {
+                    for (c1, c2) in [(b'\n', b'"'), (b'"', b'\\'), (0x1f, 0x01)] {
+                        let mut s = vec![b' '; len];
+                        s[p1] = c1;
+                        s[p2] = c2;
+                        same(&String::from_utf8(s).unwrap());
+                    }
+                }
             }
         }
     }
