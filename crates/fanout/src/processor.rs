@@ -122,8 +122,7 @@ impl FanoutProcessor {
                         canonical::event::CONTENT_TYPE,
                     ),
                     RouteFormat::FhirJson => {
-                        let b = resources::collection_bundle(&event).map_err(permanent)?;
-                        (serde_json::to_vec(&b).expect("a JSON value serialises"), FHIR_JSON_CONTENT_TYPE)
+                        (resources::collection_bundle_json(&event).map_err(permanent)?, FHIR_JSON_CONTENT_TYPE)
                     }
                 };
                 tracing::debug!(route = %route.name, event_id = %event.id, "routed");

@@ -7,6 +7,8 @@ use canonical::{ClinicalEvent, FhirResource};
 use serde_json::Value;
 use std::collections::HashMap;
 
+mod json;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
     #[error("resource {index} ({resource_type}) is not valid JSON: {detail}")]
@@ -46,25 +48,33 @@ pub fn current_state(event: &ClinicalEvent, wanted: &[String]) -> Result<Vec<Fhi
     let types: HashMap<&str, &str> =
         event.resources.iter().map(|r| (r.id.as_str(), r.resource_type.as_str())).collect();
     let mut out = Vec::new();
+    let mut scratch = json::Scratch::default();
     for (index, r) in event.resources.iter().enumerate() {
-        if !wanted.iter().any(|w| *w == r.resource_type) {
+        if !wanted.contains(&r.resource_type) {
             continue;
         }
-        let mut json: Value = serde_json::from_str(&r.fhir_json).map_err(|e| ResourceError::Json {
-            index,
-            resource_type: r.resource_type.clone(),
-            detail: e.to_string(),
-        })?;
-        rewrite_refs(&mut json, &types);
+        let (fhir_json, patient_id) = match json::standalone(&r.fhir_json, &types, &mut scratch) {
+            Some((text, patient)) => (text, if r.resource_type == "Patient" { Some(r.id.clone()) } else { patient }),
+            None => {
+                let mut json: Value = serde_json::from_str(&r.fhir_json).map_err(|e| ResourceError::Json {
+                    index,
+                    resource_type: r.resource_type.clone(),
+                    detail: e.to_string(),
+                })?;
+                rewrite_refs(&mut json, &types);
+                let patient = patient_of(&r.resource_type, &r.id, &json);
+                (serde_json::to_string(&json).expect("a JSON value serialises"), patient)
+            }
+        };
         out.push(FhirResource {
             id: r.id.clone(),
             resource_type: r.resource_type.clone(),
             tenant: event.tenant.clone(),
-            patient_id: patient_of(&r.resource_type, &r.id, &json),
+            patient_id,
             source_event_id: event.id.clone(),
             event_type: event.event_type.clone(),
             occurred_at: event.occurred_at,
-            fhir_json: serde_json::to_string(&json).expect("a JSON value serialises"),
+            fhir_json,
         });
     }
     Ok(out)
@@ -73,15 +83,32 @@ pub fn current_state(event: &ClinicalEvent, wanted: &[String]) -> Result<Vec<Fhi
 /// The event's resources as a FHIR `collection` Bundle (for JSON subscribers), references
 /// resolved to `<Type>/<id>` and each entry's fullUrl likewise.
 pub fn collection_bundle(event: &ClinicalEvent) -> Result<Value, ResourceError> {
+    Ok(serde_json::from_slice(&collection_bundle_json(event)?).expect("written as JSON"))
+}
+
+/// [`collection_bundle`] as `serde_json::to_vec` writes it, written directly: each resource's
+/// text from [`current_state`] is already serde_json's, so it goes in as it is.
+pub fn collection_bundle_json(event: &ClinicalEvent) -> Result<Vec<u8>, ResourceError> {
     let all: Vec<String> = event.resources.iter().map(|r| r.resource_type.clone()).collect();
-    let entries: Vec<Value> = current_state(event, &all)?
-        .into_iter()
-        .map(|r| {
-            let resource: Value = serde_json::from_str(&r.fhir_json).expect("written above");
-            serde_json::json!({ "fullUrl": format!("{}/{}", r.resource_type, r.id), "resource": resource })
-        })
-        .collect();
-    Ok(serde_json::json!({ "resourceType": "Bundle", "id": event.id, "type": "collection", "entry": entries }))
+    let resources = current_state(event, &all)?;
+    let str_json = |s: &str| serde_json::to_string(s).expect("a string serialises");
+    let mut out = String::with_capacity(64 + resources.iter().map(|r| r.fhir_json.len() + 48).sum::<usize>());
+    // Keys in the order a `Value` map writes them.
+    out.push_str("{\"entry\":[");
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"fullUrl\":");
+        out.push_str(&str_json(&format!("{}/{}", r.resource_type, r.id)));
+        out.push_str(",\"resource\":");
+        out.push_str(&r.fhir_json);
+        out.push('}');
+    }
+    out.push_str("],\"id\":");
+    out.push_str(&str_json(&event.id));
+    out.push_str(",\"resourceType\":\"Bundle\",\"type\":\"collection\"}");
+    Ok(out.into_bytes())
 }
 
 #[cfg(test)]
@@ -148,6 +175,27 @@ pub(crate) mod tests {
         assert_eq!(out[0].patient_id.as_deref(), Some("p1"), "a Patient is about itself");
         assert_eq!(out[1].source_event_id, "ev-1");
         assert_eq!(out[1].occurred_at, 1_700_000_000_000_000);
+    }
+
+    #[test]
+    fn the_bundle_text_is_what_serde_json_writes_for_the_bundle_value() {
+        let mut ev = event();
+        // Whitespace and an escaped string, so the resources do not go in as they came.
+        ev.resources[1].fhir_json =
+            "{ \"resourceType\": \"Patient\", \"id\": \"p1\", \"name\": [{\"text\": \"A \\\"B\\\" C\"}] }".into();
+        let all: Vec<String> = ev.resources.iter().map(|r| r.resource_type.clone()).collect();
+        let entries: Vec<Value> = current_state(&ev, &all)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let resource: Value = serde_json::from_str(&r.fhir_json).unwrap();
+                serde_json::json!({ "fullUrl": format!("{}/{}", r.resource_type, r.id), "resource": resource })
+            })
+            .collect();
+        let expected =
+            serde_json::json!({ "resourceType": "Bundle", "id": ev.id, "type": "collection", "entry": entries });
+        assert_eq!(collection_bundle_json(&ev).unwrap(), serde_json::to_vec(&expected).unwrap());
+        assert_eq!(collection_bundle(&ev).unwrap(), expected);
     }
 
     #[test]

@@ -133,6 +133,15 @@ struct Parser<'a> {
     stack: Vec<u32>,
 }
 
+/// A name's first 8 bytes, big-endian, zero-padded (names hold no zero byte): compares as
+/// the name does, up to 8 bytes.
+fn prefix(name: &[u8]) -> u64 {
+    match name.first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        None => name.iter().enumerate().fold(0, |p, (i, &c)| p | (c as u64) << (56 - 8 * i)),
+    }
+}
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -296,10 +305,7 @@ impl<'a> Parser<'a> {
                         self.skip_ws();
                         let name = &self.b[ks as usize..ke];
                         let child = self.value(idx, (ks, ke as u32), Tag::of(name), depth + 1)?;
-                        let mut prefix = [0u8; 8];
-                        let n = name.len().min(8);
-                        prefix[..n].copy_from_slice(&name[..n]);
-                        self.nodes[child as usize].prefix = u64::from_be_bytes(prefix);
+                        self.nodes[child as usize].prefix = prefix(name);
                         self.stack.push(child);
                         self.skip_ws();
                         match self.peek()? {
@@ -876,7 +882,7 @@ mod tests {
             from[(self.next() % from.len() as u64) as usize]
         }
         fn ws(&mut self) -> &'static str {
-            if self.next() % 8 == 0 { self.pick(&[" ", "\n", "\t ", "\r\n"]) } else { "" }
+            if self.next().is_multiple_of(8) { self.pick(&[" ", "\n", "\t ", "\r\n"]) } else { "" }
         }
         fn value(&mut self, depth: u32, out: &mut String) {
             let choice = if depth > 4 { 4 + self.next() % 6 } else { self.next() % 10 };
