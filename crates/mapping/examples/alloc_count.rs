@@ -52,6 +52,12 @@ fn main() {
             ("Resource", std::mem::size_of::<canonical::model::Resource>()),
             ("Observation", std::mem::size_of::<canonical::model::Observation>()),
             ("Reference", std::mem::size_of::<canonical::model::Reference>()),
+            ("Patient", std::mem::size_of::<canonical::model::Patient>()),
+            ("Encounter", std::mem::size_of::<canonical::model::Encounter>()),
+            ("ServiceRequest", std::mem::size_of::<canonical::model::ServiceRequest>()),
+            ("DiagnosticReport", std::mem::size_of::<canonical::model::DiagnosticReport>()),
+            ("MessageHeader", std::mem::size_of::<canonical::model::MessageHeader>()),
+            ("Provenance", std::mem::size_of::<canonical::model::Provenance>()),
             ("CodeableConcept", std::mem::size_of::<canonical::model::CodeableConcept>()),
         ]
         .iter()

@@ -130,11 +130,11 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
                     entity: vec![ProvenanceEntity {
                         role: "source".into(),
                         what: Reference {
-                            identifier: Some(Identifier {
+                            identifier: Some(Box::new(Identifier {
                                 system: Some(format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key)).into()),
                                 value: Some(control),
                                 ..Default::default()
-                            }),
+                            })),
                             display: Some(format!("HL7 v2 message {mtype}")),
                             ..Default::default()
                         },

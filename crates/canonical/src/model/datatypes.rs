@@ -185,7 +185,8 @@ fhir_struct!(Identifier {
 fhir_struct!(Reference {
     reference: Option<String>,
     r#type: Option<Text>,
-    identifier: Option<Identifier>,
+    /// Boxed: rarely set, and a reference is in every resource, often several times.
+    identifier: Option<Box<Identifier>>,
     display: Option<String>,
 });
 

@@ -187,11 +187,13 @@ fhir_struct!(Observation {
     performer: Vec<Reference>,
     #[serde(flatten)]
     value: Option<ObservationValue>,
-    data_absent_reason: Option<CodeableConcept>,
+    // Rarely sent: boxed so that an Observation stays within the allocators' small sizes
+    // (glibc's per-thread cache takes blocks up to 1,032 bytes).
+    data_absent_reason: Option<Box<CodeableConcept>>,
     interpretation: Vec<CodeableConcept>,
     note: Vec<Annotation>,
-    body_site: Option<CodeableConcept>,
-    method: Option<CodeableConcept>,
+    body_site: Option<Box<CodeableConcept>>,
+    method: Option<Box<CodeableConcept>>,
     specimen: Option<Reference>,
     reference_range: Vec<ObservationReferenceRange>,
     has_member: Vec<Reference>,

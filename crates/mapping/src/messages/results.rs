@@ -303,7 +303,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             } else {
                 ("unknown", "Unknown")
             };
-            o.data_absent_reason = Some(CodeableConcept::code(DATA_ABSENT, reason.0, Some(reason.1)));
+            o.data_absent_reason = Some(Box::new(CodeableConcept::code(DATA_ABSENT, reason.0, Some(reason.1))));
         }
     }
     if !unit_used && unit.0.is_some() {
@@ -343,10 +343,10 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
     }
     if let Some(r) = s.f(17).and_then(|f| f.repetition(1)) {
-        o.method = dt::cwe(env, &r);
+        o.method = dt::cwe(env, &r).map(Box::new);
     }
     if let Some(r) = s.f(20).and_then(|f| f.repetition(1)) {
-        o.body_site = dt::cwe(env, &r);
+        o.body_site = dt::cwe(env, &r).map(Box::new);
     }
     if let Some(r) = s.f(23).and_then(|f| f.repetition(1)) {
         let ident = comp(&r, 10).map(|v| Identifier { value: Some(v), ..Default::default() });
