@@ -170,6 +170,9 @@ pub struct ListFilter {
     pub to_exclusive: Option<i64>,
 }
 
+/// The index tables are WITHOUT ROWID: their rows are only their key, so the primary key
+/// B-tree is the table and an entry costs two B-tree inserts (key, lookup index), not three.
+/// A store created before keeps its rowid tables (same queries, same results) until rebuilt.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resources (
     resource_type   TEXT NOT NULL,
@@ -192,13 +195,13 @@ CREATE TABLE IF NOT EXISTS patient_identifiers (
     system     TEXT NOT NULL,
     value      TEXT NOT NULL,
     PRIMARY KEY (patient_id, system, value)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identifiers_by_value ON patient_identifiers (value, system);
 CREATE TABLE IF NOT EXISTS patient_names (
     patient_id TEXT NOT NULL,
     name       TEXT NOT NULL,
     PRIMARY KEY (patient_id, name)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_by_name ON patient_names (name);
 CREATE TABLE IF NOT EXISTS codes (
     resource_type TEXT NOT NULL,
@@ -206,13 +209,76 @@ CREATE TABLE IF NOT EXISTS codes (
     system        TEXT NOT NULL,
     code          TEXT NOT NULL,
     PRIMARY KEY (resource_type, id, system, code)
-);
-CREATE INDEX IF NOT EXISTS codes_by_code ON codes (code, system);
+) WITHOUT ROWID;
+-- No index by code alone: every code search is within one patient's resources, through the
+-- primary key (an older store's codes_by_code is dropped on open: it cost a write per code).
+DROP INDEX IF EXISTS codes_by_code;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 ";
+
+/// The writer's statements.
+#[derive(Clone, Copy)]
+enum Sql {
+    Insert,
+    Select,
+    Update,
+    UpdateContent,
+    InsertCode,
+    InsertIdentifier,
+    InsertName,
+    DeleteCodes,
+    DeleteIdentifiers,
+    DeleteNames,
+    FindForDelete,
+    Delete,
+}
+
+const WRITES: [&str; 12] = [
+    "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date, index_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (resource_type, id) DO NOTHING",
+    "SELECT occurred_at, index_key, patient_id, effective FROM resources WHERE resource_type = ?1 AND id = ?2",
+    "UPDATE resources SET tenant = ?3, patient_id = ?4, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
+        json = ?8, last_updated = ?9, effective = ?10, birth_date = ?11, index_key = ?12
+     WHERE resource_type = ?1 AND id = ?2",
+    // Update without patient_id and effective (unchanged; they are indexed). ?4 and ?10 are
+    // bound and unused, so both updates take the same parameters.
+    "UPDATE resources SET tenant = ?3, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
+        json = ?8, last_updated = ?9, birth_date = ?11, index_key = ?12
+     WHERE resource_type = ?1 AND id = ?2",
+    "INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)",
+    "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
+    "INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)",
+    "DELETE FROM codes WHERE resource_type = ?1 AND id = ?2",
+    "DELETE FROM patient_identifiers WHERE patient_id = ?1",
+    "DELETE FROM patient_names WHERE patient_id = ?1",
+    "SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2",
+    "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
+];
+
+/// The statements of one write transaction, each taken from the connection's cache the first
+/// time the batch needs it and then kept: a cache lookup hashes the SQL text, per row that
+/// was a measurable part of an upsert.
+struct Batch<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
+    prepared: [Option<rusqlite::CachedStatement<'t>>; WRITES.len()],
+}
+
+impl<'t> Batch<'t> {
+    fn new(tx: &'t rusqlite::Transaction<'t>) -> Self {
+        Self { tx, prepared: Default::default() }
+    }
+
+    fn st(&mut self, s: Sql) -> rusqlite::Result<&mut rusqlite::CachedStatement<'t>> {
+        let slot = &mut self.prepared[s as usize];
+        if slot.is_none() {
+            *slot = Some(self.tx.prepare_cached(WRITES[s as usize])?);
+        }
+        Ok(slot.as_mut().expect("prepared just above"))
+    }
+}
 
 /// What the index tables hold for a resource (codes; a Patient's identifiers and names), as
 /// one unambiguous string: each entry is its byte length, ':' and its bytes, each list opened
@@ -426,19 +492,22 @@ impl Store {
         let mut changes = Vec::new();
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = w.transaction().map_err(|e| self.sql(e))?;
-        for p in prepared {
-            match p {
-                Prepared::Refused(e) => out.push(Applied::Refused(e)),
-                Prepared::Delete(t, id) => {
-                    out.push(Applied::Deleted(Self::delete_in(&tx, t, id).map_err(|e| self.sql(e))?))
-                }
-                Prepared::Upsert(r, x, patient_id) => {
-                    let u =
-                        Self::upsert_in(&tx, r, &x, patient_id.as_deref(), &last_updated).map_err(|e| self.sql(e))?;
-                    if u != Upsert::Ignored {
-                        changes.push((r, patient_id));
+        {
+            let mut b = Batch::new(&tx);
+            for p in prepared {
+                match p {
+                    Prepared::Refused(e) => out.push(Applied::Refused(e)),
+                    Prepared::Delete(t, id) => {
+                        out.push(Applied::Deleted(Self::delete_in(&mut b, t, id).map_err(|e| self.sql(e))?))
                     }
-                    out.push(Applied::Upsert(u));
+                    Prepared::Upsert(r, x, patient_id) => {
+                        let u = Self::upsert_in(&mut b, r, &x, patient_id.as_deref(), &last_updated)
+                            .map_err(|e| self.sql(e))?;
+                        if u != Upsert::Ignored {
+                            changes.push((r, patient_id));
+                        }
+                        out.push(Applied::Upsert(u));
+                    }
                 }
             }
         }
@@ -480,21 +549,19 @@ impl Store {
         Ok((x, patient_id))
     }
 
-    /// One lookup decides what to do: an equal or newer stored version means nothing to write;
-    /// a new resource needs no old index rows removed; a replaced one rewrites its index rows
-    /// only when they differ from the stored version's (its `index_key`).
+    /// New resources (most records) cost one statement: the insert finds no row and writes
+    /// it. Otherwise one lookup decides: an equal or newer stored version means nothing to
+    /// write; a replaced one rewrites its index rows only when they differ from the stored
+    /// version's (`index_key`), and the patient index entry only when patient or time moved.
     fn upsert_in(
-        tx: &rusqlite::Transaction<'_>,
+        b: &mut Batch<'_>,
         r: &FhirResource,
         x: &Extracted,
         patient_id: Option<&str>,
         last_updated: &str,
     ) -> rusqlite::Result<Upsert> {
-        let stored: Option<(i64, Option<String>)> = tx
-            .prepare_cached("SELECT occurred_at, index_key FROM resources WHERE resource_type = ?1 AND id = ?2")?
-            .query_row([&r.resource_type, &r.id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
         let key = index_key(x);
+        let effective = x.effective.unwrap_or(NO_TIME);
         let values = params![
             r.resource_type,
             r.id,
@@ -505,83 +572,65 @@ impl Store {
             r.event_type,
             r.fhir_json,
             last_updated,
-            x.effective.unwrap_or(NO_TIME),
+            effective,
             x.birth_date,
             key,
         ];
-        match stored {
-            Some((at, _)) if at >= r.occurred_at => Ok(Upsert::Ignored),
-            None => {
-                tx.prepare_cached(
-                    "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date, index_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?
-                .execute(values)?;
-                // Index rows never outlive their resource (delete_in removes them together),
-                // so a new resource has none to remove.
-                Self::insert_index(tx, &r.resource_type, &r.id, x)?;
-                Ok(Upsert::Inserted)
-            }
-            Some((_, old_key)) => {
-                tx.prepare_cached(
-                    "UPDATE resources SET tenant = ?3, patient_id = ?4, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
-                        json = ?8, last_updated = ?9, effective = ?10, birth_date = ?11, index_key = ?12
-                     WHERE resource_type = ?1 AND id = ?2",
-                )?
-                .execute(values)?;
-                if old_key.as_deref() != Some(key.as_str()) {
-                    Self::delete_index(tx, &r.resource_type, &r.id)?;
-                    Self::insert_index(tx, &r.resource_type, &r.id, x)?;
-                }
-                Ok(Upsert::Updated)
-            }
+        if b.st(Sql::Insert)?.execute(values)? == 1 {
+            // Index rows never outlive their resource (delete_in removes them together),
+            // so a new resource has none to remove.
+            Self::insert_index(b, &r.resource_type, &r.id, x)?;
+            return Ok(Upsert::Inserted);
         }
+        let (at, old_key, old_patient, old_effective): (i64, Option<String>, Option<String>, i64) = b
+            .st(Sql::Select)?
+            .query_row([&r.resource_type, &r.id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+        if at >= r.occurred_at {
+            return Ok(Upsert::Ignored);
+        }
+        // Setting an indexed column rewrites its index entry even to the same value.
+        let update = if old_patient.as_deref() == patient_id && old_effective == effective {
+            Sql::UpdateContent
+        } else {
+            Sql::Update
+        };
+        b.st(update)?.execute(values)?;
+        if old_key.as_deref() != Some(key.as_str()) {
+            Self::delete_index(b, &r.resource_type, &r.id)?;
+            Self::insert_index(b, &r.resource_type, &r.id, x)?;
+        }
+        Ok(Upsert::Updated)
     }
 
-    fn delete_in(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str) -> rusqlite::Result<bool> {
-        let found: Option<String> = tx
-            .prepare_cached("SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2")?
-            .query_row([resource_type, id], |r| r.get(0))
-            .optional()?;
+    fn delete_in(b: &mut Batch<'_>, resource_type: &str, id: &str) -> rusqlite::Result<bool> {
+        let found: Option<String> =
+            b.st(Sql::FindForDelete)?.query_row([resource_type, id], |r| r.get(0)).optional()?;
         let Some(rt) = found else { return Ok(false) };
-        tx.prepare_cached("DELETE FROM resources WHERE resource_type = ?1 AND id = ?2")?.execute([&rt, id])?;
-        Self::delete_index(tx, &rt, id)?;
+        b.st(Sql::Delete)?.execute([&rt, id])?;
+        Self::delete_index(b, &rt, id)?;
         Ok(true)
     }
 
-    fn delete_index(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str) -> rusqlite::Result<()> {
-        tx.prepare_cached("DELETE FROM codes WHERE resource_type = ?1 AND id = ?2")?.execute([resource_type, id])?;
+    fn delete_index(b: &mut Batch<'_>, resource_type: &str, id: &str) -> rusqlite::Result<()> {
+        b.st(Sql::DeleteCodes)?.execute([resource_type, id])?;
         if resource_type == "Patient" {
-            tx.prepare_cached("DELETE FROM patient_identifiers WHERE patient_id = ?1")?.execute([id])?;
-            tx.prepare_cached("DELETE FROM patient_names WHERE patient_id = ?1")?.execute([id])?;
+            b.st(Sql::DeleteIdentifiers)?.execute([id])?;
+            b.st(Sql::DeleteNames)?.execute([id])?;
         }
         Ok(())
     }
 
-    fn insert_index(tx: &rusqlite::Transaction<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
+    fn insert_index(b: &mut Batch<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
         if resource_type == "Patient" {
-            if !x.identifiers.is_empty() {
-                let mut ins = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
-                )?;
-                for (system, value) in &x.identifiers {
-                    ins.execute([id, system, value])?;
-                }
+            for (system, value) in &x.identifiers {
+                b.st(Sql::InsertIdentifier)?.execute([id, system, value])?;
             }
-            if !x.names.is_empty() {
-                let mut ins =
-                    tx.prepare_cached("INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)")?;
-                for name in &x.names {
-                    ins.execute([id, name])?;
-                }
+            for name in &x.names {
+                b.st(Sql::InsertName)?.execute([id, name])?;
             }
         }
-        if !x.codes.is_empty() {
-            let mut ins = tx
-                .prepare_cached("INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)")?;
-            for (system, code) in &x.codes {
-                ins.execute([resource_type, id, system, code])?;
-            }
+        for (system, code) in &x.codes {
+            b.st(Sql::InsertCode)?.execute([resource_type, id, system, code])?;
         }
         Ok(())
     }
@@ -1108,6 +1157,42 @@ mod tests {
         assert_eq!(s.patients_by_identifier("", "M2").unwrap(), ["p1"]);
         let by_name = PatientSearch { name: Some("smith".into()), ..Default::default() };
         assert_eq!(s.search_patients(&by_name, &all(5)).unwrap().rows.len(), 1);
+    }
+
+    #[test]
+    fn an_update_moves_the_patient_and_time_entries_only_when_they_changed() {
+        let (_d, s) = open();
+        let range = |month: &str| ListFilter {
+            from: Some(crate::time::parse_start(month).unwrap()),
+            to_exclusive: Some(crate::time::parse_end_exclusive(month).unwrap()),
+            ..Default::default()
+        };
+        let ids = |p: &str, f: ListFilter| -> Vec<String> {
+            s.list_for_patient("Observation", p, &f, &all(5)).unwrap().rows.into_iter().map(|r| r.id).collect()
+        };
+        let mut o = obs("o1", "p1", "A", "2024-01-05");
+        o.occurred_at = 1;
+        s.upsert(&o).unwrap();
+        // Content only: still listed for p1 in January, with the new content.
+        let mut v2 = obs("o1", "p1", "A", "2024-01-05");
+        v2.fhir_json = v2.fhir_json.replacen('{', "{\"status\":\"amended\",", 1);
+        v2.occurred_at = 2;
+        assert_eq!(s.upsert(&v2).unwrap(), Upsert::Updated);
+        assert_eq!(ids("p1", range("2024-01")), ["o1"]);
+        assert!(s.get("Observation", "o1").unwrap().unwrap().json.contains("amended"));
+        // Another time: found in March, not in January.
+        let mut v3 = obs("o1", "p1", "A", "2024-03-05");
+        v3.occurred_at = 3;
+        s.upsert(&v3).unwrap();
+        assert!(ids("p1", range("2024-01")).is_empty());
+        assert_eq!(ids("p1", range("2024-03")), ["o1"]);
+        // Another patient: gone from p1, listed for p2.
+        let mut v4 = obs("o1", "p2", "A", "2024-03-05");
+        v4.occurred_at = 4;
+        s.upsert(&v4).unwrap();
+        assert!(ids("p1", ListFilter::default()).is_empty());
+        assert_eq!(ids("p2", range("2024-03")), ["o1"]);
+        assert_eq!(s.get("Observation", "o1").unwrap().unwrap().patient_id.as_deref(), Some("p2"));
     }
 
     #[test]
