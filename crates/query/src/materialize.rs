@@ -283,11 +283,11 @@ impl Materializer {
                 }
                 continue;
             };
-            let serde = self
-                .serdes
-                .entry(rec.topic.clone())
-                .or_insert_with(|| self.registry.value_serde::<FhirResource>(&rec.topic))
-                .clone();
+            // Looked up by &str first: entry() would allocate the topic name for every record.
+            if !self.serdes.contains_key(&rec.topic) {
+                self.serdes.insert(rec.topic.clone(), self.registry.value_serde::<FhirResource>(&rec.topic));
+            }
+            let serde = self.serdes[&rec.topic].clone();
             let mut attempt = 0u32;
             loop {
                 match serde.decode(value).await {
