@@ -207,96 +207,15 @@ impl<'a, 't> Parser<'a, 't> {
             verbatim: true,
             rewritten: NONE,
         });
-        let changes0 = self.changes;
         let kind = match self.peek()? {
-            b'{' | b'[' if depth >= MAX_DEPTH => return None,
-            b'{' => {
-                self.pos += 1;
-                let base = self.stack.len();
-                self.skip_ws();
-                if self.eat(b'}').is_none() {
-                    loop {
-                        if self.peek()? != b'"' {
-                            return None;
-                        }
-                        let ks = self.pos + 1;
-                        let (ke, escaped) = self.string()?;
-                        if escaped {
-                            return None;
-                        }
-                        self.skip_ws();
-                        self.eat(b':')?;
-                        self.skip_ws();
-                        let child = self.value((ks as u32, ke as u32), depth + 1)?;
-                        let name = &self.b[ks..ke];
-                        self.nodes[child as usize].prefix = prefix(name);
-                        if name == b"reference" {
-                            self.rewrite(child);
-                        }
-                        self.stack.push(child);
-                        self.skip_ws();
-                        match self.peek()? {
-                            b',' => {
-                                self.pos += 1;
-                                self.skip_ws();
-                            }
-                            b'}' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                let (nodes, b) = (&self.nodes, self.b);
-                let order = |x: &u32, y: &u32| {
-                    let (x, y) = (&nodes[*x as usize], &nodes[*y as usize]);
-                    x.prefix
-                        .cmp(&y.prefix)
-                        .then_with(|| b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize]))
-                };
-                let members = &mut self.stack[base..];
-                if !members.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
-                    members.sort_unstable_by(order);
-                    if members.windows(2).any(|w| order(&w[0], &w[1]).is_eq()) {
-                        // serde_json keeps the last of duplicate keys: left to it.
-                        return None;
-                    }
-                    self.changes += 1;
-                }
-                self.close(idx, base);
-                Kind::Object
-            }
-            b'[' => {
-                self.pos += 1;
-                let base = self.stack.len();
-                self.skip_ws();
-                if self.eat(b']').is_none() {
-                    loop {
-                        let child = self.value((0, 0), depth + 1)?;
-                        self.stack.push(child);
-                        self.skip_ws();
-                        match self.peek()? {
-                            b',' => {
-                                self.pos += 1;
-                                self.skip_ws();
-                            }
-                            b']' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                self.close(idx, base);
-                Kind::Array
-            }
             b'"' => {
                 let (_, escaped) = self.string()?;
                 self.nodes[idx as usize].escaped = escaped;
                 Kind::String
             }
+            b'{' | b'[' if depth >= MAX_DEPTH => return None,
+            b'{' => return self.object(idx, depth),
+            b'[' => return self.array(idx, depth),
             b't' => self.literal(b"true").map(|_| Kind::Scalar)?,
             b'f' => self.literal(b"false").map(|_| Kind::Scalar)?,
             b'n' => self.literal(b"null").map(|_| Kind::Scalar)?,
@@ -305,7 +224,112 @@ impl<'a, 't> Parser<'a, 't> {
         let n = &mut self.nodes[idx as usize];
         n.kind = kind;
         n.end = self.pos as u32;
-        n.verbatim = self.changes == changes0;
+        Some(idx)
+    }
+
+    /// Whitespace where compact text has none: skipped, and counted as a change.
+    #[inline]
+    fn gap(&mut self) {
+        if let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.skip_ws();
+        }
+    }
+
+    #[inline(never)]
+    fn object(&mut self, idx: u32, depth: u32) -> Option<u32> {
+        let changes0 = self.changes;
+        self.pos += 1;
+        let base = self.stack.len();
+        self.gap();
+        if self.eat(b'}').is_none() {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let ks = self.pos + 1;
+                let (ke, escaped) = self.string()?;
+                if escaped {
+                    return None;
+                }
+                self.gap();
+                self.eat(b':')?;
+                self.gap();
+                let child = self.value((ks as u32, ke as u32), depth + 1)?;
+                let name = &self.b[ks..ke];
+                self.nodes[child as usize].prefix = prefix(name);
+                if name == b"reference" {
+                    self.rewrite(child);
+                }
+                self.stack.push(child);
+                self.gap();
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        self.gap();
+                    }
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let (nodes, b) = (&self.nodes, self.b);
+        let order = |x: &u32, y: &u32| {
+            let (x, y) = (&nodes[*x as usize], &nodes[*y as usize]);
+            x.prefix
+                .cmp(&y.prefix)
+                .then_with(|| b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize]))
+        };
+        let members = &mut self.stack[base..];
+        if !members.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
+            members.sort_unstable_by(order);
+            if members.windows(2).any(|w| order(&w[0], &w[1]).is_eq()) {
+                // serde_json keeps the last of duplicate keys: left to it.
+                return None;
+            }
+            self.changes += 1;
+        }
+        self.close(idx, base);
+        let verbatim = self.changes == changes0;
+        let n = &mut self.nodes[idx as usize];
+        n.kind = Kind::Object;
+        n.end = self.pos as u32;
+        n.verbatim = verbatim;
+        Some(idx)
+    }
+
+    #[inline(never)]
+    fn array(&mut self, idx: u32, depth: u32) -> Option<u32> {
+        let changes0 = self.changes;
+        self.pos += 1;
+        let base = self.stack.len();
+        self.gap();
+        if self.eat(b']').is_none() {
+            loop {
+                let child = self.value((0, 0), depth + 1)?;
+                self.stack.push(child);
+                self.gap();
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        self.gap();
+                    }
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.close(idx, base);
+        let verbatim = self.changes == changes0;
+        let n = &mut self.nodes[idx as usize];
+        n.kind = Kind::Array;
+        n.end = self.pos as u32;
+        n.verbatim = verbatim;
         Some(idx)
     }
 

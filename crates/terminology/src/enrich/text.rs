@@ -283,95 +283,15 @@ impl<'a> Parser<'a> {
             escaped: false,
             verbatim: true,
         });
-        let (ws0, unsorted0) = (self.ws, self.unsorted);
         let kind = match self.peek()? {
-            b'{' | b'[' if depth >= MAX_DEPTH => return None,
-            b'{' => {
-                self.pos += 1;
-                let base = self.stack.len();
-                self.skip_ws();
-                if self.eat(b'}').is_none() {
-                    loop {
-                        if self.peek()? != b'"' {
-                            return None;
-                        }
-                        let ks = self.pos as u32 + 1;
-                        let (ke, escaped) = self.string()?;
-                        if escaped {
-                            return None;
-                        }
-                        self.skip_ws();
-                        self.eat(b':')?;
-                        self.skip_ws();
-                        let name = &self.b[ks as usize..ke];
-                        let child = self.value(idx, (ks, ke as u32), Tag::of(name), depth + 1)?;
-                        self.nodes[child as usize].prefix = prefix(name);
-                        self.stack.push(child);
-                        self.skip_ws();
-                        match self.peek()? {
-                            b',' => {
-                                self.pos += 1;
-                                self.skip_ws();
-                            }
-                            b'}' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                let (nodes, b) = (&self.nodes, self.b);
-                let order = |x: &u32, y: &u32| {
-                    let (x, y) = (&nodes[*x as usize], &nodes[*y as usize]);
-                    x.prefix
-                        .cmp(&y.prefix)
-                        .then_with(|| b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize]))
-                };
-                let members = &mut self.stack[base..];
-                if !members.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
-                    members.sort_unstable_by(order);
-                    if members.windows(2).any(|w| order(&w[0], &w[1]).is_eq()) {
-                        // serde_json keeps the last of duplicate keys: left to it.
-                        return None;
-                    }
-                    self.unsorted += 1;
-                }
-                self.nodes[idx as usize].flags = self.object_flags(base);
-                self.close(idx, base);
-                Kind::Object
-            }
-            b'[' => {
-                self.pos += 1;
-                let base = self.stack.len();
-                self.skip_ws();
-                if self.eat(b']').is_none() {
-                    loop {
-                        let child = self.value(idx, (0, 0), Tag::Other, depth + 1)?;
-                        self.stack.push(child);
-                        self.skip_ws();
-                        match self.peek()? {
-                            b',' => {
-                                self.pos += 1;
-                                self.skip_ws();
-                            }
-                            b']' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                self.nodes[idx as usize].flags = self.below(base);
-                self.close(idx, base);
-                Kind::Array
-            }
             b'"' => {
                 let (_, escaped) = self.string()?;
                 self.nodes[idx as usize].escaped = escaped;
                 Kind::String
             }
+            b'{' | b'[' if depth >= MAX_DEPTH => return None,
+            b'{' => return self.object(idx, depth),
+            b'[' => return self.array(idx, depth),
             b't' => self.literal(b"true").map(|_| Kind::Scalar)?,
             b'f' => self.literal(b"false").map(|_| Kind::Scalar)?,
             b'n' => self.literal(b"null").map(|_| Kind::Scalar)?,
@@ -380,8 +300,112 @@ impl<'a> Parser<'a> {
         let n = &mut self.nodes[idx as usize];
         n.kind = kind;
         n.end = self.pos as u32;
-        n.verbatim = self.ws == ws0 && self.unsorted == unsorted0;
         Some(idx)
+    }
+
+    /// Whitespace where compact text has none: skipped, and counted.
+    #[inline]
+    fn gap(&mut self) {
+        if let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.skip_ws();
+        }
+    }
+
+    /// Sets a container's kind, end and whether it is verbatim once its children are read.
+    fn finish(&mut self, idx: u32, kind: Kind, ws0: u32, unsorted0: u32) -> Option<u32> {
+        let verbatim = self.ws == ws0 && self.unsorted == unsorted0;
+        let n = &mut self.nodes[idx as usize];
+        n.kind = kind;
+        n.end = self.pos as u32;
+        n.verbatim = verbatim;
+        Some(idx)
+    }
+
+    #[inline(never)]
+    fn object(&mut self, idx: u32, depth: u32) -> Option<u32> {
+        let (ws0, unsorted0) = (self.ws, self.unsorted);
+        self.pos += 1;
+        let base = self.stack.len();
+        self.gap();
+        if self.eat(b'}').is_none() {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let ks = self.pos as u32 + 1;
+                let (ke, escaped) = self.string()?;
+                if escaped {
+                    return None;
+                }
+                self.gap();
+                self.eat(b':')?;
+                self.gap();
+                let name = &self.b[ks as usize..ke];
+                let child = self.value(idx, (ks, ke as u32), Tag::of(name), depth + 1)?;
+                self.nodes[child as usize].prefix = prefix(name);
+                self.stack.push(child);
+                self.gap();
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        self.gap();
+                    }
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let (nodes, b) = (&self.nodes, self.b);
+        let order = |x: &u32, y: &u32| {
+            let (x, y) = (&nodes[*x as usize], &nodes[*y as usize]);
+            x.prefix
+                .cmp(&y.prefix)
+                .then_with(|| b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize]))
+        };
+        let members = &mut self.stack[base..];
+        if !members.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
+            members.sort_unstable_by(order);
+            if members.windows(2).any(|w| order(&w[0], &w[1]).is_eq()) {
+                // serde_json keeps the last of duplicate keys: left to it.
+                return None;
+            }
+            self.unsorted += 1;
+        }
+        self.nodes[idx as usize].flags = self.object_flags(base);
+        self.close(idx, base);
+        self.finish(idx, Kind::Object, ws0, unsorted0)
+    }
+
+    #[inline(never)]
+    fn array(&mut self, idx: u32, depth: u32) -> Option<u32> {
+        let (ws0, unsorted0) = (self.ws, self.unsorted);
+        self.pos += 1;
+        let base = self.stack.len();
+        self.gap();
+        if self.eat(b']').is_none() {
+            loop {
+                let child = self.value(idx, (0, 0), Tag::Other, depth + 1)?;
+                self.stack.push(child);
+                self.gap();
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        self.gap();
+                    }
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.nodes[idx as usize].flags = self.below(base);
+        self.close(idx, base);
+        self.finish(idx, Kind::Array, ws0, unsorted0)
     }
 
     /// Moves the children on the stack from `base` to the node.
