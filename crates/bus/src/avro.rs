@@ -7,9 +7,10 @@
 //! type, which is what makes BACKWARD-compatible evolution work. The wire framing itself is a
 //! pure function ([`wire`]) so it can be checked byte by byte without a registry.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use apache_avro::Schema;
@@ -197,7 +198,7 @@ impl Registry {
     /// A typed serde for values of `topic` (subject `<topic>-value`).
     pub fn value_serde<T>(&self, topic: &str) -> AvroSerde<T>
     where
-        T: apache_avro::AvroSchema + Serialize + DeserializeOwned,
+        T: apache_avro::AvroSchema + Serialize + DeserializeOwned + 'static,
     {
         AvroSerde::new(self.clone(), topic)
     }
@@ -221,6 +222,25 @@ struct Decoding {
     reader: Option<(&'static Schema, ResolvedSchema<'static>)>,
 }
 
+/// A Rust type's own schema, parsed and resolved once per process and shared by every serde of
+/// the type: fan-out and query keep one serde per topic (~20), and a parsed schema with the
+/// typed FHIR records is ~450 kB.
+struct TypeSchema {
+    schema: &'static Schema,
+    canonical: String,
+    names: ResolvedSchema<'static>,
+}
+
+fn type_schema<T: apache_avro::AvroSchema + 'static>() -> &'static TypeSchema {
+    static SCHEMAS: OnceLock<Mutex<HashMap<TypeId, &'static TypeSchema>>> = OnceLock::new();
+    let mut m = SCHEMAS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(TypeId::of::<T>()).or_insert_with(|| {
+        let schema: &'static Schema = Box::leak(Box::new(T::get_schema()));
+        let names = ResolvedSchema::try_from(schema).expect("a derived schema resolves");
+        Box::leak(Box::new(TypeSchema { schema, canonical: schema.canonical_form(), names }))
+    })
+}
+
 /// How to write `T`: its registered schema id and a writer built once. Encoding through
 /// schema_registry_converter's `encode_struct` instead cloned the subject strategy — which
 /// carries the whole schema text, ~150 kB with the typed FHIR records — and the schema's name
@@ -234,8 +254,7 @@ struct Encoding {
 pub struct AvroSerde<T> {
     registry: Registry,
     topic: String,
-    reader_schema: Arc<Schema>,
-    reader_canonical: String,
+    reader: &'static TypeSchema,
     strategy: SubjectNameStrategy,
     skip_on_decode: Arc<[String]>,
     /// Per writer schema id, shared by clones (fan-out clones a serde per output).
@@ -250,8 +269,7 @@ impl<T> Clone for AvroSerde<T> {
         Self {
             registry: self.registry.clone(),
             topic: self.topic.clone(),
-            reader_schema: self.reader_schema.clone(),
-            reader_canonical: self.reader_canonical.clone(),
+            reader: self.reader,
             strategy: self.strategy.clone(),
             skip_on_decode: self.skip_on_decode.clone(),
             decodings: self.decodings.clone(),
@@ -263,18 +281,20 @@ impl<T> Clone for AvroSerde<T> {
 
 impl<T> AvroSerde<T>
 where
-    T: apache_avro::AvroSchema + Serialize + DeserializeOwned,
+    T: apache_avro::AvroSchema + Serialize + DeserializeOwned + 'static,
 {
     pub fn new(registry: Registry, topic: &str) -> Self {
-        let schema = T::get_schema();
-        let strategy =
-            SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_string(), false, get_supplied_schema(&schema));
+        let reader = type_schema::<T>();
+        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
+            topic.to_string(),
+            false,
+            get_supplied_schema(reader.schema),
+        );
         Self {
             skip_on_decode: registry.skip_on_decode.clone(),
             registry,
             topic: topic.to_string(),
-            reader_canonical: schema.canonical_form(),
-            reader_schema: Arc::new(schema),
+            reader,
             strategy,
             decodings: Arc::default(),
             encoding: Arc::default(),
@@ -313,11 +333,10 @@ where
                     type_name: std::any::type_name::<T>(),
                     detail: e.to_string(),
                 };
-                // Leaked once per serde family (clones share it), like the decoding schemas.
-                let schema: &'static Schema = Box::leak(Box::new((*self.reader_schema).clone()));
-                let names = ResolvedSchema::try_from(schema).map_err(encode_err)?;
-                let writer =
-                    GenericDatumWriter::builder(schema).resolved_schemata(names).build().map_err(encode_err)?;
+                let writer = GenericDatumWriter::builder(self.reader.schema)
+                    .resolved_schemata(self.reader.names.clone())
+                    .build()
+                    .map_err(encode_err)?;
                 Ok(Encoding { id: registered.id, writer })
             })
             .await
@@ -404,11 +423,16 @@ where
     /// skip, both sides lose them first, so a writer that is our own schema still decodes
     /// without a resolution step.
     fn decoding(&self, writer: &Schema) -> Result<Decoding, String> {
+        if self.skip_on_decode.is_empty() && writer.canonical_form() == self.reader.canonical {
+            // The common case: written with our own schema, which is parsed already.
+            let r = self.reader;
+            return Ok(Decoding { projection: None, writer: r.schema, writer_names: r.names.clone(), reader: None });
+        }
         let (projection, writer, reader_schema, reader_canonical) = if self.skip_on_decode.is_empty() {
-            (None, writer.clone(), None, self.reader_canonical.clone())
+            (None, writer.clone(), None, self.reader.canonical.clone())
         } else {
             let p = Projection::new(writer, &self.skip_on_decode).map_err(|e| e.to_string())?;
-            let reader = crate::projection::without_fields(&self.reader_schema, &self.skip_on_decode)
+            let reader = crate::projection::without_fields(self.reader.schema, &self.skip_on_decode)
                 .map_err(|e| e.to_string())?;
             let canonical = reader.canonical_form();
             let writer = p.schema().clone();
@@ -419,9 +443,14 @@ where
         let reader = if writer.canonical_form() == reader_canonical {
             None
         } else {
-            let schema = reader_schema.unwrap_or_else(|| (*self.reader_schema).clone());
-            let schema: &'static Schema = Box::leak(Box::new(schema));
-            Some((schema, ResolvedSchema::try_from(schema).map_err(|e| e.to_string())?))
+            match reader_schema {
+                None => (self.reader.schema, self.reader.names.clone()),
+                Some(schema) => {
+                    let schema: &'static Schema = Box::leak(Box::new(schema));
+                    (schema, ResolvedSchema::try_from(schema).map_err(|e| e.to_string())?)
+                }
+            }
+            .into()
         };
         Ok(Decoding { projection, writer, writer_names, reader })
     }
