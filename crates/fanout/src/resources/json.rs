@@ -33,8 +33,6 @@ struct Node {
     end: u32,
     /// The member name's bytes (inside the quotes) when the node is an object member.
     key: (u32, u32),
-    /// The member name's first 8 bytes, big-endian, zero-padded: orders as the name does.
-    prefix: u64,
     /// Members or items: `Index::children[first..first + len]`, members in key order.
     first: u32,
     len: u32,
@@ -47,6 +45,7 @@ struct Node {
 }
 
 struct Parser<'a, 't> {
+    text: &'a str,
     b: &'a [u8],
     types: &'t HashMap<&'t str, &'t str>,
     pos: usize,
@@ -55,7 +54,8 @@ struct Parser<'a, 't> {
     changes: u32,
     nodes: Vec<Node>,
     children: Vec<u32>,
-    stack: Vec<u32>,
+    /// Children of the containers being read, members with their name's [`prefix`].
+    stack: Vec<(u64, u32)>,
     rewritten: Vec<String>,
 }
 
@@ -200,7 +200,6 @@ impl<'a, 't> Parser<'a, 't> {
             start,
             end: start,
             key,
-            prefix: 0,
             first: 0,
             len: 0,
             escaped: false,
@@ -256,11 +255,10 @@ impl<'a, 't> Parser<'a, 't> {
                 self.gap();
                 let child = self.value((ks as u32, ke as u32), depth + 1)?;
                 let name = &self.b[ks..ke];
-                self.nodes[child as usize].prefix = prefix(name);
                 if name == b"reference" {
                     self.rewrite(child);
                 }
-                self.stack.push(child);
+                self.stack.push((prefix(name), child));
                 self.gap();
                 match self.peek()? {
                     b',' => {
@@ -276,11 +274,11 @@ impl<'a, 't> Parser<'a, 't> {
             }
         }
         let (nodes, b) = (&self.nodes, self.b);
-        let order = |x: &u32, y: &u32| {
-            let (x, y) = (&nodes[*x as usize], &nodes[*y as usize]);
-            x.prefix
-                .cmp(&y.prefix)
-                .then_with(|| b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize]))
+        let order = |x: &(u64, u32), y: &(u64, u32)| {
+            x.0.cmp(&y.0).then_with(|| {
+                let (x, y) = (&nodes[x.1 as usize], &nodes[y.1 as usize]);
+                b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize])
+            })
         };
         let members = &mut self.stack[base..];
         if !members.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
@@ -309,7 +307,7 @@ impl<'a, 't> Parser<'a, 't> {
         if self.eat(b']').is_none() {
             loop {
                 let child = self.value((0, 0), depth + 1)?;
-                self.stack.push(child);
+                self.stack.push((0, child));
                 self.gap();
                 match self.peek()? {
                     b',' => {
@@ -340,10 +338,9 @@ impl<'a, 't> Parser<'a, 't> {
         if node.kind != Kind::String {
             return;
         }
-        let raw = &self.b[node.start as usize + 1..node.end as usize - 1];
-        let Some(id) = raw.strip_prefix(b"urn:uuid:") else { return };
+        let raw = &self.text[node.start as usize + 1..node.end as usize - 1];
         // Escapes cannot fall inside the prefix, so the id is what follows it.
-        let Ok(id) = std::str::from_utf8(id) else { return };
+        let Some(id) = raw.strip_prefix("urn:uuid:") else { return };
         let id = if node.escaped { unescape(id) } else { Cow::Borrowed(id) };
         if let Some(t) = self.types.get(id.as_ref()) {
             let text = if node.escaped || t.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
@@ -370,7 +367,7 @@ impl<'a, 't> Parser<'a, 't> {
         let n = &mut self.nodes[idx as usize];
         n.first = self.children.len() as u32;
         n.len = (self.stack.len() - base) as u32;
-        self.children.extend_from_slice(&self.stack[base..]);
+        self.children.extend(self.stack[base..].iter().map(|&(_, c)| c));
         self.stack.truncate(base);
     }
 }
@@ -467,6 +464,12 @@ impl<'a> Index<'a> {
                     if i > 0 {
                         out.push(',');
                     }
+                    let (child, (ks, ke)) = (self.node(c), self.node(c).key);
+                    if child.verbatim && ke + 2 == child.start {
+                        // `"name":value` as it stands in the text.
+                        out.push_str(&self.text[ks as usize - 1..child.end as usize]);
+                        continue;
+                    }
                     out.push('"');
                     out.push_str(self.key(c));
                     out.push_str("\":");
@@ -501,6 +504,7 @@ pub(super) fn standalone(
     scratch: &mut Scratch,
 ) -> Option<(String, Option<String>)> {
     let mut p = Parser {
+        text,
         b: text.as_bytes(),
         types,
         pos: 0,
@@ -535,7 +539,7 @@ pub(super) fn standalone(
 pub(super) struct Scratch {
     nodes: Vec<Node>,
     children: Vec<u32>,
-    stack: Vec<u32>,
+    stack: Vec<(u64, u32)>,
 }
 
 #[cfg(test)]
