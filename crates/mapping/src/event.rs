@@ -36,15 +36,23 @@ impl Conversion {
                 logic_version: LOGIC_VERSION.into(),
                 profile: self.profile.clone(),
             },
-            resources: self
-                .resources
-                .iter()
-                .map(|r| Resource {
-                    resource_type: r.resource_type().to_string(),
-                    id: r.id().to_string(),
-                    fhir_json: canonical::model::JsonWrite::to_json(r),
-                })
-                .collect(),
+            resources: {
+                // One scratch buffer for every resource, each JSON then copied out at its exact
+                // size (growing a fresh string per resource reallocated two or three times).
+                let mut buf = Vec::with_capacity(4096);
+                self.resources
+                    .iter()
+                    .map(|r| {
+                        buf.clear();
+                        canonical::model::JsonWrite::write_json(r, &mut buf);
+                        Resource {
+                            resource_type: r.resource_type().to_string(),
+                            id: r.id().to_string(),
+                            fhir_json: std::str::from_utf8(&buf).expect("JSON output is UTF-8").to_owned(),
+                        }
+                    })
+                    .collect()
+            },
             issues: self.coverage.to_issues(),
         }
     }
