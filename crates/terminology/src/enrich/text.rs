@@ -39,8 +39,6 @@ struct Node {
     /// Members or items: `Doc::children[first..first + len]`, members in key order.
     first: u32,
     len: u32,
-    /// The member name's first 8 bytes, big-endian, zero-padded: orders as the name does.
-    prefix: u64,
     /// The member name, when it is one the walk looks for.
     tag: Tag,
     /// [`CONCEPT`], [`QUANTITY`] and what lies below.
@@ -107,7 +105,7 @@ pub(super) struct Doc<'a> {
     children: Vec<u32>,
     edits: Vec<Edit>,
     /// The parser's, only kept to go back to [`SCRATCH`].
-    stack: Vec<u32>,
+    stack: Vec<(u64, u32)>,
 }
 
 impl Drop for Doc<'_> {
@@ -122,6 +120,7 @@ impl Drop for Doc<'_> {
 }
 
 struct Parser<'a> {
+    text: &'a str,
     b: &'a [u8],
     pos: usize,
     /// Counts of whitespace runs and of objects out of key order seen so far: a value whose
@@ -130,7 +129,7 @@ struct Parser<'a> {
     unsorted: u32,
     nodes: Vec<Node>,
     children: Vec<u32>,
-    stack: Vec<u32>,
+    stack: Vec<(u64, u32)>,
 }
 
 /// A name's first 8 bytes, big-endian, zero-padded (names hold no zero byte): compares as
@@ -277,7 +276,6 @@ impl<'a> Parser<'a> {
             parent,
             first: 0,
             len: 0,
-            prefix: 0,
             tag,
             flags: 0,
             escaped: false,
@@ -342,8 +340,7 @@ impl<'a> Parser<'a> {
                 self.gap();
                 let name = &self.b[ks as usize..ke];
                 let child = self.value(idx, (ks, ke as u32), Tag::of(name), depth + 1)?;
-                self.nodes[child as usize].prefix = prefix(name);
-                self.stack.push(child);
+                self.stack.push((prefix(name), child));
                 self.gap();
                 match self.peek()? {
                     b',' => {
@@ -359,11 +356,11 @@ impl<'a> Parser<'a> {
             }
         }
         let (nodes, b) = (&self.nodes, self.b);
-        let order = |x: &u32, y: &u32| {
-            let (x, y) = (&nodes[*x as usize], &nodes[*y as usize]);
-            x.prefix
-                .cmp(&y.prefix)
-                .then_with(|| b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize]))
+        let order = |x: &(u64, u32), y: &(u64, u32)| {
+            x.0.cmp(&y.0).then_with(|| {
+                let (x, y) = (&nodes[x.1 as usize], &nodes[y.1 as usize]);
+                b[x.key.0 as usize..x.key.1 as usize].cmp(&b[y.key.0 as usize..y.key.1 as usize])
+            })
         };
         let members = &mut self.stack[base..];
         if !members.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
@@ -388,7 +385,7 @@ impl<'a> Parser<'a> {
         if self.eat(b']').is_none() {
             loop {
                 let child = self.value(idx, (0, 0), Tag::Other, depth + 1)?;
-                self.stack.push(child);
+                self.stack.push((0, child));
                 self.gap();
                 match self.peek()? {
                     b',' => {
@@ -413,14 +410,14 @@ impl<'a> Parser<'a> {
         let n = &mut self.nodes[idx as usize];
         n.first = self.children.len() as u32;
         n.len = (self.stack.len() - base) as u32;
-        self.children.extend_from_slice(&self.stack[base..]);
+        self.children.extend(self.stack[base..].iter().map(|&(_, c)| c));
         self.stack.truncate(base);
     }
 
     /// What lies below the children on the stack from `base`.
     fn below(&self, base: usize) -> u8 {
         let mut flags = 0;
-        for &c in &self.stack[base..] {
+        for &(_, c) in &self.stack[base..] {
             let f = self.nodes[c as usize].flags;
             if f & (CONCEPT | CONCEPT_BELOW) != 0 {
                 flags |= CONCEPT_BELOW;
@@ -436,7 +433,7 @@ impl<'a> Parser<'a> {
     /// as `FhirJson` decides it, and what lies below.
     fn object_flags(&self, base: usize) -> u8 {
         let (mut coding, mut coding_array, mut value, mut unit_code_system) = (false, false, None, false);
-        for &c in &self.stack[base..] {
+        for &(_, c) in &self.stack[base..] {
             let n = &self.nodes[c as usize];
             match n.tag {
                 Tag::Coding => {
@@ -450,7 +447,7 @@ impl<'a> Parser<'a> {
         }
         let value = unit_code_system
             && !coding
-            && value.is_some_and(|n| as_f64(n.kind, &self.b[n.start as usize..n.end as usize]).is_some());
+            && value.is_some_and(|n| as_f64(n.kind, &self.text[n.start as usize..n.end as usize]).is_some());
         let mut flags = self.below(base);
         if coding_array {
             flags |= CONCEPT;
@@ -463,11 +460,11 @@ impl<'a> Parser<'a> {
 }
 
 /// `Value::as_f64` of a value's bytes (serde_json keeps a number's text as read).
-fn as_f64(kind: Kind, raw: &[u8]) -> Option<f64> {
-    if kind != Kind::Scalar || matches!(raw, b"true" | b"false" | b"null") {
+fn as_f64(kind: Kind, raw: &str) -> Option<f64> {
+    if kind != Kind::Scalar || matches!(raw, "true" | "false" | "null") {
         return None;
     }
-    std::str::from_utf8(raw).ok()?.parse::<f64>().ok().filter(|f| f.is_finite())
+    raw.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// A canonical string's contents without its escapes.
@@ -505,7 +502,7 @@ fn unescape(raw: &str) -> Cow<'_, str> {
 struct Scratch {
     nodes: Vec<Node>,
     children: Vec<u32>,
-    stack: Vec<u32>,
+    stack: Vec<(u64, u32)>,
 }
 
 thread_local! {
@@ -520,6 +517,7 @@ impl<'a> Doc<'a> {
         scratch.children.clear();
         scratch.stack.clear();
         let mut p = Parser {
+            text,
             b: text.as_bytes(),
             pos: 0,
             ws: 0,
@@ -765,7 +763,7 @@ impl Enrichable for Doc<'_> {
 
     fn visit_quantities(&mut self, f: &mut dyn FnMut(&str, &mut Quantity)) {
         self.walk(0, QUANTITY, &mut String::new(), &mut |doc, path, n| {
-            let value = doc.get(n, Tag::Value).and_then(|v| as_f64(doc.node(v).kind, doc.raw(v).as_bytes()));
+            let value = doc.get(n, Tag::Value).and_then(|v| as_f64(doc.node(v).kind, doc.raw(v)));
             let mut q = Quantity {
                 value,
                 unit: doc.str_field(n, Tag::Unit),
