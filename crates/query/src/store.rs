@@ -318,6 +318,9 @@ const IDLE_READERS: usize = 4;
 /// next to the service's 100 MB budget.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
+/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
 /// Each reader's page cache (SQLite's default is about the same).
 const READER_CACHE_KIB: i64 = 2 * 1024;
 
@@ -396,6 +399,11 @@ impl Store {
         // transaction as the records (then a lost transaction takes its offsets with it).
         writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         writer.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: resource ids are random, so
+        // each record dirties index leaves all over the file, and a longer WAL lets a page
+        // written by several batches be copied into the database once (measured on a rebuild
+        // of the service: ~10 % less CPU per record). Disk only: the WAL is a file, not memory.
+        writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sql)?;
         Self::limit_memory(&writer, writer_cache_kib).map_err(sql)?;
         writer.set_prepared_statement_cache_capacity(32);
         writer.execute_batch(SCHEMA).map_err(sql)?;
