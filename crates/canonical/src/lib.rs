@@ -13,6 +13,7 @@ pub mod model;
 pub mod raw;
 pub mod time;
 pub mod typed;
+mod typed_stream;
 mod wire_schema;
 
 pub use audit::{Actor, AuditAction, AuditEvent, AuditOutcome};

@@ -467,12 +467,23 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 /// serialising [`TypedField`] through apache_avro (a test holds them equal over every message
 /// of the corpus), without going through its schema-aware serializer, which was half the cost.
 pub(crate) fn write_typed_field(out: &mut Vec<u8>, resource_type: &str, fhir_json: &str) {
+    // JSON written from the model goes in one pass; anything else the general way.
+    let start = out.len();
+    if crate::typed_stream::write(out, resource_type, fhir_json) {
+        return;
+    }
+    out.truncate(start);
     match TypedResource::from_json(resource_type, fhir_json) {
-        Ok(t) => {
-            write_long(out, t.union_index() as i64);
-            t.record.write_avro(out);
-        }
+        Ok(t) => t.write_avro(out),
         Err(_) => write_long(out, 0),
+    }
+}
+
+impl TypedResource<'_> {
+    /// The `typed` union value: the branch, then the record.
+    pub(crate) fn write_avro(&self, out: &mut Vec<u8>) {
+        write_long(out, self.union_index() as i64);
+        self.record.write_avro(out);
     }
 }
 

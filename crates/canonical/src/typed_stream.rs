@@ -1,0 +1,263 @@
+//! The typed Avro record written in one pass over a resource's FHIR JSON, for the JSON the
+//! pipeline itself writes: keys in the model's order, no escapes in keys or strings.
+//!
+//! Avro wants a record's fields in schema order, so the general path ([`crate::typed`]) reads
+//! the JSON into a tree first and then writes it. JSON written from the model already has its
+//! keys in field order, so here each value is written as it is read, absent fields filled in
+//! between. Anything this pass is not sure of — a key out of order, an escape, `null`, an empty
+//! array, an unknown element, a number where it wants another — makes it give up, and the caller
+//! goes the general way, which also decides what is an error. So this pass never decides
+//! anything differently; it is only faster when it can be (tests hold the two byte-equal).
+
+use crate::model::avro::{Kind, RecordShape, Shapes, shapes};
+use crate::typed::{write_long, write_str};
+
+/// Deeper than any resource of the model; beyond it the general path decides.
+const MAX_DEPTH: usize = 64;
+
+/// Appends the `typed` union value for `json` (branch, then record) and returns true, or
+/// returns false having appended nothing the caller should keep (it truncates).
+pub(crate) fn write(out: &mut Vec<u8>, resource_type: &str, json: &str) -> bool {
+    let s = shapes();
+    let Some((branch, shape)) = s.resource(resource_type) else { return false };
+    write_long(out, branch as i64 + 1);
+    let mut r = Reader { b: json.as_bytes(), pos: 0, shapes: s };
+    r.record(out, shape, Some(resource_type), 0).is_some() && {
+        r.ws();
+        r.pos == r.b.len()
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+    shapes: &'static Shapes,
+}
+
+/// `None`: give up (the general path decides).
+type Step = Option<()>;
+
+impl<'a> Reader<'a> {
+    fn ws(&mut self) {
+        while self.b.get(self.pos).is_some_and(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Step {
+        (self.peek()? == c).then(|| self.pos += 1)
+    }
+
+    /// A string without escapes (an escape gives up: the general path unescapes).
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let len = self.b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if self.b[start + len] != b'"' {
+            return None;
+        }
+        self.pos = start + len + 1;
+        // The input is a &str and the span stops at ASCII bytes, so it is valid UTF-8.
+        std::str::from_utf8(&self.b[start..start + len]).ok()
+    }
+
+    /// A JSON number's text, as the general path's decimal reads it (raw digits).
+    fn number(&mut self) -> Option<&'a str> {
+        self.ws();
+        let start = self.pos;
+        while self.b.get(self.pos).is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        let t = std::str::from_utf8(&self.b[start..self.pos]).ok()?;
+        // Only the plain shapes the model writes; anything else goes the general way.
+        let plain = t.strip_prefix('-').unwrap_or(t);
+        let ok = !plain.is_empty()
+            && plain.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+            && plain.bytes().filter(|&c| c == b'.').count() <= 1
+            && !plain.starts_with('.')
+            && !plain.ends_with('.')
+            && !(plain.len() > 1 && plain.starts_with('0') && !plain.starts_with("0."));
+        ok.then_some(t)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Step {
+        self.ws();
+        self.b[self.pos..].starts_with(word).then(|| self.pos += word.len())
+    }
+
+    /// One object as the record `shape`; `top` is the resource type expected at the top.
+    fn record(&mut self, out: &mut Vec<u8>, shape: &'static RecordShape, top: Option<&str>, depth: usize) -> Step {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'{')?;
+        let mut next = 0; // the first field not written yet
+        let mut seen_type = false;
+        if self.peek()? != b'}' {
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                if top.is_some() && key == "resourceType" {
+                    if seen_type || Some(self.string()?) != top {
+                        return None;
+                    }
+                    seen_type = true;
+                } else {
+                    let i = shape.field_from(key, next)?;
+                    if i < next {
+                        return None; // out of model order, or twice
+                    }
+                    absent(out, i - next);
+                    let f = &shape.fields[i];
+                    if f.list {
+                        self.list(out, f.kind, depth)?;
+                    } else {
+                        write_long(out, 1);
+                        self.value(out, f.kind, depth)?;
+                    }
+                    next = i + 1;
+                }
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.pos += 1; // the closing brace
+        if top.is_some() && !seen_type {
+            return None;
+        }
+        absent(out, shape.fields.len() - next);
+        Some(())
+    }
+
+    /// A non-empty array, as one Avro block: the count goes before the items, so it is put in
+    /// front of them once they are written.
+    fn list(&mut self, out: &mut Vec<u8>, kind: Kind, depth: usize) -> Step {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            return None; // the general path refuses empty arrays
+        }
+        let at = out.len();
+        let mut n = 0i64;
+        loop {
+            self.value(out, kind, depth)?;
+            n += 1;
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => break,
+                _ => return None,
+            }
+        }
+        self.pos += 1;
+        let mut count = Vec::with_capacity(4);
+        write_long(&mut count, n);
+        out.splice(at..at, count);
+        write_long(out, 0);
+        Some(())
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, kind: Kind, depth: usize) -> Step {
+        match kind {
+            Kind::String => write_str(out, self.string()?),
+            Kind::Decimal => write_str(out, self.number()?),
+            Kind::Boolean => match self.peek()? {
+                b't' => self.literal(b"true").map(|()| out.push(1))?,
+                b'f' => self.literal(b"false").map(|()| out.push(0))?,
+                _ => return None,
+            },
+            Kind::Long => {
+                let t = self.number()?;
+                write_long(out, t.parse::<i64>().ok()?);
+            }
+            Kind::Record(id) => self.record(out, &self.shapes.records[id], None, depth + 1)?,
+        }
+        Some(())
+    }
+}
+
+/// `n` fields not in the JSON: each null (union branch 0) or an empty array, a zero byte either way.
+fn absent(out: &mut Vec<u8>, n: usize) {
+    out.resize(out.len() + n, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CodeableConcept, Decimal, Observation, ObservationValue, Quantity, Reference};
+    use crate::typed::TypedResource;
+
+    /// The general path's bytes (tree, then write) for comparison.
+    fn general(resource_type: &str, json: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        match TypedResource::from_json(resource_type, json) {
+            Ok(t) => t.write_avro(&mut out),
+            Err(_) => write_long(&mut out, 0),
+        }
+        out
+    }
+
+    fn streamed(resource_type: &str, json: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        write(&mut out, resource_type, json).then_some(out)
+    }
+
+    /// JSON as the model writes it: keys in field order.
+    fn model_json() -> String {
+        let obs = Observation {
+            id: "o1".into(),
+            status: "final".into(),
+            code: CodeableConcept::code("http://loinc.org", "2345-7", Some("Glucose ü")),
+            subject: Some(Reference { reference: Some("urn:uuid:p1".into()), ..Default::default() }),
+            value: Some(ObservationValue::Quantity(Quantity {
+                value: Decimal::parse("-5.50"),
+                unit: Some("mmol/L".into()),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        serde_json::to_string(&crate::model::Resource::from(obs)).unwrap()
+    }
+
+    #[test]
+    fn model_json_goes_in_one_pass_with_the_general_paths_bytes() {
+        let json = model_json();
+        let got = streamed("Observation", &json).expect("model-ordered JSON takes the one-pass way");
+        assert_eq!(got, general("Observation", &json));
+    }
+
+    #[test]
+    fn anything_unsure_gives_up_and_the_general_path_decides() {
+        let json = model_json();
+        let cases = [
+            // Keys out of the model's order (what serde_json::Value writes: sorted).
+            serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&json).unwrap()).unwrap(),
+            json.replace("Glucose ü", "Glucose \\\"x\\\""),
+            json.replace("\"status\":\"final\"", "\"status\":null"),
+            json.replace("\"id\":\"o1\"", "\"id\":\"o1\",\"id\":\"o2\""),
+            json.replace("\"status\":\"final\"", "\"status\":\"final\",\"notAnElement\":1"),
+            json.replace("-5.50", "5e1"),
+            json.replace("-5.50", "\"5.50\""),
+            json.replace("\"resourceType\":\"Observation\",", ""),
+            json.replace("\"resourceType\":\"Observation\"", "\"resourceType\":\"Patient\""),
+            format!("{json} x"),
+            json[..json.len() - 1].to_string(),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            assert!(streamed("Observation", c).is_none(), "case {i} should give up: {c}");
+        }
+        // And the field writer's answer, whichever way it went, is the general path's.
+        for c in cases.iter().chain([&json]) {
+            let mut out = Vec::new();
+            crate::typed::write_typed_field(&mut out, "Observation", c);
+            assert_eq!(out, general("Observation", c), "{c}");
+        }
+        assert!(streamed("NoSuchType", &json).is_none());
+    }
+}
