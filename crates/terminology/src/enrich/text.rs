@@ -512,6 +512,9 @@ thread_local! {
 impl<'a> Doc<'a> {
     /// Indexes `text`, or `None` when it is not text this module reproduces exactly.
     pub(super) fn parse(text: &'a str) -> Option<Doc<'a>> {
+        if text.len() >= NONE as usize {
+            return None; // positions are u32
+        }
         let mut scratch = SCRATCH.with(std::cell::Cell::take);
         scratch.nodes.clear();
         scratch.children.clear();
