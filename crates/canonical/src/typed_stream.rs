@@ -9,6 +9,8 @@
 //! goes the general way, which also decides what is an error. So this pass never decides
 //! anything differently; it is only faster when it can be (tests hold the two byte-equal).
 
+use std::sync::OnceLock;
+
 use crate::model::avro::{Kind, RecordShape, Shapes, shapes};
 use crate::typed::{write_long, write_str};
 
@@ -19,19 +21,27 @@ const MAX_DEPTH: usize = 64;
 /// returns false having appended nothing the caller should keep (it truncates).
 pub(crate) fn write(out: &mut Vec<u8>, resource_type: &str, json: &str) -> bool {
     let s = shapes();
-    let Some((branch, shape)) = s.resource(resource_type) else { return false };
+    let Some((branch, _)) = s.resource(resource_type) else { return false };
     write_long(out, branch as i64 + 1);
-    let mut r = Reader { b: json.as_bytes(), pos: 0, shapes: s };
-    r.record(out, shape, Some(resource_type), 0).is_some() && {
+    let mut r = Reader { s: json, b: json.as_bytes(), pos: 0, shapes: s, disorder: false, reorder: false, spans: Vec::new() };
+    r.record(out, s.resources[branch].1, Some(resource_type), 0).is_some() && {
         r.ws();
         r.pos == r.b.len()
     }
 }
 
 struct Reader<'a> {
+    s: &'a str,
     b: &'a [u8],
     pos: usize,
     shapes: &'static Shapes,
+    /// Set when an object's keys are out of model order (see [`Reader::record`]).
+    disorder: bool,
+    /// Read objects the reordering way from the start (the document was found out of order).
+    reorder: bool,
+    /// (field, start, end) of the fields read so far by the reordering reads in progress,
+    /// relative to their record's start; a stack, each record above its parent's.
+    spans: Vec<(usize, usize, usize)>,
 }
 
 /// `None`: give up (the general path decides).
@@ -62,8 +72,8 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.pos = start + len + 1;
-        // The input is a &str and the span stops at ASCII bytes, so it is valid UTF-8.
-        std::str::from_utf8(&self.b[start..start + len]).ok()
+        // Both ends are at ASCII quotes, so this slice of the &str is on char boundaries.
+        self.s.get(start..start + len)
     }
 
     /// A JSON number's text, as the general path's decimal reads it (raw digits).
@@ -73,7 +83,7 @@ impl<'a> Reader<'a> {
         while self.b.get(self.pos).is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
             self.pos += 1;
         }
-        let t = std::str::from_utf8(&self.b[start..self.pos]).ok()?;
+        let t = self.s.get(start..self.pos)?;
         // Only the plain shapes the model writes; anything else goes the general way.
         let plain = t.strip_prefix('-').unwrap_or(t);
         let ok = !plain.is_empty()
@@ -91,10 +101,97 @@ impl<'a> Reader<'a> {
     }
 
     /// One object as the record `shape`; `top` is the resource type expected at the top.
-    fn record(&mut self, out: &mut Vec<u8>, shape: &'static RecordShape, top: Option<&str>, depth: usize) -> Step {
+    /// Keys in model order are written as they come; an object whose keys are in another order
+    /// (serde_json's `Value` writes them sorted) is read again with its fields put in order.
+    fn record(&mut self, out: &mut Vec<u8>, id: usize, top: Option<&str>, depth: usize) -> Step {
         if depth > MAX_DEPTH {
             return None;
         }
+        let (pos, len) = (self.pos, out.len());
+        if self.reorder {
+            return self.record_reordered(out, id, top, depth);
+        }
+        let shape = &self.shapes.records[id];
+        match self.record_in_order(out, shape, top, depth) {
+            None if self.disorder => {
+                // A document out of order once is so throughout (sorted keys): read every
+                // further object the reordering way straight away.
+                self.disorder = false;
+                self.reorder = true;
+                self.pos = pos;
+                out.truncate(len);
+                self.record_reordered(out, id, top, depth)
+            }
+            done => done,
+        }
+    }
+
+    /// Each field's bytes are written as they come and their spans kept; at the closing brace
+    /// the record is laid out again in field order, absent fields as zeros.
+    fn record_reordered(&mut self, out: &mut Vec<u8>, id: usize, top: Option<&str>, depth: usize) -> Step {
+        let shape = &self.shapes.records[id];
+        let by_name = &by_name()[id];
+        self.eat(b'{')?;
+        let start = out.len();
+        let base = self.spans.len();
+        let mut seen_type = false;
+        if self.peek()? != b'}' {
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                if top.is_some() && key == "resourceType" {
+                    if seen_type || Some(self.string()?) != top {
+                        return None;
+                    }
+                    seen_type = true;
+                } else {
+                    // Keys in another order (sorted, mostly): found by name, not by position.
+                    let at = by_name.binary_search_by(|&i| shape.fields[i].name.as_str().cmp(key)).ok()?;
+                    let i = by_name[at];
+                    if self.spans[base..].iter().any(|s| s.0 == i) {
+                        return None; // twice
+                    }
+                    let at = out.len();
+                    let f = &shape.fields[i];
+                    if f.list {
+                        self.list(out, f.kind, depth)?;
+                    } else {
+                        write_long(out, 1);
+                        self.value(out, f.kind, depth)?;
+                    }
+                    self.spans.push((i, at - start, out.len() - start));
+                }
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.pos += 1;
+        if top.is_some() && !seen_type {
+            return None;
+        }
+        let mut spans: Vec<(usize, usize, usize)> = self.spans.drain(base..).collect();
+        spans.sort_unstable_by_key(|s| s.0);
+        let written = out.split_off(start);
+        let mut present = spans.iter().peekable();
+        for i in 0..shape.fields.len() {
+            match present.next_if(|s| s.0 == i) {
+                Some(&(_, from, to)) => out.extend_from_slice(&written[from..to]),
+                None => out.push(0),
+            }
+        }
+        Some(())
+    }
+
+    fn record_in_order(
+        &mut self,
+        out: &mut Vec<u8>,
+        shape: &'static RecordShape,
+        top: Option<&str>,
+        depth: usize,
+    ) -> Step {
         self.eat(b'{')?;
         let mut next = 0; // the first field not written yet
         let mut seen_type = false;
@@ -110,7 +207,9 @@ impl<'a> Reader<'a> {
                 } else {
                     let i = shape.field_from(key, next)?;
                     if i < next {
-                        return None; // out of model order, or twice
+                        // Out of model order (or twice: the reordering read finds that).
+                        self.disorder = true;
+                        return None;
                     }
                     absent(out, i - next);
                     let f = &shape.fields[i];
@@ -176,10 +275,26 @@ impl<'a> Reader<'a> {
                 let t = self.number()?;
                 write_long(out, t.parse::<i64>().ok()?);
             }
-            Kind::Record(id) => self.record(out, &self.shapes.records[id], None, depth + 1)?,
+            Kind::Record(id) => self.record(out, id, None, depth + 1)?,
         }
         Some(())
     }
+}
+
+/// Per record id, its field positions sorted by name, to find a key by binary search.
+fn by_name() -> &'static [Vec<usize>] {
+    static BY_NAME: OnceLock<Vec<Vec<usize>>> = OnceLock::new();
+    BY_NAME.get_or_init(|| {
+        shapes()
+            .records
+            .iter()
+            .map(|r| {
+                let mut v: Vec<usize> = (0..r.fields.len()).collect();
+                v.sort_by(|&a, &b| r.fields[a].name.cmp(&r.fields[b].name));
+                v
+            })
+            .collect()
+    })
 }
 
 /// `n` fields not in the JSON: each null (union branch 0) or an empty array, a zero byte either way.
@@ -233,11 +348,23 @@ mod tests {
     }
 
     #[test]
+    fn keys_in_another_order_are_put_in_field_order() {
+        let json = model_json();
+        // What serde_json::Value writes: keys sorted, at every level.
+        let sorted = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&json).unwrap()).unwrap();
+        assert_ne!(sorted, json);
+        let got = streamed("Observation", &sorted).expect("sorted keys are reordered, not given up");
+        assert_eq!(got, general("Observation", &sorted));
+        assert_eq!(got, general("Observation", &json), "same resource, same record");
+        // A key twice is still left to the general path, in either order.
+        let twice = sorted.replacen("\"id\":\"o1\"", "\"id\":\"o1\",\"id\":\"o1\"", 1);
+        assert!(streamed("Observation", &twice).is_none());
+    }
+
+    #[test]
     fn anything_unsure_gives_up_and_the_general_path_decides() {
         let json = model_json();
         let cases = [
-            // Keys out of the model's order (what serde_json::Value writes: sorted).
-            serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&json).unwrap()).unwrap(),
             json.replace("Glucose ü", "Glucose \\\"x\\\""),
             json.replace("\"status\":\"final\"", "\"status\":null"),
             json.replace("\"id\":\"o1\"", "\"id\":\"o1\",\"id\":\"o2\""),
