@@ -15,6 +15,10 @@ RUN="$STATE/run"
 LOGS="$STATE/logs"
 BIN="${ARTERIA_BIN_DIR:-$REPO_ROOT/target/release}"
 START_TIMEOUT="${ARTERIA_START_TIMEOUT:-180}"
+# The stages behind ingest run at a lower CPU priority: everything shares a few cores here, and
+# the sender waits on ingest and the broker for its ACK while the stages only have to keep up
+# (on Kubernetes, CPU requests do this). 0 runs them like ingest.
+STAGE_NICE="${ARTERIA_STAGE_NICE:-5}"
 STOP_TIMEOUT="${ARTERIA_STOP_TIMEOUT:-30}"
 
 # name:health-port, in start order (downstream first, so nothing waits on a missing consumer).
@@ -46,8 +50,10 @@ start_one() {
     mkdir -p "$RUN" "$LOGS"
     # From the repository root, so relative state paths (the query store) land under .state/.
     # `exec` so the recorded pid is the service itself, not a wrapping shell.
+    local nice=0
+    [ "$name" = ingest ] || nice="$STAGE_NICE"
     ( cd "$REPO_ROOT" && ARTERIA__TELEMETRY__LOG_FORMAT="${ARTERIA_LOG_FORMAT:-json}" \
-        exec nohup "$BIN/$name" >"$LOGS/$name.log" 2>&1 ) &
+        exec nohup nice -n "$nice" "$BIN/$name" >"$LOGS/$name.log" 2>&1 ) &
     echo $! >"$RUN/$name.pid"
     local deadline=$(( $(date +%s) + START_TIMEOUT ))
     until ready "$port"; do
