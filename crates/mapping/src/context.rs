@@ -22,8 +22,9 @@ pub struct Env<'a> {
     pub tracker: &'a Tracker,
     pub delims: Delimiters,
     /// The last time converted (raw text and result): a message's OBX usually repeat one
-    /// observation time, and the conversion depends only on the text and the zone.
-    pub last_time: std::cell::RefCell<Option<(String, crate::time::FhirTime)>>,
+    /// observation time, and the conversion depends only on the text and the zone. The raw and
+    /// converted texts are shared with every coverage time record made from them.
+    pub last_time: std::cell::RefCell<Option<(std::sync::Arc<str>, crate::time::FhirTime, std::sync::Arc<str>)>>,
 }
 
 impl<'a> Env<'a> {

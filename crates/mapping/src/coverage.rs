@@ -9,14 +9,47 @@
 
 use canonical::{Issue, IssueSeverity};
 use hl7v2::{Field, Segment};
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 
 /// Where in the input: segment name, 1-based position in the message, optional field.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Place {
-    pub segment: String,
+    /// Borrowed from a static table for the segments mapped here (see [`segment_name`]).
+    pub segment: Cow<'static, str>,
     pub index: usize,
     pub field: Option<usize>,
+}
+
+/// The segment name for a [`Place`]: a place is made for every time converted and every
+/// note, so the names of the segments mapped here are not copied each time (Z-segments and
+/// others are).
+pub fn segment_name(name: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 42] = [
+        "MSH", "EVN", "PID", "PD1", "NK1", "PV1", "PV2", "ORC", "OBR", "OBX", "NTE", "SPM", "TQ1", "AL1", "DG1",
+        "PR1", "IN1", "IN2", "GT1", "MRG", "ROL", "PRT", "RXA", "RXR", "RXE", "RXO", "RXD", "RXC", "RXG", "SCH",
+        "AIS", "AIG", "AIL", "AIP", "RGS", "TXA", "CTI", "SFT", "MSA", "ERR", "QRD", "FT1",
+    ];
+    // Compared as packed 3-byte words (a name is almost always three letters).
+    const fn pack(b: &[u8]) -> u32 {
+        (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32
+    }
+    const PACKED: [u32; 42] = {
+        let mut p = [0u32; 42];
+        let mut i = 0;
+        while i < KNOWN.len() {
+            p[i] = pack(KNOWN[i].as_bytes());
+            i += 1;
+        }
+        p
+    };
+    if name.len() == 3 {
+        let w = pack(name.as_bytes());
+        if let Some(i) = PACKED.iter().position(|&k| k == w) {
+            return Cow::Borrowed(KNOWN[i]);
+        }
+    }
+    Cow::Owned(name.to_string())
 }
 
 impl std::fmt::Display for Place {
@@ -75,8 +108,9 @@ pub struct Note {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeRecord {
     pub place: Place,
-    pub original: String,
-    pub converted: String,
+    /// Shared (not copied) between the records of a time text that repeats, as OBX-14 does.
+    pub original: std::sync::Arc<str>,
+    pub converted: std::sync::Arc<str>,
     pub zone: crate::time::ZoneSource,
 }
 
@@ -153,7 +187,12 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(segments: usize) -> Tracker {
-        Tracker { used: (0..segments).map(|_| Cell::new(0)).collect(), ..Default::default() }
+        Tracker {
+            used: (0..segments).map(|_| Cell::new(0)).collect(),
+            // About one time per segment (OBX-14, OBR-7 …): room for them up front.
+            times: RefCell::new(Vec::with_capacity(segments)),
+            ..Default::default()
+        }
     }
 
     pub fn mark(&self, index: usize, field: usize) {
@@ -184,7 +223,7 @@ impl Tracker {
         for seg in segments {
             let used = self.used.get(seg.index() - 1).map_or(0, Cell::get);
             if used == 0 {
-                rep.unmapped_segments.push(Place { segment: seg.name().into(), index: seg.index(), field: None });
+                rep.unmapped_segments.push(Place { segment: segment_name(seg.name()), index: seg.index(), field: None });
                 continue;
             }
             if used == u128::MAX {
@@ -193,7 +232,7 @@ impl Tracker {
             let present = seg.fields().enumerate().filter(|(_, f)| !f.is_empty()).map(|(i, _)| i + 1);
             for n in present {
                 if n >= 128 || used & (1u128 << n) == 0 {
-                    rep.unmapped_fields.push(Place { segment: seg.name().into(), index: seg.index(), field: Some(n) });
+                    rep.unmapped_fields.push(Place { segment: segment_name(seg.name()), index: seg.index(), field: Some(n) });
                 }
             }
         }
@@ -270,7 +309,7 @@ impl<'a, 'm> Seg<'a, 'm> {
     }
 
     pub fn place(&self, field: usize) -> Place {
-        Place { segment: self.seg.name().into(), index: self.seg.index(), field: Some(field) }
+        Place { segment: segment_name(self.seg.name()), index: self.seg.index(), field: Some(field) }
     }
 
     pub fn note(&self, kind: NoteKind, field: usize, detail: impl Into<String>) {
@@ -281,8 +320,23 @@ impl<'a, 'm> Seg<'a, 'm> {
     pub fn note_segment(&self, kind: NoteKind, detail: impl Into<String>) {
         self.tracker.note(
             kind,
-            Place { segment: self.seg.name().into(), index: self.seg.index(), field: None },
+            Place { segment: segment_name(self.seg.name()), index: self.seg.index(), field: None },
             detail,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment_name;
+    use std::borrow::Cow;
+
+    #[test]
+    fn segment_names_from_the_table_or_copied() {
+        assert!(matches!(segment_name("OBX"), Cow::Borrowed("OBX")));
+        assert!(matches!(segment_name("MSH"), Cow::Borrowed("MSH")));
+        for other in ["ZPI", "OB", "OBXX", "obx", ""] {
+            assert!(matches!(segment_name(other), Cow::Owned(ref s) if s == other), "{other}");
+        }
     }
 }

@@ -367,15 +367,22 @@ pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime>
     if first.is_empty() || first == "\"\"" {
         return None;
     }
-    let cached = env.last_time.borrow().as_ref().filter(|(raw, _)| raw == first).map(|(_, t)| t.clone());
+    let cached = env
+        .last_time
+        .borrow()
+        .as_ref()
+        .filter(|(raw, ..)| &**raw == first)
+        .map(|(raw, t, conv)| (raw.clone(), t.clone(), conv.clone()));
     let converted = match cached {
-        Some(t) => Ok(t),
-        None => time::convert(first, env.zone).inspect(|t| {
-            *env.last_time.borrow_mut() = Some((first.to_string(), t.clone()));
+        Some(c) => Ok(c),
+        None => time::convert(first, env.zone).map(|t| {
+            let c = (std::sync::Arc::<str>::from(first), t.clone(), std::sync::Arc::<str>::from(t.value.as_str()));
+            *env.last_time.borrow_mut() = Some(c.clone());
+            c
         }),
     };
     match converted {
-        Ok(t) => {
+        Ok((original, t, converted)) => {
             if t.zone == ZoneSource::Fallback {
                 env.tracker.note(
                     NoteKind::ZoneAssumed,
@@ -383,12 +390,7 @@ pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime>
                     "time without offset and no sender time zone: fallback zone applied",
                 );
             }
-            env.tracker.time(TimeRecord {
-                place,
-                original: first.to_string(),
-                converted: t.value.clone(),
-                zone: t.zone,
-            });
+            env.tracker.time(TimeRecord { place, original, converted, zone: t.zone });
             Some(t)
         }
         Err(e) => {
@@ -538,29 +540,38 @@ pub fn base64(bytes: &[u8]) -> String {
 /// always keeping the text.
 pub fn reference_range(
     text: &str,
-    unit: &(Option<String>, Option<Text>, Option<String>),
+    unit: (Option<String>, Option<Text>, Option<String>),
 ) -> (Option<Quantity>, Option<Quantity>) {
     let t = text.trim();
-    let q = |s: &str| quantity(s.trim(), unit);
-    if let Some(rest) = t.strip_prefix(">=").or_else(|| t.strip_prefix('>')) {
+    let d = |s: &str| Decimal::parse(s.trim());
+    let (low, high) = if let Some(rest) = t.strip_prefix(">=").or_else(|| t.strip_prefix('>')) {
         // "> 60" is exclusive, but FHIR ranges are inclusive: keep only when it is ">=",
         // else the text alone carries it.
-        return if t.starts_with(">=") { (q(rest), None) } else { (None, None) };
+        if t.starts_with(">=") { (d(rest), None) } else { (None, None) }
+    } else if let Some(rest) = t.strip_prefix("<=").or_else(|| t.strip_prefix('<')) {
+        if t.starts_with("<=") { (None, d(rest)) } else { (None, None) }
+    } else {
+        // "a-b" where a may itself be negative: split at a '-' that follows a digit.
+        let bytes = t.as_bytes();
+        (1..bytes.len())
+            .filter(|&i| bytes[i] == b'-' && (bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b' '))
+            .map(|i| (d(&t[..i]), d(&t[i + 1..])))
+            .find(|(lo, hi)| lo.is_some() && hi.is_some())
+            .unwrap_or((None, None))
+    };
+    // The units are the caller's last use: the last quantity takes them, the first a copy.
+    let with = |value: Decimal, (unit, system, code): (Option<String>, Option<Text>, Option<String>)| Quantity {
+        value: Some(value),
+        unit,
+        system,
+        code,
+        comparator: None,
+    };
+    match (low, high) {
+        (Some(lo), Some(hi)) => (Some(with(lo, unit.clone())), Some(with(hi, unit))),
+        (Some(lo), None) => (Some(with(lo, unit)), None),
+        (None, hi) => (None, hi.map(|v| with(v, unit))),
     }
-    if let Some(rest) = t.strip_prefix("<=").or_else(|| t.strip_prefix('<')) {
-        return if t.starts_with("<=") { (None, q(rest)) } else { (None, None) };
-    }
-    // "a-b" where a may itself be negative: split at a '-' that follows a digit.
-    let bytes = t.as_bytes();
-    for i in 1..bytes.len() {
-        if bytes[i] == b'-' && (bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b' ') {
-            let (lo, hi) = (q(&t[..i]), q(&t[i + 1..]));
-            if lo.is_some() && hi.is_some() {
-                return (lo, hi);
-            }
-        }
-    }
-    (None, None)
 }
 
 #[cfg(test)]
@@ -635,17 +646,17 @@ mod tests {
     #[test]
     fn ranges_and_base64() {
         let u = (Some("mg/dL".into()), None, None);
-        let (lo, hi) = reference_range("3.5-5.0", &u);
+        let (lo, hi) = reference_range("3.5-5.0", u.clone());
         assert_eq!(
             (lo.unwrap().value.unwrap().as_str().to_string(), hi.unwrap().value.unwrap().as_str().to_string()),
             ("3.5".into(), "5.0".into())
         );
-        let (lo, hi) = reference_range("-1.5 - 2", &u);
+        let (lo, hi) = reference_range("-1.5 - 2", u.clone());
         assert_eq!(lo.unwrap().value.unwrap().as_str(), "-1.5");
         assert!(hi.is_some());
-        assert_eq!(reference_range(">60", &u), (None, None));
-        assert!(reference_range(">=60", &u).0.is_some());
-        assert_eq!(reference_range("negative", &u), (None, None));
+        assert_eq!(reference_range(">60", u.clone()), (None, None));
+        assert!(reference_range(">=60", u.clone()).0.is_some());
+        assert_eq!(reference_range("negative", u.clone()), (None, None));
         assert_eq!(base64(b"hello"), "aGVsbG8=");
         assert_eq!(base64(b"hi!"), "aGkh");
         assert_eq!(base64(b""), "");

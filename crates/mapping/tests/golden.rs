@@ -586,7 +586,7 @@ OBX|1|NM|X2^Local test^99ACME||7|||||||F
     // Times without offset get the profile's zone (CST in January, CDT in July).
     assert_eq!(b["timestamp"], "2024-01-15T08:30:00-06:00");
     assert_eq!(one(&b, "DiagnosticReport")["effectiveDateTime"], "2024-07-15T08:30:00-05:00");
-    assert!(conv.coverage.times.iter().any(|t| t.original == "20240115083000"), "original string kept");
+    assert!(conv.coverage.times.iter().any(|t| &*t.original == "20240115083000"), "original string kept");
     let p = one(&b, "Patient");
     assert_eq!(p["identifier"][0]["system"], "urn:oid:2.16.840.1.113883.3.999.1");
     assert_eq!(p["extension"][0]["url"], "http://acme.example/fhir/StructureDefinition/pet-name");
@@ -614,7 +614,7 @@ GT1|1||SMITH^JOHN
 ";
     let (_, conv) = convert(msg);
     let c = &conv.coverage;
-    let segs: Vec<(String, usize)> = c.unmapped_segments.iter().map(|p| (p.segment.clone(), p.index)).collect();
+    let segs: Vec<(String, usize)> = c.unmapped_segments.iter().map(|p| (p.segment.to_string(), p.index)).collect();
     assert_eq!(segs, [("ZZZ".to_string(), 4), ("GT1".to_string(), 5)]);
     assert!(
         c.unmapped_fields.iter().any(|p| p.segment == "PID" && p.field == Some(27)),

@@ -312,7 +312,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             .push(Annotation { text: format!("Units: {}", unit.0.clone().unwrap_or_default()), ..Default::default() });
     }
     if let Some(text) = s.text(7) {
-        let (low, high) = dt::reference_range(&text, &unit);
+        let (low, high) = dt::reference_range(&text, unit);
         o.reference_range.push(ObservationReferenceRange { low, high, text: Some(text), ..Default::default() });
     }
     if let Some(f) = s.f(8) {
