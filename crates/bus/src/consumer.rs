@@ -45,7 +45,7 @@ impl InputRecord {
 }
 
 /// librdkafka's prefetch bound per consumer, in KiB (see [`consumer_client_config`]).
-pub const PREFETCH_KBYTES: u32 = 16 * 1024;
+pub const PREFETCH_KBYTES: u32 = 8 * 1024;
 
 /// The librdkafka properties of a read_committed consumer in `group_id` that never commits by
 /// itself. `auto.offset.reset=earliest`: a new group must not skip records already written.
@@ -61,9 +61,11 @@ pub fn consumer_client_config(cfg: &BusConfig, group_id: &str) -> ClientConfig {
     c.set("statistics.interval.ms", "5000");
     // A consumer that is behind prefetches up to queued.max.messages.kbytes (librdkafka's
     // default: 64 MiB, in fetches of up to 50 MiB): that was most of a lagging stage's memory.
-    // 16 MiB still holds hundreds of events (a 10-OBX ORU event is ~30 kB) ahead of the stage.
+    // 8 MiB still holds hundreds of events (a 10-OBX ORU event is ~30 kB) or thousands of
+    // resources ahead of the stage; fetches of 4 MiB keep a rebuilding query store fed (1 MiB
+    // fetches cut it to a third).
     c.set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string());
-    c.set("fetch.max.bytes", (8 << 20).to_string());
+    c.set("fetch.max.bytes", (4 << 20).to_string());
     // extras win again, so an operator can still tune what the lines above set.
     for (k, v) in &cfg.kafka.extra {
         c.set(k, v);
@@ -137,8 +139,8 @@ mod tests {
     fn prefetch_is_bounded_and_extras_still_override() {
         let mut cfg = BusConfig::default();
         let c = consumer_client_config(&cfg, "g");
-        assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
-        assert_eq!(c.get("fetch.max.bytes"), Some("8388608"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
+        assert_eq!(c.get("fetch.max.bytes"), Some("4194304"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         cfg.kafka.extra.insert("queued.max.messages.kbytes".into(), "65536".into());
         assert_eq!(consumer_client_config(&cfg, "g").get("queued.max.messages.kbytes"), Some("65536"));
