@@ -59,6 +59,13 @@ fn main() {
             ("MessageHeader", std::mem::size_of::<canonical::model::MessageHeader>()),
             ("Provenance", std::mem::size_of::<canonical::model::Provenance>()),
             ("CodeableConcept", std::mem::size_of::<canonical::model::CodeableConcept>()),
+            ("ObservationReferenceRange", std::mem::size_of::<canonical::model::ObservationReferenceRange>()),
+            ("Coding", std::mem::size_of::<canonical::model::Coding>()),
+            ("Identifier", std::mem::size_of::<canonical::model::Identifier>()),
+            ("HumanName", std::mem::size_of::<canonical::model::HumanName>()),
+            ("Address", std::mem::size_of::<canonical::model::Address>()),
+            ("ContactPoint", std::mem::size_of::<canonical::model::ContactPoint>()),
+            ("Extension", std::mem::size_of::<canonical::model::Extension>()),
         ]
         .iter()
         .map(|(n, s)| format!("{n} {s} B"))

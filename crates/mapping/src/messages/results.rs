@@ -313,7 +313,8 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if let Some(text) = s.text(7) {
         let (low, high) = dt::reference_range(&text, unit);
-        o.reference_range.push(ObservationReferenceRange { low, high, text: Some(text), ..Default::default() });
+        // Exactly one: a first push would reserve four (1,248 B, past glibc's per-thread cache).
+        o.reference_range = vec![ObservationReferenceRange { low, high, text: Some(text), ..Default::default() }];
     }
     if let Some(f) = s.f(8) {
         for r in f.repetitions() {
