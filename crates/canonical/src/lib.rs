@@ -9,6 +9,7 @@ pub mod audit;
 mod avro_body;
 pub mod current;
 pub mod event;
+pub mod json_text;
 pub mod model;
 pub mod raw;
 pub mod time;
