@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use crate::model::avro::{Kind, RecordShape, Shapes, shapes};
+use crate::model::avro::{FieldShape, Kind, RecordShape, Shapes, shapes};
 use crate::typed::{write_long, write_str};
 
 /// Deeper than any resource of the model; beyond it the general path decides.
@@ -131,47 +131,19 @@ impl<'a> Reader<'a> {
     fn record_reordered(&mut self, out: &mut Vec<u8>, id: usize, top: Option<&str>, depth: usize) -> Step {
         let shape = &self.shapes.records[id];
         let by_name = &by_name()[id];
-        self.eat(b'{')?;
         let start = out.len();
         let base = self.spans.len();
-        let mut seen_type = false;
-        if self.peek()? != b'}' {
-            loop {
-                let key = self.string()?;
-                self.eat(b':')?;
-                if top.is_some() && key == "resourceType" {
-                    if seen_type || Some(self.string()?) != top {
-                        return None;
-                    }
-                    seen_type = true;
-                } else {
-                    // Keys in another order (sorted, mostly): found by name, not by position.
-                    let at = by_name.binary_search_by(|&i| shape.fields[i].name.as_str().cmp(key)).ok()?;
-                    let i = by_name[at];
-                    if self.spans[base..].iter().any(|s| s.0 == i) {
-                        return None; // twice
-                    }
-                    let at = out.len();
-                    let f = &shape.fields[i];
-                    if f.list {
-                        self.list(out, f.kind, depth)?;
-                    } else {
-                        write_long(out, 1);
-                        self.value(out, f.kind, depth)?;
-                    }
-                    self.spans.push((i, at - start, out.len() - start));
-                }
-                match self.peek()? {
-                    b',' => self.pos += 1,
-                    b'}' => break,
-                    _ => return None,
-                }
+        self.members(out, top, |r, out, key| {
+            // Keys in another order (sorted, mostly): found by name, not by position.
+            let i = by_name[by_name.binary_search_by(|&i| shape.fields[i].name.as_str().cmp(key)).ok()?];
+            if r.spans[base..].iter().any(|s| s.0 == i) {
+                return None; // twice
             }
-        }
-        self.pos += 1;
-        if top.is_some() && !seen_type {
-            return None;
-        }
+            let from = out.len();
+            r.field_value(out, &shape.fields[i], depth)?;
+            r.spans.push((i, from - start, out.len() - start));
+            Some(())
+        })?;
         let mut spans: Vec<(usize, usize, usize)> = self.spans.drain(base..).collect();
         spans.sort_unstable_by_key(|s| s.0);
         let written = out.split_off(start);
@@ -192,8 +164,32 @@ impl<'a> Reader<'a> {
         top: Option<&str>,
         depth: usize,
     ) -> Step {
-        self.eat(b'{')?;
         let mut next = 0; // the first field not written yet
+        self.members(out, top, |r, out, key| {
+            let i = shape.field_from(key, next)?;
+            if i < next {
+                // Out of model order (or twice: the reordering read finds that).
+                r.disorder = true;
+                return None;
+            }
+            absent(out, i - next);
+            r.field_value(out, &shape.fields[i], depth)?;
+            next = i + 1;
+            Some(())
+        })?;
+        absent(out, shape.fields.len() - next);
+        Some(())
+    }
+
+    /// One object: `{`, then per key either the top `resourceType` (checked here) or `field`,
+    /// which reads the member's value; then `}`.
+    fn members(
+        &mut self,
+        out: &mut Vec<u8>,
+        top: Option<&str>,
+        mut field: impl FnMut(&mut Self, &mut Vec<u8>, &'a str) -> Step,
+    ) -> Step {
+        self.eat(b'{')?;
         let mut seen_type = false;
         if self.peek()? != b'}' {
             loop {
@@ -205,21 +201,7 @@ impl<'a> Reader<'a> {
                     }
                     seen_type = true;
                 } else {
-                    let i = shape.field_from(key, next)?;
-                    if i < next {
-                        // Out of model order (or twice: the reordering read finds that).
-                        self.disorder = true;
-                        return None;
-                    }
-                    absent(out, i - next);
-                    let f = &shape.fields[i];
-                    if f.list {
-                        self.list(out, f.kind, depth)?;
-                    } else {
-                        write_long(out, 1);
-                        self.value(out, f.kind, depth)?;
-                    }
-                    next = i + 1;
+                    field(self, out, key)?;
                 }
                 match self.peek()? {
                     b',' => self.pos += 1,
@@ -229,11 +211,17 @@ impl<'a> Reader<'a> {
             }
         }
         self.pos += 1; // the closing brace
-        if top.is_some() && !seen_type {
-            return None;
+        (top.is_none() || seen_type).then_some(())
+    }
+
+    /// A present field's value: the array, or the union's branch 1 and the value.
+    fn field_value(&mut self, out: &mut Vec<u8>, f: &FieldShape, depth: usize) -> Step {
+        if f.list {
+            self.list(out, f.kind, depth)
+        } else {
+            write_long(out, 1);
+            self.value(out, f.kind, depth)
         }
-        absent(out, shape.fields.len() - next);
-        Some(())
     }
 
     /// A non-empty array, as one Avro block: the count goes before the items, so it is put in
