@@ -24,8 +24,11 @@ pub struct Env<'a> {
     /// The last time converted (raw text and result): a message's OBX usually repeat one
     /// observation time, and the conversion depends only on the text and the zone. The raw and
     /// converted texts are shared with every coverage time record made from them.
-    pub last_time: std::cell::RefCell<Option<(std::sync::Arc<str>, crate::time::FhirTime, std::sync::Arc<str>)>>,
+    pub last_time: std::cell::RefCell<Option<LastTime>>,
 }
+
+/// Raw text, its conversion, and the converted text (see [`Env::last_time`]).
+pub type LastTime = (std::sync::Arc<str>, crate::time::FhirTime, std::sync::Arc<str>);
 
 impl<'a> Env<'a> {
     #[cfg(test)]
@@ -46,18 +49,8 @@ impl<'a> Env<'a> {
     /// with the same OBR-2 apart).
     pub fn event_id(&self, rtype: &str, index: usize, extra: &str) -> String {
         // The position as decimal text, formatted on the stack (this runs per resource).
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut n = index;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let pos = std::str::from_utf8(&buf[i..]).expect("ASCII digits");
+        let mut buf = itoa::Buffer::new();
+        let pos = buf.format(index);
         identity::id(self.tenant, rtype, &[&self.sender_key, &self.control_id, pos, extra])
     }
 

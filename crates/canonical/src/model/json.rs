@@ -232,18 +232,8 @@ impl<T: JsonFlat> JsonFlat for Option<T> {
     }
 }
 
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Writes `s` as a JSON string with serde_json's escapes: `\"`, `\\`, `\b \f \n \r \t`, and
@@ -428,10 +418,7 @@ mod tests {
         let p = Patient {
             id: "p".into(),
             birth_date_element: Some(PrimitiveExtensions {
-                extension: vec![Extension {
-                    url: "u".into(),
-                    value: ExtensionValue::Coding(Coding::default()),
-                }],
+                extension: vec![Extension { url: "u".into(), value: ExtensionValue::Coding(Coding::default()) }],
             }),
             deceased: Some(Deceased::Boolean(false)),
             multiple_birth: Some(MultipleBirth::Integer(-2)),
@@ -442,9 +429,10 @@ mod tests {
             id: "m".into(),
             dosage_instruction: vec![Dosage {
                 sequence: Some(0),
-                dose_and_rate: vec![DoseAndRate { dose: None }, DoseAndRate {
-                    dose: Some(DoseValue::Range(Range::default())),
-                }],
+                dose_and_rate: vec![
+                    DoseAndRate { dose: None },
+                    DoseAndRate { dose: Some(DoseValue::Range(Range::default())) },
+                ],
                 ..Default::default()
             }],
             ..Default::default()
@@ -455,7 +443,10 @@ mod tests {
             identifier: None,
             r#type: "message",
             timestamp: Some("t".into()),
-            entry: vec![BundleEntry { full_url: "urn:uuid:x".into(), resource: Resource::from(Organization::default()) }],
+            entry: vec![BundleEntry {
+                full_url: "urn:uuid:x".into(),
+                resource: Resource::from(Organization::default()),
+            }],
         };
         same(&b);
     }
