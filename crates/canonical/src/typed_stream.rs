@@ -23,7 +23,8 @@ pub(crate) fn write(out: &mut Vec<u8>, resource_type: &str, json: &str) -> bool 
     let s = shapes();
     let Some((branch, _)) = s.resource(resource_type) else { return false };
     write_long(out, branch as i64 + 1);
-    let mut r = Reader { s: json, b: json.as_bytes(), pos: 0, shapes: s, disorder: false, reorder: false, spans: Vec::new() };
+    let mut r =
+        Reader { s: json, b: json.as_bytes(), pos: 0, shapes: s, disorder: false, reorder: false, spans: Vec::new() };
     r.record(out, s.resources[branch].1, Some(resource_type), 0).is_some() && {
         r.ws();
         r.pos == r.b.len()

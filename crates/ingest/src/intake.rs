@@ -19,6 +19,9 @@ pub const HL7V2_CONTENT_TYPE: &str = "application/hl7-v2";
 
 /// What to do with one message.
 #[derive(Debug)]
+// Both variants are large (a record, or the header copy an ACK needs) and a decision is made
+// once per message and moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     /// Store it; acknowledge once stored.
     Accept(Accepted),

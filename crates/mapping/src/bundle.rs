@@ -32,9 +32,11 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
         id: env.event_id("MessageHeader", 1, ""),
         event_coding: match &trigger {
             Some(t) => Coding { system: Some(EVENT_SYSTEM.into()), code: Some(t.clone().into()), ..Default::default() },
-            None => {
-                Coding { system: Some(MESSAGE_TYPE_SYSTEM.into()), code: Some(mtype.clone().into()), ..Default::default() }
-            }
+            None => Coding {
+                system: Some(MESSAGE_TYPE_SYSTEM.into()),
+                code: Some(mtype.clone().into()),
+                ..Default::default()
+            },
         },
         sender: sender.clone(),
         source: MessageHeaderSource {
@@ -131,7 +133,9 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
                         role: "source".into(),
                         what: Reference {
                             identifier: Some(Box::new(Identifier {
-                                system: Some(format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key)).into()),
+                                system: Some(
+                                    format!("urn:arteria:v2:message:{}", dt::urn_part(&env.sender_key)).into(),
+                                ),
                                 value: Some(control),
                                 ..Default::default()
                             })),

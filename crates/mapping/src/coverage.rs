@@ -26,9 +26,9 @@ pub struct Place {
 /// others are).
 pub fn segment_name(name: &str) -> Cow<'static, str> {
     const KNOWN: [&str; 42] = [
-        "MSH", "EVN", "PID", "PD1", "NK1", "PV1", "PV2", "ORC", "OBR", "OBX", "NTE", "SPM", "TQ1", "AL1", "DG1",
-        "PR1", "IN1", "IN2", "GT1", "MRG", "ROL", "PRT", "RXA", "RXR", "RXE", "RXO", "RXD", "RXC", "RXG", "SCH",
-        "AIS", "AIG", "AIL", "AIP", "RGS", "TXA", "CTI", "SFT", "MSA", "ERR", "QRD", "FT1",
+        "MSH", "EVN", "PID", "PD1", "NK1", "PV1", "PV2", "ORC", "OBR", "OBX", "NTE", "SPM", "TQ1", "AL1", "DG1", "PR1",
+        "IN1", "IN2", "GT1", "MRG", "ROL", "PRT", "RXA", "RXR", "RXE", "RXO", "RXD", "RXC", "RXG", "SCH", "AIS", "AIG",
+        "AIL", "AIP", "RGS", "TXA", "CTI", "SFT", "MSA", "ERR", "QRD", "FT1",
     ];
     // Compared as packed 3-byte words (a name is almost always three letters).
     const fn pack(b: &[u8]) -> u32 {
@@ -223,7 +223,11 @@ impl Tracker {
         for seg in segments {
             let used = self.used.get(seg.index() - 1).map_or(0, Cell::get);
             if used == 0 {
-                rep.unmapped_segments.push(Place { segment: segment_name(seg.name()), index: seg.index(), field: None });
+                rep.unmapped_segments.push(Place {
+                    segment: segment_name(seg.name()),
+                    index: seg.index(),
+                    field: None,
+                });
                 continue;
             }
             if used == u128::MAX {
@@ -232,7 +236,11 @@ impl Tracker {
             let present = seg.fields().enumerate().filter(|(_, f)| !f.is_empty()).map(|(i, _)| i + 1);
             for n in present {
                 if n >= 128 || used & (1u128 << n) == 0 {
-                    rep.unmapped_fields.push(Place { segment: segment_name(seg.name()), index: seg.index(), field: Some(n) });
+                    rep.unmapped_fields.push(Place {
+                        segment: segment_name(seg.name()),
+                        index: seg.index(),
+                        field: Some(n),
+                    });
                 }
             }
         }

@@ -163,7 +163,12 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
             continue;
         };
         let system = txt_ref(parts[sys_n]).map(|s| code_system(env, &s));
-        cc.coding.push(Coding { system, version: comp(r, ver_n), code: Some(code.into()), display: display.map(Text::from) });
+        cc.coding.push(Coding {
+            system,
+            version: comp(r, ver_n),
+            code: Some(code.into()),
+            display: display.map(Text::from),
+        });
     }
     if let Some(t) = comp(r, 9) {
         cc.text = Some(t);
@@ -260,7 +265,8 @@ pub fn ei(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
 /// EI → Identifier with a type code from table 0203 (PLAC, FILL, ACSN …).
 pub fn ei_typed(env: &Env<'_>, r: &Repetition<'_>, type_code: &str) -> Option<Identifier> {
     let mut id = ei(env, r)?;
-    id.r#type = Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", type_code.to_string(), None));
+    id.r#type =
+        Some(CodeableConcept::code("http://terminology.hl7.org/CodeSystem/v2-0203", type_code.to_string(), None));
     Some(id)
 }
 

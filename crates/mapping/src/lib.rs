@@ -144,11 +144,13 @@ pub fn convert_bytes(bytes: &[u8], profiles: &Profiles, tenant: &str) -> Result<
 impl Conversion {
     fn bundle_identifier(&self) -> Identifier {
         Identifier {
-            system: Some(format!(
-                "urn:arteria:v2:message:{}",
-                datatypes::urn_part(&format!("{}|{}", self.sender_application, self.sender_facility))
-            )
-            .into()),
+            system: Some(
+                format!(
+                    "urn:arteria:v2:message:{}",
+                    datatypes::urn_part(&format!("{}|{}", self.sender_application, self.sender_facility))
+                )
+                .into(),
+            ),
             value: Some(self.control_id.clone()).filter(|c| !c.is_empty()),
             ..Default::default()
         }

@@ -87,7 +87,14 @@ fn uuid_like(kind: u64, n: usize) -> String {
         z ^ (z >> 31)
     };
     let (a, b) = (mix(kind << 48 ^ n as u64), mix(!(kind << 48 ^ n as u64)));
-    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 fn patient(n: usize, at: i64) -> FhirResource {

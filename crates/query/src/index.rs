@@ -279,11 +279,20 @@ mod tests {
     #[test]
     fn targeted_parse_extracts_what_a_full_parse_does() {
         let docs = [
-            ("Patient", r#"{"resourceType":"Patient","text":{"div":"<div>x</div>"},"identifier":[{"system":"urn:a","value":"M1"},{"value":"M2"}],
-              "name":[{"family":"Smith","given":["Ann","Bo"]}],"birthDate":"1980-02-03","subject":{"reference":"Patient/x"}}"#),
-            ("Observation", r#"{"valueQuantity":{"value":1.50e3},"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},
-              "subject":{"reference":"Patient/p1"},"effectivePeriod":{"start":"2024-03-02"},"extension":[[1,{"a":null}],true]}"#),
-            ("DiagnosticReport", r#"{"patient":{"reference":"Patient/p2"},"issued":"2025-01-01T00:00:00Z","code":{"coding":[{"code":"X"}]}}"#),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","text":{"div":"<div>x</div>"},"identifier":[{"system":"urn:a","value":"M1"},{"value":"M2"}],
+              "name":[{"family":"Smith","given":["Ann","Bo"]}],"birthDate":"1980-02-03","subject":{"reference":"Patient/x"}}"#,
+            ),
+            (
+                "Observation",
+                r#"{"valueQuantity":{"value":1.50e3},"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},
+              "subject":{"reference":"Patient/p1"},"effectivePeriod":{"start":"2024-03-02"},"extension":[[1,{"a":null}],true]}"#,
+            ),
+            (
+                "DiagnosticReport",
+                r#"{"patient":{"reference":"Patient/p2"},"issued":"2025-01-01T00:00:00Z","code":{"coding":[{"code":"X"}]}}"#,
+            ),
             ("Encounter", r#"{"subject":{"reference":"Patient/p3"},"period":{"start":"2024-05"}}"#),
             ("Condition", r#"{"subject":{"reference":"Patient/p4"},"code":{"coding":[{"code":"I10"}]}}"#),
             // A repeated field: the last one counts, as in a full parse.

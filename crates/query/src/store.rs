@@ -1260,7 +1260,13 @@ mod tests {
         let (mut used, mut high) = (0, 0);
         // SAFETY: the handle is the open writer connection, held locked for the call.
         let rc = unsafe {
-            rusqlite::ffi::sqlite3_db_status(w.handle(), rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED, &mut used, &mut high, 0)
+            rusqlite::ffi::sqlite3_db_status(
+                w.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+                &mut used,
+                &mut high,
+                0,
+            )
         };
         assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
         // Page headers and SQLite's bookkeeping come on top of the page bytes, hence the margin.

@@ -92,7 +92,11 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
         let t: Vec<String> = f
             .repetitions()
             .filter_map(|r| dt::cwe(env, &r))
-            .filter_map(|c| c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone()).map(Text::into_owned))))
+            .filter_map(|c| {
+                c.text.or_else(|| {
+                    c.coding.first().and_then(|x| x.display.clone().or(x.code.clone()).map(Text::into_owned))
+                })
+            })
             .collect();
         if !t.is_empty() {
             dosage.text = Some(t.join("; "));
@@ -129,7 +133,9 @@ fn med_request<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>, rxe: bool) {
     if rxe && let Some(f) = s.f(21) {
         for r in f.repetitions() {
             if let Some(c) = dt::cwe(env, &r) {
-                let text = c.text.or_else(|| c.coding.first().and_then(|x| x.display.clone().or(x.code.clone()).map(Text::into_owned)));
+                let text = c.text.or_else(|| {
+                    c.coding.first().and_then(|x| x.display.clone().or(x.code.clone()).map(Text::into_owned))
+                });
                 m.note.extend(text.map(|text| Annotation { text, ..Default::default() }));
             }
         }
@@ -211,8 +217,11 @@ pub(crate) fn rxa<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                     }
                     _ => {
                         if let Some(t) = dt::cwe(env, &r) {
-                            let text =
-                                t.text.or_else(|| t.coding.first().and_then(|x| x.display.clone().or(x.code.clone()).map(Text::into_owned)));
+                            let text = t.text.or_else(|| {
+                                t.coding
+                                    .first()
+                                    .and_then(|x| x.display.clone().or(x.code.clone()).map(Text::into_owned))
+                            });
                             im.note.extend(text.map(|text| Annotation { text, ..Default::default() }));
                         }
                     }

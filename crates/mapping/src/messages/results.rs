@@ -393,11 +393,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
 
 /// OBX-6 with a UCUM claim checked for plausibility: a declared UCUM code that cannot be a
 /// UCUM expression keeps its text but loses the UCUM system (reported).
-fn checked_units(
-    env: &Env<'_>,
-    s: &Seg<'_, '_>,
-    r: &Repetition<'_>,
-) -> (Option<String>, Option<Text>, Option<String>) {
+fn checked_units(env: &Env<'_>, s: &Seg<'_, '_>, r: &Repetition<'_>) -> (Option<String>, Option<Text>, Option<String>) {
     let u = dt::units(env, r);
     if u.1.as_deref() == Some("http://unitsofmeasure.org") && !u.2.as_deref().is_some_and(ucum_syntax_ok) {
         s.note(NoteKind::InvalidValue, 6, "unit declared as UCUM is not a UCUM expression; kept as text");
@@ -643,7 +639,11 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
                         "Rejected: {}",
                         t.text
                             .clone()
-                            .or_else(|| t.coding.first().and_then(|c| c.display.clone().or(c.code.clone()).map(Text::into_owned)))
+                            .or_else(|| t.coding.first().and_then(|c| c
+                                .display
+                                .clone()
+                                .or(c.code.clone())
+                                .map(Text::into_owned)))
                             .unwrap_or_default()
                     ),
                     ..Default::default()
