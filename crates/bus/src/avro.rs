@@ -46,10 +46,16 @@ pub mod wire {
 
     /// Frames an Avro body with its schema id.
     pub fn frame(schema_id: u32, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        let mut out = header(schema_id, body.len());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The header alone, with room for a body of about `body_len` bytes to be written after it.
+    pub fn header(schema_id: u32, body_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
         out.push(MAGIC);
         out.extend_from_slice(&schema_id.to_be_bytes());
-        out.extend_from_slice(body);
         out
     }
 
@@ -347,9 +353,7 @@ where
     /// must hold it to that); this only frames them with the registered schema id.
     pub async fn encode_with(&self, value: &T, write: impl FnOnce(&T, &mut Vec<u8>)) -> Result<Vec<u8>, AvroError> {
         let enc = self.encoding().await?;
-        let mut out = Vec::with_capacity(1024);
-        out.push(wire::MAGIC);
-        out.extend_from_slice(&enc.id.to_be_bytes());
+        let mut out = wire::header(enc.id, 1024);
         write(value, &mut out);
         Ok(out)
     }
@@ -357,9 +361,7 @@ where
     /// Encodes in the Confluent wire format with `T`'s registered schema.
     pub async fn encode(&self, value: &T) -> Result<Vec<u8>, AvroError> {
         let enc = self.encoding().await?;
-        let mut out = Vec::with_capacity(1024);
-        out.push(wire::MAGIC);
-        out.extend_from_slice(&enc.id.to_be_bytes());
+        let mut out = wire::header(enc.id, 1024);
         enc.writer
             .write_ser(&mut out, value)
             .map_err(|e| AvroError::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() })?;
