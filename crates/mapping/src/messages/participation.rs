@@ -37,7 +37,7 @@ pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     let s = env.seg(seg);
     s.structural(&[1]);
-    let _ = s.f(2); // action code AD/UP/CO (add, update, correct): the participation is present
+    action_code(&s); // AD/UP/CO (add, update, correct): the participation is present
     let role = s.f(4).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0912"));
     let actor = match s.f(5).and_then(|f| f.repetition(1)) {
         Some(r) => w.out.practitioner(env, &r),
@@ -72,6 +72,16 @@ pub(crate) fn prt<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
 }
 
+/// Field 2, the action code (table 0287), consumed: it says the participation is present. A
+/// code outside the table is reported (it is not carried anywhere).
+fn action_code(s: &crate::coverage::Seg<'_, '_>) {
+    if let Some(code) = s.c1_ref(2)
+        && !matches!(&*code, "AD" | "CO" | "DE" | "LI" | "UC" | "UN" | "UP")
+    {
+        s.note(crate::coverage::NoteKind::UnknownCode, 2, "action code not in HL7 table 0287");
+    }
+}
+
 /// ROL (v2.3–2.6): a primary care provider after PID/PD1 → `Patient.generalPractitioner`; any
 /// role after PV1 → an Encounter participant of that type. Other contexts stay unmapped.
 pub(crate) fn rol<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
@@ -92,7 +102,7 @@ pub(crate) fn rol<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     let s = env.seg(seg);
     s.structural(&[1]); // role instance id: numbers the ROL itself, not the person
-    let _ = s.f(2); // action code AD/UP/CO: the role is present
+    action_code(&s); // AD/UP/CO: the role is present
     let role = s.f(3).and_then(|f| f.repetition(1)).and_then(|r| dt::cwe_table(env, &r, "0443"));
     let mut actors = Vec::new();
     if let Some(f) = s.f(4) {
