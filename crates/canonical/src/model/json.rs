@@ -247,13 +247,63 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The inside of a JSON string: `s` with the escapes of [`write_str`], without the quotes.
+///
+/// Copied in whole words while it is checked: most strings are short (codes, units, ids), and
+/// a call to `memcpy` with a run-time length cost more than the copy itself. The tail is the
+/// (overlapping) last word, written over the bytes it repeats after a `truncate`.
 #[inline]
 pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    // Almost every string needs no escape: one scan, one copy.
-    match first_escape(b, 0) {
-        None => out.extend_from_slice(b),
-        Some(j) => write_escaped_from(out, b, j),
+    let start = out.len();
+    let n = b.len();
+    let word = |i: usize| -> [u8; 8] { b[i..i + 8].try_into().expect("eight bytes") };
+    let half = |i: usize| -> [u8; 4] { b[i..i + 4].try_into().expect("four bytes") };
+    let clean = if n >= 8 {
+        out.reserve(n);
+        let mut i = 0;
+        let mut clean = true;
+        while i + 8 <= n {
+            let w = word(i);
+            if escape_mask(u64::from_le_bytes(w)) != 0 {
+                clean = false;
+                break;
+            }
+            out.extend_from_slice(&w);
+            i += 8;
+        }
+        if clean && i < n {
+            // Bytes before `i` are clean, so a flag here is a real escape in the tail.
+            let w = word(n - 8);
+            clean = escape_mask(u64::from_le_bytes(w)) == 0;
+            if clean {
+                out.truncate(start + n - 8);
+                out.extend_from_slice(&w);
+            }
+        }
+        clean
+    } else if n >= 4 {
+        let (lo, hi) = (half(0), half(n - 4));
+        let w = u64::from(u32::from_le_bytes(lo)) | u64::from(u32::from_le_bytes(hi)) << 32;
+        let clean = escape_mask(w) == 0;
+        if clean {
+            out.extend_from_slice(&lo);
+            out.truncate(start + n - 4);
+            out.extend_from_slice(&hi);
+        }
+        clean
+    } else {
+        let clean = !b.iter().any(|&c| needs_escape(c));
+        if clean {
+            for &c in b {
+                out.push(c);
+            }
+        }
+        clean
+    };
+    if !clean {
+        out.truncate(start);
+        let j = first_escape(b, 0).expect("a byte to escape");
+        write_escaped_from(out, b, j);
     }
 }
 
