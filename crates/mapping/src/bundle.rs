@@ -89,11 +89,11 @@ pub(crate) fn envelope(env: &Env<'_>, msg: &Message<'_>, mut out: Out) -> (Vec<R
     }
     let master =
         |r: &Resource| matches!(r, Resource::Practitioner(_) | Resource::Organization(_) | Resource::Location(_));
+    let targets: Vec<Reference> = (0..out.resources.len()).map(|i| out.reference_to(i)).collect();
     let body = std::mem::take(&mut out.resources);
     let mut all = Vec::with_capacity(body.len() + 2);
-    mh.focus = body.iter().filter(|r| !master(r)).map(|r| reference(r.id())).collect();
+    mh.focus = body.iter().zip(&targets).filter(|(r, _)| !master(r)).map(|(_, t)| t.clone()).collect();
     let recorded = recorded.or_else(|| timestamp.clone());
-    let targets: Vec<Reference> = body.iter().map(|r| reference(r.id())).collect();
     let mh_ref = reference(&mh.id);
     all.push(Resource::MessageHeader(Box::new(mh)));
     all.extend(body);

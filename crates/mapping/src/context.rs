@@ -25,6 +25,9 @@ pub struct Env<'a> {
     /// observation time, and the conversion depends only on the text and the zone. The raw and
     /// converted texts are shared with every coverage time record made from them.
     pub last_time: std::cell::RefCell<Option<LastTime>>,
+    /// Hash states of the event ids' shared first parts, per resource type (see
+    /// [`identity::Prefix`]).
+    pub event_prefixes: std::cell::RefCell<Vec<(&'static str, identity::Prefix)>>,
 }
 
 /// Raw text, its conversion, and the converted text (see [`Env::last_time`]).
@@ -42,16 +45,26 @@ impl<'a> Env<'a> {
             tracker,
             delims,
             last_time: Default::default(),
+            event_prefixes: Default::default(),
         }
     }
 
     /// Id of an event resource made from the segment at `index` (position keeps two OBRs
     /// with the same OBR-2 apart).
-    pub fn event_id(&self, rtype: &str, index: usize, extra: &str) -> String {
+    pub fn event_id(&self, rtype: &'static str, index: usize, extra: &str) -> String {
         // The position as decimal text, formatted on the stack (this runs per resource).
         let mut buf = itoa::Buffer::new();
         let pos = buf.format(index);
-        identity::id(self.tenant, rtype, &[&self.sender_key, &self.control_id, pos, extra])
+        let mut prefixes = self.event_prefixes.borrow_mut();
+        let i = match prefixes.iter().position(|(t, _)| *t == rtype) {
+            Some(i) => i,
+            None => {
+                prefixes
+                    .push((rtype, identity::Prefix::new(self.tenant, rtype, &[&self.sender_key, &self.control_id])));
+                prefixes.len() - 1
+            }
+        };
+        prefixes[i].1.id(&[pos, extra])
     }
 
     pub fn seg<'m>(&self, s: Segment<'m>) -> Seg<'a, 'm> {
@@ -64,18 +77,18 @@ pub fn reference(id: &str) -> Reference {
     Reference::to(urn_uuid(id))
 }
 
-/// `urn:uuid:<id>`, built without the formatting machinery (this runs for every reference).
-pub fn urn_uuid(id: &str) -> String {
-    let mut s = String::with_capacity(9 + id.len());
-    s.push_str("urn:uuid:");
-    s.push_str(id);
-    s
+/// `urn:uuid:<id>`, built in one piece (this runs for every resource).
+pub fn urn_uuid(id: &str) -> Shared {
+    Shared::concat(&["urn:uuid:", id])
 }
 
 /// Resources built so far and the shared master data.
 #[derive(Default)]
 pub struct Out {
     pub resources: Vec<Resource>,
+    /// The `urn:uuid:` reference of each resource once made: one text shared by every element
+    /// that points at the resource (subjects, results, the header's focus, provenance targets).
+    refs: Vec<Option<Shared>>,
     master: HashMap<String, usize>,
 }
 
@@ -85,13 +98,32 @@ impl Out {
         self.resources.len() - 1
     }
 
-    fn master(&mut self, id: String, make: impl FnOnce(String) -> Resource) -> Reference {
-        let r = reference(&id);
-        if !self.master.contains_key(&id) {
-            let i = self.push(make(id.clone()));
-            self.master.insert(id, i);
+    /// A reference to the resource at `i`, sharing the text made for it the first time (made
+    /// anew if its id has changed since).
+    pub fn reference_to(&mut self, i: usize) -> Reference {
+        let id = self.resources[i].id();
+        if self.refs.len() <= i {
+            self.refs.resize(i + 1, None);
         }
-        r
+        match &self.refs[i] {
+            Some(r) if r.strip_prefix("urn:uuid:") == Some(id) => Reference::to(r.clone()),
+            _ => {
+                let r = urn_uuid(id);
+                self.refs[i] = Some(r.clone());
+                Reference::to(r)
+            }
+        }
+    }
+
+    fn master(&mut self, id: String, make: impl FnOnce(String) -> Resource) -> Reference {
+        match self.master.get(&id) {
+            Some(&i) => self.reference_to(i),
+            None => {
+                let i = self.push(make(id.clone()));
+                self.master.insert(id, i);
+                self.reference_to(i)
+            }
+        }
     }
 
     /// XCN → Practitioner (deduplicated by id, or by name when the sender sends no id).

@@ -233,9 +233,9 @@ impl Tracker {
             if used == u128::MAX {
                 continue;
             }
-            let present = seg.fields().enumerate().filter(|(_, f)| !f.is_empty()).map(|(i, _)| i + 1);
-            for n in present {
-                if n >= 128 || used & (1u128 << n) == 0 {
+            // Only the fields not consumed are looked at (most are consumed).
+            for n in 1..=seg.field_count() {
+                if (n >= 128 || used & (1u128 << n) == 0) && seg.field(n).is_some_and(|f| !f.is_empty()) {
                     rep.unmapped_fields.push(Place {
                         segment: segment_name(seg.name()),
                         index: seg.index(),

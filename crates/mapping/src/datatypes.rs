@@ -434,12 +434,17 @@ fn period_of(env: &Env<'_>, start: Option<&str>, end: Option<&str>, place: Optio
     (p != Period::default()).then_some(p)
 }
 
+/// Units as a quantity carries them: (unit text, system, code), the texts shared between the
+/// quantities made with them (an OBX's value and both ends of its range).
+pub type Units = (Option<Shared>, Option<Text>, Option<Shared>);
+
 /// Units CWE (OBX-6 and friends) → (unit text, system, code). UCUM is claimed only when the
 /// sender says the unit is UCUM (or the code is a plain UCUM-safe symbol from an unnamed
 /// system is *not* assumed) — UCUM normalisation is the terminology stage's job.
-pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<Text>, Option<String>) {
-    let code = comp(r, 1);
-    let text = comp(r, 2);
+pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> Units {
+    let shared = |n: usize| txt_ref(r.component(n).map(|c| c.value())).map(|t| Shared::from(&*t));
+    let code = shared(1);
+    let text = shared(2);
     match (code, txt_ref(r.component(3).map(|c| c.value()))) {
         (Some(c), Some(s)) => (text.or_else(|| Some(c.clone())), Some(code_system(env, &s)), Some(c)),
         (code, _) => (text.or(code), None, None),
@@ -447,7 +452,7 @@ pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> (Option<String>, Option<Text>
 }
 
 /// NM text with units → Quantity; `None` when not a number.
-pub fn quantity(num: &str, unit: &(Option<String>, Option<Text>, Option<String>)) -> Option<Quantity> {
+pub fn quantity(num: &str, unit: &Units) -> Option<Quantity> {
     let value = Decimal::parse(num)?;
     Some(Quantity {
         value: Some(value),
@@ -544,10 +549,7 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// Reference range text (OBX-7) → low/high where it parses ("3.5-5.0", ">60", "<5", "<=5"),
 /// always keeping the text.
-pub fn reference_range(
-    text: &str,
-    unit: (Option<String>, Option<Text>, Option<String>),
-) -> (Option<Quantity>, Option<Quantity>) {
+pub fn reference_range(text: &str, unit: Units) -> (Option<Quantity>, Option<Quantity>) {
     let t = text.trim();
     let d = |s: &str| Decimal::parse(s.trim());
     let (low, high) = if let Some(rest) = t.strip_prefix(">=").or_else(|| t.strip_prefix('>')) {
@@ -566,7 +568,7 @@ pub fn reference_range(
             .unwrap_or((None, None))
     };
     // The units are the caller's last use: the last quantity takes them, the first a copy.
-    let with = |value: Decimal, (unit, system, code): (Option<String>, Option<Text>, Option<String>)| Quantity {
+    let with = |value: Decimal, (unit, system, code): Units| Quantity {
         value: Some(value),
         unit,
         system,

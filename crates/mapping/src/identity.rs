@@ -12,12 +12,41 @@ use sha2::{Digest, Sha256};
 
 /// A deterministic id for a resource of type `rtype` with the natural key `parts`.
 pub fn id(tenant: &str, rtype: &str, parts: &[&str]) -> String {
-    // The length-prefixed parts gathered on the stack and hashed in one update (this runs for
-    // every resource and reference; many small updates cost more than the hashing itself).
-    let mut buf = [0u8; 512];
-    let mut n = 0;
     let mut h = Sha256::new();
-    for p in [tenant, rtype].iter().chain(parts) {
+    feed(&mut h, &[tenant, rtype]);
+    feed(&mut h, parts);
+    finish(h)
+}
+
+/// The hash state after a key's first parts, for the ids that share them: every event resource
+/// of a message starts with (tenant, type, sender, control id), so the blocks those fill are
+/// hashed once per message instead of once per resource. `Prefix::new(t, r, a).id(b)` is
+/// `id(t, r, a ++ b)`.
+#[derive(Clone)]
+pub struct Prefix(Sha256);
+
+impl Prefix {
+    pub fn new(tenant: &str, rtype: &str, parts: &[&str]) -> Prefix {
+        let mut h = Sha256::new();
+        feed(&mut h, &[tenant, rtype]);
+        feed(&mut h, parts);
+        Prefix(h)
+    }
+
+    /// The id of the key made of the prefix's parts and then `parts`.
+    pub fn id(&self, parts: &[&str]) -> String {
+        let mut h = self.0.clone();
+        feed(&mut h, parts);
+        finish(h)
+    }
+}
+
+/// Feeds the length-prefixed `parts`, gathered on the stack and hashed in one update (this runs
+/// for every resource and reference; many small updates cost more than the hashing itself).
+fn feed(h: &mut Sha256, parts: &[&str]) {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    for p in parts {
         let len = (p.len() as u64).to_be_bytes();
         if n + len.len() + p.len() > buf.len() {
             h.update(&buf[..n]);
@@ -34,24 +63,25 @@ pub fn id(tenant: &str, rtype: &str, parts: &[&str]) -> String {
         n += p.len();
     }
     h.update(&buf[..n]);
+}
+
+/// The digest shaped as an RFC 9562 version 8 UUID in lower-case hex.
+fn finish(h: Sha256) -> String {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0F) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3F) | 0x80; // RFC 9562 variant
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = [0u8; 36];
-    let mut j = 0;
+    let mut s = String::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            s[j] = b'-';
-            j += 1;
+            s.push('-');
         }
-        s[j] = HEX[usize::from(byte >> 4)];
-        s[j + 1] = HEX[usize::from(byte & 0xF)];
-        j += 2;
+        s.push(char::from(HEX[usize::from(byte >> 4)]));
+        s.push(char::from(HEX[usize::from(byte & 0xF)]));
     }
-    std::str::from_utf8(&s).expect("hex digits and dashes").to_string()
+    s
 }
 
 #[cfg(test)]
@@ -84,5 +114,19 @@ mod tests {
         let hex: String = d[..4].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&id("t", "P", &[&mid, &long, &mid, "z"])[..8], hex);
         assert_ne!(id("t", "P", &[&mid, &long]), id("t", "P", &[&long, &mid]));
+    }
+
+    /// A prefix finished with the other parts is the id of all the parts, whatever the
+    /// lengths (prefixes shorter and longer than a block, parts longer than the stack buffer).
+    #[test]
+    fn prefix_then_parts_is_the_whole_key() {
+        let long = "x".repeat(300);
+        for a in ["", "ab", "a-sender-key|with-some-length", long.as_str()] {
+            for b in ["", "1", "12", long.as_str()] {
+                let p = Prefix::new("tenant", "Observation", &[a, "control"]);
+                assert_eq!(p.id(&[b, "extra"]), id("tenant", "Observation", &[a, "control", b, "extra"]));
+                assert_eq!(p.id(&[b, "extra"]), p.clone().id(&[b, "extra"]), "the prefix is not used up");
+            }
+        }
     }
 }

@@ -94,6 +94,8 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
         tracker: &tracker,
         delims: msg.delimiters(),
         last_time: Default::default(),
+        // Room for the event types of a message (one hash state each).
+        event_prefixes: std::cell::RefCell::new(Vec::with_capacity(8)),
     };
     for (n, present) in [(11, msg.processing_id().is_some()), (12, msg.version().is_some())] {
         if !present {

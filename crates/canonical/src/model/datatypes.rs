@@ -18,9 +18,146 @@ impl crate::model::avro::AvroModel for Text {
     }
 }
 
+/// Text that one conversion repeats in many elements — a resource's `urn:uuid:` reference (in
+/// every Observation's `subject`, the report's `result`, the header's `focus` …), an OBX's units
+/// (in its value and both ends of its range): cloned by count, not copied. Serialised, and typed
+/// in Avro, exactly as a `String`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Shared(std::sync::Arc<str>);
+
+impl Shared {
+    /// The concatenation of `parts`, built in place (one allocation; a `String` first and then
+    /// the shared copy would be two).
+    pub fn concat(parts: &[&str]) -> Shared {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut buf = [0u8; 96];
+        if len > buf.len() {
+            return Shared(std::sync::Arc::from(parts.concat()));
+        }
+        let mut n = 0;
+        for p in parts {
+            buf[n..n + p.len()].copy_from_slice(p.as_bytes());
+            n += p.len();
+        }
+        Shared(std::sync::Arc::from(std::str::from_utf8(&buf[..n]).expect("joined from strs")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Shared {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Shared {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Shared {
+    fn from(s: &str) -> Shared {
+        Shared(std::sync::Arc::from(s))
+    }
+}
+
+impl From<String> for Shared {
+    fn from(s: String) -> Shared {
+        Shared(std::sync::Arc::from(s))
+    }
+}
+
+impl From<&String> for Shared {
+    fn from(s: &String) -> Shared {
+        Shared(std::sync::Arc::from(s.as_str()))
+    }
+}
+
+impl From<Shared> for String {
+    fn from(s: Shared) -> String {
+        s.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Shared {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Shared {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl Serialize for Shared {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl crate::model::json::JsonWrite for Shared {
+    #[inline]
+    fn write_json(&self, out: &mut Vec<u8>) {
+        crate::model::json::write_str(out, &self.0)
+    }
+}
+
+impl crate::model::Skip for Shared {
+    fn skip(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl crate::model::avro::AvroModel for Shared {
+    fn avro_elem(b: &mut crate::model::avro::ShapeBuilder) -> crate::model::avro::Elem {
+        <String as crate::model::avro::AvroModel>::avro_elem(b)
+    }
+}
+
 /// A FHIR `decimal`, kept as its canonical text so precision is never lost.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Decimal(String);
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Decimal(Digits);
+
+/// The text of a [`Decimal`]: inline when short, as lab values are (`95`, `1.10`), so that a
+/// number costs no allocation; bytes past the length are zero, so equal texts compare equal.
+#[derive(Clone, PartialEq, Eq)]
+enum Digits {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<str>),
+}
+
+const INLINE: usize = 22;
+
+impl Default for Digits {
+    fn default() -> Digits {
+        Digits::Inline(0, [0; INLINE])
+    }
+}
+
+impl std::fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Decimal").field(&self.as_str()).finish()
+    }
+}
 
 impl Decimal {
     /// Reads a number as HL7 v2 writes it (`+5`, `007.50`, `.5`, `-0.2`, `1E3`) and returns the
@@ -28,7 +165,7 @@ impl Decimal {
     pub fn parse(s: &str) -> Option<Decimal> {
         let s = s.trim();
         if Decimal::is_canonical(s) {
-            return Some(Decimal(s.to_string()));
+            return Some(Decimal::of(s));
         }
         let (neg, body) = match s.as_bytes().first()? {
             b'-' => (true, &s[1..]),
@@ -70,7 +207,26 @@ impl Decimal {
         if out == "-0" {
             out = "0".into();
         }
-        Some(Decimal(out))
+        Some(Decimal::of(&out))
+    }
+
+    /// A decimal of these digits (already checked).
+    fn of(s: &str) -> Decimal {
+        let b = s.as_bytes();
+        Decimal(if b.len() <= INLINE {
+            let mut buf = [0; INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            Digits::Inline(b.len() as u8, buf)
+        } else {
+            Digits::Heap(s.into())
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Digits::Inline(n, buf) => &buf[..usize::from(*n)],
+            Digits::Heap(s) => s.as_bytes(),
+        }
     }
 
     /// Already in FHIR form, as most lab values are (`95`, `1.10`, `-0.5`): digits with at most
@@ -102,18 +258,19 @@ impl Decimal {
     }
 
     pub fn from_i64(n: i64) -> Decimal {
-        Decimal(n.to_string())
+        Decimal::of(itoa::Buffer::new().format(n))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(self.bytes()).expect("a decimal's digits are ASCII")
     }
 }
 
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Written as a JSON number with exactly these digits (borrowed: no copy per value).
-        let raw: &serde_json::value::RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(self.as_str()).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }
 }
@@ -121,7 +278,7 @@ impl Serialize for Decimal {
 impl crate::model::json::JsonWrite for Decimal {
     // A JSON number with exactly these digits (`parse` and `from_i64` only make valid ones).
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.0.as_bytes())
+        out.extend_from_slice(self.bytes())
     }
 }
 
@@ -133,7 +290,7 @@ impl crate::model::avro::AvroModel for Decimal {
 
 impl crate::model::Skip for Decimal {
     fn skip(&self) -> bool {
-        self.0.is_empty()
+        self.bytes().is_empty()
     }
 }
 
@@ -183,7 +340,8 @@ fhir_struct!(Identifier {
 });
 
 fhir_struct!(Reference {
-    reference: Option<String>,
+    /// Shared: the same reference is in many resources of a message.
+    reference: Option<Shared>,
     r#type: Option<Text>,
     /// Boxed: rarely set, and a reference is in every resource, often several times.
     identifier: Option<Box<Identifier>>,
@@ -191,7 +349,7 @@ fhir_struct!(Reference {
 });
 
 impl Reference {
-    pub fn to(url: impl Into<String>) -> Reference {
+    pub fn to(url: impl Into<Shared>) -> Reference {
         Reference { reference: Some(url.into()), ..Default::default() }
     }
 }
@@ -230,9 +388,10 @@ fhir_struct!(ContactPoint {
 fhir_struct!(Quantity {
     value: Option<Decimal>,
     comparator: Option<Text>,
-    unit: Option<String>,
+    /// Shared: an OBX's units are in its value and both ends of its reference range.
+    unit: Option<Shared>,
     system: Option<Text>,
-    code: Option<String>,
+    code: Option<Shared>,
 });
 
 fhir_struct!(Range {
@@ -365,10 +524,11 @@ fhir_struct!(Dosage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::json::JsonWrite;
 
     #[test]
     fn decimal_keeps_digits() {
-        let d = |s| Decimal::parse(s).map(|d| d.0);
+        let d = |s| Decimal::parse(s).map(|d| d.as_str().to_string());
         assert_eq!(d("1.50").as_deref(), Some("1.50"));
         assert_eq!(d("+007.5").as_deref(), Some("7.5"));
         assert_eq!(d(".5").as_deref(), Some("0.5"));
@@ -421,9 +581,28 @@ mod tests {
                 assert_eq!(Some(c.to_string()), full, "{c}");
             }
             if !c.contains(['e', 'E']) {
-                assert_eq!(Decimal::parse(c).map(|d| d.0), full, "{c}");
+                assert_eq!(Decimal::parse(c).map(|d| d.as_str().to_string()), full, "{c}");
             }
         }
+    }
+
+    /// Long numbers go to the heap with every digit; equal digits are equal decimals however
+    /// they were written; shared text writes as a string.
+    #[test]
+    fn long_decimals_and_shared_text() {
+        let long = "1234567890.12345678901234567890";
+        let d = Decimal::parse(long).unwrap();
+        assert_eq!(d.as_str(), long);
+        assert_eq!(d.to_json(), long);
+        assert_eq!(Decimal::parse("+0095").unwrap(), Decimal::parse("95").unwrap());
+        assert_eq!(Decimal::from_i64(-42).as_str(), "-42");
+        assert_eq!(format!("{:?}", Decimal::parse("1.50").unwrap()), r#"Decimal("1.50")"#);
+        let q =
+            Quantity { unit: Some("mg\"/dL".into()), code: Some(Shared::concat(&["m", "g"])), ..Default::default() };
+        assert_eq!(q.to_json(), serde_json::to_string(&q).unwrap());
+        assert_eq!(q.to_json(), r#"{"unit":"mg\"/dL","code":"mg"}"#);
+        let many = "x".repeat(200);
+        assert_eq!(&*Shared::concat(&["urn:uuid:", &many]), format!("urn:uuid:{many}"));
     }
 
     #[test]

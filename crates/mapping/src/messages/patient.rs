@@ -211,7 +211,7 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     };
     p.id = id.clone();
     let i = w.out.push(Resource::Patient(Box::new(p)));
-    w.patient = Some((i, reference(&id)));
+    w.patient = Some((i, w.out.reference_to(i)));
     // A new patient group starts: earlier visit, order and request groups are closed.
     w.encounter = None;
     w.order = None;

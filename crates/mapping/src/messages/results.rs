@@ -12,6 +12,7 @@ use crate::coverage::{NoteKind, Seg};
 use crate::datatypes::{self as dt, comp, sub};
 use crate::vocab;
 use canonical::model::*;
+use hl7v2::escape::Formatting;
 use hl7v2::{Repetition, Segment};
 
 const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
@@ -133,8 +134,8 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         (None, Some(b)) => Some(Effective::Period(Period { start: None, end: Some(b.clone()) })),
         _ => None,
     };
-    let sr_ref = reference(&sr.id);
     let sr_i = w.out.push(Resource::ServiceRequest(Box::new(sr)));
+    let sr_ref = w.out.reference_to(sr_i);
     let mut dr_i = None;
     if w.family == Family::Results {
         let mut dr = DiagnosticReport {
@@ -318,7 +319,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     if let Some(f) = s.f(8) {
         for r in f.repetitions() {
-            let Some(code) = comp(&r, 1) else { continue };
+            let Some(code) = dt::txt_ref(r.component(1).map(|c| c.value())) else { continue };
             match vocab::interpretation(&code) {
                 Some((c, d)) => o.interpretation.push(CodeableConcept::code(INTERPRETATION, c, Some(d))),
                 None => {
@@ -373,7 +374,6 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         }
         _ => {}
     }
-    let oref = reference(&o.id);
     let mut dr_i = None;
     if let Some(req) = &w.request {
         o.based_on.extend(req.sr_ref.clone());
@@ -383,6 +383,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         dr_i = req.dr;
     }
     let oi = w.out.push(Resource::Observation(Box::new(o)));
+    let oref = w.out.reference_to(oi);
     if let Some(di) = dr_i
         && let Resource::DiagnosticReport(dr) = w.out.get_mut(di)
     {
@@ -393,7 +394,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
 
 /// OBX-6 with a UCUM claim checked for plausibility: a declared UCUM code that cannot be a
 /// UCUM expression keeps its text but loses the UCUM system (reported).
-fn checked_units(env: &Env<'_>, s: &Seg<'_, '_>, r: &Repetition<'_>) -> (Option<String>, Option<Text>, Option<String>) {
+fn checked_units(env: &Env<'_>, s: &Seg<'_, '_>, r: &Repetition<'_>) -> dt::Units {
     let u = dt::units(env, r);
     if u.1.as_deref() == Some("http://unitsofmeasure.org") && !u.2.as_deref().is_some_and(ucum_syntax_ok) {
         s.note(NoteKind::InvalidValue, 6, "unit declared as UCUM is not a UCUM expression; kept as text");
@@ -426,7 +427,7 @@ pub(crate) fn ucum_syntax_ok(code: &str) -> bool {
     depth == [0, 0, 0]
 }
 
-type Unit = (Option<String>, Option<Text>, Option<String>);
+use dt::Units as Unit;
 
 /// OBX-5 by OBX-2. Returns the value and whether the units were used by it.
 fn value(
@@ -436,13 +437,13 @@ fn value(
     f: &hl7v2::Field<'_>,
     unit: &Unit,
 ) -> (Option<ObservationValue>, bool) {
-    let reps: Vec<Repetition<'_>> = f.repetitions().filter(|r| !r.is_empty()).collect();
-    let Some(first) = reps.first().copied() else { return (None, false) };
+    let reps = || f.repetitions().filter(|r| !r.is_empty());
+    let Some(first) = reps().next() else { return (None, false) };
     let as_text = |r: &Repetition<'_>| dt::formatted(r.value());
-    let joined_text = || reps.iter().map(as_text).collect::<Vec<_>>().join("\n");
+    let joined_text = || reps().map(|r| as_text(&r)).collect::<Vec<_>>().join("\n");
     let mut used_unit = false;
     let v = match vtype {
-        "NM" => match dt::quantity(&as_text(&first), unit) {
+        "NM" => match dt::quantity(&first.value().unescaped_with(Formatting::Render), unit) {
             Some(q) => {
                 used_unit = true;
                 ObservationValue::Quantity(q)
@@ -503,9 +504,9 @@ fn value(
         "MO" => match comp(&first, 1).and_then(|v| Decimal::parse(&v)) {
             Some(value) => ObservationValue::Quantity(Quantity {
                 value: Some(value),
-                unit: comp(&first, 2),
+                unit: comp(&first, 2).map(Shared::from),
                 system: comp(&first, 2).map(|_| "urn:iso:std:iso:4217".into()),
-                code: comp(&first, 2),
+                code: comp(&first, 2).map(Shared::from),
                 comparator: None,
             }),
             None => ObservationValue::String(joined_text()),
@@ -606,7 +607,7 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
             (Some(c), Some(sys)) => (Some(dt::code_system(env, &sys)), Some(c)),
             _ => (None, None),
         };
-        col.quantity = dt::quantity(&v, &(unit_text, system, code));
+        col.quantity = dt::quantity(&v, &(unit_text.map(Shared::from), system, code.map(Shared::from)));
         if col.quantity.is_none() {
             s.note(NoteKind::InvalidValue, 12, "collection amount is not a number");
         }
@@ -661,8 +662,8 @@ pub(crate) fn spm<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     }
     let req = w.request.as_ref().map(|r| (r.sr, r.dr, r.sr_ref.clone()));
     sp.request.extend(req.as_ref().and_then(|r| r.2.clone()));
-    let spref = reference(&sp.id);
     let si = w.out.push(Resource::Specimen(Box::new(sp)));
+    let spref = w.out.reference_to(si);
     if let Some((sr_i, dr_i, _)) = req {
         if let Some(i) = sr_i
             && let Resource::ServiceRequest(sr) = w.out.get_mut(i)

@@ -8,7 +8,6 @@
 //! one visit updates one resource.
 
 use super::{Family, Walk};
-use crate::context::reference;
 use crate::coverage::NoteKind;
 use crate::datatypes as dt;
 use crate::identity;
@@ -175,7 +174,7 @@ pub(crate) fn pv1<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     };
     e.id = id.clone();
     let i = w.out.push(Resource::Encounter(Box::new(e)));
-    w.encounter = Some((i, reference(&id)));
+    w.encounter = Some((i, w.out.reference_to(i)));
     w.note_target = Some(i);
 }
 
