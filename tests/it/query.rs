@@ -50,6 +50,8 @@ struct Running {
     consumer: tokio::task::JoinHandle<Result<(), query::materialize::MaterializeError>>,
     server: tokio::task::JoinHandle<Result<(), query::server::ServerError>>,
     addr: String,
+    /// The store's consumer group.
+    group: String,
 }
 
 impl Running {
@@ -66,6 +68,7 @@ impl Running {
         let m = Materializer::new(bus, registry, store.clone(), &cfg.subscription(), &cfg.group_prefix)
             .expect("materializer");
         let progress = m.progress();
+        let group = m.group().to_string();
         let consumer = tokio::spawn(m.run(shutdown.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
@@ -74,7 +77,7 @@ impl Running {
             tokio::spawn(query::server::serve(listener, QueryService::new(store, shutdown.clone()), async move {
                 stop.wait().await
             }));
-        Self { shutdown, progress, consumer, server, addr }
+        Self { shutdown, progress, consumer, server, addr, group }
     }
 
     async fn client(&self) -> Client {
@@ -452,4 +455,65 @@ async fn materialises_serves_updates_watches_and_rebuilds() {
     let _ = Store::remove(&dir_b);
     let _ = std::fs::remove_dir(&dir_a);
     let _ = std::fs::remove_dir(&dir_b);
+}
+
+/// The group's committed next offsets summed over `topic`'s `partitions`.
+fn committed_total(bus: &BusConfig, group: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = bus::consumer::consumer_client_config(bus, group).create().expect("offset reader");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    got.elements().iter().filter_map(|e| e.offset().to_raw()).filter(|o| *o > 0).sum()
+}
+
+/// Stored records become durable every sync interval and only then are their offsets
+/// committed: with no further records arriving, the commit must still come (the idle sync),
+/// and a restart on the same store resumes after them (nothing stored twice, nothing missed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offsets_are_committed_after_the_idle_sync_and_a_restart_resumes_there() {
+    let bus = require_stack();
+    let base = unique("querysync");
+    let topics = Topics {
+        patient: format!("{base}.fhir.patient.v1"),
+        observation: format!("{base}.fhir.observation.v1"),
+        encounter: format!("{base}.fhir.encounter.v1"),
+    };
+    for t in topics.all() {
+        create_topic(&bus, &t, 2).await;
+    }
+    let registry = Registry::new(&bus.registry).expect("registry");
+    let mut w =
+        Writer { producer: BusProducer::new(&bus, "it-query").expect("producer"), registry: registry.clone(), sent: 0 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = Running::start(&bus, &topics, dir.path().to_path_buf()).await;
+    for i in 0..3 {
+        w.send(&topics.patient, &patient(&format!("sync-p{i}"), &format!("SYNC-{i}"), "Syncer", 1_000)).await;
+    }
+    run.wait_processed(3).await;
+    let start = Instant::now();
+    loop {
+        let total = committed_total(&bus, &run.group, &topics.patient, 2);
+        if total == 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "committed {total} of 3 within 30 s of storing them");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.stop().await;
+
+    // The same store again: the group resumes after the three; only the new record arrives.
+    let run = Running::start(&bus, &topics, dir.path().to_path_buf()).await;
+    w.send(&topics.patient, &patient("sync-p3", "SYNC-3", "Syncer", 1_000)).await;
+    run.wait_processed(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(run.progress.received(), 1, "a restart re-read records whose offsets were committed");
+    let mut c = run.client().await;
+    for i in 0..4 {
+        let p = client::patient(&mut c, &PatientRef::Id(format!("sync-p{i}"))).await.expect("patient stored");
+        assert_eq!(p.id, format!("sync-p{i}"));
+    }
+    run.stop().await;
 }

@@ -261,7 +261,9 @@ pub struct AvroSerde<T> {
     registry: Registry,
     topic: String,
     reader: &'static TypeSchema,
-    strategy: SubjectNameStrategy,
+    /// Shared: it carries the whole schema text (~150 kB for the FHIR events), and callers
+    /// clone a serde per record.
+    strategy: Arc<SubjectNameStrategy>,
     skip_on_decode: Arc<[String]>,
     /// Per writer schema id, shared by clones (fan-out clones a serde per output).
     decodings: Arc<Mutex<HashMap<u32, Arc<Decoding>>>>,
@@ -291,11 +293,11 @@ where
 {
     pub fn new(registry: Registry, topic: &str) -> Self {
         let reader = type_schema::<T>();
-        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
+        let strategy = Arc::new(SubjectNameStrategy::TopicNameStrategyWithSchema(
             topic.to_string(),
             false,
             get_supplied_schema(reader.schema),
-        );
+        ));
         Self {
             skip_on_decode: registry.skip_on_decode.clone(),
             registry,
@@ -332,7 +334,7 @@ where
                 let registered = self
                     .registry
                     .encoder
-                    .get_schema_and_id(&key, self.strategy.clone())
+                    .get_schema_and_id(&key, SubjectNameStrategy::clone(&self.strategy))
                     .await
                     .map_err(AvroError::from_registry)?;
                 let encode_err = |e: apache_avro::Error| AvroError::Encode {

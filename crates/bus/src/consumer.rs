@@ -80,10 +80,22 @@ pub struct BusConsumer {
     inner: Arc<StreamConsumer<BusConsumerContext>>,
 }
 
+/// librdkafka's metadata refresh interval, which is also how often a pattern subscription
+/// looks for new matching topics.
+const PATTERN_REFRESH: &str = "topic.metadata.refresh.interval.ms";
+
 impl BusConsumer {
     /// Creates the consumer and subscribes to `topics`.
+    /// `topics` are names, or regular expressions starting with `^`.
     pub fn new(cfg: &BusConfig, group_id: &str, topics: &[&str], name: &str) -> Result<Self, BusError> {
-        let inner: StreamConsumer<BusConsumerContext> = consumer_client_config(cfg, group_id)
+        let mut client = consumer_client_config(cfg, group_id);
+        // A pattern subscription sees topics created after it only on a metadata refresh,
+        // every 5 minutes by default: a fresh cluster whose topics appear while the pipeline
+        // starts would leave them unread that long. 10 s costs one metadata request.
+        if topics.iter().any(|t| t.starts_with('^')) && !cfg.kafka.extra.contains_key(PATTERN_REFRESH) {
+            client.set(PATTERN_REFRESH, "10000");
+        }
+        let inner: StreamConsumer<BusConsumerContext> = client
             .create_with_context(BusConsumerContext::new(format!("{name}/consumer")))
             .map_err(|e| BusError::Config(e.to_string()))?;
         inner.subscribe(topics).map_err(|e| BusError::kafka("subscribe", e))?;
@@ -102,6 +114,22 @@ impl BusConsumer {
             Ok(m) => Ok(InputRecord::from_message(&m)),
             Err(e) => Err(BusError::kafka("consume", e)),
         }
+    }
+
+    /// Commits positions `(topic, partition, next offset to read)` in one asynchronous request.
+    pub fn commit_positions<'a>(
+        &self,
+        positions: impl IntoIterator<Item = (&'a str, i32, i64)>,
+    ) -> Result<(), BusError> {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, partition, next) in positions {
+            tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(next))
+                .map_err(|e| BusError::kafka("commit", e))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.inner.commit(&tpl, rdkafka::consumer::CommitMode::Async).map_err(|e| BusError::kafka("commit", e))
     }
 
     /// Commits `record` as processed (the next read starts after it). Asynchronous commit:

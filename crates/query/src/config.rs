@@ -25,8 +25,11 @@ pub struct QueryConfig {
     /// Delete the store on start and rebuild it from the topics (also `query --rebuild`).
     pub rebuild_on_start: bool,
     /// At most this many records stored per SQLite transaction (records already waiting in
-    /// the consumer are batched; one durable sync per batch).
+    /// the consumer are batched).
     pub max_batch: usize,
+    /// How often (ms) stored records are synced to disk and their offsets committed to Kafka:
+    /// the most a crash or power cut makes the store read again.
+    pub sync_interval_ms: u64,
     /// Changes a WatchPatient stream may fall behind before it is ended with RESOURCE_EXHAUSTED.
     pub watch_buffer: usize,
     /// `[query.tls]`: certificate files for the gRPC API (`cert`, `key`, optional `client_ca`
@@ -46,6 +49,7 @@ impl Default for QueryConfig {
             group_prefix: "arteria-query".into(),
             rebuild_on_start: false,
             max_batch: 500,
+            sync_interval_ms: 1000,
             watch_buffer: 1024,
             tls: tls_server::TlsFiles::default(),
         }

@@ -1,8 +1,9 @@
 //! Topics into the store: the at-least-once consumer loop.
 //!
-//! Each record is decoded (Avro `FhirResource`, writer schema from the registry), upserted,
-//! and only then its offset committed; a crash replays from the last commit and the idempotent
-//! upsert absorbs the replay. The consumer group belongs to the store file (kept in its `meta`
+//! Each record is decoded (Avro `FhirResource`, writer schema from the registry) and upserted;
+//! its offset is committed to Kafka only once the store has made it durable (`Store::sync`,
+//! every `sync_interval`, not per batch: the store commits without waiting on the disk). A
+//! crash replays from the last commit and the idempotent upsert absorbs the replay. The consumer group belongs to the store file (kept in its `meta`
 //! table): a new or deleted store gets a new group and so reads the topics from the start,
 //! which is how the store is rebuilt — Kafka is the source of truth.
 //!
@@ -18,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
@@ -54,7 +55,8 @@ pub struct Progress {
     pub deleted: AtomicU64,
     /// Could not be stored (logged by position) and skipped.
     pub skipped: AtomicU64,
-    /// Records fully handled (stored, ignored, deleted or skipped) and committed.
+    /// Records fully handled (stored, ignored, deleted or skipped): queryable, though their
+    /// offsets may wait for the next durable sync to be committed.
     pub processed: AtomicU64,
 }
 
@@ -134,6 +136,11 @@ pub struct Materializer {
     progress: Arc<Progress>,
     group: String,
     max_batch: usize,
+    sync_interval: Duration,
+    /// Next offset per partition of what is stored but not yet known durable: committed to
+    /// Kafka after the next sync.
+    pending: HashMap<(String, i32), i64>,
+    last_sync: Instant,
 }
 
 impl Materializer {
@@ -158,12 +165,22 @@ impl Materializer {
             progress: Arc::default(),
             group,
             max_batch: 500,
+            sync_interval: Duration::from_millis(1000),
+            pending: HashMap::new(),
+            last_sync: Instant::now(),
         })
     }
 
     /// At most this many records per store transaction (default 500).
     pub fn with_max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
+        self
+    }
+
+    /// How often stored records are made durable and their offsets committed (default 1 s):
+    /// the most a crash replays, and what a power cut may take back (replayed as well).
+    pub fn with_sync_interval(mut self, d: Duration) -> Self {
+        self.sync_interval = d;
         self
     }
 
@@ -199,17 +216,24 @@ impl Materializer {
         }
     }
 
-    /// Runs until `shutdown`; then leaves the group (pending commits complete) and checkpoints.
+    /// Runs until `shutdown`; then checkpoints, commits what is stored and leaves the group.
     ///
     /// Records already waiting in the consumer are taken together (up to `max_batch`) and
-    /// stored in one transaction: one durable sync per batch instead of per record, so a
-    /// rebuild runs at batch speed while a trickle of live records is still stored one by one
-    /// as it arrives.
+    /// stored in one transaction, so a rebuild runs at batch speed while a trickle of live
+    /// records is still stored one by one as it arrives.
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), MaterializeError> {
-        tracing::info!(group = %self.group, max_batch = self.max_batch, "materialising FHIR topics");
+        tracing::info!(group = %self.group, max_batch = self.max_batch, sync_ms = self.sync_interval.as_millis() as u64, "materialising FHIR topics");
         let result = loop {
+            let next_sync = tokio::time::Instant::from_std(self.last_sync + self.sync_interval);
             let first = tokio::select! {
                 r = self.consumer.recv() => r,
+                // Idle with stored records not yet durable: sync now rather than at the next record.
+                _ = tokio::time::sleep_until(next_sync), if !self.pending.is_empty() => {
+                    match self.sync_and_commit().await {
+                        Ok(()) => continue,
+                        Err(e) => break Err(e),
+                    }
+                }
                 _ = shutdown.wait() => break Ok(()),
             };
             let first = match first {
@@ -242,29 +266,53 @@ impl Materializer {
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
             }
-            self.commit(&batch);
+            let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+            for r in &batch {
+                next.insert((r.topic.as_str(), r.partition), r.offset + 1);
+            }
+            for ((topic, partition), offset) in next {
+                self.pending.insert((topic.to_string(), partition), offset);
+            }
             self.progress.processed.fetch_add(batch.len() as u64, Ordering::Release);
+            if self.last_sync.elapsed() >= self.sync_interval
+                && let Err(e) = self.sync_and_commit().await
+            {
+                break Err(e);
+            }
         };
+        // The checkpoint (TRUNCATE) syncs the file, after which what was stored is committed.
         let store = self.store.clone();
-        self.consumer.close().await?;
-        tokio::task::spawn_blocking(move || store.checkpoint())
+        let checkpointed = tokio::task::spawn_blocking(move || store.checkpoint())
             .await
-            .map_err(|e| MaterializeError::Join(e.to_string()))??;
+            .map_err(|e| MaterializeError::Join(e.to_string()))?;
+        if checkpointed.is_ok() {
+            self.commit_pending();
+        }
+        self.consumer.close().await?;
+        checkpointed?;
         tracing::info!("materialiser stopped");
         result
     }
 
-    /// Commits the last offset of each partition in the batch.
-    fn commit(&self, batch: &[InputRecord]) {
-        let mut last: HashMap<(&str, i32), &InputRecord> = HashMap::new();
-        for r in batch {
-            last.insert((r.topic.as_str(), r.partition), r);
+    /// Makes what is stored durable, then commits its offsets. A failed sync stops the loop:
+    /// committing without it could lose records for good on a power cut.
+    async fn sync_and_commit(&mut self) -> Result<(), MaterializeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.sync())
+            .await
+            .map_err(|e| MaterializeError::Join(e.to_string()))??;
+        self.last_sync = Instant::now();
+        self.commit_pending();
+        Ok(())
+    }
+
+    /// Commits the pending positions in one request.
+    fn commit_pending(&mut self) {
+        let positions = self.pending.iter().map(|((t, p), next)| (t.as_str(), *p, *next));
+        if let Err(e) = self.consumer.commit_positions(positions) {
+            tracing::warn!(error = %e, partitions = self.pending.len(), "commit failed; records may be replayed");
         }
-        for rec in last.values() {
-            if let Err(e) = self.consumer.commit(rec) {
-                tracing::warn!(error = %e, topic = %rec.topic, partition = rec.partition, offset = rec.offset, "commit failed; records may be replayed");
-            }
-        }
+        self.pending.clear();
     }
 
     /// Decodes and stores a batch. Ok(false): shutdown came first (nothing stored).

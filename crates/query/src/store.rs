@@ -34,6 +34,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot sync the store file {path} to disk: {source}")]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot remove the store file {path}: {source}")]
     Remove {
         path: PathBuf,
@@ -388,17 +394,13 @@ impl Store {
         writer.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         // WAL: readers do not block the writer.
         //
-        // synchronous=FULL, and why not NORMAL: the materialiser commits a batch's offsets to
-        // Kafka after `apply` returns, outside this database. With NORMAL a WAL commit is not
-        // synced, so a power cut could lose a transaction whose offsets Kafka already holds,
-        // and those records would never be read again: the view would silently miss them.
-        // FULL syncs the WAL before `apply` returns, which keeps the invariant "an offset is
-        // committed only for records durably stored". It costs one fsync per batch, which under
-        // load (batches of up to `max_batch`) is well under a microsecond per record. NORMAL
-        // becomes safe only if the offsets move into this database, committed in the same
-        // transaction as the records (then a lost transaction takes its offsets with it).
+        // synchronous=NORMAL: a commit is not synced, so a power cut may lose the last
+        // transactions. What keeps the view complete is that the materialiser commits offsets
+        // to Kafka only after `sync` has made the transactions holding those records durable:
+        // a lost transaction's records are read again. FULL (one fsync per batch) made the
+        // store wait on the disk for most of its time under load.
         writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        writer.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        writer.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
         // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: resource ids are random, so
         // each record dirties index leaves all over the file, and a longer WAL lets a page
         // written by several batches be copied into the database once (measured on a rebuild
@@ -641,6 +643,24 @@ impl Store {
             b.st(Sql::InsertCode)?.execute([resource_type, id, system, code])?;
         }
         Ok(())
+    }
+
+    /// Makes every transaction committed so far durable. With synchronous=NORMAL a commit
+    /// only appends to the WAL; fsync of the WAL file covers what is still there, and what a
+    /// checkpoint already moved into the main file was synced by that checkpoint. (A PASSIVE
+    /// checkpoint is no substitute: it skips its WAL sync when a reader blocks it.)
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let file = match std::fs::File::open(&wal) {
+            Ok(f) => f,
+            // No WAL (not written yet, or removed by a clean close): everything is in the file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(&self.path)
+                .map_err(|source| StoreError::Sync { path: self.path.clone(), source })?,
+            Err(source) => return Err(StoreError::Sync { path: wal.into(), source }),
+        };
+        file.sync_data().map_err(|source| StoreError::Sync { path: self.path.clone(), source })
     }
 
     /// Checkpoints the WAL into the main file (on shutdown, so the file alone is complete).

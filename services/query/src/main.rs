@@ -90,6 +90,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     )
     .context("cannot start the consumer")?
     .with_max_batch(cfg.query.max_batch)
+    .with_sync_interval(std::time::Duration::from_millis(cfg.query.sync_interval_ms))
     .with_metrics(metrics.clone());
     let lag_task = tokio::spawn(lifecycle::report_lag("query", materializer.lag(), metrics.clone(), shutdown.clone()));
     let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
