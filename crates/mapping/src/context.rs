@@ -28,6 +28,8 @@ pub struct Env<'a> {
     /// Hash states of the event ids' shared first parts, per resource type (see
     /// [`identity::Prefix`]).
     pub event_prefixes: std::cell::RefCell<Vec<(&'static str, identity::Prefix)>>,
+    /// Units converted so far, by their raw text (see [`datatypes::units`]).
+    pub units_seen: std::cell::RefCell<Vec<(Box<str>, datatypes::Units)>>,
 }
 
 /// Raw text, its conversion, and the converted text (see [`Env::last_time`]).
@@ -46,6 +48,7 @@ impl<'a> Env<'a> {
             delims,
             last_time: Default::default(),
             event_prefixes: Default::default(),
+            units_seen: Default::default(),
         }
     }
 

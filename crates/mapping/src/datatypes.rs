@@ -148,7 +148,9 @@ pub fn cwe(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
         parts[i + 1] = Some(c.value());
     }
     let comp = |_: &Repetition<'_>, n: usize| txt(parts[n]);
-    let mut cc = CodeableConcept::default();
+    // Room for the codes sent (usually one; a first push would reserve four).
+    let codes = [1, 4, 10].iter().filter(|&&n| parts[n].is_some_and(|v| !v.is_empty())).count();
+    let mut cc = CodeableConcept { coding: Vec::with_capacity(codes), text: None };
     for (code_n, text_n, sys_n, ver_n) in [(1, 2, 3, 7), (4, 5, 6, 8), (10, 11, 12, 13)] {
         let code = comp(r, code_n);
         let display = comp(r, text_n);
@@ -442,13 +444,28 @@ pub type Units = (Option<Shared>, Option<Text>, Option<Shared>);
 /// sender says the unit is UCUM (or the code is a plain UCUM-safe symbol from an unnamed
 /// system is *not* assumed) — UCUM normalisation is the terminology stage's job.
 pub fn units(env: &Env<'_>, r: &Repetition<'_>) -> Units {
-    let shared = |n: usize| txt_ref(r.component(n).map(|c| c.value())).map(|t| Shared::from(&*t));
+    // The units of a message's results repeat (every mg/dL of a panel): converted once per
+    // distinct text and shared; the conversion depends only on the text and the sender.
+    let raw = r.as_str();
+    if let Some((_, u)) = env.units_seen.borrow().iter().find(|(k, _)| **k == *raw) {
+        return u.clone();
+    }
+    let mut parts: [Option<Value<'_>>; 4] = [None; 4];
+    for (i, c) in r.components().take(3).enumerate() {
+        parts[i + 1] = Some(c.value());
+    }
+    let shared = |n: usize| txt_ref(parts[n]).map(|t| Shared::from(&*t));
     let code = shared(1);
     let text = shared(2);
-    match (code, txt_ref(r.component(3).map(|c| c.value()))) {
+    let u = match (code, txt_ref(parts[3])) {
         (Some(c), Some(s)) => (text.or_else(|| Some(c.clone())), Some(code_system(env, &s)), Some(c)),
         (code, _) => (text.or(code), None, None),
+    };
+    let mut cache = env.units_seen.borrow_mut();
+    if cache.len() < 16 {
+        cache.push((raw.into(), u.clone()));
     }
+    u
 }
 
 /// NM text with units → Quantity; `None` when not a number.
@@ -648,6 +665,24 @@ mod tests {
             assert_eq!(cc.coding[1].system.as_deref(), Some("urn:arteria:v2:codesystem:TEST:99LAB"));
             let f = field("^free text only");
             assert_eq!(cwe(env, &f.repetition(1).unwrap()).unwrap().text.as_deref(), Some("free text only"));
+        });
+    }
+
+    /// Units repeat within a message: the second of the same text is the first's (shared),
+    /// another text is converted on its own.
+    #[test]
+    fn units_converted_once_per_text() {
+        with_env(|env| {
+            let f = field("mg/dL^milligram per deciliter^UCUM~mmol/L^^UCUM~mg/dL^milligram per deciliter^UCUM");
+            let a = units(env, &f.repetition(1).unwrap());
+            assert_eq!(
+                (a.0.as_deref(), a.1.as_deref(), a.2.as_deref()),
+                (Some("milligram per deciliter"), Some("http://unitsofmeasure.org"), Some("mg/dL"))
+            );
+            let b = units(env, &f.repetition(2).unwrap());
+            assert_eq!((b.0.as_deref(), b.2.as_deref()), (Some("mmol/L"), Some("mmol/L")));
+            assert_eq!(units(env, &f.repetition(3).unwrap()), a);
+            assert_eq!(env.units_seen.borrow().len(), 2);
         });
     }
 

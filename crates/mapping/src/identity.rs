@@ -44,7 +44,8 @@ impl Prefix {
 /// Feeds the length-prefixed `parts`, gathered on the stack and hashed in one update (this runs
 /// for every resource and reference; many small updates cost more than the hashing itself).
 fn feed(h: &mut Sha256, parts: &[&str]) {
-    let mut buf = [0u8; 256];
+    // Sized for the usual key (longer ones are hashed in pieces): zeroing it is per id too.
+    let mut buf = [0u8; 128];
     let mut n = 0;
     for p in parts {
         let len = (p.len() as u64).to_be_bytes();

@@ -96,6 +96,7 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
         last_time: Default::default(),
         // Room for the event types of a message (one hash state each).
         event_prefixes: std::cell::RefCell::new(Vec::with_capacity(8)),
+        units_seen: Default::default(),
     };
     for (n, present) in [(11, msg.processing_id().is_some()), (12, msg.version().is_some())] {
         if !present {
