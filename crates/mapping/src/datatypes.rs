@@ -19,7 +19,7 @@ pub fn txt(v: Option<Value<'_>>) -> Option<String> {
     // Padding spaces are an artefact of fixed-width senders, not data.
     // One allocation at most: an unescaped (owned) text is reused when nothing is trimmed.
     let t = v?.text()?;
-    let trimmed = t.trim();
+    let trimmed = trim(&t);
     if trimmed.is_empty() {
         return None;
     }
@@ -29,14 +29,22 @@ pub fn txt(v: Option<Value<'_>>) -> Option<String> {
     })
 }
 
+/// `str::trim`, skipping its Unicode scan when both ends are visible ASCII (almost always).
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if (0x21..0x7f).contains(a) && (0x21..0x7f).contains(z) => s,
+        _ => s.trim(),
+    }
+}
+
 /// Like [`txt`], borrowing from the message when there is nothing to unescape: for values
 /// that are only looked at (codes, system names), not stored.
 pub fn txt_ref<'m>(v: Option<Value<'m>>) -> Option<Cow<'m, str>> {
     let t = v?.text()?;
     let trimmed = match &t {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-        Cow::Owned(o) if o.trim().len() == o.len() => t,
-        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+        Cow::Borrowed(b) => Cow::Borrowed(trim(b)),
+        Cow::Owned(o) if trim(o).len() == o.len() => t,
+        Cow::Owned(o) => Cow::Owned(trim(o).to_string()),
     };
     (!trimmed.is_empty()).then_some(trimmed)
 }
@@ -52,19 +60,20 @@ pub fn sub(r: &Repetition<'_>, n: usize, s: usize) -> Option<String> {
 }
 
 /// A repetition split into its components once, for the datatypes that read many of them
-/// (reading component n scans from the start, so n reads would be quadratic).
-struct Comps<'m>([Option<Component<'m>>; 22]);
+/// (reading component n scans from the start, so n reads would be quadratic): components
+/// 1..N, as many as the datatype reads (splitting and holding more costs per value).
+struct Comps<'m, const N: usize>([Option<Component<'m>>; N]);
 
-impl<'m> Comps<'m> {
-    fn new(r: &Repetition<'m>) -> Comps<'m> {
-        let mut c = [None; 22];
-        for (i, comp) in r.components().take(21).enumerate() {
+impl<'m, const N: usize> Comps<'m, N> {
+    fn new(r: &Repetition<'m>) -> Comps<'m, N> {
+        let mut c = [None; N];
+        for (i, comp) in r.components().take(N - 1).enumerate() {
             c[i + 1] = Some(comp);
         }
         Comps(c)
     }
 
-    /// Component `n` (1..=21) as text, like [`comp`].
+    /// Component `n` (1..N) as text, like [`comp`].
     fn comp(&self, n: usize) -> Option<String> {
         txt(self.0[n].map(|c| c.value()))
     }
@@ -242,7 +251,7 @@ pub fn language(env: &Env<'_>, r: &Repetition<'_>) -> Option<CodeableConcept> {
 
 /// CX → Identifier (CX-1 value, CX-4 authority → system, CX-5 → type via table 0203).
 pub fn cx(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
-    let c = Comps::new(r);
+    let c = Comps::<9>::new(r);
     let value = c.comp(1)?;
     let system = hd_system(env, c.sub(4, 1).as_deref(), c.sub(4, 2).as_deref(), c.sub(4, 3).as_deref());
     let r#type = c.comp(5).map(|t| {
@@ -258,7 +267,7 @@ pub fn cx(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
 
 /// EI → Identifier (entity id, namespace/universal id → system).
 pub fn ei(env: &Env<'_>, r: &Repetition<'_>) -> Option<Identifier> {
-    let c = Comps::new(r);
+    let c = Comps::<5>::new(r);
     let value = c.comp(1)?;
     let system = hd_system(env, c.comp(2).as_deref(), c.comp(3).as_deref(), c.comp(4).as_deref());
     Some(Identifier { system, value: Some(value), ..Default::default() })
@@ -274,7 +283,7 @@ pub fn ei_typed(env: &Env<'_>, r: &Repetition<'_>, type_code: &str) -> Option<Id
 
 /// XPN → HumanName.
 pub fn xpn(r: &Repetition<'_>) -> Option<HumanName> {
-    let c = Comps::new(r);
+    let c = Comps::<15>::new(r);
     let mut n = HumanName { family: c.sub(1, 1), ..Default::default() };
     n.given.extend(c.comp(2));
     if let Some(middle) = c.comp(3) {
@@ -290,7 +299,7 @@ pub fn xpn(r: &Repetition<'_>) -> Option<HumanName> {
 
 /// XCN (components 2..7, 14) → HumanName.
 pub fn xcn_name(r: &Repetition<'_>) -> Option<HumanName> {
-    let c = Comps::new(r);
+    let c = Comps::<22>::new(r);
     let mut n = HumanName { family: c.sub(2, 1), ..Default::default() };
     n.given.extend(c.comp(3));
     if let Some(middle) = c.comp(4) {
@@ -305,7 +314,7 @@ pub fn xcn_name(r: &Repetition<'_>) -> Option<HumanName> {
 
 /// XAD → Address.
 pub fn xad(r: &Repetition<'_>) -> Option<Address> {
-    let c = Comps::new(r);
+    let c = Comps::<20>::new(r);
     let mut a = Address::default();
     a.line.extend(c.sub(1, 1));
     a.line.extend(c.comp(2));
@@ -325,7 +334,7 @@ pub fn xad(r: &Repetition<'_>) -> Option<Address> {
 
 /// XTN → ContactPoint.
 pub fn xtn(r: &Repetition<'_>) -> Option<ContactPoint> {
-    let c = Comps::new(r);
+    let c = Comps::<13>::new(r);
     let use_code = c.comp(2);
     let equip = c.comp(3);
     let email = c.comp(4);
@@ -567,8 +576,8 @@ pub fn base64(bytes: &[u8]) -> String {
 /// Reference range text (OBX-7) → low/high where it parses ("3.5-5.0", ">60", "<5", "<=5"),
 /// always keeping the text.
 pub fn reference_range(text: &str, unit: Units) -> (Option<Quantity>, Option<Quantity>) {
-    let t = text.trim();
-    let d = |s: &str| Decimal::parse(s.trim());
+    let t = trim(text);
+    let d = |s: &str| Decimal::parse(trim(s));
     let (low, high) = if let Some(rest) = t.strip_prefix(">=").or_else(|| t.strip_prefix('>')) {
         // "> 60" is exclusive, but FHIR ranges are inclusive: keep only when it is ">=",
         // else the text alone carries it.
@@ -684,6 +693,15 @@ mod tests {
             assert_eq!(units(env, &f.repetition(3).unwrap()), a);
             assert_eq!(env.units_seen.borrow().len(), 2);
         });
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in
+            ["", " ", "a", " a ", "ab", "a b", "\tx\r", "\u{3000}x\u{3000}", "é ", " é", "x\u{a0}", "~!", "\u{1f}x"]
+        {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]

@@ -163,7 +163,9 @@ impl Decimal {
     /// Reads a number as HL7 v2 writes it (`+5`, `007.50`, `.5`, `-0.2`, `1E3`) and returns the
     /// FHIR form with the same significant digits, or `None` when it is not a number.
     pub fn parse(s: &str) -> Option<Decimal> {
-        let s = s.trim();
+        // `trim` only when an end may be white space (its Unicode scan is most of a short parse).
+        let visible = |b: Option<&u8>| b.is_some_and(|b| (0x21..0x7f).contains(b));
+        let s = if visible(s.as_bytes().first()) && visible(s.as_bytes().last()) { s } else { s.trim() };
         if Decimal::is_canonical(s) {
             return Some(Decimal::of(s));
         }
