@@ -93,6 +93,8 @@ pub struct Out {
     /// that points at the resource (subjects, results, the header's focus, provenance targets).
     refs: Vec<Option<Shared>>,
     master: HashMap<String, usize>,
+    /// The reference made for each XCN text seen (ORC-12, OBR-16 and OBX-16 usually repeat one).
+    practitioners: Vec<(Box<str>, Reference)>,
 }
 
 impl Out {
@@ -131,6 +133,18 @@ impl Out {
 
     /// XCN → Practitioner (deduplicated by id, or by name when the sender sends no id).
     pub fn practitioner(&mut self, env: &Env<'_>, r: &Repetition<'_>) -> Option<Reference> {
+        // The same text gives the same practitioner (already in the output) and reference.
+        if let Some((_, reference)) = self.practitioners.iter().find(|(raw, _)| **raw == *r.as_str()) {
+            return Some(reference.clone());
+        }
+        let reference = self.new_practitioner(env, r)?;
+        if self.practitioners.len() < 16 {
+            self.practitioners.push((r.as_str().into(), reference.clone()));
+        }
+        Some(reference)
+    }
+
+    fn new_practitioner(&mut self, env: &Env<'_>, r: &Repetition<'_>) -> Option<Reference> {
         let id_value = comp(r, 1);
         let name = datatypes::xcn_name(r);
         if id_value.is_none() && name.is_none() {

@@ -378,28 +378,44 @@ pub fn xtn(r: &Repetition<'_>) -> Option<ContactPoint> {
 /// A v2 time value → FHIR dateTime text; records the original, notes zone fallback and
 /// invalid values (which are then left out, reported).
 pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime> {
+    ts_with(env, v, place, |t, _| t.clone())
+}
+
+/// Like [`ts`], the FHIR text only, shared with the other values of the same time in the
+/// message (OBX-14 repeats in every result).
+pub fn ts_shared(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<Shared> {
+    ts_with(env, v, place, |_, converted| Shared::from(converted.clone()))
+}
+
+/// The conversion behind [`ts`] and [`ts_shared`]; `out` takes what the caller keeps of it.
+fn ts_with<R>(
+    env: &Env<'_>,
+    v: Option<Value<'_>>,
+    place: Place,
+    out: impl FnOnce(&FhirTime, &std::sync::Arc<str>) -> R,
+) -> Option<R> {
     let v = v?;
     // TS has the time in component 1 (component 2 is the old precision indicator).
     let first = v.as_str().split(env.delims.component as char).next().unwrap_or("");
     if first.is_empty() || first == "\"\"" {
         return None;
     }
-    let cached = env
-        .last_time
-        .borrow()
-        .as_ref()
-        .filter(|(raw, ..)| &**raw == first)
-        .map(|(raw, t, conv)| (raw.clone(), t.clone(), conv.clone()));
-    let converted = match cached {
-        Some(c) => Ok(c),
-        None => time::convert(first, env.zone).map(|t| {
-            let c = (std::sync::Arc::<str>::from(first), t.clone(), std::sync::Arc::<str>::from(t.value.as_str()));
-            *env.last_time.borrow_mut() = Some(c.clone());
-            c
-        }),
-    };
-    match converted {
-        Ok((original, t, converted)) => {
+    let hit = env.last_time.borrow().as_ref().is_some_and(|(raw, ..)| &**raw == first);
+    if !hit {
+        match time::convert(first, env.zone) {
+            Ok(t) => {
+                let converted = std::sync::Arc::<str>::from(t.value.as_str());
+                *env.last_time.borrow_mut() = Some((std::sync::Arc::<str>::from(first), t, converted));
+            }
+            Err(e) => {
+                env.tracker.note(NoteKind::InvalidValue, place, e.to_string());
+                return None;
+            }
+        }
+    }
+    let cached = env.last_time.borrow();
+    match cached.as_ref() {
+        Some((original, t, converted)) => {
             if t.zone == ZoneSource::Fallback {
                 env.tracker.note(
                     NoteKind::ZoneAssumed,
@@ -407,13 +423,15 @@ pub fn ts(env: &Env<'_>, v: Option<Value<'_>>, place: Place) -> Option<FhirTime>
                     "time without offset and no sender time zone: fallback zone applied",
                 );
             }
-            env.tracker.time(TimeRecord { place, original, converted, zone: t.zone });
-            Some(t)
+            env.tracker.time(TimeRecord {
+                place,
+                original: original.clone(),
+                converted: converted.clone(),
+                zone: t.zone,
+            });
+            Some(out(t, converted))
         }
-        Err(e) => {
-            env.tracker.note(NoteKind::InvalidValue, place, e.to_string());
-            None
-        }
+        None => unreachable!("converted above"),
     }
 }
 

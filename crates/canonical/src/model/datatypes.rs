@@ -90,6 +90,12 @@ impl From<&String> for Shared {
     }
 }
 
+impl From<std::sync::Arc<str>> for Shared {
+    fn from(s: std::sync::Arc<str>) -> Shared {
+        Shared(s)
+    }
+}
+
 impl From<Shared> for String {
     fn from(s: Shared) -> String {
         s.0.to_string()

@@ -248,9 +248,10 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// The inside of a JSON string: `s` with the escapes of [`write_str`], without the quotes.
 ///
-/// Copied in whole words while it is checked: most strings are short (codes, units, ids), and
-/// a call to `memcpy` with a run-time length cost more than the copy itself. The tail is the
-/// (overlapping) last word, written over the bytes it repeats after a `truncate`.
+/// Short strings (codes, units, numbers as text — most of them) are copied in whole words
+/// while they are checked, the tail as the overlapping last word written over the bytes it
+/// repeats after a `truncate`: a call to `memcpy` with a run-time length costs more than such a
+/// copy. Longer ones are scanned, then copied in one piece.
 #[inline]
 pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
@@ -258,27 +259,22 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let n = b.len();
     let word = |i: usize| -> [u8; 8] { b[i..i + 8].try_into().expect("eight bytes") };
     let half = |i: usize| -> [u8; 4] { b[i..i + 4].try_into().expect("four bytes") };
-    let clean = if n >= 8 {
-        out.reserve(n);
-        let mut i = 0;
-        let mut clean = true;
-        while i + 8 <= n {
-            let w = word(i);
-            if escape_mask(u64::from_le_bytes(w)) != 0 {
-                clean = false;
-                break;
+    // A flagged byte always means a real escape in the same word (see `escape_mask`).
+    let clean = if n > 16 {
+        match first_escape(b, 0) {
+            None => {
+                out.extend_from_slice(b);
+                return;
             }
-            out.extend_from_slice(&w);
-            i += 8;
+            Some(j) => return write_escaped_from(out, b, j),
         }
-        if clean && i < n {
-            // Bytes before `i` are clean, so a flag here is a real escape in the tail.
-            let w = word(n - 8);
-            clean = escape_mask(u64::from_le_bytes(w)) == 0;
-            if clean {
-                out.truncate(start + n - 8);
-                out.extend_from_slice(&w);
-            }
+    } else if n >= 8 {
+        let (lo, hi) = (word(0), word(n - 8));
+        let clean = escape_mask(u64::from_le_bytes(lo)) == 0 && escape_mask(u64::from_le_bytes(hi)) == 0;
+        if clean {
+            out.extend_from_slice(&lo);
+            out.truncate(start + n - 8);
+            out.extend_from_slice(&hi);
         }
         clean
     } else if n >= 4 {
@@ -301,7 +297,6 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
         clean
     };
     if !clean {
-        out.truncate(start);
         let j = first_escape(b, 0).expect("a byte to escape");
         write_escaped_from(out, b, j);
     }
@@ -404,7 +399,7 @@ mod tests {
         }
         // Every position of each escaped byte around the eight-byte steps, alone and followed
         // by the bytes a borrow from it could flag falsely.
-        for len in [1, 7, 8, 9, 15, 20] {
+        for len in [1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 20, 33] {
             for c in (0u8..0x20).chain([b'"', b'\\']) {
                 for pos in 0..len {
                     for next in [b'x', b' ', b'#', b']', b'!'] {
@@ -416,7 +411,7 @@ mod tests {
             }
         }
         // Two escapes, in every pair of positions.
-        for len in [9, 12, 16, 17] {
+        for len in [4, 6, 9, 12, 16, 17, 24] {
             for p1 in 0..len {
                 for p2 in p1 + 1..len {
                     for (c1, c2) in [(b'\n', b'"'), (b'"', b'\\'), (0x1f, 0x01)] {

@@ -26,9 +26,10 @@ fhir_choice!(
 
 fhir_choice!(
     /// `effective[x]`: a point or a span (`occurrence[x]`, `performed[x]`, `onset[x]` and
-    /// `collected[x]` below are the same choice under their own JSON keys).
+    /// `collected[x]` below are the same choice under their own JSON keys). The point is
+    /// shared text: a message's results usually repeat one observation time.
     Effective {
-        DateTime(String) = "effectiveDateTime",
+        DateTime(Shared) = "effectiveDateTime",
         Period(Period) = "effectivePeriod",
     }
 );

@@ -77,7 +77,7 @@ pub(crate) struct RequestGroup {
     pub specimens: Vec<Reference>,
     /// True after an SPM: OBX now belong to the SPECIMEN group.
     pub in_specimen_group: bool,
-    pub effective: Option<String>,
+    pub effective: Option<Shared>,
 }
 
 /// State of the walk through one message.

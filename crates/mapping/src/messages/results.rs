@@ -134,7 +134,7 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let end = dt::ts(env, s.f(8).map(|f| f.value()), s.place(8)).map(|t| t.value);
     let effective = match (&start, &end) {
         (Some(a), Some(b)) => Some(Effective::Period(Period { start: Some(a.clone()), end: Some(b.clone()) })),
-        (Some(a), None) => Some(Effective::DateTime(a.clone())),
+        (Some(a), None) => Some(Effective::DateTime(a.into())),
         (None, Some(b)) => Some(Effective::Period(Period { start: None, end: Some(b.clone()) })),
         _ => None,
     };
@@ -191,7 +191,7 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         {
             sr.occurrence = Some(match effective.clone() {
                 Some(Effective::Period(p)) => Occurrence::Period(p),
-                Some(Effective::DateTime(d)) => Occurrence::DateTime(d),
+                Some(Effective::DateTime(d)) => Occurrence::DateTime(d.into()),
                 None => unreachable!("start is set"),
             });
         }
@@ -203,7 +203,10 @@ pub(crate) fn obr<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         specimen: None,
         specimens: Vec::new(),
         in_specimen_group: false,
-        effective: start,
+        effective: match effective {
+            Some(Effective::DateTime(d)) => Some(d),
+            _ => start.map(Shared::from),
+        },
     });
     w.note_target = Some(sr_i);
     for tq in std::mem::take(&mut w.pending_tq1) {
@@ -342,7 +345,7 @@ pub(crate) fn obx<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
         None => "unknown",
     }
     .into();
-    let effective = dt::ts(env, s.f(14).map(|f| f.value()), s.place(14)).map(|t| t.value);
+    let effective = dt::ts_shared(env, s.f(14).map(|f| f.value()), s.place(14));
     o.effective = effective.or_else(|| w.request.as_ref().and_then(|r| r.effective.clone())).map(Effective::DateTime);
     if let Some(f) = s.f(16) {
         for r in f.repetitions() {
