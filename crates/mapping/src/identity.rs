@@ -74,15 +74,14 @@ fn finish(h: Sha256) -> String {
     b[6] = (b[6] & 0x0F) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3F) | 0x80; // RFC 9562 variant
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push(char::from(HEX[usize::from(byte >> 4)]));
-        s.push(char::from(HEX[usize::from(byte & 0xF)]));
+    // 8-4-4-4-12: where each byte's two digits go.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut s = *b"00000000-0000-0000-0000-000000000000";
+    for (byte, at) in b.iter().zip(AT) {
+        s[at] = HEX[usize::from(byte >> 4)];
+        s[at + 1] = HEX[usize::from(byte & 0xF)];
     }
-    s
+    String::from_utf8(s.to_vec()).expect("hex digits and dashes")
 }
 
 #[cfg(test)]

@@ -53,9 +53,16 @@ fn race_or_ethnicity(env: &Env<'_>, r: &hl7v2::Repetition<'_>, table: &str) -> O
 
 /// The Patient id for an identifier list: the MR identifier if any, else the first.
 fn patient_id(env: &Env<'_>, list: &Field<'_>) -> Option<String> {
-    let reps: Vec<_> = list.repetitions().filter(|r| comp(r, 1).is_some()).collect();
-    let best = reps.iter().find(|r| comp(r, 5).as_deref() == Some("MR")).or(reps.first())?;
-    let id = dt::cx(env, best)?;
+    patient_key(env, &identifiers(env, list))
+}
+
+/// The Patient id for identifiers mapped from a CX list (one per repetition with an id, in
+/// order): the one typed MR (CX-5) if any, else the first.
+fn patient_key(env: &Env<'_>, ids: &[Identifier]) -> Option<String> {
+    let mr = |i: &&Identifier| {
+        i.r#type.as_ref().and_then(|t| t.coding.first()).is_some_and(|c| c.code.as_deref() == Some("MR"))
+    };
+    let id = ids.iter().find(mr).or(ids.first())?;
     // Without an assigning authority a number is only unique at its sender: scope it, so
     // MRN 123 from two senders never becomes one patient.
     let scope = match &id.system {
@@ -76,16 +83,13 @@ pub(crate) fn pid<'m>(w: &mut Walk<'_, 'm>, seg: Segment<'m>) {
     let s = env.seg(seg);
     s.structural(&[1]);
     let mut p = Patient::default();
-    let pid3 = s.f(3);
-    let id = pid3
-        .as_ref()
-        .and_then(|f| patient_id(env, f))
+    // PID-3 mapped once, for the key and the identifiers.
+    let ids3 = s.f(3).map(|f| identifiers(env, &f)).unwrap_or_default();
+    let id = patient_key(env, &ids3)
         .or_else(|| s.f(2).and_then(|f| patient_id(env, &f)))
         .or_else(|| s.f(4).and_then(|f| patient_id(env, &f)))
         .unwrap_or_else(|| env.event_id("Patient", seg.index(), ""));
-    if let Some(f) = &pid3 {
-        p.identifier.extend(identifiers(env, f));
-    }
+    p.identifier = ids3;
     for n in [2, 4] {
         if let Some(f) = s.f(n) {
             p.identifier.extend(identifiers(env, &f));
