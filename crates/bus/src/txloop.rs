@@ -658,7 +658,10 @@ impl TxLoop {
     ) -> Result<(), TxnFailure> {
         let (ids, futs): (Vec<RecordId>, Vec<DeliveryFuture>) = deliveries.into_iter().unzip();
         let single_input = ids.windows(2).all(|w| w[0] == w[1]);
-        for (id, d) in ids.into_iter().zip(futures::future::join_all(futs).await) {
+        let waited = Instant::now();
+        let delivered = futures::future::join_all(futs).await;
+        let delivery_us = waited.elapsed().as_micros() as u64;
+        for (id, d) in ids.into_iter().zip(delivered) {
             match d {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
@@ -707,7 +710,7 @@ impl TxLoop {
             move || p.commit_transaction(timeout)
         })
         .await?;
-        tracing::trace!(stage = %self.cfg.stage, send_offsets_us = (t1 - t0).as_micros() as u64,
+        tracing::trace!(stage = %self.cfg.stage, delivery_us, send_offsets_us = (t1 - t0).as_micros() as u64,
             commit_us = t1.elapsed().as_micros() as u64, "transaction committed");
         Ok(())
     }

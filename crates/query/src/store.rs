@@ -209,20 +209,43 @@ CREATE TABLE IF NOT EXISTS patient_names (
     PRIMARY KEY (patient_id, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_by_name ON patient_names (name);
+-- Keyed by patient first: a message's resources are about one patient, so their code rows
+-- share a few B-tree leaves instead of each landing on a random one (resource ids are hashes);
+-- patient_id is '' for a resource without one. No index by code alone: every code search is
+-- within one patient's resources, through the primary key (an older store's codes_by_code is
+-- dropped on open: it cost a write per code).
 CREATE TABLE IF NOT EXISTS codes (
     resource_type TEXT NOT NULL,
+    patient_id    TEXT NOT NULL,
     id            TEXT NOT NULL,
     system        TEXT NOT NULL,
     code          TEXT NOT NULL,
-    PRIMARY KEY (resource_type, id, system, code)
+    PRIMARY KEY (resource_type, patient_id, id, system, code)
 ) WITHOUT ROWID;
--- No index by code alone: every code search is within one patient's resources, through the
--- primary key (an older store's codes_by_code is dropped on open: it cost a write per code).
 DROP INDEX IF EXISTS codes_by_code;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+";
+
+/// Moves an older store's code rows (keyed by resource) into the patient-keyed table.
+const REKEY_CODES: &str = "
+BEGIN;
+ALTER TABLE codes RENAME TO codes_by_resource;
+CREATE TABLE codes (
+    resource_type TEXT NOT NULL,
+    patient_id    TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    system        TEXT NOT NULL,
+    code          TEXT NOT NULL,
+    PRIMARY KEY (resource_type, patient_id, id, system, code)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO codes
+    SELECT c.resource_type, coalesce(r.patient_id, ''), c.id, c.system, c.code
+    FROM codes_by_resource c JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id;
+DROP TABLE codes_by_resource;
+COMMIT;
 ";
 
 /// The writer's statements.
@@ -254,13 +277,13 @@ const WRITES: [&str; 12] = [
     "UPDATE resources SET tenant = ?3, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
         json = ?8, last_updated = ?9, birth_date = ?11, index_key = ?12
      WHERE resource_type = ?1 AND id = ?2",
-    "INSERT OR IGNORE INTO codes (resource_type, id, system, code) VALUES (?1, ?2, ?3, ?4)",
+    "INSERT OR IGNORE INTO codes (resource_type, patient_id, id, system, code) VALUES (?1, ?2, ?3, ?4, ?5)",
     "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
     "INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)",
-    "DELETE FROM codes WHERE resource_type = ?1 AND id = ?2",
+    "DELETE FROM codes WHERE resource_type = ?1 AND patient_id = ?2 AND id = ?3",
     "DELETE FROM patient_identifiers WHERE patient_id = ?1",
     "DELETE FROM patient_names WHERE patient_id = ?1",
-    "SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2",
+    "SELECT resource_type, patient_id FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2",
     "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
 ];
 
@@ -415,6 +438,13 @@ impl Store {
             .map_err(sql)?;
         if !has_key {
             writer.execute_batch("ALTER TABLE resources ADD COLUMN index_key TEXT").map_err(sql)?;
+        }
+        // Stores made before code rows were keyed by patient are re-keyed in place.
+        let codes_by_patient: bool = writer
+            .query_row("SELECT count(*) FROM pragma_table_info('codes') WHERE name = 'patient_id'", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !codes_by_patient {
+            writer.execute_batch(REKEY_CODES).map_err(sql)?;
         }
         let (changes, _) = broadcast::channel(watch_capacity.max(1));
         Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
@@ -589,7 +619,7 @@ impl Store {
         if b.st(Sql::Insert)?.execute(values)? == 1 {
             // Index rows never outlive their resource (delete_in removes them together),
             // so a new resource has none to remove.
-            Self::insert_index(b, &r.resource_type, &r.id, x)?;
+            Self::insert_index(b, &r.resource_type, &r.id, patient_id, x)?;
             return Ok(Upsert::Inserted);
         }
         let (at, old_key, old_patient, old_effective): (i64, Option<String>, Option<String>, i64) = b
@@ -605,24 +635,29 @@ impl Store {
             Sql::Update
         };
         b.st(update)?.execute(values)?;
-        if old_key.as_deref() != Some(key.as_str()) {
-            Self::delete_index(b, &r.resource_type, &r.id)?;
-            Self::insert_index(b, &r.resource_type, &r.id, x)?;
+        if old_key.as_deref() != Some(key.as_str()) || old_patient.as_deref() != patient_id {
+            Self::delete_index(b, &r.resource_type, &r.id, old_patient.as_deref())?;
+            Self::insert_index(b, &r.resource_type, &r.id, patient_id, x)?;
         }
         Ok(Upsert::Updated)
     }
 
     fn delete_in(b: &mut Batch<'_>, resource_type: &str, id: &str) -> rusqlite::Result<bool> {
-        let found: Option<String> =
-            b.st(Sql::FindForDelete)?.query_row([resource_type, id], |r| r.get(0)).optional()?;
-        let Some(rt) = found else { return Ok(false) };
+        let found: Option<(String, Option<String>)> =
+            b.st(Sql::FindForDelete)?.query_row([resource_type, id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let Some((rt, patient_id)) = found else { return Ok(false) };
         b.st(Sql::Delete)?.execute([&rt, id])?;
-        Self::delete_index(b, &rt, id)?;
+        Self::delete_index(b, &rt, id, patient_id.as_deref())?;
         Ok(true)
     }
 
-    fn delete_index(b: &mut Batch<'_>, resource_type: &str, id: &str) -> rusqlite::Result<()> {
-        b.st(Sql::DeleteCodes)?.execute([resource_type, id])?;
+    fn delete_index(
+        b: &mut Batch<'_>,
+        resource_type: &str,
+        id: &str,
+        patient_id: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        b.st(Sql::DeleteCodes)?.execute([resource_type, patient_id.unwrap_or(""), id])?;
         if resource_type == "Patient" {
             b.st(Sql::DeleteIdentifiers)?.execute([id])?;
             b.st(Sql::DeleteNames)?.execute([id])?;
@@ -630,7 +665,13 @@ impl Store {
         Ok(())
     }
 
-    fn insert_index(b: &mut Batch<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
+    fn insert_index(
+        b: &mut Batch<'_>,
+        resource_type: &str,
+        id: &str,
+        patient_id: Option<&str>,
+        x: &Extracted,
+    ) -> rusqlite::Result<()> {
         if resource_type == "Patient" {
             for (system, value) in &x.identifiers {
                 b.st(Sql::InsertIdentifier)?.execute([id, system, value])?;
@@ -640,7 +681,7 @@ impl Store {
             }
         }
         for (system, code) in &x.codes {
-            b.st(Sql::InsertCode)?.execute([resource_type, id, system, code])?;
+            b.st(Sql::InsertCode)?.execute([resource_type, patient_id.unwrap_or(""), id, system, code])?;
         }
         Ok(())
     }
@@ -769,7 +810,7 @@ impl Store {
                 .map(|c| if c.system.is_some() { "(c.code = ? AND c.system = ?)" } else { "c.code = ?" })
                 .collect();
             sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM codes c WHERE c.resource_type = r.resource_type AND c.id = r.id AND ({}))",
+                " AND EXISTS (SELECT 1 FROM codes c WHERE c.resource_type = r.resource_type AND c.patient_id = r.patient_id AND c.id = r.id AND ({}))",
                 alts.join(" OR ")
             ));
             for c in &f.codes {
@@ -1161,6 +1202,27 @@ mod tests {
     }
 
     #[test]
+    fn code_rows_follow_their_resource_to_another_patient_and_out_on_delete() {
+        let (_d, s) = open();
+        let mut o = obs("o1", "p1", "A", "2024-01-01");
+        o.occurred_at = 1;
+        s.upsert(&o).unwrap();
+        // Same codes (same index key), other patient: the code rows move with it.
+        let mut moved = obs("o1", "p2", "A", "2024-01-01");
+        moved.occurred_at = 2;
+        assert_eq!(s.upsert(&moved).unwrap(), Upsert::Updated);
+        assert!(ids_with_code(&s, "p1", "A").is_empty());
+        assert_eq!(ids_with_code(&s, "p2", "A"), ["o1"]);
+        let rows = |s: &Store| -> i64 {
+            s.writer.lock().unwrap().query_row("SELECT count(*) FROM codes", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(rows(&s), 1);
+        s.apply([Write::Delete { resource_type: "Observation", id: "o1" }]).unwrap();
+        assert_eq!(rows(&s), 0);
+        assert!(ids_with_code(&s, "p2", "A").is_empty());
+    }
+
+    #[test]
     fn an_update_rewrites_the_index_only_when_its_entries_changed_and_then_exactly() {
         let (_d, s) = open();
         let mut o = obs("o1", "p1", "A", "2024-01-01");
@@ -1242,7 +1304,14 @@ mod tests {
         {
             // The schema as it was: no index_key column.
             let c = Connection::open(Store::file_in(dir.path())).unwrap();
-            c.execute_batch(&SCHEMA.replace("    index_key       TEXT,\n", "")).unwrap();
+            let old = SCHEMA
+                .replace("    index_key       TEXT,\n", "")
+                .replace("    patient_id    TEXT NOT NULL,\n    id ", "    id ")
+                .replace(
+                    "PRIMARY KEY (resource_type, patient_id, id, system, code)",
+                    "PRIMARY KEY (resource_type, id, system, code)",
+                );
+            c.execute_batch(&old).unwrap();
             c.execute_batch(
                 "INSERT INTO resources VALUES ('Observation', 'o1', 't1', 'p1', 1, 'e', 't', '{}', 'x', 0, NULL);
                  INSERT INTO codes VALUES ('Observation', 'o1', 'http://loinc.org', 'A');",
