@@ -42,7 +42,6 @@ pub struct Started {
     pub health_task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the pieces of [`Started`] for service `name` with readiness `checks`.
 /// librdkafka (and SQLite) allocate with the C library's malloc, not our allocator. glibc raises
 /// its mmap threshold after a large block is freed, so librdkafka's fetch buffers (megabytes)
 /// soon come from the heap and stay in it: tens of MB of a consumer's RSS. A fixed threshold
@@ -55,6 +54,29 @@ fn return_large_c_buffers() {
     }
 }
 
+/// How often the C heap's free memory is handed back to the system (see [`trim_c_heap`]).
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// glibc keeps memory freed inside its heaps (SQLite's page buffers, librdkafka's small
+/// allocations) and returns only what is free at a heap's very top, so a service's RSS stays at
+/// its high-water mark: in the query service, half of its 107 MB after a load was free memory
+/// (malloc_trim(0) took it to 54 MB). Trimming every few seconds returns it; what is reused
+/// after a trim costs a page fault, which at this interval is noise.
+async fn trim_c_heap(shutdown: Shutdown) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TRIM_EVERY) => {}
+            _ = shutdown.wait() => return,
+        }
+        // SAFETY: malloc_trim only releases free memory; it takes the heaps' own locks.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    shutdown.wait().await;
+}
+
+/// Starts the pieces of [`Started`] for service `name` with readiness `checks`.
 pub async fn start(
     name: &'static str,
     telemetry: &TelemetryConfig,
@@ -63,6 +85,7 @@ pub async fn start(
 ) -> Result<Started, StageError> {
     return_large_c_buffers();
     let shutdown = Shutdown::on_signals()?;
+    tokio::spawn(trim_c_heap(shutdown.clone()));
     let health = Health::new();
     for check in checks {
         health.set(check, false);
