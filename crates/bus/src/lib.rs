@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod topics;
 pub mod trace;
 pub mod txloop;
+pub mod dlq_replay;
 
 pub use avro::{AvroError, AvroSerde, Registry};
 pub use config::{BusConfig, KafkaConfig, RegistryConfig};

@@ -63,6 +63,14 @@ impl Normalizer {
         }
         match d.check(&rec.topic, rec.partition, rec.offset, raw.received_at / 1000, key) {
             Verdict::New => Ok(false),
+            // An operator's replay of a dead letter, not a sender's retry: the key was recorded
+            // when the message first came (before it failed), but no event was ever emitted for
+            // it, so judging it a duplicate would drop it silently.
+            Verdict::Duplicate { first_offset } if let Some(dl) = bus::dlq_replay::replayed_from(&rec.headers) => {
+                tracing::info!(raw_id = %raw.id, dead_letter_id = dl, partition = rec.partition, offset = rec.offset,
+                    first_offset, "replayed dead letter: processed although its sender key was seen before");
+                Ok(false)
+            }
             Verdict::Duplicate { first_offset } => {
                 // Control ids and offsets are not PHI.
                 tracing::info!(raw_id = %raw.id, control_id = raw.control_id.as_deref().unwrap_or(""),

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod convert;
+mod dlq;
 mod parse;
 mod query;
 mod send;
@@ -31,6 +32,8 @@ enum Command {
     Query(query::Args),
     /// Load terminology releases; look up and translate codes.
     Terminology(terminology::Args),
+    /// List a stage's dead letters; replay chosen ones to their source topic.
+    Dlq(dlq::Args),
 }
 
 /// mimalloc: see the workspace Cargo.toml (allocation dominates conversion).
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Send(args) => send::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Terminology(args) => terminology::run(&args),
+        Command::Dlq(args) => dlq::run(&args),
     };
     match result {
         Ok(code) => code,
