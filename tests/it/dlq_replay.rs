@@ -302,3 +302,38 @@ async fn a_replayed_dead_letter_is_processed_again_by_normalize_not_swallowed_as
     assert_eq!(dlq_replay::replayed_from(&dl1.original_headers()), Some(dl0.id.as_str()));
     assert_eq!(dl1.source_offset, d.offset);
 }
+
+/// A record in a DLQ that is not a dead letter is reported with its place, not skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_is_not_a_dead_letter_is_reported_not_skipped() {
+    let cfg = require_stack();
+    let (src, dlq) = (unique("dlqr.usrc"), unique("dlqr.udlq"));
+    create_topic(&cfg, &src, 1).await;
+    create_topic(&cfg, &dlq, 1).await;
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let producer = BusProducer::new(&cfg, "it-dlqr-undecodable").unwrap();
+    let garbage = producer.send(&dlq, None, b"not avro at all", &MessageHeaders::new()).await.unwrap();
+    let writer = DeadLetterWriter::new(&registry, "enrich", Some(&dlq));
+    writer.write(&producer, &source_record(&src, 0, Some(b"k")), "mapping", "OBX-5 unreadable", 1).await.unwrap();
+
+    let snap = dlq_replay::read_snapshot(&cfg, &registry, &dlq).await.unwrap();
+    assert_eq!(snap.entries.len(), 1);
+    assert_eq!(snap.undecodable.len(), 1);
+    assert_eq!((snap.undecodable[0].partition, snap.undecodable[0].offset), (0, garbage.offset));
+
+    let o = arteria_dlq(&["list", "--topic", &dlq]).await;
+    assert_eq!(o.status.code(), Some(1), "a list with an unreadable record does not exit 0");
+    assert_eq!(stdout(&o).lines().count(), 1);
+    assert!(
+        stderr(&o).contains(&format!("{dlq}[0]@{} is not a readable dead letter", garbage.offset)),
+        "{}",
+        stderr(&o)
+    );
+    // The readable one still replays.
+    let o = arteria_dlq(&["replay", "--topic", &dlq, "--all"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).ends_with("replayed 1 of 1 selected\n"), "{}", stdout(&o));
+    let on_src = read_committed(&cfg, &src, 2, Duration::from_secs(10)).await;
+    assert_eq!(on_src.len(), 1);
+    assert_is_replay_of(&on_src[0], &snap.entries[0].dead_letter);
+}
