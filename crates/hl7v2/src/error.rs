@@ -146,7 +146,8 @@ impl fmt::Display for Location {
 pub enum ErrorKind {
     /// No bytes (or only whitespace / a byte-order mark).
     Empty,
-    /// The message does not start with an MSH segment.
+    /// The message does not start with an MSH segment; `found` names the segment id it starts
+    /// with (`segment PID`) or its first byte (`byte 0x7B`), never more of it.
     MissingMsh { found: String },
     /// A batch or file header where a single message was expected.
     BatchHeader { found: String },
@@ -179,7 +180,7 @@ impl fmt::Display for ErrorKind {
         match self {
             ErrorKind::Empty => write!(f, "empty message: no MSH segment"),
             ErrorKind::MissingMsh { found } => {
-                write!(f, "message must start with an MSH segment, found {found:?}")
+                write!(f, "message must start with an MSH segment, found {found}")
             }
             ErrorKind::BatchHeader { found } => {
                 write!(f, "{found} is a batch/file header; split the input into messages first")

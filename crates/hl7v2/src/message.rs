@@ -153,8 +153,13 @@ impl<'a> Message<'a> {
                 let found = String::from_utf8_lossy(head).into_owned();
                 return Err(err(ErrorKind::BatchHeader { found }, Location::at(base)));
             }
-            let line_end = b.iter().position(|&c| is_terminator(c)).unwrap_or(b.len());
-            let found = String::from_utf8_lossy(&b[..line_end.min(12)]).into_owned();
+            // Only the segment id (or the first byte): the rest of the line is content, PHI,
+            // and this text goes into logs, NAKs and dead letters.
+            let found = if head.len() == 3 && head.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                format!("segment {}", String::from_utf8_lossy(head))
+            } else {
+                format!("byte 0x{:02X}", b[0])
+            };
             return Err(err(
                 ErrorKind::MissingMsh { found },
                 Location { segment_index: Some(1), offset: base, ..Default::default() },

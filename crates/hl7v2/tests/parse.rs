@@ -266,8 +266,11 @@ fn malformed_inputs_give_clear_errors() {
     let e = Message::parse(b"\xEF\xBB\xBF\r\n").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Empty);
     let e = Message::parse(b"PID|1||123\r").unwrap_err();
-    assert!(matches!(e.kind, ErrorKind::MissingMsh { ref found } if found == "PID|1||123"));
-    assert_eq!(e.to_string(), "message must start with an MSH segment, found \"PID|1||123\" (at segment 1, byte 0)");
+    assert!(matches!(e.kind, ErrorKind::MissingMsh { ref found } if found == "segment PID"));
+    assert_eq!(e.to_string(), "message must start with an MSH segment, found segment PID (at segment 1, byte 0)");
+    // Nothing of the content: only the segment id, or the first byte when there is none.
+    let e = Message::parse(b"{\"resourceType\":\"Patient\"}").unwrap_err();
+    assert_eq!(e.to_string(), "message must start with an MSH segment, found byte 0x7B (at segment 1, byte 0)");
     let e = Message::parse(b"BHS|^~\\&\r").unwrap_err();
     assert!(matches!(e.kind, ErrorKind::BatchHeader { .. }));
     // Bad MSH-2.
