@@ -187,9 +187,29 @@ async fn older_writer_schema_resolves_to_the_current_type() {
     let skipping = registry.clone().skipping_on_decode(canonical::DERIVED_FIELDS).value_serde::<ClinicalEvent>(&topic);
     assert_eq!(skipping.decode(&framed).await.expect("old record decodes while skipping"), ev);
 
+    // A hand-written reader is for bytes of exactly our schema: the old writer's go the
+    // resolving way, and the reader is not called.
+    let by_hand = serde
+        .decode_with(&framed, |_| Err("the hand reader was called for another writer schema".into()))
+        .await
+        .expect("an old record takes the resolving path");
+    assert_eq!(by_hand, ev);
+
     // The current schema is accepted as the next version of the subject (BACKWARD).
     let new_id = serde.register().await.expect("current schema registers over the old one");
     assert_ne!(new_id, old_id);
+    // Written with our own schema: the hand reader gets the body (after the 5-byte header).
+    let own = serde.encode(&ev).await.unwrap();
+    let mut marked = ev.clone();
+    marked.id = "read-by-hand".into();
+    let got = serde
+        .decode_with(&own, |body| {
+            assert_eq!(body, &own[5..]);
+            Ok(marked.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.id, "read-by-hand");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

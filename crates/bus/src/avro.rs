@@ -226,6 +226,9 @@ struct Decoding {
     writer_names: ResolvedSchema<'static>,
     /// `None` when the writer schema is our reader schema (no resolution step).
     reader: Option<(&'static Schema, ResolvedSchema<'static>)>,
+    /// The writer schema is exactly `T`'s own (before any projection): a hand-written reader
+    /// of `T`'s layout may read the bytes ([`AvroSerde::decode_with`]).
+    own: bool,
 }
 
 /// A Rust type's own schema, parsed and resolved once per process and shared by every serde of
@@ -370,21 +373,50 @@ where
         Ok(out)
     }
 
+    /// The decoding of writer schema `id`, built on first use.
+    async fn decoding_of(&self, id: u32) -> Result<Arc<Decoding>, AvroError> {
+        let known = self.decodings.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        Ok(match known {
+            Some(d) => d,
+            None => {
+                let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
+                let d = Arc::new(self.decoding(&writer.parsed).map_err(|detail| AvroError::Decode {
+                    schema_id: id,
+                    type_name: std::any::type_name::<T>(),
+                    detail,
+                })?);
+                self.decodings.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(d).clone()
+            }
+        })
+    }
+
+    /// Like [`AvroSerde::decode`], with a hand-written reader of `T`'s own layout: `read` gets
+    /// the body when it was written with exactly `T`'s schema and returns the value (it may
+    /// stop before the end, e.g. before a trailing field it does not want); any other writer
+    /// schema takes the schema-resolving path of `decode`.
+    pub async fn decode_with(
+        &self,
+        bytes: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, AvroError> {
+        let (id, body) = wire::unframe(bytes)?;
+        if self.decoding_of(id).await?.own {
+            return read(body).map_err(|detail| AvroError::Decode {
+                schema_id: id,
+                type_name: std::any::type_name::<T>(),
+                detail,
+            });
+        }
+        self.decode(bytes).await
+    }
+
     /// Decodes a Confluent-framed value written with any schema the registry knows and that
     /// resolves to `T` (Avro schema resolution: defaults for missing fields and so on).
     pub async fn decode(&self, bytes: &[u8]) -> Result<T, AvroError> {
         let (id, body) = wire::unframe(bytes)?;
         let decode_err =
             |detail: String| AvroError::Decode { schema_id: id, type_name: std::any::type_name::<T>(), detail };
-        let known = self.decodings.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-        let d = match known {
-            Some(d) => d,
-            None => {
-                let writer = self.registry.decoder.get_schema(id).await.map_err(AvroError::from_registry)?;
-                let d = Arc::new(self.decoding(&writer.parsed).map_err(decode_err)?);
-                self.decodings.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(d).clone()
-            }
-        };
+        let d = self.decoding_of(id).await?;
         let projected;
         let mut cursor = match &d.projection {
             None => body,
@@ -427,10 +459,17 @@ where
     /// skip, both sides lose them first, so a writer that is our own schema still decodes
     /// without a resolution step.
     fn decoding(&self, writer: &Schema) -> Result<Decoding, String> {
-        if self.skip_on_decode.is_empty() && writer.canonical_form() == self.reader.canonical {
+        let own = writer.canonical_form() == self.reader.canonical;
+        if self.skip_on_decode.is_empty() && own {
             // The common case: written with our own schema, which is parsed already.
             let r = self.reader;
-            return Ok(Decoding { projection: None, writer: r.schema, writer_names: r.names.clone(), reader: None });
+            return Ok(Decoding {
+                projection: None,
+                writer: r.schema,
+                writer_names: r.names.clone(),
+                reader: None,
+                own: true,
+            });
         }
         let (projection, writer, reader_schema, reader_canonical) = if self.skip_on_decode.is_empty() {
             (None, writer.clone(), None, self.reader.canonical.clone())
@@ -456,7 +495,7 @@ where
             }
             .into()
         };
-        Ok(Decoding { projection, writer, writer_names, reader })
+        Ok(Decoding { projection, writer, writer_names, reader, own })
     }
 }
 

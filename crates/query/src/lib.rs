@@ -23,6 +23,7 @@ pub mod config;
 pub mod index;
 pub mod materialize;
 pub mod paging;
+pub mod resource_reader;
 pub mod rest;
 pub mod server;
 pub mod service;

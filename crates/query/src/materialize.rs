@@ -338,7 +338,7 @@ impl Materializer {
             let serde = self.serdes[&rec.topic].clone();
             let mut attempt = 0u32;
             loop {
-                match serde.decode(value).await {
+                match serde.decode_with(value, crate::resource_reader::read_fhir_resource).await {
                     Ok(r) => {
                         items.push((i, Item::Upsert(r)));
                         break;
