@@ -57,7 +57,7 @@ test-unit:
 
 # The end-to-end tests run the service binaries: build them first.
 test-integration:
-	$(CARGO) build -p arteria-ingest -p arteria-normalize -p arteria-enrich -p arteria-fanout -p arteria-query
+	$(CARGO) build -p arteria-ingest -p arteria-normalize -p arteria-enrich -p arteria-fanout -p arteria-query -p arteria-cli
 	$(CARGO) test -p arteria-tests
 
 # Tests that stop or kill the broker: run alone, after the others, one at a time.
