@@ -21,6 +21,7 @@ pub mod config;
 pub mod consumer;
 pub mod context;
 pub mod dlq;
+pub mod dlq_replay;
 pub mod error;
 pub mod headers;
 pub mod producer;
@@ -29,7 +30,6 @@ pub mod shutdown;
 pub mod topics;
 pub mod trace;
 pub mod txloop;
-pub mod dlq_replay;
 
 pub use avro::{AvroError, AvroSerde, Registry};
 pub use config::{BusConfig, KafkaConfig, RegistryConfig};
