@@ -11,15 +11,13 @@ use std::process::Output;
 use std::time::Duration;
 
 use arteria_tests::services::bin_dir;
+use arteria_tests::stage::run_normalize;
 use arteria_tests::{create_topic, read_committed, require_stack, unique};
 use bus::dlq_replay::{self, REPLAYED_FROM, Selection};
-use bus::txloop::{TxLoop, TxLoopConfig};
-use bus::{
-    BusConfig, BusProducer, DeadLetter, DeadLetterWriter, InputRecord, MessageHeaders, Registry, Shutdown, TraceParent,
-};
+use bus::{BusProducer, DeadLetter, DeadLetterWriter, InputRecord, MessageHeaders, Registry, TraceParent};
 use ingest::{IngestConfig, KafkaPublisher, Publisher};
-use normalize::{NormalizeConfig, Normalizer};
-use telemetry::{Metrics, Outcome};
+use normalize::NormalizeConfig;
+use telemetry::Outcome;
 
 /// Runs `arteria dlq <args>` against the local stack.
 async fn arteria_dlq(args: &[&str]) -> Output {
@@ -212,27 +210,6 @@ async fn list_and_replay_exactly_the_selection_byte_for_byte() {
 
 const ADT: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301101500+0100||ADT^A01^ADT_A01|R-ADT-1|P|2.5.1\rEVN|A01|20240301101500+0100\rPID|1||R-P-1^^^NORTH^MR||TESTER^ALEX||19800101|U\rPV1|1|I|WARD^1^A\r";
 const BAD: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301101600+0100||ADT^A08^ADT_A01|R-BAD-1|P|2.5.1\rEVN|A08|20240301101600+0100\rPID|1||R-P-1^^^NORTH^MR||TESTER^ALEX\r";
-
-/// Runs a fresh normalize replica until it has committed `until` input records.
-async fn run_normalize(cfg: &BusConfig, ncfg: &NormalizeConfig, until: u64) -> Metrics {
-    let registry = Registry::new(&cfg.registry).unwrap();
-    let metrics = Metrics::new();
-    let p = Normalizer::new(ncfg.clone(), cfg.clone(), mapping::Profiles::default(), &registry, metrics.clone());
-    let mut lc = TxLoopConfig::new("normalize", &ncfg.group_id, &[&ncfg.input_topic], &ncfg.transactional_id);
-    lc.dlq_topic = Some(ncfg.dlq_topic.clone());
-    let shutdown = Shutdown::new();
-    let txl = TxLoop::start(cfg, lc, &registry, &shutdown).await.unwrap();
-    let counters = txl.counters();
-    let s2 = shutdown.clone();
-    let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while counters.snapshot().records_in < until && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    shutdown.trigger();
-    handle.await.unwrap().unwrap();
-    metrics
-}
 
 /// normalize records a message's sender key (sender, MSH-10) when it first sees it, before
 /// parsing, so a sender's resend of a bad message is not dead-lettered twice. A replay of the

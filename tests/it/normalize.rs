@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arteria_tests::stage::run_normalize;
 use arteria_tests::{create_topic, read_committed, require_stack, unique};
-use bus::txloop::{TxLoop, TxLoopConfig};
-use bus::{BusConfig, BusProducer, Registry, Shutdown, TraceParent};
+use bus::{BusConfig, BusProducer, Registry, TraceParent};
 use canonical::ClinicalEvent;
 use ingest::{IngestConfig, KafkaPublisher, Publisher, Session};
-use normalize::{NormalizeConfig, Normalizer};
+use normalize::NormalizeConfig;
 use telemetry::{Metrics, Outcome};
 
 const ADT: &[u8] = b"MSH|^~\\&|REG|NORTH|ARTERIA|HUB|20240301101500+0100||ADT^A01^ADT_A01|N-ADT-1|P|2.5.1\rEVN|A01|20240301101500+0100\rPID|1||N-P-1^^^NORTH^MR||TESTER^ALEX||19800101|U\rPV1|1|I|WARD^1^A\r";
@@ -48,28 +48,6 @@ fn normalize_cfg(t: &Topics) -> NormalizeConfig {
     }
 }
 
-/// Runs a fresh normalize replica until it has committed `until` input records (counted from
-/// this start); returns its processor metrics.
-async fn run_normalize(cfg: &BusConfig, ncfg: NormalizeConfig, until: u64) -> Metrics {
-    let registry = Registry::new(&cfg.registry).unwrap();
-    let metrics = Metrics::new();
-    let p = Normalizer::new(ncfg.clone(), cfg.clone(), mapping::Profiles::default(), &registry, metrics.clone());
-    let mut lc = TxLoopConfig::new("normalize", &ncfg.group_id, &[&ncfg.input_topic], &ncfg.transactional_id);
-    lc.dlq_topic = Some(ncfg.dlq_topic.clone());
-    let shutdown = Shutdown::new();
-    let txl = TxLoop::start(cfg, lc, &registry, &shutdown).await.unwrap();
-    let counters = txl.counters();
-    let s2 = shutdown.clone();
-    let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while counters.snapshot().records_in < until && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    shutdown.trigger();
-    handle.await.unwrap().unwrap();
-    metrics
-}
-
 async fn accept(session: &Session<KafkaPublisher>, bytes: &[u8]) {
     let a = session.handle(bytes, None, canonical::raw::Channel::Mllp).await;
     assert_eq!(a.outcome, Outcome::acknowledged, "ingest accepted");
@@ -101,7 +79,7 @@ async fn one_event_per_message_duplicates_marked_even_after_a_restart_and_garbag
     };
 
     let ncfg = normalize_cfg(&t);
-    let metrics = run_normalize(&cfg, ncfg.clone(), 4).await;
+    let metrics = run_normalize(&cfg, &ncfg, 4).await;
     assert_eq!(metrics.counted("normalize", Outcome::duplicate), 1, "the resend is marked");
 
     let out = read_committed(&cfg, &t.out, 3, Duration::from_secs(20)).await;
@@ -137,7 +115,7 @@ async fn one_event_per_message_duplicates_marked_even_after_a_restart_and_garbag
     // A new replica (fresh memory, same group) meets another resend: the window is rebuilt
     // from the input partition, so it is still recognised.
     accept(&session, ADT).await;
-    let metrics = run_normalize(&cfg, ncfg, 1).await;
+    let metrics = run_normalize(&cfg, &ncfg, 1).await;
     assert_eq!(metrics.counted("normalize", Outcome::duplicate), 1, "recognised after the restart");
     let out = read_committed(&cfg, &t.out, 3, Duration::from_secs(10)).await;
     assert_eq!(out.len(), 2, "still exactly two events");

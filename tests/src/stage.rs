@@ -29,3 +29,16 @@ pub async fn run_until<P: Processor + 'static>(
     shutdown.trigger();
     handle.await.expect("loop task").expect("loop ends cleanly")
 }
+
+/// Runs a fresh normalize replica (no sender profiles) until it has committed `until` input
+/// records (counted from this start), at most 90 s; returns its processor's metrics.
+pub async fn run_normalize(cfg: &BusConfig, ncfg: &normalize::NormalizeConfig, until: u64) -> telemetry::Metrics {
+    let registry = Registry::new(&cfg.registry).expect("registry client");
+    let metrics = telemetry::Metrics::new();
+    let p =
+        normalize::Normalizer::new(ncfg.clone(), cfg.clone(), mapping::Profiles::default(), &registry, metrics.clone());
+    let mut lc = TxLoopConfig::new("normalize", &ncfg.group_id, &[&ncfg.input_topic], &ncfg.transactional_id);
+    lc.dlq_topic = Some(ncfg.dlq_topic.clone());
+    run_until(cfg, lc, p, until, Duration::from_secs(90)).await;
+    metrics
+}
