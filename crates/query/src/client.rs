@@ -56,6 +56,19 @@ pub async fn connect(addr: &str) -> Result<Client, ClientError> {
 
 /// Connects to `addr`, sending `token` as the bearer token on every call.
 pub async fn connect_as(addr: &str, token: Option<&str>) -> Result<Client, ClientError> {
+    connect_over(addr, token, None).await
+}
+
+/// How to reach a query service that serves TLS: the client configuration (trusted CAs, an
+/// optional client certificate for mutual TLS) and the name its certificate must be valid for.
+pub struct ClientTls {
+    pub config: tokio_rustls::rustls::ClientConfig,
+    pub server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+/// Connects to `addr`, over TLS when `tls` is given (HTTP/2 negotiated by ALPN, as the
+/// server requires), sending `token` as the bearer token on every call.
+pub async fn connect_over(addr: &str, token: Option<&str>, tls: Option<ClientTls>) -> Result<Client, ClientError> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
         None => None,
@@ -63,7 +76,26 @@ pub async fn connect_as(addr: &str, token: Option<&str>) -> Result<Client, Clien
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
         .map_err(|e| ClientError::Address { addr: addr.into(), detail: e.to_string() })?;
-    let channel = endpoint.connect().await.map_err(|source| ClientError::Connect { addr: uri, source })?;
+    let connected = match tls {
+        None => endpoint.connect().await,
+        Some(ClientTls { mut config, server_name }) => {
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            // The endpoint's URI stays http://: TLS is this connector's job, not tonic's.
+            let target = uri.trim_start_matches("http://").trim_start_matches("https://").to_string();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let (connector, name, target) = (connector.clone(), server_name.clone(), target.clone());
+                    async move {
+                        let tcp = tokio::net::TcpStream::connect(target).await?;
+                        let stream = connector.connect(name, tcp).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
+    };
+    let channel = connected.map_err(|source| ClientError::Connect { addr: uri, source })?;
     Ok(QueryClient::with_interceptor(channel, Bearer(bearer)))
 }
 

@@ -207,19 +207,15 @@ mod tests {
         }
     }
 
-    /// A gRPC channel over TLS (ALPN h2) trusting `ca`, with an optional client certificate.
-    async fn tls_channel(
-        addr: std::net::SocketAddr,
-        ca: &Ca,
-        cert: Option<(String, String)>,
-    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    /// A client configuration trusting `ca`, with an optional client certificate.
+    fn client_config(ca: &Ca, cert: Option<(String, String)>) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(ca.2.as_bytes()).unwrap()).unwrap();
         let b = rustls::ClientConfig::builder_with_provider(tls_server::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots);
-        let mut config = match cert {
+        match cert {
             None => b.with_no_client_auth(),
             Some((c, k)) => b
                 .with_client_auth_cert(
@@ -227,7 +223,16 @@ mod tests {
                     PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
                 )
                 .unwrap(),
-        };
+        }
+    }
+
+    /// A gRPC channel over TLS (ALPN h2) trusting `ca`, with an optional client certificate.
+    async fn tls_channel(
+        addr: std::net::SocketAddr,
+        ca: &Ca,
+        cert: Option<(String, String)>,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut config = client_config(ca, cert);
         config.alpn_protocols = vec![b"h2".to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -296,6 +301,26 @@ mod tests {
         assert!(plain, "a plaintext client was answered");
         let again = tls_channel(addr, &server_ca, Some(client_ca.issue("app.test", true))).await.unwrap();
         assert_eq!(serving(again).await.unwrap(), ServingStatus::Serving as i32);
+
+        // The client the CLI uses (`arteria query --tls ...`): an answer from the service itself
+        // (NOT_FOUND for an unknown patient) proves the call went through TLS and mTLS.
+        let cli_tls = |ca: &Ca| crate::client::ClientTls {
+            config: client_config(ca, Some(client_ca.issue("app.test", true))),
+            server_name: ServerName::try_from("127.0.0.1").unwrap(),
+        };
+        let who = crate::client::PatientRef::Id("nobody".into());
+        let mut c = crate::client::connect_over(&addr.to_string(), None, Some(cli_tls(&server_ca))).await.unwrap();
+        let e = crate::client::patient(&mut c, &who).await.unwrap_err();
+        assert!(matches!(&e, crate::client::ClientError::Status(s) if s.code() == tonic::Code::NotFound), "{e}");
+        // Trusting another CA than the server's: no answer from the service.
+        let refused = match crate::client::connect_over(&addr.to_string(), None, Some(cli_tls(&stranger))).await {
+            Ok(mut c) => match crate::client::patient(&mut c, &who).await {
+                Err(crate::client::ClientError::Status(s)) => s.code() != tonic::Code::NotFound,
+                other => other.is_err(),
+            },
+            Err(_) => true,
+        };
+        assert!(refused, "a client that does not trust the server's CA got an answer");
 
         shutdown.trigger();
         task.await.unwrap().unwrap();

@@ -14,6 +14,9 @@ pub struct Args {
     /// OAuth2 bearer token (JWT) for a query service with `auth.mode = "jwt"`.
     #[arg(long, env = "ARTERIA_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// TLS to a query service that serves it (`[query.tls]`), given before the subcommand.
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,7 +74,9 @@ fn patient_ref(id: Option<&str>, identifier: Option<&str>) -> PatientRef {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut c = client::connect_as(&args.addr, args.token.as_deref())
+        let host_port = args.addr.rsplit_once("://").map_or(args.addr.as_str(), |(_, rest)| rest);
+        let tls = args.tls.config(host_port)?.map(|(config, server_name)| client::ClientTls { config, server_name });
+        let mut c = client::connect_over(&args.addr, args.token.as_deref(), tls)
             .await
             .context("is the query service running? (make up)")?;
         let mut out = std::io::stdout().lock();
@@ -103,5 +108,75 @@ mod tests {
             PatientRef::Identifier { system: "urn:oid:1.2".into(), value: "NW-1".into() }
         );
         assert_eq!(patient_ref(Some("p1"), None), PatientRef::Id("p1".into()));
+    }
+
+    /// `cert`, `key` PEMs for `name` signed by a new CA, and the CA's PEM.
+    fn issued(name: &str, client: bool) -> (String, String, String) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let mut leaf = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        leaf.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key)).unwrap().pem();
+        (cert, key.serialize_pem(), ca_pem)
+    }
+
+    /// `arteria query` with `argv` (after `query`), run as the CLI runs it (its own runtime).
+    fn query(argv: &[&str]) -> Result<ExitCode> {
+        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("query"));
+        let m = cmd.try_get_matches_from(std::iter::once("query").chain(argv.iter().copied())).unwrap();
+        let args = <Args as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        std::thread::spawn(move || run(&args)).join().unwrap()
+    }
+
+    #[test]
+    fn reads_from_a_query_service_that_requires_mutual_tls() {
+        let d = tempfile::tempdir().unwrap();
+        let file = |name: &str, pem: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let (server_cert, server_key, server_ca) = issued("127.0.0.1", false);
+        let (client_cert, client_key, client_ca) = issued("reader.test", true);
+        let files = tls_server::TlsFiles {
+            cert: Some(file("server.pem", &server_cert)),
+            key: Some(file("server-key.pem", &server_key)),
+            client_ca: Some(file("clients.pem", &client_ca)),
+        };
+        let (ca, cert, key) =
+            (file("ca.pem", &server_ca), file("client.pem", &client_cert), file("client-key.pem", &client_key));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = std::sync::Arc::new(query::Store::open(&d.path().join("store"), 4).unwrap());
+        let shutdown = bus::Shutdown::new();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = shutdown.clone();
+        let service = query::QueryService::new(store, shutdown.clone());
+        let tls = files.server_config().unwrap();
+        let server = rt.spawn(query::server::serve_with(listener, tls, service, async move { stop.wait().await }));
+
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        let (ca, cert, key) = (path(&ca), path(&cert), path(&key));
+        // Through TLS with the client certificate: the service itself answers (no such patient).
+        let e = query(&["--addr", &addr, "--tls", "--ca", &ca, "--cert", &cert, "--key", &key, "patient", "--id", "x"])
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("Patient/x not found"), "{e:#}");
+        // Plaintext to the TLS port, or TLS without the client certificate: no answer from it.
+        for argv in [
+            vec!["--addr", &addr, "patient", "--id", "x"],
+            vec!["--addr", &addr, "--tls", "--ca", &ca, "patient", "--id", "x"],
+        ] {
+            let e = query(&argv).unwrap_err();
+            assert!(!format!("{e:#}").contains("not found"), "{argv:?} was answered: {e:#}");
+        }
+        shutdown.trigger();
+        rt.block_on(server).unwrap().unwrap();
     }
 }

@@ -1,6 +1,6 @@
-//! The client side of TLS for `arteria send`: which CAs to trust for the receiver's
-//! certificate, an optional client certificate for receivers that require one (mutual TLS),
-//! and the name the receiver's certificate must be valid for.
+//! The client side of TLS for `arteria send` (MLLP) and `arteria query` (gRPC): which CAs to
+//! trust for the server's certificate, an optional client certificate for servers that require
+//! one (mutual TLS), and the name the server's certificate must be valid for.
 
 use anyhow::{Context, Result, bail};
 use rustls::pki_types::pem::PemObject;
@@ -12,23 +12,23 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// The TLS options of `arteria send`.
+/// The TLS options of `arteria send` and `arteria query`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsArgs {
-    /// Speak MLLP over TLS.
+    /// Connect over TLS.
     #[arg(long)]
     pub tls: bool,
-    /// PEM file of the CA certificates to trust for the receiver's certificate (default: the
+    /// PEM file of the CA certificates to trust for the server's certificate (default: the
     /// system's trusted CAs).
     #[arg(long, value_name = "FILE", requires = "tls")]
     pub ca: Option<PathBuf>,
-    /// PEM client certificate chain, leaf first, for receivers that require one (mutual TLS).
+    /// PEM client certificate chain, leaf first, for servers that require one (mutual TLS).
     #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
     pub cert: Option<PathBuf>,
     /// PEM private key of --cert.
     #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
     pub key: Option<PathBuf>,
-    /// Name the receiver's certificate must be valid for (default: the host part of --to).
+    /// Name the server's certificate must be valid for (default: the host part of its address).
     #[arg(long, value_name = "NAME", requires = "tls")]
     pub server_name: Option<String>,
 }
@@ -66,6 +66,13 @@ fn host_of(to: &str) -> &str {
 impl TlsArgs {
     /// The client these options describe for a receiver at `to`, or `None` without `--tls`.
     pub fn client(&self, to: &str) -> Result<Option<TlsClient>> {
+        let Some((config, name)) = self.config(to)? else { return Ok(None) };
+        Ok(Some(TlsClient { connector: TlsConnector::from(Arc::new(config)), name }))
+    }
+
+    /// The client configuration and the name to check for a server at `to`, or `None` without
+    /// `--tls`.
+    pub fn config(&self, to: &str) -> Result<Option<(ClientConfig, ServerName<'static>)>> {
         if !self.tls {
             return Ok(None);
         }
@@ -112,7 +119,7 @@ impl TlsArgs {
         let name = self.server_name.clone().unwrap_or_else(|| host_of(to).to_string());
         let name = ServerName::try_from(name.clone())
             .with_context(|| format!("{name:?} is not a DNS name or IP address to check the certificate against"))?;
-        Ok(Some(TlsClient { connector: TlsConnector::from(Arc::new(config)), name }))
+        Ok(Some((config, name)))
     }
 }
 
