@@ -280,9 +280,10 @@ impl Materializer {
                 break Err(e);
             }
         };
-        // The checkpoint (TRUNCATE) syncs the file, after which what was stored is committed.
+        // Checkpoint so the file alone is complete, then sync explicitly (a checkpoint held up
+        // by a reader may skip its WAL sync), and only then commit what was stored.
         let store = self.store.clone();
-        let checkpointed = tokio::task::spawn_blocking(move || store.checkpoint())
+        let checkpointed = tokio::task::spawn_blocking(move || store.checkpoint().and_then(|()| store.sync()))
             .await
             .map_err(|e| MaterializeError::Join(e.to_string()))?;
         if checkpointed.is_ok() {
