@@ -66,13 +66,19 @@ pub struct ClientTls {
     pub server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
 }
 
-/// Connects to `addr`, over TLS when `tls` is given (HTTP/2 negotiated by ALPN, as the
-/// server requires), sending `token` as the bearer token on every call.
+/// Connects to `addr`, over TLS when `tls` is given, sending `token` as the bearer token on
+/// every call.
 pub async fn connect_over(addr: &str, token: Option<&str>, tls: Option<ClientTls>) -> Result<Client, ClientError> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
         None => None,
     };
+    Ok(QueryClient::with_interceptor(channel(addr, tls).await?, Bearer(bearer)))
+}
+
+/// A gRPC channel to `addr` (`host:port` or `http://host:port`), over TLS when `tls` is given
+/// (HTTP/2 negotiated by ALPN, as the server requires).
+pub async fn channel(addr: &str, tls: Option<ClientTls>) -> Result<tonic::transport::Channel, ClientError> {
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
         .map_err(|e| ClientError::Address { addr: addr.into(), detail: e.to_string() })?;
@@ -95,8 +101,7 @@ pub async fn connect_over(addr: &str, token: Option<&str>, tls: Option<ClientTls
                 .await
         }
     };
-    let channel = connected.map_err(|source| ClientError::Connect { addr: uri, source })?;
-    Ok(QueryClient::with_interceptor(channel, Bearer(bearer)))
+    connected.map_err(|source| ClientError::Connect { addr: uri, source })
 }
 
 /// GetPatient by id or identifier.

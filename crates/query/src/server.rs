@@ -231,21 +231,12 @@ mod tests {
         addr: std::net::SocketAddr,
         ca: &Ca,
         cert: Option<(String, String)>,
-    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-        let mut config = client_config(ca, cert);
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_| {
-                let connector = connector.clone();
-                async move {
-                    let tcp = TcpStream::connect(addr).await?;
-                    let tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-                }
-            }))
-            .await
+    ) -> Result<tonic::transport::Channel, crate::client::ClientError> {
+        let tls = crate::client::ClientTls {
+            config: client_config(ca, cert),
+            server_name: ServerName::try_from("127.0.0.1").unwrap(),
+        };
+        crate::client::channel(&addr.to_string(), Some(tls)).await
     }
 
     async fn serving(channel: tonic::transport::Channel) -> Result<i32, tonic::Status> {
