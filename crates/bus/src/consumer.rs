@@ -66,6 +66,11 @@ pub fn consumer_client_config(cfg: &BusConfig, group_id: &str) -> ClientConfig {
     // fetches cut it to a third).
     c.set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string());
     c.set("fetch.max.bytes", (4 << 20).to_string());
+    // Once that bound is reached librdkafka postpones the partition's next fetch by
+    // fetch.queue.backoff.ms, 1 s by default: a stage that drained its queue in 50 ms then
+    // sat idle for the rest of the second (enrich and fan-out ran at ~800 of 1,000 msg/s,
+    // waiting, not working). 10 ms re-checks soon after the stage has taken a batch.
+    c.set("fetch.queue.backoff.ms", "10");
     // extras win again, so an operator can still tune what the lines above set.
     for (k, v) in &cfg.kafka.extra {
         c.set(k, v);
@@ -169,6 +174,8 @@ mod tests {
         let c = consumer_client_config(&cfg, "g");
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
         assert_eq!(c.get("fetch.max.bytes"), Some("4194304"));
+        // Reaching the bound must not idle the stage for librdkafka's default second.
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         cfg.kafka.extra.insert("queued.max.messages.kbytes".into(), "65536".into());
         assert_eq!(consumer_client_config(&cfg, "g").get("queued.max.messages.kbytes"), Some("65536"));

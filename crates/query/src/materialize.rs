@@ -125,6 +125,32 @@ fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// What to write for one record.
+enum Item {
+    Upsert(FhirResource),
+    Delete(String, String),
+}
+
+/// A batch back from the store: what was written and how each write went.
+struct Written {
+    batch: Vec<InputRecord>,
+    items: Vec<(usize, Item)>,
+    applied: Result<Vec<Applied>, StoreError>,
+}
+type StoreTask = tokio::task::JoinHandle<Written>;
+
+/// A sync's outcome and the positions it made durable.
+type SyncDone = (Result<(), StoreError>, HashMap<(String, i32), i64>);
+type SyncTask = tokio::task::JoinHandle<SyncDone>;
+
+/// Awaits the task in `slot` (which must hold one).
+async fn join<T>(slot: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, MaterializeError> {
+    match slot.as_mut() {
+        Some(task) => task.await.map_err(|e| MaterializeError::Join(e.to_string())),
+        None => std::future::pending().await,
+    }
+}
+
 /// The loop.
 pub struct Materializer {
     store: Arc<Store>,
@@ -221,18 +247,37 @@ impl Materializer {
     /// Records already waiting in the consumer are taken together (up to `max_batch`) and
     /// stored in one transaction, so a rebuild runs at batch speed while a trickle of live
     /// records is still stored one by one as it arrives.
+    ///
+    /// Three things overlap, each at most once in flight: the store writing one batch (on a
+    /// blocking thread), the loop reading and decoding the next, and a sync making earlier
+    /// batches durable. Batches are written in order, and a position enters `pending` only
+    /// once its batch is written, so a sync only ever commits offsets of stored records.
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), MaterializeError> {
         tracing::info!(group = %self.group, max_batch = self.max_batch, sync_ms = self.sync_interval.as_millis() as u64, "materialising FHIR topics");
+        let mut storing: Option<StoreTask> = None;
+        let mut syncing: Option<SyncTask> = None;
         let result = loop {
             let next_sync = tokio::time::Instant::from_std(self.last_sync + self.sync_interval);
             let first = tokio::select! {
                 r = self.consumer.recv() => r,
-                // Idle with stored records not yet durable: sync now rather than at the next record.
-                _ = tokio::time::sleep_until(next_sync), if !self.pending.is_empty() => {
-                    match self.sync_and_commit().await {
+                done = join(&mut storing), if storing.is_some() => {
+                    storing = None;
+                    match self.stored(done) {
                         Ok(()) => continue,
                         Err(e) => break Err(e),
                     }
+                }
+                done = join(&mut syncing), if syncing.is_some() => {
+                    syncing = None;
+                    match self.synced(done) {
+                        Ok(()) => continue,
+                        Err(e) => break Err(e),
+                    }
+                }
+                // Idle with stored records not yet durable: sync now rather than at the next record.
+                _ = tokio::time::sleep_until(next_sync), if syncing.is_none() && !self.pending.is_empty() => {
+                    syncing = Some(self.start_sync());
+                    continue;
                 }
                 _ = shutdown.wait() => break Ok(()),
             };
@@ -260,26 +305,40 @@ impl Materializer {
             for _ in &batch {
                 self.count(Outcome::received);
             }
-            match self.store_batch(&batch, &shutdown).await {
-                Ok(true) => {}
-                // Shut down while waiting for the registry: nothing stored, nothing committed.
-                Ok(false) => break Ok(()),
+            let items = match self.decode_batch(&batch, &shutdown).await {
+                Ok(Some(items)) => items,
+                // Shut down while waiting for the registry: this batch is neither stored nor committed.
+                Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
+            };
+            // The batch before this one is written first (batches are applied in order).
+            if storing.is_some() {
+                let done = join(&mut storing).await;
+                storing = None;
+                if let Err(e) = self.stored(done) {
+                    break Err(e);
+                }
             }
-            let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-            for r in &batch {
-                next.insert((r.topic.as_str(), r.partition), r.offset + 1);
-            }
-            for ((topic, partition), offset) in next {
-                self.pending.insert((topic.to_string(), partition), offset);
-            }
-            self.progress.processed.fetch_add(batch.len() as u64, Ordering::Release);
-            if self.last_sync.elapsed() >= self.sync_interval
-                && let Err(e) = self.sync_and_commit().await
-            {
-                break Err(e);
+            storing = Some(self.start_store(batch, items));
+            if syncing.is_none() && !self.pending.is_empty() && self.last_sync.elapsed() >= self.sync_interval {
+                syncing = Some(self.start_sync());
             }
         };
+        // What is in flight finishes (a batch being written is kept, a sync's offsets are
+        // committed if it succeeded); after a failure, only what already succeeded counts.
+        let mut result = result;
+        if storing.is_some() {
+            let done = join(&mut storing).await;
+            if let Err(e) = self.stored(done) {
+                result = result.and(Err(e));
+            }
+        }
+        if syncing.is_some() {
+            let done = join(&mut syncing).await;
+            if let Err(e) = self.synced(done) {
+                result = result.and(Err(e));
+            }
+        }
         // Checkpoint so the file alone is complete, then sync explicitly (a checkpoint held up
         // by a reader may skip its WAL sync), and only then commit what was stored.
         let store = self.store.clone();
@@ -287,7 +346,8 @@ impl Materializer {
             .await
             .map_err(|e| MaterializeError::Join(e.to_string()))?;
         if checkpointed.is_ok() {
-            self.commit_pending();
+            let positions = std::mem::take(&mut self.pending);
+            self.commit(&positions);
         }
         self.consumer.close().await?;
         checkpointed?;
@@ -295,33 +355,37 @@ impl Materializer {
         result
     }
 
-    /// Makes what is stored durable, then commits its offsets. A failed sync stops the loop:
-    /// committing without it could lose records for good on a power cut.
-    async fn sync_and_commit(&mut self) -> Result<(), MaterializeError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.sync())
-            .await
-            .map_err(|e| MaterializeError::Join(e.to_string()))??;
+    /// Starts making what is stored durable in the background, with the positions it covers.
+    fn start_sync(&mut self) -> SyncTask {
+        let positions = std::mem::take(&mut self.pending);
         self.last_sync = Instant::now();
-        self.commit_pending();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || (store.sync(), positions))
+    }
+
+    /// A finished sync: its positions are committed. A failed sync stops the loop: committing
+    /// without it could lose records for good on a power cut.
+    fn synced(&mut self, done: Result<SyncDone, MaterializeError>) -> Result<(), MaterializeError> {
+        let (synced, positions) = done?;
+        synced?;
+        self.commit(&positions);
         Ok(())
     }
 
-    /// Commits the pending positions in one request.
-    fn commit_pending(&mut self) {
-        let positions = self.pending.iter().map(|((t, p), next)| (t.as_str(), *p, *next));
-        if let Err(e) = self.consumer.commit_positions(positions) {
-            tracing::warn!(error = %e, partitions = self.pending.len(), "commit failed; records may be replayed");
+    /// Commits positions in one request.
+    fn commit(&self, positions: &HashMap<(String, i32), i64>) {
+        let list = positions.iter().map(|((t, p), next)| (t.as_str(), *p, *next));
+        if let Err(e) = self.consumer.commit_positions(list) {
+            tracing::warn!(error = %e, partitions = positions.len(), "commit failed; records may be replayed");
         }
-        self.pending.clear();
     }
 
-    /// Decodes and stores a batch. Ok(false): shutdown came first (nothing stored).
-    async fn store_batch(&mut self, batch: &[InputRecord], shutdown: &Shutdown) -> Result<bool, MaterializeError> {
-        enum Item {
-            Upsert(FhirResource),
-            Delete(String, String),
-        }
+    /// Decodes a batch for the store. Ok(None): shutdown came first (nothing decoded).
+    async fn decode_batch(
+        &mut self,
+        batch: &[InputRecord],
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<(usize, Item)>>, MaterializeError> {
         // (index into batch, what to write)
         let mut items: Vec<(usize, Item)> = Vec::with_capacity(batch.len());
         for (i, rec) in batch.iter().enumerate() {
@@ -350,7 +414,7 @@ impl Materializer {
                         tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; waiting");
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.wait() => return Ok(false),
+                            _ = shutdown.wait() => return Ok(None),
                         }
                     }
                     Err(e) => {
@@ -360,20 +424,29 @@ impl Materializer {
                 }
             }
         }
-        if items.is_empty() {
-            return Ok(true);
-        }
+        Ok(Some(items))
+    }
+
+    /// Writes a decoded batch on a blocking thread (one store transaction).
+    fn start_store(&self, batch: Vec<InputRecord>, items: Vec<(usize, Item)>) -> StoreTask {
         let store = self.store.clone();
-        let (items, applied) = tokio::task::spawn_blocking(move || {
-            let writes = items.iter().map(|(_, it)| match it {
-                Item::Upsert(r) => Write::Upsert(r),
-                Item::Delete(t, id) => Write::Delete { resource_type: t, id },
-            });
-            let applied = store.apply(writes);
-            (items, applied)
+        tokio::task::spawn_blocking(move || {
+            let applied = if items.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.apply(items.iter().map(|(_, it)| match it {
+                    Item::Upsert(r) => Write::Upsert(r),
+                    Item::Delete(t, id) => Write::Delete { resource_type: t, id },
+                }))
+            };
+            Written { batch, items, applied }
         })
-        .await
-        .map_err(|e| MaterializeError::Join(e.to_string()))?;
+    }
+
+    /// A written batch: counted, observed, and its positions made pending (committed after
+    /// the next sync). A store failure stops the loop.
+    fn stored(&mut self, done: Result<Written, MaterializeError>) -> Result<(), MaterializeError> {
+        let Written { batch, items, applied } = done?;
         let applied = applied?;
         // Committed in the store: queryable from now on.
         if let Some(h) = &self.e2e {
@@ -405,7 +478,15 @@ impl Materializer {
                 Applied::Refused(e) => self.skip(&batch[*i], &e.to_string()),
             }
         }
-        Ok(true)
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for r in &batch {
+            next.insert((r.topic.as_str(), r.partition), r.offset + 1);
+        }
+        for ((topic, partition), offset) in next {
+            self.pending.insert((topic.to_string(), partition), offset);
+        }
+        self.progress.processed.fetch_add(batch.len() as u64, Ordering::Release);
+        Ok(())
     }
 
     fn skip(&self, rec: &InputRecord, why: &str) {

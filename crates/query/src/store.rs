@@ -690,8 +690,11 @@ impl Store {
     /// only appends to the WAL; fsync of the WAL file covers what is still there, and what a
     /// checkpoint already moved into the main file was synced by that checkpoint. (A PASSIVE
     /// checkpoint is no substitute: it skips its WAL sync when a reader blocks it.)
+    ///
+    /// It does not hold the writer, so the materialiser keeps writing while the disk works.
+    /// That is safe for what was committed before the call: SQLite overwrites WAL frames only
+    /// after a checkpoint copied them into the main file and synced it.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         let file = match std::fs::File::open(&wal) {
