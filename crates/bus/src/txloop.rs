@@ -740,7 +740,10 @@ impl TxLoop {
             .map_err(|e| TxnFailure::Abortable(format!("flush: {e}")))?;
         match err {
             rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
-            e => Err(TxnFailure::Abortable(format!("flush before commit: {:?}", rdkafka::error::RDKafkaErrorCode::from(e)))),
+            e => Err(TxnFailure::Abortable(format!(
+                "flush before commit: {:?}",
+                rdkafka::error::RDKafkaErrorCode::from(e)
+            ))),
         }
     }
 
