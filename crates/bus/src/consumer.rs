@@ -45,7 +45,7 @@ impl InputRecord {
 }
 
 /// librdkafka's prefetch bound per consumer, in KiB (see [`consumer_client_config`]).
-pub const PREFETCH_KBYTES: u32 = 8 * 1024;
+pub const PREFETCH_KBYTES: u32 = 4 * 1024;
 
 /// The librdkafka properties of a read_committed consumer in `group_id` that never commits by
 /// itself. `auto.offset.reset=earliest`: a new group must not skip records already written.
@@ -61,11 +61,11 @@ pub fn consumer_client_config(cfg: &BusConfig, group_id: &str) -> ClientConfig {
     c.set("statistics.interval.ms", "5000");
     // A consumer that is behind prefetches up to queued.max.messages.kbytes (librdkafka's
     // default: 64 MiB, in fetches of up to 50 MiB): that was most of a lagging stage's memory.
-    // 8 MiB still holds hundreds of events (a 10-OBX ORU event is ~30 kB) or thousands of
-    // resources ahead of the stage; fetches of 4 MiB keep a rebuilding query store fed (1 MiB
-    // fetches cut it to a third).
+    // 4 MiB still holds over a hundred events (a 10-OBX ORU event is ~30 kB) or about two
+    // thousand resources ahead of the stage, in fetches of 2 MiB. (With librdkafka's 1 s
+    // backoff below, bounds this small starved the stages; with 10 ms they do not.)
     c.set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string());
-    c.set("fetch.max.bytes", (4 << 20).to_string());
+    c.set("fetch.max.bytes", (2 << 20).to_string());
     // Once that bound is reached librdkafka postpones the partition's next fetch by
     // fetch.queue.backoff.ms, 1 s by default: a stage that drained its queue in 50 ms then
     // sat idle for the rest of the second (enrich and fan-out ran at ~800 of 1,000 msg/s,
@@ -172,8 +172,8 @@ mod tests {
     fn prefetch_is_bounded_and_extras_still_override() {
         let mut cfg = BusConfig::default();
         let c = consumer_client_config(&cfg, "g");
-        assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
-        assert_eq!(c.get("fetch.max.bytes"), Some("4194304"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("4096"));
+        assert_eq!(c.get("fetch.max.bytes"), Some("2097152"));
         // Reaching the bound must not idle the stage for librdkafka's default second.
         assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
