@@ -176,10 +176,25 @@ pub struct ListFilter {
     pub to_exclusive: Option<i64>,
 }
 
+/// The code rows' table (one text for the schema and both migrations).
+macro_rules! codes_table {
+    () => {
+        "CREATE TABLE IF NOT EXISTS codes (
+    resource_type TEXT NOT NULL,
+    patient_id    TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    system        TEXT NOT NULL,
+    code          TEXT NOT NULL,
+    PRIMARY KEY (patient_id, resource_type, id, system, code)
+) WITHOUT ROWID;"
+    };
+}
+
 /// The index tables are WITHOUT ROWID: their rows are only their key, so the primary key
 /// B-tree is the table and an entry costs two B-tree inserts (key, lookup index), not three.
 /// A store created before keeps its rowid tables (same queries, same results) until rebuilt.
-const SCHEMA: &str = "
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS resources (
     resource_type   TEXT NOT NULL,
     id              TEXT NOT NULL,
@@ -195,7 +210,11 @@ CREATE TABLE IF NOT EXISTS resources (
     index_key       TEXT,
     PRIMARY KEY (resource_type, id)
 );
-CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (resource_type, patient_id, effective, id);
+-- Patient first: one message's resources are about one patient, so their entries share a leaf
+-- (type first put each type of a message on its own random leaf: a page write each). An older
+-- store's type-first index is replaced on open.
+CREATE INDEX IF NOT EXISTS resources_of_patient ON resources (patient_id, resource_type, effective, id);
+DROP INDEX IF EXISTS resources_by_patient;
 CREATE TABLE IF NOT EXISTS patient_identifiers (
     patient_id TEXT NOT NULL,
     system     TEXT NOT NULL,
@@ -209,44 +228,51 @@ CREATE TABLE IF NOT EXISTS patient_names (
     PRIMARY KEY (patient_id, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_by_name ON patient_names (name);
--- Keyed by patient first: a message's resources are about one patient, so their code rows
--- share a few B-tree leaves instead of each landing on a random one (resource ids are hashes);
+-- Keyed by patient first, for the same reason as resources_of_patient (one leaf per message);
 -- patient_id is '' for a resource without one. No index by code alone: every code search is
 -- within one patient's resources, through the primary key (an older store's codes_by_code is
 -- dropped on open: it cost a write per code).
-CREATE TABLE IF NOT EXISTS codes (
-    resource_type TEXT NOT NULL,
-    patient_id    TEXT NOT NULL,
-    id            TEXT NOT NULL,
-    system        TEXT NOT NULL,
-    code          TEXT NOT NULL,
-    PRIMARY KEY (resource_type, patient_id, id, system, code)
-) WITHOUT ROWID;
+",
+    codes_table!(),
+    "
 DROP INDEX IF EXISTS codes_by_code;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-";
+"
+);
 
 /// Moves an older store's code rows (keyed by resource) into the patient-keyed table.
-const REKEY_CODES: &str = "
+const REKEY_CODES: &str = concat!(
+    "
 BEGIN;
 ALTER TABLE codes RENAME TO codes_by_resource;
-CREATE TABLE codes (
-    resource_type TEXT NOT NULL,
-    patient_id    TEXT NOT NULL,
-    id            TEXT NOT NULL,
-    system        TEXT NOT NULL,
-    code          TEXT NOT NULL,
-    PRIMARY KEY (resource_type, patient_id, id, system, code)
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO codes
+",
+    codes_table!(),
+    "
+INSERT OR IGNORE INTO codes (resource_type, patient_id, id, system, code)
     SELECT c.resource_type, coalesce(r.patient_id, ''), c.id, c.system, c.code
     FROM codes_by_resource c JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id;
 DROP TABLE codes_by_resource;
 COMMIT;
-";
+"
+);
+
+/// Moves an older store's code rows keyed by type, then patient, into the patient-first table.
+const REORDER_CODES: &str = concat!(
+    "
+BEGIN;
+ALTER TABLE codes RENAME TO codes_type_first;
+",
+    codes_table!(),
+    "
+INSERT INTO codes (resource_type, patient_id, id, system, code)
+    SELECT resource_type, patient_id, id, system, code FROM codes_type_first;
+DROP TABLE codes_type_first;
+COMMIT;
+"
+);
 
 /// The writer's statements.
 #[derive(Clone, Copy)]
@@ -439,12 +465,16 @@ impl Store {
         if !has_key {
             writer.execute_batch("ALTER TABLE resources ADD COLUMN index_key TEXT").map_err(sql)?;
         }
-        // Stores made before code rows were keyed by patient are re-keyed in place.
-        let codes_by_patient: bool = writer
-            .query_row("SELECT count(*) FROM pragma_table_info('codes') WHERE name = 'patient_id'", [], |r| r.get(0))
+        // Stores made before code rows were keyed by patient first are re-keyed in place:
+        // by resource (no patient_id column), or by type then patient (patient_id second).
+        let patient_key_position: Option<i64> = writer
+            .query_row("SELECT pk FROM pragma_table_info('codes') WHERE name = 'patient_id'", [], |r| r.get(0))
+            .optional()
             .map_err(sql)?;
-        if !codes_by_patient {
-            writer.execute_batch(REKEY_CODES).map_err(sql)?;
+        match patient_key_position {
+            None => writer.execute_batch(REKEY_CODES).map_err(sql)?,
+            Some(1) => {}
+            Some(_) => writer.execute_batch(REORDER_CODES).map_err(sql)?,
         }
         let (changes, _) = broadcast::channel(watch_capacity.max(1));
         Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
@@ -1311,7 +1341,7 @@ mod tests {
                 .replace("    index_key       TEXT,\n", "")
                 .replace("    patient_id    TEXT NOT NULL,\n    id ", "    id ")
                 .replace(
-                    "PRIMARY KEY (resource_type, patient_id, id, system, code)",
+                    "PRIMARY KEY (patient_id, resource_type, id, system, code)",
                     "PRIMARY KEY (resource_type, id, system, code)",
                 );
             c.execute_batch(&old).unwrap();
@@ -1328,6 +1358,60 @@ mod tests {
         assert_eq!(s.upsert(&o).unwrap(), Upsert::Updated);
         assert!(ids_with_code(&s, "p1", "A").is_empty());
         assert_eq!(ids_with_code(&s, "p1", "B"), ["o1"]);
+    }
+
+    #[test]
+    fn a_store_keyed_by_type_first_is_rekeyed_by_patient_first_and_answers_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The layout before: the patient index and the code rows keyed by type first.
+            let c = Connection::open(Store::file_in(dir.path())).unwrap();
+            let old = SCHEMA
+                .replace(
+                    "CREATE INDEX IF NOT EXISTS resources_of_patient ON resources (patient_id, resource_type, effective, id);",
+                    "CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (resource_type, patient_id, effective, id);",
+                )
+                .replace("DROP INDEX IF EXISTS resources_by_patient;", "")
+                .replace(
+                    "PRIMARY KEY (patient_id, resource_type, id, system, code)",
+                    "PRIMARY KEY (resource_type, patient_id, id, system, code)",
+                );
+            assert_ne!(old, SCHEMA);
+            c.execute_batch(&old).unwrap();
+        }
+        {
+            // Written through the old layout, then closed.
+            let c = Connection::open(Store::file_in(dir.path())).unwrap();
+            c.execute_batch(
+                "INSERT INTO resources VALUES ('Observation', 'o1', 't1', 'p1', 1, 'e', 't', '{}', 'x', 5, NULL, NULL);
+                 INSERT INTO codes VALUES ('Observation', 'p1', 'o1', 'http://loinc.org', 'A');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path(), 4).unwrap();
+        assert_eq!(ids_with_code(&s, "p1", "A"), ["o1"]);
+        let w = s.writer.lock().unwrap();
+        let first_key: String =
+            w.query_row("SELECT name FROM pragma_table_info('codes') WHERE pk = 1", [], |r| r.get(0)).unwrap();
+        assert_eq!(first_key, "patient_id");
+        let indexes: Vec<String> = w
+            .prepare("SELECT name FROM pragma_index_list('resources') WHERE origin = 'c' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["resources_of_patient"]);
+        let first_column: String = w
+            .query_row("SELECT name FROM pragma_index_info('resources_of_patient') WHERE seqno = 0", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(first_column, "patient_id");
+        drop(w);
+        // Written and read through the new layout as well.
+        s.upsert(&obs("o2", "p1", "A", "2024-01-02")).unwrap();
+        let mut found = ids_with_code(&s, "p1", "A");
+        found.sort();
+        assert_eq!(found, ["o1", "o2"]);
     }
 
     #[test]
