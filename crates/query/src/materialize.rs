@@ -143,7 +143,7 @@ type StoreTask = tokio::task::JoinHandle<Written>;
 type SyncDone = (Result<(), StoreError>, HashMap<(String, i32), i64>);
 type SyncTask = tokio::task::JoinHandle<SyncDone>;
 
-/// Awaits the task in `slot` (which must hold one).
+/// Awaits the task in `slot`; an empty slot never completes (its `select!` branch is off anyway).
 async fn join<T>(slot: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, MaterializeError> {
     match slot.as_mut() {
         Some(task) => task.await.map_err(|e| MaterializeError::Join(e.to_string())),
