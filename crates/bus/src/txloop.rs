@@ -657,10 +657,9 @@ impl TxLoop {
         self.produce(&e.topic, e.key.as_deref(), &e.value, &e.headers).await
     }
 
-    /// Waits for the transaction's records to be acknowledged, then sends the offsets and
-    /// commits, retrying retriable errors. Awaiting the delivery reports here (rather than
-    /// leaving it to commit_transaction's internal flush) keeps the flush from sleeping in
-    /// rdkafka's 100 ms poll steps while the producer's own thread serves the events.
+    /// Sends the transaction's lingering records at once ([`TxLoop::flush_now`]), reads every
+    /// delivery report (so a record the broker refused can be named), then sends the offsets
+    /// and commits, retrying retriable errors.
     async fn commit(
         &self,
         next_offsets: &Positions,
