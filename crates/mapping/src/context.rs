@@ -25,6 +25,8 @@ pub struct Env<'a> {
     /// observation time, and the conversion depends only on the text and the zone. The raw and
     /// converted texts are shared with every coverage time record made from them.
     pub last_time: std::cell::RefCell<Option<LastTime>>,
+    /// The lead of this message's event ids (see [`identity::time_lead`]).
+    pub time_lead: Option<[u8; 4]>,
     /// Hash states of the event ids' shared first parts, per resource type (see
     /// [`identity::Prefix`]).
     pub event_prefixes: std::cell::RefCell<Vec<(&'static str, identity::Prefix)>>,
@@ -42,6 +44,7 @@ impl<'a> Env<'a> {
             tenant: "t",
             sender_key: "TEST".into(),
             control_id: "1".into(),
+            time_lead: None,
             profile: None,
             zone,
             tracker,
@@ -62,8 +65,8 @@ impl<'a> Env<'a> {
         let i = match prefixes.iter().position(|(t, _)| *t == rtype) {
             Some(i) => i,
             None => {
-                prefixes
-                    .push((rtype, identity::Prefix::new(self.tenant, rtype, &[&self.sender_key, &self.control_id])));
+                let prefix = identity::Prefix::new(self.tenant, rtype, &[&self.sender_key, &self.control_id]);
+                prefixes.push((rtype, prefix.led_by(self.time_lead)));
                 prefixes.len() - 1
             }
         };

@@ -7,6 +7,15 @@
 //! the same MRN at two tenants is two patients. Event resources are keyed by (sender, control
 //! id, segment position), never by a sender's "unique" number alone — two OBRs with the same
 //! OBR-2 in one message are two resources.
+//!
+//! An event resource's id starts with a time lead ([`time_lead`]): four bytes hashed from the
+//! second its message was sent (MSH-7). The ids of one second share their first eight hex
+//! digits, so a store keyed by id inserts them side by side instead of each on its own random
+//! B-tree leaf (that random leaf was most of the query store's disk writes). The lead is hashed
+//! rather than the time itself so an id read in a log or an audit trail does not show when the
+//! patient was seen; it is keyed by the tenant only, which hides the time from a reader, not
+//! from someone who knows the tenant and enumerates seconds. Master data (Patient by
+//! identifier, Practitioner, …) outlives any one message and keeps the plain hash.
 
 use sha2::{Digest, Sha256};
 
@@ -15,7 +24,22 @@ pub fn id(tenant: &str, rtype: &str, parts: &[&str]) -> String {
     let mut h = Sha256::new();
     feed(&mut h, &[tenant, rtype]);
     feed(&mut h, parts);
-    finish(h)
+    finish(h, None)
+}
+
+/// The lead of the event ids of a message sent at `sent` (MSH-7's text): a hash of the tenant
+/// and the timestamp's leading digits up to the second (`YYYYMMDDHHMMSS`; fractions and the
+/// offset left out, so the lead changes once a second at most). `None` when `sent` does not
+/// start with a digit: such ids keep the plain hash.
+pub fn time_lead(tenant: &str, sent: &str) -> Option<[u8; 4]> {
+    let digits = sent.bytes().take(14).take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut h = Sha256::new();
+    feed(&mut h, &["arteria-id-time-lead", tenant, &sent[..digits]]);
+    let d = h.finalize();
+    Some([d[0], d[1], d[2], d[3]])
 }
 
 /// The hash state after a key's first parts, for the ids that share them: every event resource
@@ -23,21 +47,26 @@ pub fn id(tenant: &str, rtype: &str, parts: &[&str]) -> String {
 /// hashed once per message instead of once per resource. `Prefix::new(t, r, a).id(b)` is
 /// `id(t, r, a ++ b)`.
 #[derive(Clone)]
-pub struct Prefix(Sha256);
+pub struct Prefix(Sha256, Option<[u8; 4]>);
 
 impl Prefix {
     pub fn new(tenant: &str, rtype: &str, parts: &[&str]) -> Prefix {
         let mut h = Sha256::new();
         feed(&mut h, &[tenant, rtype]);
         feed(&mut h, parts);
-        Prefix(h)
+        Prefix(h, None)
+    }
+
+    /// The same prefix, its ids starting with `lead` (see [`time_lead`]).
+    pub fn led_by(self, lead: Option<[u8; 4]>) -> Prefix {
+        Prefix(self.0, lead)
     }
 
     /// The id of the key made of the prefix's parts and then `parts`.
     pub fn id(&self, parts: &[&str]) -> String {
         let mut h = self.0.clone();
         feed(&mut h, parts);
-        finish(h)
+        finish(h, self.1)
     }
 }
 
@@ -66,11 +95,15 @@ fn feed(h: &mut Sha256, parts: &[&str]) {
     h.update(&buf[..n]);
 }
 
-/// The digest shaped as an RFC 9562 version 8 UUID in lower-case hex.
-fn finish(h: Sha256) -> String {
+/// The digest shaped as an RFC 9562 version 8 UUID in lower-case hex, its first four bytes
+/// replaced by `lead` when there is one (96 bits of the key's hash remain).
+fn finish(h: Sha256, lead: Option<[u8; 4]>) -> String {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
+    if let Some(lead) = lead {
+        b[..4].copy_from_slice(&lead);
+    }
     b[6] = (b[6] & 0x0F) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3F) | 0x80; // RFC 9562 variant
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -114,6 +147,34 @@ mod tests {
         let hex: String = d[..4].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&id("t", "P", &[&mid, &long, &mid, "z"])[..8], hex);
         assert_ne!(id("t", "P", &[&mid, &long]), id("t", "P", &[&long, &mid]));
+    }
+
+    /// Ids led by one second's lead share their first eight digits and differ after; another
+    /// second, another tenant or no time give other leads; the rest of the id is the key's.
+    #[test]
+    fn ids_of_one_second_share_their_lead() {
+        let lead = time_lead("t", "20261126071503.25+0100");
+        assert_eq!(lead, time_lead("t", "20261126071503"), "fractions and offset are not in the lead");
+        assert_eq!(lead, time_lead("t", "20261126071503-0500"));
+        assert_ne!(lead, time_lead("t", "20261126071504"));
+        assert_ne!(lead, time_lead("u", "20261126071503"));
+        assert_eq!(time_lead("t", ""), None);
+        assert_eq!(time_lead("t", "yesterday"), None);
+        assert!(time_lead("t", "202611").is_some(), "a coarse time still leads");
+
+        let p = Prefix::new("t", "Observation", &["LAB|H1", "MSG1"]).led_by(lead);
+        let q = Prefix::new("t", "Observation", &["LAB|H1", "MSG2"]).led_by(lead);
+        let (a, b) = (p.id(&["3", ""]), q.id(&["3", ""]));
+        assert_eq!(a[..8], b[..8]);
+        assert_ne!(a[9..], b[9..]);
+        let hex: String = lead.unwrap().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(a[..8], hex);
+        let plain = id("t", "Observation", &["LAB|H1", "MSG1", "3", ""]);
+        assert_ne!(a[..8], plain[..8]);
+        assert_eq!(a[8..], plain[8..], "after the lead, the id is the key's hash");
+        assert_eq!(&a[14..15], "8");
+        // The time is not readable from the lead.
+        assert!(!a.starts_with("2026") && !a.contains("071503"));
     }
 
     /// A prefix finished with the other parts is the id of all the parts, whatever the

@@ -89,6 +89,7 @@ pub fn convert(msg: &hl7v2::Message<'_>, profiles: &Profiles, tenant: &str) -> R
         tenant,
         sender_key: format!("{app}|{fac}"),
         control_id: control_id.clone(),
+        time_lead: identity::time_lead(tenant, msg.msh().field(7).map(|f| f.as_str()).unwrap_or("")),
         profile,
         zone: profiles.zone_for(profile),
         tracker: &tracker,

@@ -371,6 +371,41 @@ fn two_obrs_with_the_same_placer_number_do_not_collide() {
     );
 }
 
+/// Event resources of messages sent in the same second share their ids' first eight digits
+/// (storage locality), master data does not, and the digits do not show the time.
+#[test]
+fn event_ids_of_one_second_share_a_lead_that_hides_the_time() {
+    let leads = |msg: &str| -> (Vec<String>, String) {
+        let (b, _) = convert(msg);
+        let ids = |t: &str| all(&b, t).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let mut events = ids("Observation");
+        events.extend(ids("DiagnosticReport"));
+        events.extend(ids("ServiceRequest"));
+        events.extend(ids("MessageHeader"));
+        assert!(events.len() >= 4);
+        (events, ids("Patient").remove(0))
+    };
+    let (first, patient) = leads(ORU);
+    let lead = &first[0][..8];
+    assert!(first.iter().all(|id| &id[..8] == lead), "{first:?}");
+    assert_ne!(&patient[..8], lead, "master data keeps the plain hash");
+    assert!(!lead.contains("2024") && !lead.contains("0930"));
+
+    // Another message (another control id) in the same second, with another fraction: the
+    // same lead, other ids. A second later: another lead.
+    let (same_second, _) =
+        leads(&ORU.replace("20240310093000-0500||ORU", "20240310093000.25-0500||ORU").replace("CTRL-1", "CTRL-2"));
+    assert!(same_second.iter().all(|id| &id[..8] == lead));
+    assert!(same_second.iter().all(|id| !first.contains(id)));
+    let (next_second, _) = leads(&ORU.replace("20240310093000-0500||ORU", "20240310093001-0500||ORU"));
+    assert!(next_second.iter().all(|id| &id[..8] != lead));
+    assert_eq!(
+        first.iter().map(|i| &i[8..]).collect::<Vec<_>>(),
+        next_second.iter().map(|i| &i[8..]).collect::<Vec<_>>(),
+        "after the lead, the ids are the key's (sender, control id, position)"
+    );
+}
+
 fn adt(trigger: &str, admit: Option<&str>, discharge: Option<&str>) -> String {
     let mut pv1 = vec![(1, "1"), (2, "I"), (3, "WARD1^101^B^GH"), (10, "MED"), (14, "7"), (19, "V-1^^^GH^VN")];
     pv1.extend(admit.map(|a| (44, a)));

@@ -114,7 +114,9 @@ pub struct Generator {
     run: String,
     patients: u64,
     oru_per_mille: u64,
-    timestamp: String,
+    /// The event times of every message, or `None`: each message stamped when it is made, as
+    /// a live feed's are (the ids of event resources lead with their message's second).
+    timestamp: Option<String>,
 }
 
 impl Generator {
@@ -126,15 +128,16 @@ impl Generator {
             run: run.to_string(),
             patients: patients.max(1),
             oru_per_mille: (oru_share.clamp(0.0, 1.0) * 1000.0).round() as u64,
-            timestamp: timestamp.to_string(),
+            timestamp: Some(timestamp.to_string()),
         }
     }
 
-    /// A generator stamped with the current time (UTC) and a run tag derived from it.
+    /// A generator that stamps each message with the time it is made (UTC, to the
+    /// millisecond), with a run tag derived from the current time.
     pub fn for_now(patients: u64, oru_share: f64) -> Self {
         let now = jiff::Timestamp::now();
         let run = format!("{:06}", now.as_second().rem_euclid(1_000_000));
-        Self::new(&run, patients, oru_share, &now.strftime("%Y%m%d%H%M%S+0000").to_string())
+        Self { timestamp: None, ..Self::new(&run, patients, oru_share, "") }
     }
 
     pub fn run(&self) -> &str {
@@ -162,7 +165,14 @@ impl Generator {
         let patient = mix(i.wrapping_mul(31) ^ 0xC0FFEE) % self.patients;
         let p = Person::of(patient);
         let cid = self.control_id(i);
-        let ts = self.timestamp.as_str();
+        let now;
+        let ts = match &self.timestamp {
+            Some(t) => t.as_str(),
+            None => {
+                now = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S%.3f+0000").to_string();
+                now.as_str()
+            }
+        };
         let mut s = String::with_capacity(2048);
         let msg_type = match kind {
             Kind::Adt => "ADT^A01^ADT_A01",
@@ -379,6 +389,23 @@ mod tests {
         assert_eq!(a.message(7), a.message(7), "deterministic");
         assert_ne!(a.control_id(7), b.control_id(7));
         assert_eq!(a.kind(7), b.kind(7));
+    }
+
+    /// A live generator stamps each message when it is made, to the millisecond, in a form
+    /// the mapping reads (the event ids' lead comes from MSH-7's second).
+    #[test]
+    fn a_live_generator_stamps_each_message_now() {
+        let g = Generator::for_now(10, 0.5);
+        let before = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S").to_string();
+        let bytes = g.message(3);
+        let after = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S").to_string();
+        let m = hl7v2::Message::parse(&bytes).unwrap();
+        let sent = m.get("MSH-7").unwrap().as_str().to_string();
+        assert_eq!(sent.len(), "20261125191500.123+0000".len(), "{sent}");
+        assert!(sent.ends_with("+0000") && sent.as_bytes()[14] == b'.', "{sent}");
+        assert!((before.as_str()..=after.as_str()).contains(&&sent[..14]), "{before} {sent} {after}");
+        let t = mapping::convert_bytes(&bytes, &mapping::Profiles::default(), "t").unwrap().timestamp;
+        assert!(t.is_some_and(|t| t.contains('.')), "MSH-7 with milliseconds is a FHIR instant");
     }
 
     #[test]
