@@ -3,7 +3,7 @@
 pragmas (WAL, synchronous=NORMAL, checkpoint every 10,000 pages, 8 MiB page cache), loaded
 with observations for random patients, 16 per patient, in transactions of 320 rows.
 
-    python3 crates/query/benches/key_locality.py random     # ids as the pipeline makes them
+    python3 crates/query/benches/key_locality.py random     # ids as the pipeline made them before their time lead
     python3 crates/query/benches/key_locality.py no-key     # without the (resource_type, id) key
     python3 crates/query/benches/key_locality.py in-time    # that key on ids growing in time
 

@@ -450,10 +450,10 @@ impl Store {
         // store wait on the disk for most of its time under load.
         writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         writer.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: resource ids are random, so
-        // each record dirties index leaves all over the file, and a longer WAL lets a page
-        // written by several batches be copied into the database once (measured on a rebuild
-        // of the service: ~10 % less CPU per record). Disk only: the WAL is a file, not memory.
+        // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: each record dirties
+        // patient-keyed index leaves all over the file, and a longer WAL lets a page written by
+        // several batches be copied into the database once (measured, when ids were random too,
+        // on a rebuild of the service: ~10 % less CPU per record). Disk only: the WAL is a file.
         writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sql)?;
         Self::limit_memory(&writer, writer_cache_kib).map_err(sql)?;
         writer.set_prepared_statement_cache_capacity(32);

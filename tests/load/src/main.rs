@@ -49,6 +49,11 @@ struct Args {
     /// Distinct patients the messages are spread over.
     #[arg(long, default_value_t = 20_000)]
     patients: u64,
+    /// Stamp every message with this MSH-7 (an HL7 DTM) instead of the time it is sent: all
+    /// event ids of the run then share one lead, as if ids had no time in them (the A/B of the
+    /// ids' time lead).
+    #[arg(long, env = "ARTERIA_LOAD_SENT_AT")]
+    sent_at: Option<String>,
     /// The query service's metrics; empty = no end-to-end measurement (e.g. a peer listener).
     #[arg(long, default_value = "http://127.0.0.1:9105/metrics")]
     query_metrics: String,
@@ -354,7 +359,11 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = reqwest::Client::new();
-    let g = Arc::new(Generator::for_now(args.patients, args.oru_share));
+    let g = Generator::for_now(args.patients, args.oru_share);
+    let g = Arc::new(match &args.sent_at {
+        Some(t) => g.stamped(t),
+        None => g,
+    });
     if args.print_mean_size {
         println!("{}", (0..10_000).map(|i| g.message(i).len()).sum::<usize>() / 10_000);
         return Ok(());

@@ -140,6 +140,11 @@ impl Generator {
         Self { timestamp: None, ..Self::new(&run, patients, oru_share, "") }
     }
 
+    /// The same generator stamping every message with `timestamp` (an HL7 DTM) instead.
+    pub fn stamped(self, timestamp: &str) -> Self {
+        Self { timestamp: Some(timestamp.to_string()), ..self }
+    }
+
     pub fn run(&self) -> &str {
         &self.run
     }
