@@ -35,7 +35,7 @@ pub struct DedupKey {
 
 impl DedupKey {
     /// The key's fingerprint: each part length-prefixed, so no two keys run together.
-    fn fingerprint(&self) -> Fingerprint {
+    pub fn fingerprint(&self) -> Fingerprint {
         let mut h = Sha256::new();
         for part in [&self.tenant, &self.application, &self.facility, &self.control_id] {
             h.update((part.len() as u64).to_le_bytes());
@@ -50,7 +50,7 @@ impl DedupKey {
 /// 128 bits of a key's SHA-256 (two u64 rather than a u128: 8-byte alignment keeps the
 /// expiry queue's entries at 24 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Fingerprint(u64, u64);
+pub struct Fingerprint(u64, u64);
 
 /// The verdict for one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +105,13 @@ impl DedupIndex {
         topic: &str,
         partition: i32,
         up_to: i64,
-        history: impl IntoIterator<Item = (i64, i64, DedupKey)>,
+        history: impl IntoIterator<Item = (i64, i64, Fingerprint)>,
     ) {
         let mut p = Partition { next_offset: up_to, ..Partition::default() };
         for (offset, at_ms, key) in history {
             if offset >= up_to {
                 break;
             }
-            let key = key.fingerprint();
             if let std::collections::hash_map::Entry::Vacant(e) = p.first_seen.entry(key) {
                 e.insert((offset, at_ms));
                 p.order.push_back((at_ms, key));
@@ -234,7 +233,7 @@ mod tests {
     fn partitions_are_independent_and_unknown_ones_need_history() {
         let mut d = DedupIndex::new(60);
         assert!(d.needs_history("raw", 3, 100));
-        d.rebuild("raw", 3, 100, vec![(98, 0, k("A")), (99, 0, k("B")), (100, 0, k("C"))]);
+        d.rebuild("raw", 3, 100, [(98, 0, k("A")), (99, 0, k("B")), (100, 0, k("C"))].map(|(o, t, k)| (o, t, k.fingerprint())));
         assert!(!d.needs_history("raw", 3, 100));
         assert!(d.needs_history("raw", 3, 150), "a gap means records were processed elsewhere");
         assert!(d.needs_history("raw", 4, 0));

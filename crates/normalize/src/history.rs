@@ -3,7 +3,7 @@
 //! truth: every record before the committed offset was processed, and its `RawMessage`
 //! carries the sender and control id.
 
-use crate::dedup::DedupKey;
+use crate::dedup::{DedupKey, Fingerprint};
 use bus::{AvroSerde, BusConfig, InputRecord};
 use canonical::raw::RawMessage;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -27,8 +27,10 @@ pub fn dedup_key(raw: &RawMessage) -> Option<DedupKey> {
     })
 }
 
-/// (offset, received at ms, key) of the records of `topic[partition]` received in the last
-/// `window_ms` before offset `up_to` (exclusive), in offset order.
+/// (offset, received at ms, key's fingerprint) of the records of `topic[partition]` received in
+/// the last `window_ms` before offset `up_to` (exclusive), in offset order. Fingerprints, not
+/// keys: a window of a busy partition is ~100 k records, and four strings each would make the
+/// read-back cost several times the window it rebuilds.
 pub async fn read_window(
     bus: &BusConfig,
     serde: &AvroSerde<RawMessage>,
@@ -36,7 +38,7 @@ pub async fn read_window(
     partition: i32,
     up_to: i64,
     window_ms: i64,
-) -> Result<Vec<(i64, i64, DedupKey)>, HistoryError> {
+) -> Result<Vec<(i64, i64, Fingerprint)>, HistoryError> {
     let err = |detail: String| HistoryError::Kafka { topic: topic.to_string(), partition, detail };
     if up_to <= 0 {
         return Ok(Vec::new());
@@ -86,7 +88,7 @@ pub async fn read_window(
             && let Ok(raw) = serde.decode(v).await
             && let Some(key) = dedup_key(&raw)
         {
-            out.push((rec.offset, raw.received_at / 1000, key));
+            out.push((rec.offset, raw.received_at / 1000, key.fingerprint()));
         }
         if rec.offset + 1 >= up_to {
             break;
