@@ -233,7 +233,12 @@ mod tests {
     fn partitions_are_independent_and_unknown_ones_need_history() {
         let mut d = DedupIndex::new(60);
         assert!(d.needs_history("raw", 3, 100));
-        d.rebuild("raw", 3, 100, [(98, 0, k("A")), (99, 0, k("B")), (100, 0, k("C"))].map(|(o, t, k)| (o, t, k.fingerprint())));
+        d.rebuild(
+            "raw",
+            3,
+            100,
+            [(98, 0, k("A")), (99, 0, k("B")), (100, 0, k("C"))].map(|(o, t, k)| (o, t, k.fingerprint())),
+        );
         assert!(!d.needs_history("raw", 3, 100));
         assert!(d.needs_history("raw", 3, 150), "a gap means records were processed elsewhere");
         assert!(d.needs_history("raw", 4, 0));
