@@ -390,15 +390,27 @@ where
         })
     }
 
-    /// Like [`AvroSerde::decode`], with a hand-written reader of `T`'s own layout: `read` gets
-    /// the body when it was written with exactly `T`'s schema and returns the value (it may
-    /// stop before the end, e.g. before a trailing field it does not want); any other writer
-    /// schema takes the schema-resolving path of `decode`.
+    /// Like [`AvroSerde::decode`], with a hand-written reader of `T`'s own layout
+    /// ([`crate::body_reader`]): `read` gets the body when it was written with exactly `T`'s
+    /// schema and returns the value (it may stop before the end, e.g. before a trailing field it
+    /// does not want); any other writer schema takes the schema-resolving path of `decode`.
     pub async fn decode_with(
         &self,
         bytes: &[u8],
         read: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<T, AvroError> {
+        self.decode_part(bytes, read, |t| t).await
+    }
+
+    /// Reads only part of a value: `read` gets the body when it was written with exactly `T`'s
+    /// schema; for any other writer schema the value is decoded whole and `part` takes what
+    /// `read` would have.
+    pub async fn decode_part<U>(
+        &self,
+        bytes: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<U, String>,
+        part: impl FnOnce(T) -> U,
+    ) -> Result<U, AvroError> {
         let (id, body) = wire::unframe(bytes)?;
         if self.decoding_of(id).await?.own {
             return read(body).map_err(|detail| AvroError::Decode {
@@ -407,7 +419,7 @@ where
                 detail,
             });
         }
-        self.decode(bytes).await
+        self.decode(bytes).await.map(part)
     }
 
     /// Decodes a Confluent-framed value written with any schema the registry knows and that

@@ -11,12 +11,14 @@
 //! - [`txloop`]: the transactional consume-transform-produce loop.
 //! - [`dlq`]: the `DeadLetter` record and its writer.
 //! - [`avro`]: Confluent wire format and registry-backed Avro serde.
+//! - [`body_reader`]: hand-written readers of the leading fields of our own records.
 //! - [`projection`]: cutting fields a reader does not use out of Avro bytes before decoding.
 //! - [`headers`], [`trace`]: message id and W3C trace context in headers.
 //! - [`topics`]: start-up checks: broker reachable, topics present with the right shape.
 //! - [`shutdown`]: SIGTERM/SIGINT → a shared shutdown signal.
 
 pub mod avro;
+pub mod body_reader;
 pub mod config;
 pub mod consumer;
 pub mod context;

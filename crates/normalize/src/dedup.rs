@@ -36,8 +36,15 @@ pub struct DedupKey {
 impl DedupKey {
     /// The key's fingerprint: each part length-prefixed, so no two keys run together.
     pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.tenant, &self.application, &self.facility, &self.control_id)
+    }
+}
+
+impl Fingerprint {
+    /// A key's fingerprint from its parts, for readers that have them borrowed.
+    pub fn of(tenant: &str, application: &str, facility: &str, control_id: &str) -> Self {
         let mut h = Sha256::new();
-        for part in [&self.tenant, &self.application, &self.facility, &self.control_id] {
+        for part in [tenant, application, facility, control_id] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }

@@ -7,11 +7,12 @@
 //! exactly `FhirResource`'s schema; the tests hold it to the generic decoder's result.
 //! Errors name the field and byte position, never content.
 
+use bus::body_reader::BodyReader;
 use canonical::current::FhirResource;
 
 /// Reads the fields of `FhirResource` before `typed`; what follows them is not looked at.
 pub fn read_fhir_resource(body: &[u8]) -> Result<FhirResource, String> {
-    let mut c = Cursor { b: body, at: 0 };
+    let mut c = BodyReader::new(body);
     Ok(FhirResource {
         id: c.string("id")?,
         resource_type: c.string("resource_type")?,
@@ -22,50 +23,6 @@ pub fn read_fhir_resource(body: &[u8]) -> Result<FhirResource, String> {
         occurred_at: c.long("occurred_at")?,
         fhir_json: c.string("fhir_json")?,
     })
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    /// A zig-zag varint of at most 10 bytes.
-    fn long(&mut self, field: &str) -> Result<i64, String> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&byte) = self.b.get(self.at) else {
-                return Err(format!("{field}: the body ends at byte {} inside a number", self.at));
-            };
-            self.at += 1;
-            v |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
-            }
-        }
-        Err(format!("{field}: a number longer than 10 bytes at byte {}", self.at))
-    }
-
-    fn string(&mut self, field: &str) -> Result<String, String> {
-        let len = self.long(field)?;
-        let start = self.at;
-        let end =
-            usize::try_from(len).ok().and_then(|n| start.checked_add(n)).filter(|&e| e <= self.b.len()).ok_or_else(
-                || format!("{field}: length {len} at byte {start} does not fit the {}-byte body", self.b.len()),
-            )?;
-        self.at = end;
-        String::from_utf8(self.b[start..end].to_vec())
-            .map_err(|e| format!("{field}: not UTF-8 at byte {}", start + e.utf8_error().valid_up_to()))
-    }
-
-    /// `["null", "string"]`.
-    fn opt_string(&mut self, field: &str) -> Result<Option<String>, String> {
-        match self.long(field)? {
-            0 => Ok(None),
-            1 => self.string(field).map(Some),
-            n => Err(format!("{field}: union branch {n} at byte {} (the schema has 0 and 1)", self.at)),
-        }
-    }
 }
 
 #[cfg(test)]
