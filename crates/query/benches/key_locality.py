@@ -6,6 +6,8 @@ with observations for random patients, 16 per patient, in transactions of 320 ro
     python3 crates/query/benches/key_locality.py random     # ids as the pipeline made them before their time lead
     python3 crates/query/benches/key_locality.py no-key     # without the (resource_type, id) key
     python3 crates/query/benches/key_locality.py in-time    # that key on ids growing in time
+    python3 crates/query/benches/key_locality.py codes-in-index  # in-time, and the codes in the
+                                                            # patient index instead of a code table
 
 Prints rows/s, CPU per row and the bytes the process caused to be written per row
 (/proc/self/io write_bytes: WAL frames and checkpoint copies, in the kernel's 4 KiB pages),
@@ -36,6 +38,16 @@ CREATE TABLE codes (resource_type TEXT NOT NULL, patient_id TEXT NOT NULL, id TE
   PRIMARY KEY (patient_id, resource_type, id, system, code)) WITHOUT ROWID;
 """
 
+# The store since the codes moved into the patient index (one text per resource).
+SCHEMA_CODES_IN_INDEX = """
+CREATE TABLE resources (resource_type TEXT NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL,
+  patient_id TEXT, occurred_at INTEGER NOT NULL, source_event_id TEXT NOT NULL,
+  event_type TEXT NOT NULL, json TEXT NOT NULL, last_updated TEXT NOT NULL,
+  effective INTEGER NOT NULL, birth_date TEXT, index_key TEXT, codes TEXT,
+  PRIMARY KEY (resource_type, id));
+CREATE INDEX resources_of_patient ON resources (patient_id, resource_type, effective, id, codes);
+"""
+
 OBSERVATION = json.dumps({
     "resourceType": "Observation", "status": "final",
     "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7",
@@ -57,7 +69,7 @@ def written_bytes():
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "random"
-    if mode not in ("random", "no-key", "in-time"):
+    if mode not in ("random", "no-key", "in-time", "codes-in-index"):
         sys.exit(__doc__)
     path = f"/tmp/arteria-key-locality-{mode}.sqlite"
     for suffix in ("", "-wal", "-shm"):
@@ -68,12 +80,15 @@ def main():
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA wal_autocheckpoint=10000")
     db.execute("PRAGMA cache_size=-8192")
-    db.executescript(SCHEMA.format(key="" if mode == "no-key" else ", PRIMARY KEY (resource_type, id)"))
+    if mode == "codes-in-index":
+        db.executescript(SCHEMA_CODES_IN_INDEX)
+    else:
+        db.executescript(SCHEMA.format(key="" if mode == "no-key" else ", PRIMARY KEY (resource_type, id)"))
     rng = random.Random(1)
     sequence = iter(range(1 << 62))
 
     def new_id():
-        if mode == "in-time":
+        if mode in ("in-time", "codes-in-index"):
             return "%016x" % next(sequence)
         return str(uuid.UUID(int=rng.getrandbits(128)))
 
@@ -83,12 +98,18 @@ def main():
             patient = str(uuid.UUID(int=rng.getrandbits(128)))
             for j in range(PER_PATIENT):
                 i = new_id()
-                resources.append(("Observation", i, "t", patient, 1, "ev", "e", OBSERVATION, "2024", 1, None, None))
+                row = ("Observation", i, "t", patient, 1, "ev", "e", OBSERVATION, "2024", 1, None, None)
+                if mode == "codes-in-index":
+                    row += (f"\x1ehttp://loinc.org\x1f2345-7\x1eurn:local\x1fX{j}\x1e",)
+                resources.append(row)
                 codes.append(("Observation", patient, i, "http://loinc.org", "2345-7"))
                 codes.append(("Observation", patient, i, "urn:local", f"X{j}"))
         db.execute("BEGIN")
-        db.executemany("INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", resources)
-        db.executemany("INSERT INTO codes VALUES (?,?,?,?,?)", codes)
+        if mode == "codes-in-index":
+            db.executemany("INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", resources)
+        else:
+            db.executemany("INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", resources)
+            db.executemany("INSERT INTO codes VALUES (?,?,?,?,?)", codes)
         db.execute("COMMIT")
         return len(resources)
 

@@ -176,25 +176,11 @@ pub struct ListFilter {
     pub to_exclusive: Option<i64>,
 }
 
-/// The code rows' table (one text for the schema and both migrations).
-macro_rules! codes_table {
-    () => {
-        "CREATE TABLE IF NOT EXISTS codes (
-    resource_type TEXT NOT NULL,
-    patient_id    TEXT NOT NULL,
-    id            TEXT NOT NULL,
-    system        TEXT NOT NULL,
-    code          TEXT NOT NULL,
-    PRIMARY KEY (patient_id, resource_type, id, system, code)
-) WITHOUT ROWID;"
-    };
-}
-
 /// The index tables are WITHOUT ROWID: their rows are only their key, so the primary key
 /// B-tree is the table and an entry costs two B-tree inserts (key, lookup index), not three.
 /// A store created before keeps its rowid tables (same queries, same results) until rebuilt.
-const SCHEMA: &str = concat!(
-    "
+/// The patient index is made in [`Store::open`], after an older store has gained `codes`.
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resources (
     resource_type   TEXT NOT NULL,
     id              TEXT NOT NULL,
@@ -208,12 +194,9 @@ CREATE TABLE IF NOT EXISTS resources (
     effective       INTEGER NOT NULL,
     birth_date      TEXT,
     index_key       TEXT,
+    codes           TEXT,
     PRIMARY KEY (resource_type, id)
 );
--- Patient first: one message's resources are about one patient, so their entries share a leaf
--- (type first put each type of a message on its own random leaf: a page write each). An older
--- store's type-first index is replaced on open.
-CREATE INDEX IF NOT EXISTS resources_of_patient ON resources (patient_id, resource_type, effective, id);
 DROP INDEX IF EXISTS resources_by_patient;
 CREATE TABLE IF NOT EXISTS patient_identifiers (
     patient_id TEXT NOT NULL,
@@ -228,51 +211,62 @@ CREATE TABLE IF NOT EXISTS patient_names (
     PRIMARY KEY (patient_id, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_by_name ON patient_names (name);
--- Keyed by patient first, for the same reason as resources_of_patient (one leaf per message);
--- patient_id is '' for a resource without one. No index by code alone: every code search is
--- within one patient's resources, through the primary key (an older store's codes_by_code is
--- dropped on open: it cost a write per code).
-",
-    codes_table!(),
-    "
-DROP INDEX IF EXISTS codes_by_code;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"
-);
+";
 
-/// Moves an older store's code rows (keyed by resource) into the patient-keyed table.
-const REKEY_CODES: &str = concat!(
-    "
-BEGIN;
-ALTER TABLE codes RENAME TO codes_by_resource;
-",
-    codes_table!(),
-    "
-INSERT OR IGNORE INTO codes (resource_type, patient_id, id, system, code)
-    SELECT c.resource_type, coalesce(r.patient_id, ''), c.id, c.system, c.code
-    FROM codes_by_resource c JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id;
-DROP TABLE codes_by_resource;
-COMMIT;
-"
-);
+/// The patient index. Patient first: one message's resources are about one patient, so their
+/// entries share a leaf (type first put each type of a message on its own random leaf: a page
+/// write each). It carries each resource's codes ([`codes_text`]), so a code search reads
+/// only the patient's entries, and a resource costs one index entry on that leaf instead of
+/// one more entry per code on another (the code rows' table it replaces was a random page
+/// write per message; see docs/benchmarks.md).
+const PATIENT_INDEX: &str =
+    "CREATE INDEX resources_of_patient ON resources (patient_id, resource_type, effective, id, codes);";
 
-/// Moves an older store's code rows keyed by type, then patient, into the patient-first table.
-const REORDER_CODES: &str = concat!(
-    "
+/// Moves an older store's code rows (table `codes`, in any of its layouts: each has
+/// resource_type, id, system and code) into `resources.codes`, and drops the table.
+const MOVE_CODES: &str = "
 BEGIN;
-ALTER TABLE codes RENAME TO codes_type_first;
-",
-    codes_table!(),
-    "
-INSERT INTO codes (resource_type, patient_id, id, system, code)
-    SELECT resource_type, patient_id, id, system, code FROM codes_type_first;
-DROP TABLE codes_type_first;
+UPDATE resources SET codes = g.codes
+FROM (SELECT resource_type, id, char(30) || group_concat(system || char(31) || code, char(30)) || char(30) AS codes
+      FROM codes GROUP BY resource_type, id) AS g
+WHERE resources.resource_type = g.resource_type AND resources.id = g.id;
+DROP TABLE codes;
 COMMIT;
-"
-);
+";
+
+/// A resource's codes as one text for `resources.codes`: each (system, code) as
+/// RS system US code, then a closing RS (ASCII record and unit separators, which FHIR strings
+/// cannot hold). `RS system US code RS` then finds a system and code, `US code RS` a code in
+/// any system, with no false match across entries. A code or system holding either separator
+/// (invalid FHIR) is left out, so it is not searchable. NULL when there are none.
+fn codes_text(x: &Extracted) -> Option<String> {
+    let mut t = String::new();
+    for (system, code) in &x.codes {
+        if [system, code].iter().any(|s| s.contains(['\x1e', '\x1f'])) {
+            continue;
+        }
+        t.push('\x1e');
+        t.push_str(system);
+        t.push('\x1f');
+        t.push_str(code);
+    }
+    (!t.is_empty()).then(|| {
+        t.push('\x1e');
+        t
+    })
+}
+
+/// What `codes_text` holds for a resource matching `c`.
+fn code_needle(c: &CodeFilter) -> String {
+    match &c.system {
+        Some(system) => format!("\x1e{system}\x1f{}\x1e", c.code),
+        None => format!("\x1f{}\x1e", c.code),
+    }
+}
 
 /// The writer's statements.
 #[derive(Clone, Copy)]
@@ -281,35 +275,31 @@ enum Sql {
     Select,
     Update,
     UpdateContent,
-    InsertCode,
     InsertIdentifier,
     InsertName,
-    DeleteCodes,
     DeleteIdentifiers,
     DeleteNames,
     FindForDelete,
     Delete,
 }
 
-const WRITES: [&str; 12] = [
-    "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date, index_key)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (resource_type, id) DO NOTHING",
+const WRITES: [&str; 10] = [
+    "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date, codes, index_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (resource_type, id) DO NOTHING",
     "SELECT occurred_at, index_key, patient_id, effective FROM resources WHERE resource_type = ?1 AND id = ?2",
     "UPDATE resources SET tenant = ?3, patient_id = ?4, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
-        json = ?8, last_updated = ?9, effective = ?10, birth_date = ?11, index_key = ?12
+        json = ?8, last_updated = ?9, effective = ?10, birth_date = ?11, codes = ?12, index_key = ?13
      WHERE resource_type = ?1 AND id = ?2",
-    // Update without patient_id and effective (unchanged; they are indexed). ?4 and ?10 are
-    // bound and unused, so both updates take the same parameters.
+    // Update without patient_id, effective and codes (unchanged; they are indexed). ?4, ?10
+    // and ?12 are bound and unused, so both updates take the same parameters.
     "UPDATE resources SET tenant = ?3, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
-        json = ?8, last_updated = ?9, birth_date = ?11, index_key = ?12
+        json = ?8, last_updated = ?9, birth_date = ?11, index_key = ?13
      WHERE resource_type = ?1 AND id = ?2",
-    "INSERT OR IGNORE INTO codes (resource_type, patient_id, id, system, code) VALUES (?1, ?2, ?3, ?4, ?5)",
     "INSERT OR IGNORE INTO patient_identifiers (patient_id, system, value) VALUES (?1, ?2, ?3)",
     "INSERT OR IGNORE INTO patient_names (patient_id, name) VALUES (?1, ?2)",
-    "DELETE FROM codes WHERE resource_type = ?1 AND patient_id = ?2 AND id = ?3",
     "DELETE FROM patient_identifiers WHERE patient_id = ?1",
     "DELETE FROM patient_names WHERE patient_id = ?1",
-    "SELECT resource_type, patient_id FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2",
+    "SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2",
     "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
 ];
 
@@ -465,16 +455,29 @@ impl Store {
         if !has_key {
             writer.execute_batch("ALTER TABLE resources ADD COLUMN index_key TEXT").map_err(sql)?;
         }
-        // Stores made before code rows were keyed by patient first are re-keyed in place:
-        // by resource (no patient_id column), or by type then patient (patient_id second).
-        let patient_key_position: Option<i64> = writer
-            .query_row("SELECT pk FROM pragma_table_info('codes') WHERE name = 'patient_id'", [], |r| r.get(0))
-            .optional()
+        // Stores made before `codes` existed gain it, from their code rows' table.
+        let has_codes: bool = writer
+            .query_row("SELECT count(*) FROM pragma_table_info('resources') WHERE name = 'codes'", [], |r| r.get(0))
             .map_err(sql)?;
-        match patient_key_position {
-            None => writer.execute_batch(REKEY_CODES).map_err(sql)?,
-            Some(1) => {}
-            Some(_) => writer.execute_batch(REORDER_CODES).map_err(sql)?,
+        if !has_codes {
+            writer.execute_batch("ALTER TABLE resources ADD COLUMN codes TEXT").map_err(sql)?;
+        }
+        let has_code_rows: bool = writer
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'codes'", [], |r| r.get(0))
+            .map_err(sql)?;
+        if has_code_rows {
+            writer.execute_batch(MOVE_CODES).map_err(sql)?;
+        }
+        // The patient index, made again when an older store's lacks the codes.
+        let index_has_codes: bool = writer
+            .query_row("SELECT count(*) FROM pragma_index_info('resources_of_patient') WHERE name = 'codes'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql)?;
+        if !index_has_codes {
+            writer
+                .execute_batch(&format!("DROP INDEX IF EXISTS resources_of_patient; {PATIENT_INDEX}"))
+                .map_err(sql)?;
         }
         let (changes, _) = broadcast::channel(watch_capacity.max(1));
         Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
@@ -644,12 +647,13 @@ impl Store {
             last_updated,
             effective,
             x.birth_date,
+            codes_text(x),
             key,
         ];
         if b.st(Sql::Insert)?.execute(values)? == 1 {
             // Index rows never outlive their resource (delete_in removes them together),
             // so a new resource has none to remove.
-            Self::insert_index(b, &r.resource_type, &r.id, patient_id, x)?;
+            Self::insert_index(b, &r.resource_type, &r.id, x)?;
             return Ok(Upsert::Inserted);
         }
         let (at, old_key, old_patient, old_effective): (i64, Option<String>, Option<String>, i64) = b
@@ -658,36 +662,33 @@ impl Store {
         if at >= r.occurred_at {
             return Ok(Upsert::Ignored);
         }
-        // Setting an indexed column rewrites its index entry even to the same value.
-        let update = if old_patient.as_deref() == patient_id && old_effective == effective {
+        // Setting an indexed column rewrites its index entry even to the same value. The same
+        // index key means the same codes.
+        let same_key = old_key.as_deref() == Some(key.as_str());
+        let update = if old_patient.as_deref() == patient_id && old_effective == effective && same_key {
             Sql::UpdateContent
         } else {
             Sql::Update
         };
         b.st(update)?.execute(values)?;
-        if old_key.as_deref() != Some(key.as_str()) || old_patient.as_deref() != patient_id {
-            Self::delete_index(b, &r.resource_type, &r.id, old_patient.as_deref())?;
-            Self::insert_index(b, &r.resource_type, &r.id, patient_id, x)?;
+        if r.resource_type == "Patient" && !same_key {
+            Self::delete_index(b, &r.resource_type, &r.id)?;
+            Self::insert_index(b, &r.resource_type, &r.id, x)?;
         }
         Ok(Upsert::Updated)
     }
 
     fn delete_in(b: &mut Batch<'_>, resource_type: &str, id: &str) -> rusqlite::Result<bool> {
-        let found: Option<(String, Option<String>)> =
-            b.st(Sql::FindForDelete)?.query_row([resource_type, id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-        let Some((rt, patient_id)) = found else { return Ok(false) };
+        let found: Option<String> =
+            b.st(Sql::FindForDelete)?.query_row([resource_type, id], |r| r.get(0)).optional()?;
+        let Some(rt) = found else { return Ok(false) };
         b.st(Sql::Delete)?.execute([&rt, id])?;
-        Self::delete_index(b, &rt, id, patient_id.as_deref())?;
+        Self::delete_index(b, &rt, id)?;
         Ok(true)
     }
 
-    fn delete_index(
-        b: &mut Batch<'_>,
-        resource_type: &str,
-        id: &str,
-        patient_id: Option<&str>,
-    ) -> rusqlite::Result<()> {
-        b.st(Sql::DeleteCodes)?.execute([resource_type, patient_id.unwrap_or(""), id])?;
+    /// A Patient's identifier and name rows (codes live in the resource's own row).
+    fn delete_index(b: &mut Batch<'_>, resource_type: &str, id: &str) -> rusqlite::Result<()> {
         if resource_type == "Patient" {
             b.st(Sql::DeleteIdentifiers)?.execute([id])?;
             b.st(Sql::DeleteNames)?.execute([id])?;
@@ -695,13 +696,7 @@ impl Store {
         Ok(())
     }
 
-    fn insert_index(
-        b: &mut Batch<'_>,
-        resource_type: &str,
-        id: &str,
-        patient_id: Option<&str>,
-        x: &Extracted,
-    ) -> rusqlite::Result<()> {
+    fn insert_index(b: &mut Batch<'_>, resource_type: &str, id: &str, x: &Extracted) -> rusqlite::Result<()> {
         if resource_type == "Patient" {
             for (system, value) in &x.identifiers {
                 b.st(Sql::InsertIdentifier)?.execute([id, system, value])?;
@@ -709,9 +704,6 @@ impl Store {
             for name in &x.names {
                 b.st(Sql::InsertName)?.execute([id, name])?;
             }
-        }
-        for (system, code) in &x.codes {
-            b.st(Sql::InsertCode)?.execute([resource_type, patient_id.unwrap_or(""), id, system, code])?;
         }
         Ok(())
     }
@@ -837,21 +829,9 @@ impl Store {
             format!("SELECT {COLUMNS}, r.effective FROM resources r WHERE r.resource_type = ? AND r.patient_id = ?");
         let mut args: Vec<SqlValue> = vec![resource_type.to_string().into(), patient_id.to_string().into()];
         if !f.codes.is_empty() {
-            let alts: Vec<&str> = f
-                .codes
-                .iter()
-                .map(|c| if c.system.is_some() { "(c.code = ? AND c.system = ?)" } else { "c.code = ?" })
-                .collect();
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM codes c WHERE c.resource_type = r.resource_type AND c.patient_id = r.patient_id AND c.id = r.id AND ({}))",
-                alts.join(" OR ")
-            ));
-            for c in &f.codes {
-                args.push(c.code.clone().into());
-                if let Some(s) = &c.system {
-                    args.push(s.clone().into());
-                }
-            }
+            let alts = vec!["instr(r.codes, ?) > 0"; f.codes.len()];
+            sql.push_str(&format!(" AND ({})", alts.join(" OR ")));
+            args.extend(f.codes.iter().map(|c| code_needle(c).into()));
         }
         if f.from.is_some() || f.to_exclusive.is_some() {
             sql.push_str(" AND r.effective > ?");
@@ -1235,24 +1215,49 @@ mod tests {
     }
 
     #[test]
-    fn code_rows_follow_their_resource_to_another_patient_and_out_on_delete() {
+    fn codes_follow_their_resource_to_another_patient_and_out_on_delete() {
         let (_d, s) = open();
         let mut o = obs("o1", "p1", "A", "2024-01-01");
         o.occurred_at = 1;
         s.upsert(&o).unwrap();
-        // Same codes (same index key), other patient: the code rows move with it.
+        // Same codes (same index key), other patient: the codes move with it.
         let mut moved = obs("o1", "p2", "A", "2024-01-01");
         moved.occurred_at = 2;
         assert_eq!(s.upsert(&moved).unwrap(), Upsert::Updated);
         assert!(ids_with_code(&s, "p1", "A").is_empty());
         assert_eq!(ids_with_code(&s, "p2", "A"), ["o1"]);
-        let rows = |s: &Store| -> i64 {
-            s.writer.lock().unwrap().query_row("SELECT count(*) FROM codes", [], |r| r.get(0)).unwrap()
-        };
-        assert_eq!(rows(&s), 1);
         s.apply([Write::Delete { resource_type: "Observation", id: "o1" }]).unwrap();
-        assert_eq!(rows(&s), 0);
+        assert_eq!(s.count().unwrap(), 0);
         assert!(ids_with_code(&s, "p2", "A").is_empty());
+    }
+
+    #[test]
+    fn a_code_matches_only_a_whole_code_of_one_entry() {
+        let (_d, s) = open();
+        let mut o = obs("o1", "p1", "2345-7", "2024-01-01");
+        o.fhir_json = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}, {"system": "urn:lab", "code": "GLU"},
+                                {"system": "urn:bad\u{1f}", "code": "X"}, {"code": "NOSYS"}]}})
+        .to_string();
+        s.upsert(&o).unwrap();
+        for hit in ["2345-7", "http://loinc.org|2345-7", "GLU", "urn:lab|GLU", "NOSYS"] {
+            assert_eq!(ids_with_code(&s, "p1", hit), ["o1"], "{hit}");
+        }
+        // Parts of a code or system, a code under another entry's system, the system alone,
+        // and the entry whose system holds a separator (left out of the index).
+        for miss in [
+            "345-7",
+            "2345",
+            "GL",
+            "LU",
+            "http://loinc.org|GLU",
+            "urn:lab|2345-7",
+            "http://loinc.org",
+            "X",
+            "urn:bad|X",
+        ] {
+            assert!(ids_with_code(&s, "p1", miss).is_empty(), "{miss}");
+        }
     }
 
     #[test]
@@ -1331,20 +1336,54 @@ mod tests {
         assert_ne!(index_key(&x(&[("", "")])), index_key(&x(&[])));
     }
 
+    /// The store's tables before this version, with code rows in a table of their own keyed
+    /// by `codes_key`, and the patient index on `patient_index`.
+    fn old_layout(with_index_key: bool, codes_key: &str, patient_index: &str) -> String {
+        format!(
+            "CREATE TABLE resources (resource_type TEXT NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL,
+                 patient_id TEXT, occurred_at INTEGER NOT NULL, source_event_id TEXT NOT NULL,
+                 event_type TEXT NOT NULL, json TEXT NOT NULL, last_updated TEXT NOT NULL,
+                 effective INTEGER NOT NULL, birth_date TEXT, {} PRIMARY KEY (resource_type, id));
+             CREATE INDEX {patient_index};
+             CREATE TABLE codes (resource_type TEXT NOT NULL, {} id TEXT NOT NULL, system TEXT NOT NULL,
+                 code TEXT NOT NULL, PRIMARY KEY ({codes_key})) WITHOUT ROWID;",
+            if with_index_key { "index_key TEXT," } else { "" },
+            if codes_key.contains("patient_id") { "patient_id TEXT NOT NULL," } else { "" },
+        )
+    }
+
+    fn patient_index_columns(s: &Store) -> Vec<String> {
+        let w = s.writer.lock().unwrap();
+        w.prepare("SELECT name FROM pragma_index_info('resources_of_patient') ORDER BY seqno")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn tables(s: &Store) -> Vec<String> {
+        let w = s.writer.lock().unwrap();
+        w.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn a_store_from_before_index_key_gains_it_and_reindexes_on_update() {
         let dir = tempfile::tempdir().unwrap();
         {
-            // The schema as it was: no index_key column.
+            // The first layout: no index_key, code rows keyed by resource.
             let c = Connection::open(Store::file_in(dir.path())).unwrap();
-            let old = SCHEMA
-                .replace("    index_key       TEXT,\n", "")
-                .replace("    patient_id    TEXT NOT NULL,\n    id ", "    id ")
-                .replace(
-                    "PRIMARY KEY (patient_id, resource_type, id, system, code)",
-                    "PRIMARY KEY (resource_type, id, system, code)",
-                );
-            c.execute_batch(&old).unwrap();
+            c.execute_batch(&old_layout(
+                false,
+                "resource_type, id, system, code",
+                "resources_by_patient ON resources (resource_type, patient_id, effective, id)",
+            ))
+            .unwrap();
             c.execute_batch(
                 "INSERT INTO resources VALUES ('Observation', 'o1', 't1', 'p1', 1, 'e', 't', '{}', 'x', 0, NULL);
                  INSERT INTO codes VALUES ('Observation', 'o1', 'http://loinc.org', 'A');",
@@ -1353,6 +1392,7 @@ mod tests {
         }
         let s = Store::open(dir.path(), 4).unwrap();
         assert_eq!(ids_with_code(&s, "p1", "A"), ["o1"]);
+        assert_eq!(ids_with_code(&s, "p1", "http://loinc.org|A"), ["o1"]);
         let mut o = obs("o1", "p1", "B", "2024-01-01");
         o.occurred_at = 2;
         assert_eq!(s.upsert(&o).unwrap(), Upsert::Updated);
@@ -1361,57 +1401,48 @@ mod tests {
     }
 
     #[test]
-    fn a_store_keyed_by_type_first_is_rekeyed_by_patient_first_and_answers_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            // The layout before: the patient index and the code rows keyed by type first.
-            let c = Connection::open(Store::file_in(dir.path())).unwrap();
-            let old = SCHEMA
-                .replace(
-                    "CREATE INDEX IF NOT EXISTS resources_of_patient ON resources (patient_id, resource_type, effective, id);",
-                    "CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (resource_type, patient_id, effective, id);",
+    fn an_older_stores_code_rows_move_into_the_patient_index_and_answer_the_same() {
+        for (codes_key, patient_index) in [
+            // Code rows and patient index keyed by type first.
+            (
+                "resource_type, patient_id, id, system, code",
+                "resources_by_patient ON resources (resource_type, patient_id, effective, id)",
+            ),
+            // The layout just before: both keyed by patient first.
+            (
+                "patient_id, resource_type, id, system, code",
+                "resources_of_patient ON resources (patient_id, resource_type, effective, id)",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let c = Connection::open(Store::file_in(dir.path())).unwrap();
+                c.execute_batch(&old_layout(true, codes_key, patient_index)).unwrap();
+                c.execute_batch(
+                    "INSERT INTO resources VALUES ('Observation', 'o1', 't1', 'p1', 1, 'e', 't', '{}', 'x', 5, NULL, NULL);
+                     INSERT INTO resources VALUES ('Observation', 'o3', 't1', 'p1', 1, 'e', 't', '{}', 'x', 4, NULL, NULL);
+                     INSERT INTO codes VALUES ('Observation', 'p1', 'o1', 'http://loinc.org', 'A');
+                     INSERT INTO codes VALUES ('Observation', 'p1', 'o1', 'urn:lab', 'GLU');",
                 )
-                .replace("DROP INDEX IF EXISTS resources_by_patient;", "")
-                .replace(
-                    "PRIMARY KEY (patient_id, resource_type, id, system, code)",
-                    "PRIMARY KEY (resource_type, patient_id, id, system, code)",
-                );
-            assert_ne!(old, SCHEMA);
-            c.execute_batch(&old).unwrap();
+                .unwrap();
+            }
+            let s = Store::open(dir.path(), 4).unwrap();
+            assert_eq!(ids_with_code(&s, "p1", "A"), ["o1"], "{codes_key}");
+            assert_eq!(ids_with_code(&s, "p1", "urn:lab|GLU"), ["o1"], "{codes_key}");
+            assert!(ids_with_code(&s, "p1", "urn:lab|A").is_empty(), "{codes_key}");
+            assert_eq!(patient_index_columns(&s), ["patient_id", "resource_type", "effective", "id", "codes"]);
+            assert!(!tables(&s).contains(&"codes".to_string()), "{:?}", tables(&s));
+            // Written and read through the new layout as well.
+            s.upsert(&obs("o2", "p1", "A", "2024-01-02")).unwrap();
+            let mut found = ids_with_code(&s, "p1", "A");
+            found.sort();
+            assert_eq!(found, ["o1", "o2"]);
+            drop(s);
+            // Opening again changes nothing.
+            let s = Store::open(dir.path(), 4).unwrap();
+            assert_eq!(ids_with_code(&s, "p1", "urn:lab|GLU"), ["o1"]);
+            assert_eq!(patient_index_columns(&s), ["patient_id", "resource_type", "effective", "id", "codes"]);
         }
-        {
-            // Written through the old layout, then closed.
-            let c = Connection::open(Store::file_in(dir.path())).unwrap();
-            c.execute_batch(
-                "INSERT INTO resources VALUES ('Observation', 'o1', 't1', 'p1', 1, 'e', 't', '{}', 'x', 5, NULL, NULL);
-                 INSERT INTO codes VALUES ('Observation', 'p1', 'o1', 'http://loinc.org', 'A');",
-            )
-            .unwrap();
-        }
-        let s = Store::open(dir.path(), 4).unwrap();
-        assert_eq!(ids_with_code(&s, "p1", "A"), ["o1"]);
-        let w = s.writer.lock().unwrap();
-        let first_key: String =
-            w.query_row("SELECT name FROM pragma_table_info('codes') WHERE pk = 1", [], |r| r.get(0)).unwrap();
-        assert_eq!(first_key, "patient_id");
-        let indexes: Vec<String> = w
-            .prepare("SELECT name FROM pragma_index_list('resources') WHERE origin = 'c' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(indexes, ["resources_of_patient"]);
-        let first_column: String = w
-            .query_row("SELECT name FROM pragma_index_info('resources_of_patient') WHERE seqno = 0", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(first_column, "patient_id");
-        drop(w);
-        // Written and read through the new layout as well.
-        s.upsert(&obs("o2", "p1", "A", "2024-01-02")).unwrap();
-        let mut found = ids_with_code(&s, "p1", "A");
-        found.sort();
-        assert_eq!(found, ["o1", "o2"]);
     }
 
     #[test]
