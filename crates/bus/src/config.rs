@@ -286,6 +286,9 @@ pub struct BusConfig {
     pub topics: TopicDefaults,
     /// Start-up retry against an unreachable broker or registry.
     pub startup_retry: RetryConfig,
+    /// How the transactional stages (normalize, enrich, fan-out) batch their transactions
+    /// (`[bus.transactions]`).
+    pub transactions: crate::txloop::TxTuning,
 }
 
 #[cfg(test)]
@@ -336,6 +339,17 @@ mod tests {
         assert_eq!(cfg.kafka.bootstrap_servers, "127.0.0.1:9092");
         let err = serde_json::from_str::<BusConfig>(r#"{"kafka":{"bootstrap":"x"}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `bootstrap`"), "{err}");
+    }
+
+    #[test]
+    fn transactions_are_tuned_in_their_own_section() {
+        let cfg: BusConfig = serde_json::from_str(r#"{"transactions":{"max_txn_ms":20}}"#).unwrap();
+        assert_eq!(cfg.transactions.max_txn_ms, 20);
+        let default = crate::txloop::TxTuning::default();
+        assert_eq!(cfg.transactions.max_records_per_txn, default.max_records_per_txn);
+        assert_eq!(cfg.transactions.linger_ms, default.linger_ms);
+        let err = serde_json::from_str::<BusConfig>(r#"{"transactions":{"max_txn":20}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `max_txn`"), "{err}");
     }
 
     #[test]

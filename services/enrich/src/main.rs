@@ -53,6 +53,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let systems = term.systems();
     tracing::info!(code_systems = systems.len(), "terminology open");
     let mut loop_cfg = TxLoopConfig::new("enrich", &e.group_id, &[&e.input_topic], &e.transactional_id);
+    loop_cfg.tuning = cfg.bus.transactions.clone();
     loop_cfg.dlq_topic = Some(e.dlq_topic.clone());
     let spec = StageSpec {
         name: "enrich",

@@ -60,6 +60,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     topics.sort();
     topics.dedup();
     let mut loop_cfg = TxLoopConfig::new("fanout", &f.group_id, &[&f.input_topic], &f.transactional_id);
+    loop_cfg.tuning = cfg.bus.transactions.clone();
     loop_cfg.dlq_topic = Some(f.dlq_topic.clone());
     let spec =
         StageSpec { name: "fanout", bus: &cfg.bus, telemetry: &cfg.telemetry, topics, compacted: current, loop_cfg };
@@ -100,6 +101,11 @@ mod tests {
     fn defaults_parse() {
         let cfg: Config = settings::load_with(DEFAULTS, None, Vec::<(String, String)>::new()).unwrap();
         assert!(cfg.fanout.webhooks.is_empty() && cfg.fanout.routes.is_empty());
+        assert_eq!(cfg.bus.transactions, bus::txloop::TxTuning::default(), "fanout.toml documents the defaults");
+        let env = [("ARTERIA__BUS__TRANSACTIONS__MAX_TXN_MS".to_string(), "20".to_string())];
+        let tuned: Config = settings::load_with(DEFAULTS, None, env).unwrap();
+        assert_eq!(tuned.bus.transactions.max_txn_ms, 20);
+        assert_eq!(tuned.bus.transactions.max_records_per_txn, 250);
     }
 
     /// The commented webhook example in fanout.toml, uncommented, is a working configuration.

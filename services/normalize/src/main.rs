@@ -53,6 +53,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!(profiles = profiles.len(), "sender profiles loaded");
     let mut loop_cfg = TxLoopConfig::new("normalize", &n.group_id, &[&n.input_topic], &n.transactional_id);
+    loop_cfg.tuning = cfg.bus.transactions.clone();
     loop_cfg.dlq_topic = Some(n.dlq_topic.clone());
     let spec = StageSpec {
         name: "normalize",
