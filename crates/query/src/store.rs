@@ -1352,24 +1352,18 @@ mod tests {
         )
     }
 
-    fn patient_index_columns(s: &Store) -> Vec<String> {
+    /// The first column of every row `sql` returns, on the writer.
+    fn names(s: &Store, sql: &str) -> Vec<String> {
         let w = s.writer.lock().unwrap();
-        w.prepare("SELECT name FROM pragma_index_info('resources_of_patient') ORDER BY seqno")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        w.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    fn patient_index_columns(s: &Store) -> Vec<String> {
+        names(s, "SELECT name FROM pragma_index_info('resources_of_patient') ORDER BY seqno")
     }
 
     fn tables(s: &Store) -> Vec<String> {
-        let w = s.writer.lock().unwrap();
-        w.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        names(s, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
     }
 
     #[test]
