@@ -671,7 +671,8 @@ impl Store {
             Sql::Update
         };
         b.st(update)?.execute(values)?;
-        if r.resource_type == "Patient" && !same_key {
+        // Only a Patient has rows in the index tables; the helpers decide that.
+        if !same_key {
             Self::delete_index(b, &r.resource_type, &r.id)?;
             Self::insert_index(b, &r.resource_type, &r.id, x)?;
         }
