@@ -15,9 +15,29 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target/debug"))
 }
 
-/// A free loopback port (bound then released: good enough for a test on one machine).
+/// A free loopback port for a service to listen on, never the same twice in one test process.
+///
+/// Chosen below Linux's ephemeral range (32768–60999), so the outgoing connections services
+/// open to Kafka and the registry between this call and their `bind` cannot take it; probed
+/// with a bind so a port some other process listens on is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Processes running tests at once start at different places (pid), then walk the span.
+    let start = std::process::id().wrapping_mul(7_919);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..SPAN {
+        let port = (LOW + start.wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// One service process.
@@ -31,7 +51,7 @@ pub struct Service {
 
 impl Service {
     /// Starts `name` (a binary in [`bin_dir`]) with `env` added to the test's environment; its
-    /// health endpoint on a free port; output appended to `<target>/e2e-logs/<name>.log`.
+    /// health endpoint on a free port; output appended to `<target>/e2e-logs/<name>-<pid>-<n>.log`.
     pub fn start(name: &str, env: &[(&str, String)]) -> Service {
         let bin = bin_dir().join(name);
         assert!(
@@ -46,7 +66,11 @@ impl Service {
         env.push(("ARTERIA_REGISTRY_URL".into(), crate::registry_url()));
         let dir = crate::workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&dir).expect("log dir");
-        let mut s = Service { name: name.into(), health_port, env, child: None, log: dir.join(format!("{name}.log")) };
+        // One file per service instance (its restarts append), so a failure can show its own lines.
+        static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.join(format!("{name}-{}-{n}.log", std::process::id()));
+        let mut s = Service { name: name.into(), health_port, env, child: None, log };
         s.spawn();
         s
     }
@@ -76,9 +100,20 @@ impl Service {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                panic!("{} exited during start-up ({status}); see {}", self.name, self.log.display());
+                panic!(
+                    "{} exited during start-up ({status}); the end of {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    log_tail(&self.log, 40)
+                );
             }
-            assert!(started.elapsed() < within, "{} not ready after {within:?}; see {}", self.name, self.log.display());
+            assert!(
+                started.elapsed() < within,
+                "{} not ready after {within:?}; the end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                log_tail(&self.log, 40)
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -131,9 +166,20 @@ impl Service {
         Some(status)
     }
 
-    /// The service's log file (shared by every run of this service name, appended).
+    /// This service's log file (its restarts append to it).
     pub fn log_path(&self) -> &std::path::Path {
         &self.log
+    }
+}
+
+/// The last `lines` lines of a service log, for a failure message (service logs hold no PHI).
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read it: {e})"),
     }
 }
 

@@ -30,6 +30,11 @@ pub enum BusError {
     #[error("could not create topic {topic}: {detail}")]
     TopicCreate { topic: String, detail: String },
 
+    /// The broker could not say what the topic is (yet): no leader, a timeout, configs not
+    /// readable. Start-up asks again for a while before giving up with this.
+    #[error("cannot read the shape of topic {topic}: {detail}")]
+    TopicUnreadable { topic: String, detail: String },
+
     #[error("Kafka delivery failed for topic {topic}: {error}")]
     Delivery { topic: String, error: KafkaError },
 

@@ -139,12 +139,13 @@ pub async fn describe_topic(cfg: &BusConfig, topic: &str) -> Result<Option<Topic
 }
 
 async fn describe_with(client: &Arc<AdminClient<BusContext>>, topic: &str) -> Result<Option<TopicShape>, BusError> {
+    let unreadable = |detail: String| BusError::TopicUnreadable { topic: topic.to_string(), detail };
     let c = client.clone();
     let t = topic.to_string();
     let md = tokio::task::spawn_blocking(move || c.inner().fetch_metadata(Some(&t), Duration::from_secs(10)))
         .await
         .map_err(|e| BusError::Join(e.to_string()))?
-        .map_err(|e| BusError::kafka("fetch topic metadata", e))?;
+        .map_err(|e| unreadable(format!("fetching its metadata: {e}")))?;
     let Some(mt) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -153,12 +154,7 @@ async fn describe_with(client: &Arc<AdminClient<BusContext>>, topic: &str) -> Re
         Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
             return Ok(None);
         }
-        Some(e) => {
-            return Err(BusError::TopicMismatch {
-                topic: topic.to_string(),
-                problem: format!("metadata error {:?}", RDKafkaErrorCode::from(e)),
-            });
-        }
+        Some(e) => return Err(unreadable(format!("metadata error {:?}", RDKafkaErrorCode::from(e)))),
     }
     let partitions = mt.partitions().len() as i32;
     let replication_factor = mt.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(0);
@@ -166,7 +162,7 @@ async fn describe_with(client: &Arc<AdminClient<BusContext>>, topic: &str) -> Re
     let res = client
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
         .await
-        .map_err(|e| BusError::kafka("describe topic configs", e))?;
+        .map_err(|e| unreadable(format!("describing its configs: {e}")))?;
     let cleanup_policy = match res.into_iter().next() {
         Some(Ok(r)) => r
             .entries
@@ -174,64 +170,96 @@ async fn describe_with(client: &Arc<AdminClient<BusContext>>, topic: &str) -> Re
             .find(|e| e.name == "cleanup.policy")
             .and_then(|e| e.value.clone())
             .unwrap_or_else(|| "delete".into()),
-        Some(Err(code)) => {
-            return Err(BusError::TopicMismatch {
-                topic: topic.to_string(),
-                problem: format!("cannot read its configs: {code:?}"),
-            });
-        }
+        Some(Err(code)) => return Err(unreadable(format!("cannot read its configs: {code:?}"))),
         None => "delete".into(),
     };
     Ok(Some(TopicShape { partitions, replication_factor, cleanup_policy }))
 }
 
+/// How long start-up keeps asking while the broker cannot yet describe or create a topic: just
+/// restarted, still electing leaders, or a topic made a moment ago and not yet in metadata.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Runs `op` until it succeeds, fails with an error [`settles`] does not forgive, or `deadline`
+/// passes (then its last error).
+async fn until_settled<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BusError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if settles(&e) && Instant::now() < deadline => {
+                tracing::info!(attempt, error = %e, "topic not settled yet; asking again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Errors that pass on their own while a broker starts or a topic is being made; a wrong shape,
+/// a refused creation or a bad configuration does not.
+fn settles(e: &BusError) -> bool {
+    matches!(e, BusError::TopicUnreadable { .. } | BusError::Kafka { .. })
+}
+
+/// Asks the cluster to create `spec`; `Ok(false)` when another client made it first.
+async fn create(client: &Arc<AdminClient<BusContext>>, spec: &TopicSpec) -> Result<bool, BusError> {
+    let policy = if spec.compacted { "compact" } else { "delete" };
+    let mut nt = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(spec.replication_factor))
+        .set("cleanup.policy", policy);
+    for (k, v) in &spec.configs {
+        nt = nt.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let res = client.create_topics([&nt], &opts).await.map_err(|e| BusError::kafka("create topic", e))?;
+    match res.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        // The controller is moving or busy: the same request succeeds a moment later.
+        Some(Err((
+            _,
+            code @ (RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NetworkException),
+        ))) => Err(BusError::TopicUnreadable { topic: spec.name.clone(), detail: format!("creating it: {code:?}") }),
+        Some(Err((_, code))) => Err(BusError::TopicCreate { topic: spec.name.clone(), detail: format!("{code:?}") }),
+        None => Err(BusError::TopicCreate { topic: spec.name.clone(), detail: "no result".into() }),
+    }
+}
+
 /// Creates missing topics and verifies existing ones against `specs`. Fails on the first topic
-/// whose shape differs, naming every difference.
+/// whose shape differs, naming every difference. A broker that cannot answer yet (restarting,
+/// electing leaders) is asked again for up to 30 s per topic before start-up gives up.
 pub async fn ensure_topics(cfg: &BusConfig, specs: &[TopicSpec]) -> Result<(), BusError> {
     let client = admin(cfg, "topics")?;
     for spec in specs {
-        if let Some(shape) = describe_with(&client, &spec.name).await? {
+        let deadline = Instant::now() + SETTLE;
+        if let Some(shape) = until_settled(deadline, || describe_with(&client, &spec.name)).await? {
             verify(spec, &shape)?;
             continue;
         }
-        let policy = if spec.compacted { "compact" } else { "delete" };
-        let mut nt = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(spec.replication_factor))
-            .set("cleanup.policy", policy);
-        for (k, v) in &spec.configs {
-            nt = nt.set(k, v);
+        if until_settled(deadline, || create(&client, spec)).await? {
+            tracing::info!(topic = %spec.name, partitions = spec.partitions, compacted = spec.compacted, "topic created");
         }
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let res = client.create_topics([&nt], &opts).await.map_err(|e| BusError::kafka("create topic", e))?;
-        match res.into_iter().next() {
-            Some(Ok(_)) => {
-                tracing::info!(topic = %spec.name, partitions = spec.partitions, policy, "topic created")
-            }
-            // Another instance created it first: verify what it made.
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {}
-            Some(Err((_, code))) => {
-                return Err(BusError::TopicCreate { topic: spec.name.clone(), detail: format!("{code:?}") });
-            }
-            None => {
-                return Err(BusError::TopicCreate { topic: spec.name.clone(), detail: "no result".into() });
-            }
-        }
-        // Metadata can lag creation by a moment; poll until it shows the topic.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(shape) = describe_with(&client, &spec.name).await?
-                && shape.partitions > 0
-            {
-                verify(spec, &shape)?;
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(BusError::TopicCreate {
+        // Metadata can lag creation by a moment: ask until it shows the topic.
+        let shape = until_settled(deadline, || async {
+            match describe_with(&client, &spec.name).await? {
+                Some(shape) if shape.partitions > 0 => Ok(shape),
+                _ => Err(BusError::TopicUnreadable {
                     topic: spec.name.clone(),
-                    detail: "created but not visible in metadata after 30 s".into(),
-                });
+                    detail: "created but not in metadata yet".into(),
+                }),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await?;
+        verify(spec, &shape)?;
     }
     Ok(())
 }
@@ -272,5 +300,51 @@ mod tests {
                 "cleanup.policy=delete, expected compact".to_string()
             ]
         );
+    }
+
+    fn unreadable(n: u32) -> BusError {
+        BusError::TopicUnreadable { topic: "t".into(), detail: format!("no leader ({n})") }
+    }
+
+    #[tokio::test]
+    async fn a_topic_not_settled_yet_is_asked_again_until_it_is() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let got = until_settled(Instant::now() + Duration::from_secs(30), || async {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n < 3 { Err(unreadable(n)) } else { Ok(n) }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_shape_or_refused_creation_is_not_asked_again() {
+        for e in [
+            BusError::TopicMismatch { topic: "t".into(), problem: "3 partitions, expected 6".into() },
+            BusError::TopicCreate { topic: "t".into(), detail: "InvalidReplicationFactor".into() },
+        ] {
+            let calls = std::sync::atomic::AtomicU32::new(0);
+            let mut once = Some(e);
+            let got: Result<(), BusError> = until_settled(Instant::now() + Duration::from_secs(30), || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let e = once.take().expect("asked only once");
+                async move { Err(e) }
+            })
+            .await;
+            assert!(got.is_err());
+            assert_eq!(calls.into_inner(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_topic_that_never_settles_ends_with_its_last_error_after_the_deadline() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let got: Result<(), BusError> = until_settled(Instant::now() + Duration::from_millis(500), || async {
+            Err(unreadable(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1))
+        })
+        .await;
+        let n = calls.into_inner();
+        assert!(n >= 2, "asked {n} times");
+        assert_eq!(got.unwrap_err().to_string(), format!("cannot read the shape of topic t: no leader ({n})"));
     }
 }
