@@ -176,25 +176,25 @@ async fn describe_with(client: &Arc<AdminClient<BusContext>>, topic: &str) -> Re
     Ok(Some(TopicShape { partitions, replication_factor, cleanup_policy }))
 }
 
-/// How long start-up keeps asking while the broker cannot yet describe or create a topic: just
-/// restarted, still electing leaders, or a topic made a moment ago and not yet in metadata.
-const SETTLE: Duration = Duration::from_secs(30);
-
-/// Runs `op` until it succeeds, fails with an error [`settles`] does not forgive, or `deadline`
-/// passes (then its last error).
-async fn until_settled<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, BusError>
+/// Runs `op` until it succeeds or fails with an error [`settles`] does not forgive, asking
+/// again with the start-up backoff (`[bus.startup_retry]`) while the broker cannot yet describe
+/// or create a topic: just restarted, still electing leaders, or a topic made a moment ago and
+/// not yet in metadata. Past the backoff's budget, the last error.
+async fn until_settled<T, F, Fut>(retry: &RetryConfig, mut op: F) -> Result<T, BusError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, BusError>>,
 {
+    let started = Instant::now();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if settles(&e) && Instant::now() < deadline => {
-                tracing::info!(attempt, error = %e, "topic not settled yet; asking again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(e) if settles(&e) && retry.give_up_after().is_none_or(|limit| started.elapsed() < limit) => {
+                let delay = retry.delay(attempt);
+                tracing::info!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "topic not settled yet; asking again");
+                tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
         }
@@ -236,20 +236,20 @@ async fn create(client: &Arc<AdminClient<BusContext>>, spec: &TopicSpec) -> Resu
 
 /// Creates missing topics and verifies existing ones against `specs`. Fails on the first topic
 /// whose shape differs, naming every difference. A broker that cannot answer yet (restarting,
-/// electing leaders) is asked again for up to 30 s per topic before start-up gives up.
+/// electing leaders) is asked again within `[bus.startup_retry]`, per topic.
 pub async fn ensure_topics(cfg: &BusConfig, specs: &[TopicSpec]) -> Result<(), BusError> {
     let client = admin(cfg, "topics")?;
     for spec in specs {
-        let deadline = Instant::now() + SETTLE;
-        if let Some(shape) = until_settled(deadline, || describe_with(&client, &spec.name)).await? {
+        let retry = &cfg.startup_retry;
+        if let Some(shape) = until_settled(retry, || describe_with(&client, &spec.name)).await? {
             verify(spec, &shape)?;
             continue;
         }
-        if until_settled(deadline, || create(&client, spec)).await? {
+        if until_settled(retry, || create(&client, spec)).await? {
             tracing::info!(topic = %spec.name, partitions = spec.partitions, compacted = spec.compacted, "topic created");
         }
         // Metadata can lag creation by a moment: ask until it shows the topic.
-        let shape = until_settled(deadline, || async {
+        let shape = until_settled(retry, || async {
             match describe_with(&client, &spec.name).await? {
                 Some(shape) if shape.partitions > 0 => Ok(shape),
                 _ => Err(BusError::TopicUnreadable {
@@ -302,6 +302,11 @@ mod tests {
         );
     }
 
+    /// Quick retries, given up after `budget_ms`.
+    fn quick(budget_ms: u64) -> RetryConfig {
+        RetryConfig { initial_ms: 10, max_ms: 50, give_up_after_ms: Some(budget_ms) }
+    }
+
     fn unreadable(n: u32) -> BusError {
         BusError::TopicUnreadable { topic: "t".into(), detail: format!("no leader ({n})") }
     }
@@ -309,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn a_topic_not_settled_yet_is_asked_again_until_it_is() {
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let got = until_settled(Instant::now() + Duration::from_secs(30), || async {
+        let got = until_settled(&quick(30_000), || async {
             let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             if n < 3 { Err(unreadable(n)) } else { Ok(n) }
         })
@@ -325,7 +330,7 @@ mod tests {
         ] {
             let calls = std::sync::atomic::AtomicU32::new(0);
             let mut once = Some(e);
-            let got: Result<(), BusError> = until_settled(Instant::now() + Duration::from_secs(30), || {
+            let got: Result<(), BusError> = until_settled(&quick(30_000), || {
                 calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let e = once.take().expect("asked only once");
                 async move { Err(e) }
@@ -337,9 +342,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_topic_that_never_settles_ends_with_its_last_error_after_the_deadline() {
+    async fn a_topic_that_never_settles_ends_with_its_last_error_when_the_budget_is_spent() {
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let got: Result<(), BusError> = until_settled(Instant::now() + Duration::from_millis(500), || async {
+        let got: Result<(), BusError> = until_settled(&quick(500), || async {
             Err(unreadable(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1))
         })
         .await;
