@@ -58,13 +58,14 @@ async fn shutdown_interrupts_waiting_for_the_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_created_with_their_shape_and_mismatches_refused() {
-    let cfg = require_stack();
+    let mut cfg = require_stack();
+    cfg.topics.current_state_partitions = 2;
     let fhir = format!("fhir.{}", unique("patient"));
     let plain = unique("topics.plain");
     let specs = [TopicSpec::with_defaults(&fhir, &cfg.topics), TopicSpec::with_defaults(&plain, &cfg.topics)];
     ensure_topics(&cfg, &specs).await.expect("created");
     let f = describe_topic(&cfg, &fhir).await.unwrap().expect("exists");
-    assert_eq!((f.partitions, f.replication_factor, f.cleanup_policy.as_str()), (3, 1, "compact"));
+    assert_eq!((f.partitions, f.replication_factor, f.cleanup_policy.as_str()), (2, 1, "compact"));
     let p = describe_topic(&cfg, &plain).await.unwrap().expect("exists");
     assert_eq!((p.partitions, p.cleanup_policy.as_str()), (3, "delete"));
     // Idempotent: a second start verifies and passes.
@@ -81,7 +82,8 @@ async fn topics_are_created_with_their_shape_and_mismatches_refused() {
     let msg = err.to_string();
     assert!(matches!(err, BusError::TopicMismatch { .. }), "{msg}");
     assert!(
-        msg.contains("3 partitions, expected 6") && msg.contains("cleanup.policy=delete, expected compact"),
+        msg.contains("3 partitions, expected 6 (set [bus.topics] current_state_partitions = 3")
+            && msg.contains("cleanup.policy=delete, expected compact"),
         "{msg}"
     );
     assert!(describe_topic(&cfg, &unique("absent")).await.unwrap().is_none());

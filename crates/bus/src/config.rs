@@ -262,8 +262,20 @@ impl RetryConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopicDefaults {
+    /// Partitions of the topics that carry the flow (raw, normalized, enriched, DLQs, routes).
     /// Default 6: enough parallelism for a few replicas per stage.
     pub partitions: i32,
+    /// Partitions of the current-state topics (compacted, `fhir.<type>.v1`). Default 1.
+    ///
+    /// Fan-out writes to some twenty of them, and each transaction pays per partition it
+    /// touches (adding it to the transaction, a commit marker in it) while each reader fetches
+    /// every partition: on the local two-core broker at 1,000 messages/s, one partition
+    /// instead of six took ~10 % off the broker's CPU and ~100 ms off the end-to-end median
+    /// (docs/benchmarks.md, run 12). Every query replica reads all of them anyway; raise it
+    /// for other consumers that share a topic's reading among replicas. Only topics created
+    /// from now on take it: an existing topic keeps its partitions, and start-up refuses a
+    /// mismatch (set this to what the topics have).
+    pub current_state_partitions: i32,
     /// Default 1 (the local single-node stack); production sets 3.
     pub replication_factor: i32,
     /// Extra topic configs for every created topic, e.g. `min.insync.replicas`.
@@ -272,7 +284,7 @@ pub struct TopicDefaults {
 
 impl Default for TopicDefaults {
     fn default() -> Self {
-        Self { partitions: 6, replication_factor: 1, configs: BTreeMap::new() }
+        Self { partitions: 6, current_state_partitions: 1, replication_factor: 1, configs: BTreeMap::new() }
     }
 }
 

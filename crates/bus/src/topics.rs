@@ -33,11 +33,16 @@ impl TopicSpec {
     /// `name` with the default shape; `fhir.*` topics (current state per resource id) are
     /// compacted, every other topic keeps history.
     pub fn with_defaults(name: &str, d: &TopicDefaults) -> Self {
+        Self::shaped(name, d, name.starts_with("fhir."))
+    }
+
+    /// `name` with the default shape of a current-state (compacted) topic or of a flow topic.
+    pub fn shaped(name: &str, d: &TopicDefaults, compacted: bool) -> Self {
         Self {
             name: name.to_string(),
-            partitions: d.partitions,
+            partitions: if compacted { d.current_state_partitions } else { d.partitions },
             replication_factor: d.replication_factor,
-            compacted: name.starts_with("fhir."),
+            compacted,
             configs: d.configs.clone(),
         }
     }
@@ -55,7 +60,12 @@ pub struct TopicShape {
 pub fn shape_problems(spec: &TopicSpec, shape: &TopicShape) -> Vec<String> {
     let mut p = Vec::new();
     if shape.partitions != spec.partitions {
-        p.push(format!("{} partitions, expected {}", shape.partitions, spec.partitions));
+        // Partitions cannot be taken away and adding some moves keys: the setting follows the topic.
+        let setting = if spec.compacted { "current_state_partitions" } else { "partitions" };
+        p.push(format!(
+            "{} partitions, expected {} (set [bus.topics] {setting} = {} to keep it)",
+            shape.partitions, spec.partitions, shape.partitions
+        ));
     }
     if shape.replication_factor != spec.replication_factor {
         p.push(format!("replication factor {}, expected {}", shape.replication_factor, spec.replication_factor));
@@ -285,8 +295,19 @@ mod tests {
     }
 
     #[test]
+    fn current_state_topics_take_their_own_partition_count() {
+        let d = TopicDefaults { partitions: 6, current_state_partitions: 2, ..TopicDefaults::default() };
+        assert_eq!(TopicSpec::with_defaults("fhir.patient.v1", &d).partitions, 2);
+        assert_eq!(TopicSpec::with_defaults("clinical.normalized.v1", &d).partitions, 6);
+        // A compacted topic by configuration, whatever its name, is current state too.
+        assert_eq!(TopicSpec::shaped("routes.latest.v1", &d, true).partitions, 2);
+        assert_eq!(TopicSpec::shaped("routes.events.v1", &d, false).partitions, 6);
+    }
+
+    #[test]
     fn shape_problems_name_each_difference() {
-        let spec = TopicSpec::with_defaults("fhir.patient.v1", &TopicDefaults::default());
+        let d = TopicDefaults { current_state_partitions: 6, ..TopicDefaults::default() };
+        let spec = TopicSpec::with_defaults("fhir.patient.v1", &d);
         let ok = TopicShape { partitions: 6, replication_factor: 1, cleanup_policy: "compact".into() };
         assert!(shape_problems(&spec, &ok).is_empty());
         let also_ok = TopicShape { cleanup_policy: "compact,delete".into(), ..ok.clone() };
@@ -295,7 +316,7 @@ mod tests {
         assert_eq!(
             shape_problems(&spec, &bad),
             vec![
-                "3 partitions, expected 6".to_string(),
+                "3 partitions, expected 6 (set [bus.topics] current_state_partitions = 3 to keep it)".to_string(),
                 "replication factor 2, expected 1".to_string(),
                 "cleanup.policy=delete, expected compact".to_string()
             ]

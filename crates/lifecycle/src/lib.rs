@@ -129,11 +129,7 @@ where
         let specs: Vec<TopicSpec> = spec
             .topics
             .iter()
-            .map(|t| {
-                let mut s = TopicSpec::with_defaults(t, &spec.bus.topics);
-                s.compacted |= spec.compacted.contains(t);
-                s
-            })
+            .map(|t| TopicSpec::shaped(t, &spec.bus.topics, t.starts_with("fhir.") || spec.compacted.contains(t)))
             .collect();
         ensure_topics(spec.bus, &specs).await.map_err(bus_err("topics are missing or have the wrong shape"))?;
         health.set("topics", true);
