@@ -291,6 +291,11 @@ auto.create.topics.enable=false
 num.partitions=3
 group.initial.rebalance.delay.ms=0
 EOF
+    # For experiments: extra broker properties, comma-separated (e.g. num.io.threads=2).
+    if [[ -n "${ARTERIA_KAFKA_PROPERTIES:-}" ]]; then
+        printf '\n# ARTERIA_KAFKA_PROPERTIES\n' >>"$KAFKA_STATE/server.properties"
+        tr ',' '\n' <<<"$ARTERIA_KAFKA_PROPERTIES" >>"$KAFKA_STATE/server.properties"
+    fi
 }
 
 # The broker's collector pauses every producer's acknowledgement, so they are logged (rotated,
