@@ -33,7 +33,12 @@ impl TopicSpec {
     /// `name` with the default shape; `fhir.*` topics (current state per resource id) are
     /// compacted, every other topic keeps history.
     pub fn with_defaults(name: &str, d: &TopicDefaults) -> Self {
-        Self::shaped(name, d, name.starts_with("fhir."))
+        Self::shaped(name, d, Self::is_current_state(name))
+    }
+
+    /// Whether `name` is a current-state topic by its name (`fhir.*`).
+    pub fn is_current_state(name: &str) -> bool {
+        name.starts_with("fhir.")
     }
 
     /// `name` with the default shape of a current-state (compacted) topic or of a flow topic.

@@ -129,7 +129,9 @@ where
         let specs: Vec<TopicSpec> = spec
             .topics
             .iter()
-            .map(|t| TopicSpec::shaped(t, &spec.bus.topics, t.starts_with("fhir.") || spec.compacted.contains(t)))
+            .map(|t| {
+                TopicSpec::shaped(t, &spec.bus.topics, TopicSpec::is_current_state(t) || spec.compacted.contains(t))
+            })
             .collect();
         ensure_topics(spec.bus, &specs).await.map_err(bus_err("topics are missing or have the wrong shape"))?;
         health.set("topics", true);
