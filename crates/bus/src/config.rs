@@ -267,8 +267,8 @@ pub struct TopicDefaults {
     pub partitions: i32,
     /// Partitions of the current-state topics (compacted, `fhir.<type>.v1`). Default 1.
     ///
-    /// Fan-out writes to some twenty of them, and each transaction pays per partition it
-    /// touches (adding it to the transaction, a commit marker in it) while each reader fetches
+    /// A fan-out transaction writes to many of them (about twelve of twenty-two in the load
+    /// mix) and pays per partition it touches (adding it to the transaction, a commit marker in it) while each reader fetches
     /// every partition: on the local two-core broker at 1,000 messages/s, one partition
     /// instead of six took ~10 % off the broker's CPU and ~100 ms off the end-to-end median
     /// (docs/benchmarks.md, run 12). Every query replica reads all of them anyway; raise it
