@@ -23,8 +23,16 @@ pub(crate) fn write(out: &mut Vec<u8>, resource_type: &str, json: &str) -> bool 
     let s = shapes();
     let Some((branch, _)) = s.resource(resource_type) else { return false };
     write_long(out, branch as i64 + 1);
-    let mut r =
-        Reader { s: json, b: json.as_bytes(), pos: 0, shapes: s, disorder: false, reorder: false, spans: Vec::new() };
+    let mut r = Reader {
+        s: json,
+        b: json.as_bytes(),
+        pos: 0,
+        shapes: s,
+        disorder: false,
+        reorder: false,
+        spans: Vec::new(),
+        laid: Vec::new(),
+    };
     r.record(out, s.resources[branch].1, Some(resource_type), 0).is_some() && {
         r.ws();
         r.pos == r.b.len()
@@ -43,6 +51,8 @@ struct Reader<'a> {
     /// (field, start, end) of the fields read so far by the reordering reads in progress,
     /// relative to their record's start; a stack, each record above its parent's.
     spans: Vec<(usize, usize, usize)>,
+    /// A record's fields as read, while [`Reader::record_reordered`] lays them out again.
+    laid: Vec<u8>,
 }
 
 /// `None`: give up (the general path decides).
@@ -134,10 +144,19 @@ impl<'a> Reader<'a> {
         let by_name = &by_name()[id];
         let start = out.len();
         let base = self.spans.len();
+        // Keys in another order (sorted, mostly) are found by name: forward from the previous
+        // key in name order (a length check skips most), else by bisection. Keys rising by
+        // name cannot repeat.
+        let (mut next, mut rising) = (0, true);
         self.members(out, top, |r, out, key| {
-            // Keys in another order (sorted, mostly): found by name, not by position.
-            let i = by_name[by_name.binary_search_by(|&i| shape.fields[i].name.as_str().cmp(key)).ok()?];
-            if r.spans[base..].iter().any(|s| s.0 == i) {
+            let at = match by_name[next..].iter().position(|&i| shape.fields[i].name == key) {
+                Some(p) => next + p,
+                None => by_name.binary_search_by(|&i| shape.fields[i].name.as_str().cmp(key)).ok()?,
+            };
+            rising &= at >= next;
+            next = at + 1;
+            let i = by_name[at];
+            if !rising && r.spans[base..].iter().any(|s| s.0 == i) {
                 return None; // twice
             }
             let from = out.len();
@@ -145,16 +164,20 @@ impl<'a> Reader<'a> {
             r.spans.push((i, from - start, out.len() - start));
             Some(())
         })?;
-        let mut spans: Vec<(usize, usize, usize)> = self.spans.drain(base..).collect();
-        spans.sort_unstable_by_key(|s| s.0);
-        let written = out.split_off(start);
-        let mut present = spans.iter().peekable();
+        let (spans, laid) = (&mut self.spans, &mut self.laid);
+        spans[base..].sort_unstable_by_key(|s| s.0);
+        // The fields as read, then laid out again in field order (no allocation per record).
+        laid.clear();
+        laid.extend_from_slice(&out[start..]);
+        out.truncate(start);
+        let mut present = spans[base..].iter().peekable();
         for i in 0..shape.fields.len() {
             match present.next_if(|s| s.0 == i) {
-                Some(&(_, from, to)) => out.extend_from_slice(&written[from..to]),
+                Some(&(_, from, to)) => out.extend_from_slice(&laid[from..to]),
                 None => out.push(0),
             }
         }
+        spans.truncate(base);
         Some(())
     }
 
@@ -345,9 +368,31 @@ mod tests {
         let got = streamed("Observation", &sorted).expect("sorted keys are reordered, not given up");
         assert_eq!(got, general("Observation", &sorted));
         assert_eq!(got, general("Observation", &json), "same resource, same record");
-        // A key twice is still left to the general path, in either order.
-        let twice = sorted.replacen("\"id\":\"o1\"", "\"id\":\"o1\",\"id\":\"o1\"", 1);
-        assert!(streamed("Observation", &twice).is_none());
+        // A key twice is still left to the general path, in either order, next to itself or
+        // after other keys, rising by name or not.
+        for twice in [
+            sorted.replacen("\"id\":\"o1\"", "\"id\":\"o1\",\"id\":\"o1\"", 1),
+            sorted.replacen("\"status\":\"final\"", "\"status\":\"final\",\"id\":\"o1\"", 1),
+            sorted.replacen("\"id\":\"o1\"", "\"status\":\"final\",\"id\":\"o1\"", 1),
+            json.replacen("\"status\":\"final\"", "\"status\":\"final\",\"id\":\"o1\"", 1),
+        ] {
+            assert!(streamed("Observation", &twice).is_none(), "{twice}");
+            assert!(general("Observation", &twice) == [0], "the general path refuses it too: {twice}");
+        }
+        // Keys against name order at every level (neither the model's order nor sorted).
+        fn reversed(v: &serde_json::Value) -> String {
+            match v {
+                serde_json::Value::Object(m) => {
+                    let members: Vec<String> = m.iter().rev().map(|(k, v)| format!("{k:?}:{}", reversed(v))).collect();
+                    format!("{{{}}}", members.join(","))
+                }
+                serde_json::Value::Array(a) => format!("[{}]", a.iter().map(reversed).collect::<Vec<_>>().join(",")),
+                other => other.to_string(),
+            }
+        }
+        let backwards = reversed(&serde_json::from_str(&json).unwrap());
+        assert!(backwards.starts_with("{\"valueQuantity\":{\"value\":-5.50,"), "{backwards}");
+        assert_eq!(streamed("Observation", &backwards).expect("reordered"), general("Observation", &json));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Conversion throughput on one core: HL7 v2 bytes → FHIR R4 Bundle JSON, and → Avro-encoded
 //! `ClinicalEvent`, for an ORU^R01 with 10 OBX and an ADT^A01 (synthetic messages in
 //! `benches/data`). Run: `cargo bench -p mapping --bench convert`.
+//!
+//! Also the event's Avro body alone (`ClinicalEvent::write_avro`: mostly each resource's typed
+//! record, read from its JSON) with the JSON as the model writes it and with every object's keys
+//! sorted, as a `serde_json::Value` writes them (what enrich and fan-out emit): the one-pass
+//! reader and the reordering one of `canonical::typed_stream`.
 
 use apache_avro::AvroSchema;
 use canonical::ClinicalEvent;
@@ -34,6 +39,23 @@ fn bench(c: &mut Criterion) {
                 black_box(bytes.len())
             })
         });
+        let event = mapping::convert_bytes(msg, &profiles, "bench").unwrap().to_event("bench", "raw-1", 1);
+        let mut sorted = event.clone();
+        for r in &mut sorted.resources {
+            let v: serde_json::Value = serde_json::from_str(&r.fhir_json).unwrap();
+            r.fhir_json = serde_json::to_string(&v).unwrap();
+        }
+        assert_ne!(sorted.resources[0].fhir_json, event.resources[0].fhir_json);
+        for (label, e) in [("event_body/model_order", &event), ("event_body/sorted_keys", &sorted)] {
+            g.bench_function(label, |b| {
+                let mut out = Vec::with_capacity(64 * 1024);
+                b.iter(|| {
+                    out.clear();
+                    black_box(e).write_avro(&mut out);
+                    black_box(out.len())
+                })
+            });
+        }
         g.finish();
     }
 }
