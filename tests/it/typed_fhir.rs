@@ -88,7 +88,7 @@ fn every_resource_of_every_message_survives_the_typed_form() {
             types_seen.insert(r.resource_type.clone());
         }
 
-        // As enrich rewrites it (codings, displays, UCUM added; keys reordered by serde_json).
+        // As enrich rewrites it (codings, displays, UCUM added, after the members already there).
         let before: Vec<String> = ev.resources.iter().map(|r| r.fhir_json.clone()).collect();
         enrich::enrich_event(&term, &mut ev).unwrap();
         enriched_changed += ev.resources.iter().zip(&before).filter(|(r, b)| r.fhir_json != **b).count();

@@ -1,5 +1,6 @@
 //! An index over a FHIR resource's JSON text, written back as `serde_json::to_string` of the
-//! parsed `Value` would write it, without building that `Value`. Enrich (terminology) and
+//! parsed `Value` would write it — or, when the crate asks ([`Hooks::KEEP_ORDER`]), with each
+//! object's members in the text's order — without building that `Value`. Enrich (terminology) and
 //! fan-out both spend most of their own time parsing and re-serialising resources; each
 //! changes only a little (codings and units added, references rewritten), so both read the
 //! text once through this index and copy unchanged spans as they are. What each one looks
@@ -56,6 +57,13 @@ pub trait Hooks {
     /// Kept per node, starting as `Default`.
     type Extra: Copy + Default;
 
+    /// Write objects back with their members in the text's order, added members after them in
+    /// the order [`Patch::added`] gives, instead of in key order as a `Value` would: the JSON
+    /// the pipeline writes has the model's field order (FHIR's element order), which the typed
+    /// records' one-pass reader ([`crate::typed_stream`]) and people reading it both want.
+    /// Members out of key order are then not a change, so such objects are copied verbatim.
+    const KEEP_ORDER: bool = false;
+
     /// The member `name` of an object was read, its value is node `child`. `true` when the
     /// hook changed that value (its text will differ): it and its containers are then not
     /// copied verbatim.
@@ -78,7 +86,8 @@ pub trait Patch<X> {
     }
 
     /// What is added to container `n`: members `(key, json)` of an object (written in key
-    /// order, equal keys as given) or items appended to an array (`key` unused).
+    /// order, equal keys as given; after the others, as given, with [`Hooks::KEEP_ORDER`]) or
+    /// items appended to an array (`key` unused).
     #[inline]
     fn added<'p>(&'p self, _n: u32, _out: &mut Vec<(&'p str, &'p str)>) {}
 }
@@ -104,6 +113,8 @@ pub struct Index<'a, X> {
     text: &'a str,
     nodes: Vec<Node<X>>,
     children: Vec<u32>,
+    /// [`Hooks::KEEP_ORDER`] of the hooks it was parsed with.
+    keep_order: bool,
 }
 
 impl<'a, X: Copy + Default> Index<'a, X> {
@@ -128,7 +139,7 @@ impl<'a, X: Copy + Default> Index<'a, X> {
         p.stack.clear();
         let parsed = p.document();
         scratch.stack = p.stack;
-        let index = Index { text, nodes: p.nodes, children: p.children };
+        let index = Index { text, nodes: p.nodes, children: p.children, keep_order: H::KEEP_ORDER };
         match parsed {
             Some(()) => Some(index),
             None => {
@@ -213,7 +224,7 @@ impl<'a, X> Index<'a, X> {
     }
 
     /// Appends node `n` with `patch` applied as serde_json writes it: compact, members in key
-    /// order, verbatim spans copied.
+    /// order (in the text's order with [`Hooks::KEEP_ORDER`]), verbatim spans copied.
     pub fn emit<P: Patch<X>>(&self, n: u32, patch: &P, out: &mut String) {
         let node = self.node(n);
         if node.verbatim {
@@ -221,6 +232,27 @@ impl<'a, X> Index<'a, X> {
             return;
         }
         match node.kind {
+            Kind::Object if self.keep_order => {
+                let mut kids = self.kids(n).to_vec();
+                kids.sort_unstable_by_key(|&c| self.node(c).start);
+                let mut added = Vec::new();
+                patch.added(n, &mut added);
+                out.push('{');
+                let mut first = true;
+                for &c in &kids {
+                    if !std::mem::take(&mut first) {
+                        out.push(',');
+                    }
+                    self.emit_member(c, patch, out);
+                }
+                for (k, json) in added {
+                    if !std::mem::take(&mut first) {
+                        out.push(',');
+                    }
+                    push_member(out, k, json);
+                }
+                out.push('}');
+            }
             Kind::Object => {
                 let mut added = Vec::new();
                 patch.added(n, &mut added);
@@ -234,21 +266,12 @@ impl<'a, X> Index<'a, X> {
                     }
                 };
                 for &c in self.kids(n) {
-                    let (child, (ks, ke)) = (self.node(c), self.node(c).key);
                     while let Some((k, json)) = added.next_if(|&(k, _)| k < self.key(c)) {
                         sep(out);
                         push_member(out, k, json);
                     }
                     sep(out);
-                    if child.verbatim && ke + 2 == child.start {
-                        // `"name":value` as it stands in the text.
-                        out.push_str(&self.text[ks as usize - 1..child.end as usize]);
-                        continue;
-                    }
-                    out.push('"');
-                    out.push_str(self.key(c));
-                    out.push_str("\":");
-                    self.emit(c, patch, out);
+                    self.emit_member(c, patch, out);
                 }
                 for (k, json) in added {
                     sep(out);
@@ -281,6 +304,21 @@ impl<'a, X> Index<'a, X> {
     }
 }
 
+impl<X> Index<'_, X> {
+    /// Member `c`: `"name":value`, copied as it stands in the text when it can be.
+    fn emit_member<P: Patch<X>>(&self, c: u32, patch: &P, out: &mut String) {
+        let (child, (ks, ke)) = (self.node(c), self.node(c).key);
+        if child.verbatim && ke + 2 == child.start {
+            out.push_str(&self.text[ks as usize - 1..child.end as usize]);
+            return;
+        }
+        out.push('"');
+        out.push_str(self.key(c));
+        out.push_str("\":");
+        self.emit(c, patch, out);
+    }
+}
+
 fn push_member(out: &mut String, key: &str, json: &str) {
     out.push('"');
     out.push_str(key);
@@ -293,6 +331,78 @@ pub fn quoted(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 2);
     crate::model::json::write_str(&mut out, s);
     String::from_utf8(out).expect("escaping keeps UTF-8")
+}
+
+/// Every object's member names in the order they stand in `text`, by JSON pointer (`""` the
+/// root, `/code/coding/0` …), depth first; `None` when `text` is not JSON. Read through serde,
+/// not through [`Index`], so that the crates writing with [`Hooks::KEEP_ORDER`] can check what
+/// they wrote against what they read.
+pub fn member_order(text: &str) -> Option<Vec<(String, Vec<String>)>> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    // How serde_json's `arbitrary_precision` hands a number to `deserialize_any`.
+    const NUMBER: &str = "$serde_json::private::Number";
+
+    struct Walk<'o> {
+        at: String,
+        out: &'o mut Vec<(String, Vec<String>)>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let slot = self.out.len();
+            self.out.push((self.at.clone(), Vec::new()));
+            while let Some(key) = map.next_key::<String>()? {
+                if key == NUMBER {
+                    self.out.truncate(slot);
+                    return map.next_value::<IgnoredAny>().map(drop);
+                }
+                let at = format!("{}/{}", self.at, key.replace('~', "~0").replace('/', "~1"));
+                self.out[slot].1.push(key);
+                map.next_value_seed(Walk { at, out: &mut *self.out })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            while seq.next_element_seed(Walk { at: format!("{}/{i}", self.at), out: &mut *self.out })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut d = serde_json::Deserializer::from_str(text);
+    Walk { at: String::new(), out: &mut out }.deserialize(&mut d).ok()?;
+    d.end().ok()?;
+    Some(out)
 }
 
 /// `Value::as_f64` of a scalar's bytes (serde_json keeps a number's text as read).
@@ -580,7 +690,9 @@ impl<H: Hooks> Parser<'_, '_, H> {
                 // serde_json keeps the last of duplicate keys: left to it.
                 return None;
             }
-            self.changes += 1;
+            if !H::KEEP_ORDER {
+                self.changes += 1;
+            }
         }
         self.close(idx, Kind::Object, base, changes0)
     }
@@ -678,6 +790,75 @@ mod tests {
         }
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
         assert!(parse(&deep).is_none(), "left to serde_json's depth limit");
+    }
+
+    struct InOrder;
+    impl Hooks for InOrder {
+        type Extra = ();
+        const KEEP_ORDER: bool = true;
+    }
+
+    /// Adds members to the objects whose `id` member is `"add"`, in the order given.
+    struct Adds(Vec<u32>);
+    impl Patch<()> for Adds {
+        fn added<'p>(&'p self, n: u32, out: &mut Vec<(&'p str, &'p str)>) {
+            if self.0.contains(&n) {
+                out.extend([("zz", "1"), ("aa", "\"x\"")]);
+            }
+        }
+    }
+
+    fn in_order(text: &str) -> Option<String> {
+        let mut scratch = Scratch::default();
+        let mut index = Index::<()>::parse(text, &mut InOrder, &mut scratch)?;
+        let targets: Vec<u32> = (0..index.nodes.len() as u32)
+            .filter(|&n| index.get(n, "id").and_then(|i| index.as_str(i)).as_deref() == Some("add"))
+            .collect();
+        targets.iter().for_each(|&n| index.changed(n));
+        let mut out = String::new();
+        index.emit(0, &Adds(targets), &mut out);
+        Some(out)
+    }
+
+    #[test]
+    fn keep_order_writes_members_in_the_texts_order_and_added_ones_after_them() {
+        // Unchanged compact text, in any member order, comes back byte for byte.
+        for text in [r#"{"resourceType":"Patient","id":"p","b":[{"z":1,"y":2}],"a":{}}"#, r#"{"b":1,"a":2}"#] {
+            assert_eq!(in_order(text).as_deref(), Some(text));
+        }
+        // Whitespace goes, the order stays.
+        assert_eq!(
+            in_order("{ \"b\" : [ 1 ,2 ],\n \"a\":{\"d\":1, \"c\":2} }").unwrap(),
+            r#"{"b":[1,2],"a":{"d":1,"c":2}}"#
+        );
+        // Added members go after the text's own, in the order the patch gives, at any depth;
+        // the rest of the document stays as it was.
+        let text = r#"{"resourceType":"Observation","id":"add","code":{"id":"add","text":"t"},"status":"final","x":[{"id":"add"},{"id":"no","b":1,"a":2}]}"#;
+        let got = in_order(text).unwrap();
+        assert_eq!(
+            got,
+            r#"{"resourceType":"Observation","id":"add","code":{"id":"add","text":"t","zz":1,"aa":"x"},"status":"final","x":[{"id":"add","zz":1,"aa":"x"},{"id":"no","b":1,"a":2}],"zz":1,"aa":"x"}"#
+        );
+        // The same document as a `Value` has it, whatever the order.
+        let mut want: Value = serde_json::from_str(text).unwrap();
+        for path in ["", "/code", "/x/0"] {
+            let v = want.pointer_mut(path).unwrap();
+            v["zz"] = 1.into();
+            v["aa"] = "x".into();
+        }
+        assert_eq!(serde_json::from_str::<Value>(&got).unwrap(), want);
+        let order = member_order(&got).unwrap();
+        assert_eq!(
+            order[0],
+            ("".into(), ["resourceType", "id", "code", "status", "x", "zz", "aa"].map(String::from).to_vec())
+        );
+        assert_eq!(order[1], ("/code".into(), ["id", "text", "zz", "aa"].map(String::from).to_vec()));
+        assert_eq!(order[3], ("/x/1".into(), ["id", "b", "a"].map(String::from).to_vec()));
+        assert_eq!(member_order(r#"{"a/b~":{"n":1.50}}"#).unwrap()[1].0, "/a~1b~0");
+        // What is not taken without the order is not taken with it either.
+        for text in [r#"{"a":1,"a":2}"#, r#"{"b":1,"a":2,"b":3}"#, r#"{"a":"\/"}"#, "[1]"] {
+            assert!(in_order(text).is_none(), "{text}");
+        }
     }
 
     #[test]

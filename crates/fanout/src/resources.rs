@@ -86,15 +86,16 @@ pub fn collection_bundle(event: &ClinicalEvent) -> Result<Value, ResourceError> 
     Ok(serde_json::from_slice(&collection_bundle_json(event)?).expect("written as JSON"))
 }
 
-/// [`collection_bundle`] as `serde_json::to_vec` writes it, written directly: each resource's
-/// text from [`current_state`] is already serde_json's, so it goes in as it is.
+/// [`collection_bundle`] as JSON, written directly in FHIR's element order (as the resources
+/// are): each resource's text from [`current_state`] is compact JSON, so it goes in as it is.
 pub fn collection_bundle_json(event: &ClinicalEvent) -> Result<Vec<u8>, ResourceError> {
     let all: Vec<String> = event.resources.iter().map(|r| r.resource_type.clone()).collect();
     let resources = current_state(event, &all)?;
     let str_json = |s: &str| serde_json::to_string(s).expect("a string serialises");
     let mut out = String::with_capacity(64 + resources.iter().map(|r| r.fhir_json.len() + 48).sum::<usize>());
-    // Keys in the order a `Value` map writes them.
-    out.push_str("{\"entry\":[");
+    out.push_str("{\"resourceType\":\"Bundle\",\"id\":");
+    out.push_str(&str_json(&event.id));
+    out.push_str(",\"type\":\"collection\",\"entry\":[");
     for (i, r) in resources.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -105,9 +106,7 @@ pub fn collection_bundle_json(event: &ClinicalEvent) -> Result<Vec<u8>, Resource
         out.push_str(&r.fhir_json);
         out.push('}');
     }
-    out.push_str("],\"id\":");
-    out.push_str(&str_json(&event.id));
-    out.push_str(",\"resourceType\":\"Bundle\",\"type\":\"collection\"}");
+    out.push_str("]}");
     Ok(out.into_bytes())
 }
 
@@ -178,7 +177,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_bundle_text_is_what_serde_json_writes_for_the_bundle_value() {
+    fn the_bundle_is_the_bundle_value_in_fhirs_element_order() {
         let mut ev = event();
         // Whitespace and an escaped string, so the resources do not go in as they came.
         ev.resources[1].fhir_json =
@@ -194,8 +193,15 @@ pub(crate) mod tests {
             .collect();
         let expected =
             serde_json::json!({ "resourceType": "Bundle", "id": ev.id, "type": "collection", "entry": entries });
-        assert_eq!(collection_bundle_json(&ev).unwrap(), serde_json::to_vec(&expected).unwrap());
+        let text = String::from_utf8(collection_bundle_json(&ev).unwrap()).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
         assert_eq!(collection_bundle(&ev).unwrap(), expected);
+        // Element order, the resources' own order kept (the Patient's whitespace gone).
+        assert!(
+            text.starts_with(r#"{"resourceType":"Bundle","id":"ev-1","type":"collection","entry":[{"fullUrl":"MessageHeader/mh1","resource":{"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"{"fullUrl":"Patient/p1","resource":{"resourceType":"Patient","id":"p1","name":[{"text":"A \"B\" C"}]}}"#), "{text}");
     }
 
     #[test]

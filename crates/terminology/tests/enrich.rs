@@ -101,6 +101,25 @@ fn local_codes_gain_standard_codings_beside_the_original() {
 }
 
 #[test]
+fn a_resources_text_keeps_its_order_and_gains_the_standard_coding_in_the_models_order() {
+    let (_d, t) = with_lab1_map();
+    let e = Enricher::new(&t, EnrichOptions { sender: Some("LAB1".into()), ..Default::default() });
+    let text = r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"urn:lab1:tests","code":"GLU"}],"text":"GLUCOSE"},"valueQuantity":{"value":5.5,"unit":"mg/dL"}}"#;
+    let got = terminology::enrich::enrich_fhir_text(&e, text).unwrap().json.expect("a coding and a unit added");
+    let version = t.code_system(systems::LOINC).unwrap().version();
+    assert_eq!(
+        got,
+        [
+            r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"urn:lab1:tests","code":"GLU"},"#,
+            &format!(r#"{{"system":"http://loinc.org","version":"{version}","code":"2345-7","#),
+            r#""display":"Glucose [Mass/volume] in Serum or Plasma","userSelected":false}],"text":"GLUCOSE"},"#,
+            r#""valueQuantity":{"value":5.5,"unit":"mg/dL","system":"http://unitsofmeasure.org","code":"mg/dL"}}"#
+        ]
+        .concat()
+    );
+}
+
+#[test]
 fn standard_codes_get_displays_but_never_lose_theirs() {
     let t = Terminology::builtin();
     let e = Enricher::new(&t, EnrichOptions::default());

@@ -2,9 +2,13 @@
 //! `serde_json::Value`: the enrich stage spent most of its time parsing, cloning, comparing and
 //! re-serialising values. The text is indexed once ([`canonical::json_text`], members sorted as
 //! a `Value` map sorts them), walked exactly as [`super::FhirJson`] walks a `Value`, and when
-//! something was added it is written back as `serde_json::to_string` of the enriched `Value`
-//! would write it. Text the index does not reproduce exactly makes [`Doc::parse`] give `None`,
-//! and the caller goes the `Value` way.
+//! something was added it is written back compact with every member where it stood and the
+//! added ones after them (`KEEP_ORDER`) — the same document as the enriched `Value`, but in the
+//! model's field order when it came in that order (the Coding's `display`, the Quantity's
+//! `unit`, `system`, `code` and new codings are written in the model's order too), so the
+//! typed record is read in one pass and a person reads `resourceType` first. Text the index
+//! does not reproduce exactly makes [`Doc::parse`] give `None`, and the caller goes the `Value`
+//! way (keys sorted).
 
 use std::borrow::Cow;
 
@@ -68,6 +72,7 @@ struct Tagger;
 
 impl Hooks for Tagger {
     type Extra = Ann;
+    const KEEP_ORDER: bool = true;
 
     #[inline]
     fn member(&mut self, nodes: &mut [Node<Ann>], _text: &str, name: &[u8], child: u32) -> bool {
@@ -249,7 +254,7 @@ impl<'a> Doc<'a> {
         !self.edits.0.is_empty()
     }
 
-    /// The text serde_json would write for the enriched value.
+    /// The enriched text: compact, members where they stood, added ones after them.
     pub(super) fn write(&self) -> String {
         let mut out = String::with_capacity(self.index.text().len() + 64 * self.edits.0.len());
         self.index.emit(0, &self.edits, &mut out);
@@ -310,8 +315,9 @@ impl Enrichable for Doc<'_> {
                         }
                     }
                     None => {
-                        let v = serde_json::to_value(FhirCoding::from(c)).unwrap_or(serde_json::Value::Null);
-                        doc.edit(arr, "", v.to_string());
+                        // In the model's order (system, version, code, display, userSelected).
+                        let json = serde_json::to_string(&FhirCoding::from(c)).unwrap_or_else(|_| "null".into());
+                        doc.edit(arr, "", json);
                     }
                 }
             }
@@ -356,11 +362,28 @@ mod tests {
         (report, (v != before).then(|| serde_json::to_string(&v).unwrap()))
     }
 
+    /// The text way gives the `Value` way's report and document; when it was taken, every
+    /// object keeps its members in the text's order, anything added after them.
     fn check(e: &Enricher<'_>, text: &str) {
         let got = enrich_fhir_text(e, text).unwrap();
         let (report, json) = by_value(e, text);
         assert_eq!(got.report, report, "report for {text}");
-        assert_eq!(got.json, json, "text for {text}");
+        assert_eq!(got.json.is_some(), json.is_some(), "changed or not, for {text}");
+        let (Some(got), Some(want)) = (got.json, json) else { return };
+        let value = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        assert_eq!(value(&got), value(&want), "document for {text}");
+        if Doc::parse(text).is_some() {
+            let before: std::collections::HashMap<String, Vec<String>> =
+                json_text::member_order(text).unwrap().into_iter().collect();
+            for (at, keys) in json_text::member_order(&got).unwrap() {
+                // Objects that are new (codings added) have nothing to keep.
+                if let Some(old) = before.get(&at) {
+                    assert!(keys.starts_with(old), "{at}: {keys:?} does not keep {old:?}, for {text} → {got}");
+                }
+            }
+        } else {
+            assert_eq!(got, want, "the Value way's own text, for {text}");
+        }
     }
 
     fn enricher(t: &Terminology) -> Enricher<'_> {
@@ -431,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn untouched_text_is_not_rewritten_and_added_members_go_in_key_order() {
+    fn untouched_text_is_not_rewritten_and_added_members_go_in_model_order() {
         let t = Terminology::builtin();
         let e = enricher(&t);
         let plain = r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Doe"}]}"#;
@@ -442,9 +465,21 @@ mod tests {
         assert_eq!(
             got.json.as_deref(),
             Some(
-                r#"{"id":"x","valueQuantity":{"code":"mmol/L","system":"http://unitsofmeasure.org","unit":"mmol/L","value":4.10}}"#
+                r#"{"valueQuantity":{"value":4.10,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"},"id":"x"}"#
             )
         );
+        // A display after the code, a new coding with its members in the model's order.
+        let got = enrich_fhir_text(
+            &e,
+            r#"{"resourceType":"Observation","id":"o","code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}],"text":"Glu"},"status":"final"}"#,
+        )
+        .unwrap();
+        let json = got.json.unwrap();
+        assert!(
+            json.starts_with(r#"{"resourceType":"Observation","id":"o","code":{"coding":[{"system":"http://loinc.org","code":"2345-7","display":""#),
+            "{json}"
+        );
+        assert!(json.ends_with(r#""text":"Glu"},"status":"final"}"#), "{json}");
     }
 
     /// A small deterministic generator of FHIR-ish JSON text (no crate needed).
