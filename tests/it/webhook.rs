@@ -3,11 +3,12 @@
 //! delivery topic inside its transaction; the webhook workers then send it. A receiver that
 //! fails twice with 503 gets the resource once it accepts, with the right headers and body;
 //! one that always answers 500 ends in the DLQ after max_attempts with the original bytes;
-//! a 400 goes to the DLQ after one attempt; and a worker stopped in the middle of retrying
-//! commits nothing, so the delivery is sent again after a restart.
+//! a 400 goes to the DLQ after one attempt; a worker stopped in the middle of retrying
+//! commits nothing, so the delivery is sent again after a restart; and a webhook with
+//! `concurrency` sends its partitions at once, each resource's versions still in order.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use bus::txloop::TxLoopConfig;
 use bus::{BusConfig, BusProducer, DeadLetterWriter, InputRecord, MessageHeaders, Registry, Shutdown, TraceParent};
 use canonical::{ClinicalEvent, Provenance, Resource, SenderId};
 use fanout::routes::{Route, RouteFormat, RouteMatch, WEBHOOK_PREFIX};
+use fanout::webhook::delivery::{EVENT_ID, RESOURCE_ID};
 use fanout::webhook::metrics::DeliveryOutcome;
 use fanout::webhook::worker::{CLASS_EXHAUSTED, CLASS_REJECTED, STAGE, WorkerCounters};
 use fanout::webhook::{Backoff, ResolvedWebhook, WebhookConfig, WebhookMetrics, WebhookWorker, WorkerStats};
@@ -43,11 +45,15 @@ struct Seen {
 }
 
 /// The HTTP receiver: `/flaky` answers 503 twice then 201, `/broken` always 500,
-/// `/refusing` 400, `/restart` 503 until `accept_restart` is set, then 200.
+/// `/refusing` 400, `/restart` 503 until `accept_restart` is set, then 200, `/slow` 200 after
+/// holding each request until another one is in flight (or two seconds passed), until two
+/// have been in flight at once.
 #[derive(Default)]
 struct Receiver {
     seen: Mutex<Vec<Seen>>,
     accept_restart: AtomicBool,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl Receiver {
@@ -58,6 +64,16 @@ impl Receiver {
 
 async fn receive(State(r): State<Arc<Receiver>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
+    if path == "/slow" {
+        let now = r.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        r.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        // A bound, not a measurement: a sender that never overlaps waits it out each time.
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while r.max_in_flight.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
     let mut seen = r.seen.lock().unwrap();
     let earlier = seen.iter().filter(|s| s.path == path).count();
     let status = match path.as_str() {
@@ -67,6 +83,7 @@ async fn receive(State(r): State<Arc<Receiver>>, uri: Uri, headers: HeaderMap, b
         "/refusing" => StatusCode::BAD_REQUEST,
         "/restart" if r.accept_restart.load(Ordering::SeqCst) => StatusCode::OK,
         "/restart" => StatusCode::SERVICE_UNAVAILABLE,
+        "/slow" => StatusCode::OK,
         _ => StatusCode::NOT_FOUND,
     };
     seen.push(Seen { path, headers, body: body.to_vec(), status: status.as_u16() });
@@ -342,5 +359,53 @@ async fn webhooks_deliver_retry_dead_letter_and_survive_a_restart() {
             .unwrap();
         let offset = got.find_partition(&d.topic, d.partition).unwrap().offset();
         assert_eq!(offset, Offset::Offset(d.offset + 1), "{n}: committed past its delivery");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_with_concurrency_sends_its_partitions_at_once_and_each_resources_versions_in_order() {
+    let cfg = require_stack();
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let base = serve(receiver.clone()).await;
+    let topic = unique("wh.lanes");
+    let dlq = unique("wh.lanes.dlq");
+    create_topic(&cfg, &topic, 3).await;
+    create_topic(&cfg, &dlq, 3).await;
+
+    // Three versions of six resources, as fan-out writes delivery records (key <Type>/<id>).
+    let producer = BusProducer::new(&cfg, "it-wh-lanes").unwrap();
+    let mut partitions = BTreeSet::new();
+    for version in 1..=3 {
+        for r in 0..6 {
+            let (resource_id, event_id) = (format!("Observation/lane-{r}"), format!("ev-{version}"));
+            let mut h = MessageHeaders::new();
+            h.set_message_id(&format!("{resource_id}@{event_id}"))
+                .set_content_type("application/fhir+json")
+                .set(EVENT_ID, event_id.as_str())
+                .set(RESOURCE_ID, resource_id.as_str());
+            let body = format!(r#"{{"resourceType":"Observation","id":"lane-{r}","status":"final"}}"#);
+            let d = producer.send(&topic, Some(resource_id.as_bytes()), body.as_bytes(), &h).await.unwrap();
+            partitions.insert(d.partition);
+        }
+    }
+    assert!(partitions.len() >= 2, "the resources spread over the partitions: {partitions:?}");
+
+    let mut config = hook(&base, "/slow", 3, fast(), &topic);
+    config.concurrency = 3;
+    let resolved = config.resolve("lanes", &unique("wh.lanes.g"), |_| Some("Bearer it-token".to_string())).unwrap();
+    let wm = WebhookMetrics::new(&Metrics::new());
+    let s = run_worker(&cfg, &registry, resolved, &dlq, &wm, committed(18)).await;
+    assert_eq!((s.delivered, s.committed, s.retried, s.dead_lettered), (18, 18, 0, 0), "{s:?}");
+    assert!(receiver.max_in_flight.load(Ordering::SeqCst) >= 2, "deliveries of different partitions overlapped");
+    let seen = receiver.at("/slow");
+    for r in 0..6 {
+        let resource_id = format!("Observation/lane-{r}");
+        let versions: Vec<&str> = seen
+            .iter()
+            .filter(|s| s.headers["x-arteria-resource-id"] == resource_id.as_str())
+            .map(|s| s.headers["x-arteria-event-id"].to_str().unwrap())
+            .collect();
+        assert_eq!(versions, ["ev-1", "ev-2", "ev-3"], "{resource_id}: its versions in order, each once");
     }
 }

@@ -61,6 +61,11 @@ pub struct WebhookConfig {
     /// Attempts per delivery before it goes to the DLQ (≥ 1). Default 8.
     pub max_attempts: u32,
     pub backoff: Backoff,
+    /// Deliveries in flight at once (1 to 64), each from its own share of the delivery topic's
+    /// partitions, so one resource's versions still go in order. Default 1: one at a time, as a
+    /// Mirth or Rhapsody queue with one thread; a receiver that answers in 50 ms then takes
+    /// ~20 a second, and `concurrency = 6` (the topic's partitions) six times that.
+    pub concurrency: u32,
     /// Delivery topic. Default `fanout.webhook.<name>.v1`.
     pub topic: Option<String>,
     /// Consumer group of the webhook's worker. Default `<fanout.group_id>.webhook.<name>`.
@@ -77,11 +82,15 @@ impl Default for WebhookConfig {
             timeout_ms: 10_000,
             max_attempts: 8,
             backoff: Backoff::default(),
+            concurrency: 1,
             topic: None,
             group_id: None,
         }
     }
 }
+
+/// Most deliveries in flight per webhook (`concurrency`).
+pub const MAX_CONCURRENCY: u32 = 64;
 
 /// Headers Arteria sets on every request itself; configuring them would break the contract
 /// receivers rely on (content type, deduplication, tracing).
@@ -130,6 +139,7 @@ pub struct ResolvedWebhook {
     pub timeout: Duration,
     pub max_attempts: u32,
     pub backoff: Backoff,
+    pub concurrency: u32,
     /// Delivery topic the worker reads.
     pub topic: String,
     /// The worker's consumer group.
@@ -149,6 +159,9 @@ impl WebhookConfig {
         }
         if self.max_attempts == 0 {
             return Err(err("max_attempts", "must be at least 1"));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(err("concurrency", "must be between 1 and 64"));
         }
         let b = &self.backoff;
         if b.initial_ms == 0 || b.max_ms < b.initial_ms {
@@ -230,6 +243,7 @@ impl WebhookConfig {
             timeout: Duration::from_millis(self.timeout_ms),
             max_attempts: self.max_attempts,
             backoff: self.backoff.clone(),
+            concurrency: self.concurrency,
             topic: self.topic.clone().unwrap_or_else(|| default_topic(name)),
             group_id: self.group_id.clone().unwrap_or_else(|| format!("{fanout_group}.webhook.{name}")),
         })
@@ -271,7 +285,7 @@ mod tests {
         let w = one(
             "[webhooks.lab-portal]\nurl = \"https://portal.example.org/fhir/inbox\"\nheaders = { X-Feed = \"lab\" }\nsecret_headers = { Authorization = \"LAB_AUTH\" }\n",
         );
-        assert_eq!((w.method, w.timeout_ms, w.max_attempts), (Method::Post, 10_000, 8));
+        assert_eq!((w.method, w.timeout_ms, w.max_attempts, w.concurrency), (Method::Post, 10_000, 8, 1));
         assert_eq!(w.backoff, Backoff::default());
         let r = w
             .resolve("lab-portal", "arteria-fanout", |v| (v == "LAB_AUTH").then(|| "Bearer s3cret".to_string()))
@@ -306,6 +320,13 @@ mod tests {
             e(&format!("[webhooks.a]\n{ok}max_attempts = 0\n"), "a"),
             "webhook a: max_attempts must be at least 1"
         );
+        for n in [0, 65] {
+            assert_eq!(
+                e(&format!("[webhooks.a]\n{ok}concurrency = {n}\n"), "a"),
+                "webhook a: concurrency must be between 1 and 64"
+            );
+        }
+        assert_eq!(one(&format!("[webhooks.a]\n{ok}concurrency = 64\n")).validate("a"), Ok(()));
         assert!(
             e(&format!("[webhooks.a]\n{ok}backoff = {{ initial_ms = 10, max_ms = 5 }}\n"), "a")
                 .contains("initial_ms <= max_ms")

@@ -2,9 +2,12 @@
 //! delivery topic in its own consumer group, sends each record, retries with backoff, and
 //! commits the record's offset only once it was delivered or written to the DLQ — so a crash
 //! or a shutdown at any point leaves the delivery to be sent again (at least once; receivers
-//! deduplicate by `Idempotency-Key`). Records are sent one at a time in offset order, which
-//! keeps each resource's versions in order; the price is that a failing receiver holds back
-//! the deliveries behind the one being retried (head-of-line), as in a Mirth/Rhapsody queue.
+//! deduplicate by `Idempotency-Key`). Each partition's records are sent one at a time in offset
+//! order, which keeps each resource's versions in order (they share a partition); with
+//! `concurrency` above 1 the partitions are spread over that many lanes that send at once, as a
+//! Mirth/Rhapsody queue with several threads. The price of the order is head-of-line: a
+//! delivery being retried holds back those behind it in its lane (and, once the lane's one-record
+//! queue is full, the reading of the other lanes' records too).
 
 use crate::webhook::config::ResolvedWebhook;
 use crate::webhook::delivery::Delivery;
@@ -172,7 +175,22 @@ impl WebhookWorker {
         Ok(BusConsumer::new(&self.consumer_bus, &self.hook().group_id, &[&self.hook().topic], &name)?)
     }
 
+    /// Reads the delivery topic and sends each record through the lane of its partition; the
+    /// lanes run together in this task and each commits what it settled.
     async fn consume(&self, consumer: &BusConsumer, shutdown: &Shutdown) {
+        let (lanes, queues): (Vec<_>, Vec<_>) =
+            (0..self.hook().concurrency.max(1)).map(|_| tokio::sync::mpsc::channel::<InputRecord>(1)).unzip();
+        let lanes_done = futures::future::join_all(queues.into_iter().map(|q| self.lane(q, consumer, shutdown)));
+        tokio::join!(self.read(consumer, lanes, shutdown), lanes_done);
+    }
+
+    /// Hands each record to the lane of its partition until shutdown (or a lane stopped).
+    async fn read(
+        &self,
+        consumer: &BusConsumer,
+        lanes: Vec<tokio::sync::mpsc::Sender<InputRecord>>,
+        shutdown: &Shutdown,
+    ) {
         let name = &self.hook().name;
         loop {
             let rec = tokio::select! {
@@ -191,6 +209,28 @@ impl WebhookWorker {
                     }
                 }
             };
+            let lane = &lanes[rec.partition.unsigned_abs() as usize % lanes.len()];
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                sent = lane.send(rec) => if sent.is_err() { return },
+            }
+        }
+    }
+
+    /// Sends its records in the order they came, committing each once settled; stops at
+    /// shutdown without taking another (what was queued is sent again after a restart).
+    async fn lane(
+        &self,
+        mut queue: tokio::sync::mpsc::Receiver<InputRecord>,
+        consumer: &BusConsumer,
+        shutdown: &Shutdown,
+    ) {
+        let name = &self.hook().name;
+        while let Some(rec) = queue.recv().await {
+            if shutdown.is_triggered() {
+                return;
+            }
             match self.deliver(&rec, shutdown).await {
                 Done::Settled => match consumer.commit(&rec) {
                     Ok(()) => {
