@@ -303,6 +303,23 @@ pub struct BusConfig {
     pub transactions: crate::txloop::TxTuning,
 }
 
+impl BusConfig {
+    /// Says so in the log when `[bus.transactions]` differs from its defaults in a service that
+    /// writes no transactions (ingest, query): the section is shared by every service's `[bus]`,
+    /// so one ConfigMap can serve them all, but an operator tuning it there should learn that it
+    /// does nothing. Returns whether it warned.
+    pub fn warn_if_transactions_unused(&self, service: &str) -> bool {
+        let tuned = self.transactions != crate::txloop::TxTuning::default();
+        if tuned {
+            tracing::warn!(
+                service,
+                "[bus.transactions] is set but has no effect on this service: it tunes the transactional stages (normalize, enrich, fanout)"
+            );
+        }
+        tuned
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +379,9 @@ mod tests {
         assert_eq!(cfg.transactions.linger_ms, default.linger_ms);
         let err = serde_json::from_str::<BusConfig>(r#"{"transactions":{"max_txn":20}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `max_txn`"), "{err}");
+        // Services without transactions say when the section was tuned for nothing.
+        assert!(cfg.warn_if_transactions_unused("ingest"));
+        assert!(!BusConfig::default().warn_if_transactions_unused("ingest"));
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("ingest", &cfg.telemetry)?;
+    cfg.bus.warn_if_transactions_unused("ingest");
     let metrics = Metrics::new();
     // Certificates first: a wrong path or a bad PEM stops start-up at once, naming the file.
     let tls = TlsServer::load(&cfg.ingest, &metrics).context("[ingest.tls] cannot be used")?;

@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("query", &cfg.telemetry)?;
+    cfg.bus.warn_if_transactions_unused("query");
     let metrics = Metrics::new();
     // Certificates first: a wrong path or a bad PEM stops start-up at once, naming the file.
     let grpc_tls = cfg.query.tls.server_config().context("[query.tls] cannot be used")?;
