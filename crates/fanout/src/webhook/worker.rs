@@ -6,8 +6,8 @@
 //! order, which keeps each resource's versions in order (they share a partition); with
 //! `concurrency` above 1 the partitions are spread over that many lanes that send at once, as a
 //! Mirth/Rhapsody queue with several threads. The price of the order is head-of-line: a
-//! delivery being retried holds back those behind it in its lane (and, once the lane's one-record
-//! queue is full, the reading of the other lanes' records too).
+//! delivery being retried holds back those behind it in its lane (and, once the lane's queue is
+//! full, the reading of the other lanes' records too).
 
 use crate::webhook::config::ResolvedWebhook;
 use crate::webhook::delivery::Delivery;
@@ -84,6 +84,14 @@ pub struct WebhookWorker {
     counters: Arc<WorkerCounters>,
 }
 
+/// Records read ahead per lane, counted over all lanes together. The reader waits only for a
+/// record to be settled, i.e. at most one delivery's retries, which `max.poll.interval.ms`
+/// allows for.
+const LANE_QUEUE: usize = 128;
+
+/// A record on its way to a lane, with its share of the read-ahead.
+type Queued<'r> = (InputRecord, tokio::sync::SemaphorePermit<'r>);
+
 /// librdkafka's upper bound for `max.poll.interval.ms`.
 const MAX_POLL_INTERVAL_LIMIT_MS: u64 = 86_400_000;
 
@@ -109,6 +117,9 @@ impl WebhookWorker {
             .extra
             .entry("max.poll.interval.ms".into())
             .or_insert_with(|| budget.max(300_000).to_string());
+        // Small fetches per partition, so the partitions' records come interleaved and every
+        // lane has work soon (a larger record still comes whole).
+        consumer_bus.kafka.extra.entry("max.partition.fetch.bytes".into()).or_insert_with(|| (64 * 1024).to_string());
         let producer = BusProducer::new(bus, &format!("webhook.{}", hook.name))?;
         Ok(Self {
             dlq: DeadLetterWriter::new(registry, STAGE, Some(dlq_topic)),
@@ -178,17 +189,21 @@ impl WebhookWorker {
     /// Reads the delivery topic and sends each record through the lane of its partition; the
     /// lanes run together in this task and each commits what it settled.
     async fn consume(&self, consumer: &BusConsumer, shutdown: &Shutdown) {
-        let (lanes, queues): (Vec<_>, Vec<_>) =
-            (0..self.hook().concurrency.max(1)).map(|_| tokio::sync::mpsc::channel::<InputRecord>(1)).unzip();
+        let n = self.hook().concurrency.max(1) as usize;
+        // Records read and not yet settled, over all lanes: the reader waits for room, not for
+        // one lane, so a lane's run of records never keeps the others idle.
+        let room = tokio::sync::Semaphore::new(LANE_QUEUE * n);
+        let (lanes, queues): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
         let lanes_done = futures::future::join_all(queues.into_iter().map(|q| self.lane(q, consumer, shutdown)));
-        tokio::join!(self.read(consumer, lanes, shutdown), lanes_done);
+        tokio::join!(self.read(consumer, &room, lanes, shutdown), lanes_done);
     }
 
     /// Hands each record to the lane of its partition until shutdown (or a lane stopped).
-    async fn read(
+    async fn read<'r>(
         &self,
         consumer: &BusConsumer,
-        lanes: Vec<tokio::sync::mpsc::Sender<InputRecord>>,
+        room: &'r tokio::sync::Semaphore,
+        lanes: Vec<tokio::sync::mpsc::UnboundedSender<Queued<'r>>>,
         shutdown: &Shutdown,
     ) {
         let name = &self.hook().name;
@@ -210,10 +225,13 @@ impl WebhookWorker {
                 }
             };
             let lane = &lanes[rec.partition.unsigned_abs() as usize % lanes.len()];
-            tokio::select! {
+            let permit = tokio::select! {
                 biased;
                 _ = shutdown.wait() => return,
-                sent = lane.send(rec) => if sent.is_err() { return },
+                p = room.acquire() => match p { Ok(p) => p, Err(_) => return },
+            };
+            if lane.send((rec, permit)).is_err() {
+                return;
             }
         }
     }
@@ -222,12 +240,13 @@ impl WebhookWorker {
     /// shutdown without taking another (what was queued is sent again after a restart).
     async fn lane(
         &self,
-        mut queue: tokio::sync::mpsc::Receiver<InputRecord>,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<Queued<'_>>,
         consumer: &BusConsumer,
         shutdown: &Shutdown,
     ) {
         let name = &self.hook().name;
-        while let Some(rec) = queue.recv().await {
+        // The record's room is given back once it is settled (the permit drops at the end).
+        while let Some((rec, _room)) = queue.recv().await {
             if shutdown.is_triggered() {
                 return;
             }
