@@ -232,31 +232,19 @@ impl<'a, X> Index<'a, X> {
             return;
         }
         match node.kind {
-            Kind::Object if self.keep_order => {
-                let mut kids = self.kids(n).to_vec();
-                kids.sort_unstable_by_key(|&c| self.node(c).start);
-                let mut added = Vec::new();
-                patch.added(n, &mut added);
-                out.push('{');
-                let mut first = true;
-                for &c in &kids {
-                    if !std::mem::take(&mut first) {
-                        out.push(',');
-                    }
-                    self.emit_member(c, patch, out);
-                }
-                for (k, json) in added {
-                    if !std::mem::take(&mut first) {
-                        out.push(',');
-                    }
-                    push_member(out, k, json);
-                }
-                out.push('}');
-            }
             Kind::Object => {
                 let mut added = Vec::new();
                 patch.added(n, &mut added);
-                added.sort_by_key(|&(k, _)| k);
+                // Members in key order, added ones merged in by key; or, keeping the text's
+                // order, members where they stood and added ones after them as given.
+                let kids: Cow<'_, [u32]> = if self.keep_order {
+                    let mut kids = self.kids(n).to_vec();
+                    kids.sort_unstable_by_key(|&c| self.node(c).start);
+                    Cow::Owned(kids)
+                } else {
+                    added.sort_by_key(|&(k, _)| k);
+                    Cow::Borrowed(self.kids(n))
+                };
                 let mut added = added.into_iter().peekable();
                 out.push('{');
                 let mut first = true;
@@ -265,8 +253,8 @@ impl<'a, X> Index<'a, X> {
                         out.push(',');
                     }
                 };
-                for &c in self.kids(n) {
-                    while let Some((k, json)) = added.next_if(|&(k, _)| k < self.key(c)) {
+                for &c in kids.iter() {
+                    while let Some((k, json)) = added.next_if(|&(k, _)| !self.keep_order && k < self.key(c)) {
                         sep(out);
                         push_member(out, k, json);
                     }
