@@ -6,8 +6,8 @@
 //! order, which keeps each resource's versions in order (they share a partition); with
 //! `concurrency` above 1 the partitions are spread over that many lanes that send at once, as a
 //! Mirth/Rhapsody queue with several threads. The price of the order is head-of-line: a
-//! delivery being retried holds back those behind it in its lane (and, once the lane's queue is
-//! full, the reading of the other lanes' records too).
+//! delivery being retried holds back those behind it in its lane (and, once the read-ahead the
+//! lanes share is full, the reading of the other lanes' records too).
 
 use crate::webhook::config::ResolvedWebhook;
 use crate::webhook::delivery::Delivery;
