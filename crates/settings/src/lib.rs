@@ -7,6 +7,11 @@
 //! TOML value when it parses as one (`42`, `true`, `["P", "T"]`), else as a string. Two
 //! shortcuts match what `deploy/local/stack.sh env` prints: `ARTERIA_KAFKA_BOOTSTRAP` sets
 //! `bus.kafka.bootstrap_servers` and `ARTERIA_REGISTRY_URL` sets `bus.registry.url`.
+//!
+//! One environment (or one file) can serve every service: a section that belongs to another
+//! Arteria service ([`SERVICE_SECTIONS`]) is left out for a service that has no such section,
+//! so `ARTERIA__QUERY__DATA_DIR` set for the whole deployment does not stop fan-out from
+//! starting. Any other unknown key is still an error, so a typo does not pass silently.
 
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,10 @@ pub const SHORTCUTS: &[(&str, &[&str])] = &[
     ("ARTERIA_KAFKA_BOOTSTRAP", &["bus", "kafka", "bootstrap_servers"]),
     ("ARTERIA_REGISTRY_URL", &["bus", "registry", "url"]),
 ];
+
+/// The top-level sections that belong to one service each (`query` also owns `audit` and
+/// `auth`). A service ignores the ones it does not have; see the module doc.
+pub const SERVICE_SECTIONS: &[&str] = &["ingest", "normalize", "enrich", "fanout", "query", "audit", "auth"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -135,8 +144,41 @@ where
         merge(&mut table, file);
     }
     apply_overrides(&mut table, vars)?;
+    if let Some(fields) = struct_fields::<T>() {
+        table.retain(|k, _| fields.contains(&k) || !SERVICE_SECTIONS.contains(&k));
+    }
     let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "defaults and environment".into());
     T::deserialize(Value::Table(table)).map_err(|e| SettingsError::Invalid { origin, detail: e.to_string() })
+}
+
+/// The field names of `T` when it deserialises as a struct (serde's derive passes them to
+/// `deserialize_struct`), without deserialising anything.
+fn struct_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a mut Option<&'static [&'static str]>);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = Some(fields);
+            Err(de::Error::custom("fields probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields = None;
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
 }
 
 #[cfg(test)]
@@ -222,6 +264,39 @@ mod tests {
         assert_eq!(s.bus.kafka.bootstrap_servers, "default:9092", "sibling key kept from the defaults");
         assert_eq!(s.bus.kafka.retries, 3, "the file wins over the defaults");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn another_services_section_is_left_out_but_a_misspelt_one_is_refused() {
+        let shared = env(&[
+            ("ARTERIA__QUERY__DATA_DIR", "/var/lib/arteria"),
+            ("ARTERIA__INGEST__MLLP__ADDR", "0.0.0.0:2575"),
+            ("ARTERIA__BUS__KAFKA__RETRIES", "4"),
+        ]);
+        let s: Svc = load_with("[fanout]\nx = 1\n", None, shared).unwrap();
+        assert_eq!(s.bus.kafka.retries, 4, "the shared sections still apply");
+        let e = load_with::<Svc, _>("", None, env(&[("ARTERIA__QEURY__DATA_DIR", "/x")])).unwrap_err();
+        assert!(e.to_string().contains("qeury"), "{e}");
+        assert_eq!(struct_fields::<Svc>(), Some(&["bus", "ids", "enabled"][..]));
+        assert_eq!(struct_fields::<Vec<String>>(), None);
+    }
+
+    #[test]
+    fn a_service_keeps_its_own_section_strict() {
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Query {
+            data_dir: String,
+        }
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct QuerySvc {
+            query: Query,
+        }
+        let s: QuerySvc = load_with("", None, env(&[("ARTERIA__QUERY__DATA_DIR", "/d")])).unwrap();
+        assert_eq!(s.query.data_dir, "/d");
+        let e = load_with::<QuerySvc, _>("", None, env(&[("ARTERIA__QUERY__DATA_DRI", "/d")])).unwrap_err();
+        assert!(e.to_string().contains("data_dri"), "{e}");
     }
 
     #[test]
