@@ -209,8 +209,7 @@ impl Generator {
         match kind {
             Kind::Adt => {
                 segment(&mut s, "EVN", &[(1, "A01"), (2, ts)]);
-                let (city, zip) = pick(CITY, r >> 3);
-                let addr = format!("{} {}^^{city}^^{zip}^GB^H", 1 + (r >> 9) % 180, pick(STREET, r >> 5));
+                let addr = p.address();
                 let phone = format!("^PRN^PH^^44^1632^{:06}", 960_000 + (patient % 1000));
                 segment(
                     &mut s,
@@ -226,7 +225,7 @@ impl Generator {
                         (16, "M"),
                     ],
                 );
-                let kin = format!("{}^{}", p.family, pick(GIVEN_M, r >> 11));
+                let kin = format!("{}^{}", p.family, p.kin_given);
                 segment(&mut s, "NK1", &[(1, "1"), (2, &kin), (3, "SPO^Spouse^HL70063")]);
                 let bed = format!(
                     "WARD{}^{}^{}^LOADTEST",
@@ -234,8 +233,7 @@ impl Generator {
                     100 + (r >> 13) % 40,
                     ["A", "B"][(r >> 17) as usize % 2]
                 );
-                let doctor =
-                    format!("D{:04}^{}^{}^^^Dr.", (r >> 19) % 500, pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27));
+                let doctor = doctor((r >> 19) % 500);
                 segment(
                     &mut s,
                     "PV1",
@@ -255,8 +253,7 @@ impl Generator {
                 let placer = format!("P{}{i:010}^LOADEHR", self.run);
                 let filler = format!("F{}{i:010}^LOADLAB", self.run);
                 segment(&mut s, "ORC", &[(1, "RE"), (2, &placer), (3, &filler)]);
-                let doctor =
-                    format!("D{:04}^{}^{}^^^Dr.", (r >> 19) % 500, pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27));
+                let doctor = doctor((r >> 19) % 500);
                 segment(
                     &mut s,
                     "OBR",
@@ -312,7 +309,19 @@ impl Generator {
     }
 }
 
+/// Doctor `n` as an XCN. A name is fixed by the number, as in a hospital's staff master file:
+/// the same doctor on every message (a random name per message made every Practitioner a new
+/// version each time, which no real feed does).
+fn doctor(n: u64) -> String {
+    let r = mix(n ^ 0xD0C7);
+    format!("D{n:04}^{}^{}^^^Dr.", pick(FAMILY, r >> 23), pick(GIVEN_F, r >> 27))
+}
+
+/// A patient's demographics: fixed by the patient, so every admission repeats them as an EHR
+/// does until they change.
 struct Person {
+    r: u64,
+    kin_given: &'static str,
     family: &'static str,
     given: &'static str,
     title: &'static str,
@@ -328,12 +337,21 @@ impl Person {
         let month = 1 + (r >> 16) % 12;
         let day = 1 + (r >> 24) % 28;
         Self {
+            r,
+            kin_given: pick(GIVEN_M, r >> 11),
             family: pick(FAMILY, r >> 32),
             given: if female { pick(GIVEN_F, r >> 40) } else { pick(GIVEN_M, r >> 40) },
             title: if female { "Ms." } else { "Mr." },
             sex: if female { "F" } else { "M" },
             birth_date: format!("{year}{month:02}{day:02}"),
         }
+    }
+
+    /// Home address (XAD).
+    fn address(&self) -> String {
+        let r = mix(self.r ^ 0xADD);
+        let (city, zip) = pick(CITY, r >> 3);
+        format!("{} {}^^{city}^^{zip}^GB^H", 1 + (r >> 9) % 180, pick(STREET, r >> 5))
     }
 }
 
@@ -385,6 +403,33 @@ mod tests {
         // Roughly half each, and the population is used, not one patient.
         assert!(kinds.iter().all(|k| (2_000..3_000).contains(k)), "{kinds:?}");
         assert!(patients.len() > 400, "{}", patients.len());
+    }
+
+    #[test]
+    fn a_doctor_and_a_patients_demographics_are_the_same_on_every_message() {
+        let g = generator();
+        let mut doctors: std::collections::HashMap<String, String> = Default::default();
+        let mut homes: std::collections::HashMap<String, (String, String)> = Default::default();
+        for i in 0..3_000 {
+            let bytes = g.message(i);
+            let m = hl7v2::Message::parse(&bytes).unwrap();
+            let (field, adt) = match g.kind(i) {
+                Kind::Adt => ("PV1-7", true),
+                Kind::Oru => ("OBR-16", false),
+            };
+            let doctor = m.get(field).unwrap().as_str().to_string();
+            let number = doctor.split('^').next().unwrap().to_string();
+            assert_eq!(doctors.entry(number).or_insert_with(|| doctor.clone()), &doctor, "message {i}");
+            if adt {
+                let mrn = m.get("PID-3.1").unwrap().as_str().to_string();
+                let home =
+                    (m.get("PID-11").unwrap().as_str().to_string(), m.get("NK1-2").unwrap().as_str().to_string());
+                assert_eq!(homes.entry(mrn).or_insert_with(|| home.clone()), &home, "message {i}");
+            }
+        }
+        // Many doctors and patients came back, so the equality above was tested.
+        assert!(doctors.len() > 100 && doctors.len() <= 500, "{}", doctors.len());
+        assert!(homes.len() < 1_400, "{} patients over ~1,500 admissions", homes.len());
     }
 
     #[test]
