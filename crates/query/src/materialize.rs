@@ -355,12 +355,23 @@ impl Materializer {
         result
     }
 
-    /// Starts making what is stored durable in the background, with the positions it covers.
+    /// Starts making what is stored durable in the background, with the positions it covers,
+    /// then checkpoints the WAL into the file, also beside the writer (the checkpoint only
+    /// delays the offsets' commit; a failed one is retried at the next sync, and the writer's
+    /// own checkpoint is the backstop).
     fn start_sync(&mut self) -> SyncTask {
         let positions = std::mem::take(&mut self.pending);
         self.last_sync = Instant::now();
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || (store.sync(), positions))
+        tokio::task::spawn_blocking(move || {
+            let synced = store.sync();
+            if synced.is_ok()
+                && let Err(e) = store.checkpoint_behind()
+            {
+                tracing::warn!(error = %e, "checkpoint failed; retried at the next sync");
+            }
+            (synced, positions)
+        })
     }
 
     /// A finished sync: its positions are committed. A failed sync stops the loop: committing
@@ -459,7 +470,7 @@ impl Materializer {
         }
         for ((i, item), a) in items.iter().zip(applied) {
             match a {
-                Applied::Upsert(Upsert::Inserted | Upsert::Updated) => {
+                Applied::Upsert(Upsert::Inserted | Upsert::Updated | Upsert::Repeated) => {
                     if let Item::Upsert(r) = item {
                         tracing::debug!(resource_type = %r.resource_type, id = %r.id, "stored");
                     }

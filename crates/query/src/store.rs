@@ -8,6 +8,10 @@
 //!
 //! Upserts are idempotent per (resource_type, id): a version with a newer `occurred_at`
 //! replaces the stored one, an equal or older one is ignored, so replaying a topic is harmless.
+//! A newer version whose content is the stored one (master data — a Patient, Practitioner or
+//! Location — comes again with every message that names it) only records its time in
+//! `repeats`, a small table, instead of rewriting the resource's row: those rewrites were one
+//! random page per resource, about half of the store's disk writes (docs/benchmarks.md).
 //! After each committed change the store announces it on a broadcast channel ([`Change`]),
 //! which is what `WatchPatient` streams.
 
@@ -63,11 +67,12 @@ pub struct StoredResource {
     pub id: String,
     pub tenant: String,
     pub patient_id: Option<String>,
-    /// Microseconds since the epoch, from the record that produced this version.
+    /// Microseconds since the epoch, from the record that produced this content (a later
+    /// version with the same content does not move it).
     pub occurred_at: i64,
     /// The FHIR JSON exactly as received.
     pub json: String,
-    /// When the store last changed it (RFC 3339).
+    /// When the store last changed its content (RFC 3339).
     pub last_updated: String,
 }
 
@@ -76,6 +81,10 @@ pub struct StoredResource {
 pub enum Upsert {
     Inserted,
     Updated,
+    /// A newer version with the stored content (same JSON, tenant and patient): its time is
+    /// recorded, so an older version arriving later is still ignored; nothing else changed,
+    /// and no change is announced.
+    Repeated,
     /// The stored version is as new or newer; nothing changed.
     Ignored,
 }
@@ -211,6 +220,12 @@ CREATE TABLE IF NOT EXISTS patient_names (
     PRIMARY KEY (patient_id, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS names_by_name ON patient_names (name);
+CREATE TABLE IF NOT EXISTS repeats (
+    resource_type TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    occurred_at   INTEGER NOT NULL,
+    PRIMARY KEY (resource_type, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -281,12 +296,18 @@ enum Sql {
     DeleteNames,
     FindForDelete,
     Delete,
+    Repeat,
+    DeleteRepeat,
 }
 
-const WRITES: [&str; 10] = [
+const WRITES: [&str; 12] = [
     "INSERT INTO resources (resource_type, id, tenant, patient_id, occurred_at, source_event_id, event_type, json, last_updated, effective, birth_date, codes, index_key)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (resource_type, id) DO NOTHING",
-    "SELECT occurred_at, index_key, patient_id, effective FROM resources WHERE resource_type = ?1 AND id = ?2",
+    // The newest version seen (stored or repeated), and whether ?3..?5 repeat the stored one.
+    "SELECT max(r.occurred_at, coalesce(p.occurred_at, r.occurred_at)), r.index_key, r.patient_id, r.effective,
+            r.json = ?3 AND r.tenant = ?4 AND r.patient_id IS ?5, p.occurred_at IS NOT NULL
+     FROM resources r LEFT JOIN repeats p ON p.resource_type = r.resource_type AND p.id = r.id
+     WHERE r.resource_type = ?1 AND r.id = ?2",
     "UPDATE resources SET tenant = ?3, patient_id = ?4, occurred_at = ?5, source_event_id = ?6, event_type = ?7,
         json = ?8, last_updated = ?9, effective = ?10, birth_date = ?11, codes = ?12, index_key = ?13
      WHERE resource_type = ?1 AND id = ?2",
@@ -301,6 +322,9 @@ const WRITES: [&str; 10] = [
     "DELETE FROM patient_names WHERE patient_id = ?1",
     "SELECT resource_type FROM resources WHERE lower(resource_type) = lower(?1) AND id = ?2",
     "DELETE FROM resources WHERE resource_type = ?1 AND id = ?2",
+    "INSERT INTO repeats (resource_type, id, occurred_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (resource_type, id) DO UPDATE SET occurred_at = excluded.occurred_at",
+    "DELETE FROM repeats WHERE resource_type = ?1 AND id = ?2",
 ];
 
 /// The statements of one write transaction, each taken from the connection's cache the first
@@ -363,8 +387,10 @@ const IDLE_READERS: usize = 4;
 /// next to the service's 100 MB budget.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
-/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+/// WAL pages after which the writer checkpoints by itself (SQLite's default is 1,000). The
+/// materialiser checkpoints from its own connection after each sync ([`Store::checkpoint_behind`]),
+/// so the writer only gets here when those fall behind (a reader holding an old snapshot).
+const WAL_CHECKPOINT_PAGES: i64 = 100_000;
 
 /// Each reader's page cache (SQLite's default is about the same).
 const READER_CACHE_KIB: i64 = 2 * 1024;
@@ -377,6 +403,8 @@ const SOFT_HEAP_LIMIT: i64 = 32 * 1024 * 1024;
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// Checkpoints beside the writer ([`Store::checkpoint_behind`]).
+    checkpointer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     changes: broadcast::Sender<Arc<Change>>,
 }
@@ -440,10 +468,9 @@ impl Store {
         // store wait on the disk for most of its time under load.
         writer.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         writer.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: each record dirties
-        // patient-keyed index leaves all over the file, and a longer WAL lets a page written by
-        // several batches be copied into the database once (measured, when ids were random too,
-        // on a rebuild of the service: ~10 % less CPU per record). Disk only: the WAL is a file.
+        // Checkpoints run beside the writer ([`Store::checkpoint_behind`]): one made by the
+        // writer at commit copied ~40 MB into the file and synced it while every batch waited
+        // (docs/benchmarks.md). Its own checkpoint is the backstop, at ~400 MB of WAL.
         writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sql)?;
         Self::limit_memory(&writer, writer_cache_kib).map_err(sql)?;
         writer.set_prepared_statement_cache_capacity(32);
@@ -479,8 +506,19 @@ impl Store {
                 .execute_batch(&format!("DROP INDEX IF EXISTS resources_of_patient; {PATIENT_INDEX}"))
                 .map_err(sql)?;
         }
+        let checkpointer = Connection::open(&path).map_err(sql)?;
+        checkpointer.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        // NORMAL: a checkpoint syncs the WAL before it copies and the file after.
+        checkpointer.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        Self::limit_memory(&checkpointer, READER_CACHE_KIB).map_err(sql)?;
         let (changes, _) = broadcast::channel(watch_capacity.max(1));
-        Ok(Self { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), changes })
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            checkpointer: Mutex::new(checkpointer),
+            readers: Mutex::new(Vec::new()),
+            changes,
+        })
     }
 
     /// What bounds a connection's memory: its page cache (`cache_kib`), no memory-mapped
@@ -576,7 +614,7 @@ impl Store {
                     Prepared::Upsert(r, x, patient_id) => {
                         let u = Self::upsert_in(&mut b, r, &x, patient_id.as_deref(), &last_updated)
                             .map_err(|e| self.sql(e))?;
-                        if u != Upsert::Ignored {
+                        if matches!(u, Upsert::Inserted | Upsert::Updated) {
                             changes.push((r, patient_id));
                         }
                         out.push(Applied::Upsert(u));
@@ -623,9 +661,10 @@ impl Store {
     }
 
     /// New resources (most records) cost one statement: the insert finds no row and writes
-    /// it. Otherwise one lookup decides: an equal or newer stored version means nothing to
-    /// write; a replaced one rewrites its index rows only when they differ from the stored
-    /// version's (`index_key`), and the patient index entry only when patient or time moved.
+    /// it. Otherwise one lookup decides: an equal or newer version seen means nothing to
+    /// write; a newer one with the stored content only records its time in `repeats`; a
+    /// replaced one rewrites its index rows only when they differ from the stored version's
+    /// (`index_key`), and the patient index entry only when patient or time moved.
     fn upsert_in(
         b: &mut Batch<'_>,
         r: &FhirResource,
@@ -656,11 +695,20 @@ impl Store {
             Self::insert_index(b, &r.resource_type, &r.id, x)?;
             return Ok(Upsert::Inserted);
         }
-        let (at, old_key, old_patient, old_effective): (i64, Option<String>, Option<String>, i64) = b
-            .st(Sql::Select)?
-            .query_row([&r.resource_type, &r.id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+        type Seen = (i64, Option<String>, Option<String>, i64, bool, bool);
+        let (at, old_key, old_patient, old_effective, same, repeated): Seen =
+            b.st(Sql::Select)?.query_row(params![r.resource_type, r.id, r.fhir_json, r.tenant, patient_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+            })?;
         if at >= r.occurred_at {
             return Ok(Upsert::Ignored);
+        }
+        if same {
+            b.st(Sql::Repeat)?.execute(params![r.resource_type, r.id, r.occurred_at])?;
+            return Ok(Upsert::Repeated);
+        }
+        if repeated {
+            b.st(Sql::DeleteRepeat)?.execute([&r.resource_type, &r.id])?;
         }
         // Setting an indexed column rewrites its index entry even to the same value. The same
         // index key means the same codes.
@@ -684,6 +732,7 @@ impl Store {
             b.st(Sql::FindForDelete)?.query_row([resource_type, id], |r| r.get(0)).optional()?;
         let Some(rt) = found else { return Ok(false) };
         b.st(Sql::Delete)?.execute([&rt, id])?;
+        b.st(Sql::DeleteRepeat)?.execute([&rt, id])?;
         Self::delete_index(b, &rt, id)?;
         Ok(true)
     }
@@ -728,6 +777,15 @@ impl Store {
             Err(source) => return Err(StoreError::Sync { path: wal.into(), source }),
         };
         file.sync_data().map_err(|source| StoreError::Sync { path: self.path.clone(), source })
+    }
+
+    /// Copies what the WAL holds into the main file and syncs it, beside the writer: batches
+    /// keep committing meanwhile (a PASSIVE checkpoint takes no lock a writer waits for, and
+    /// copies only frames no reader still needs). The writer starts the WAL over once a
+    /// checkpoint has copied all of it. Returns the WAL's frames and how many are copied.
+    pub fn checkpoint_behind(&self) -> Result<(i64, i64), StoreError> {
+        let c = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).map_err(|e| self.sql(e))
     }
 
     /// Checkpoints the WAL into the main file (on shutdown, so the file alone is complete).
@@ -950,6 +1008,79 @@ mod tests {
         assert!(s.patients_by_identifier("", "M1").unwrap().is_empty());
         assert_eq!(s.patients_by_identifier("urn:mrn", "M2").unwrap(), vec!["p1".to_string()]);
         assert_eq!(s.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_newer_version_with_the_stored_content_records_only_its_time() {
+        let (_d, s) = open();
+        let mut changes = s.subscribe();
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 10)).unwrap(), Upsert::Inserted);
+        assert!(changes.try_recv().is_ok(), "an insert is announced");
+        let stored = s.get("Patient", "p1").unwrap().unwrap();
+        // Master data comes again with every message: the row stays as it was, no change is
+        // announced, and nothing about the content moves.
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 20)).unwrap(), Upsert::Repeated);
+        assert!(changes.try_recv().is_err(), "a repeat is not a change");
+        assert_eq!(s.get("Patient", "p1").unwrap().unwrap(), stored);
+        // Its time still counts: a different version older than the repeat is ignored ...
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 15)).unwrap(), Upsert::Ignored);
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 20)).unwrap(), Upsert::Ignored);
+        assert!(s.get("Patient", "p1").unwrap().unwrap().json.contains("Smith"));
+        // ... and a newer one replaces the content as before.
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 21)).unwrap(), Upsert::Updated);
+        assert!(changes.try_recv().is_ok(), "an update is announced");
+        let got = s.get("Patient", "p1").unwrap().unwrap();
+        assert!(got.json.contains("Jones"));
+        assert_eq!(got.occurred_at, 21);
+        // The old repeat no longer holds anything back: the repeat of Jones at 25 is one, and
+        // Smith at 22 — newer than Jones's content, older than its repeat — is ignored.
+        assert_eq!(s.upsert(&patient("p1", "Jones", "Ann", "M1", "1980", 25)).unwrap(), Upsert::Repeated);
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 22)).unwrap(), Upsert::Ignored);
+        assert_eq!(s.upsert(&patient("p1", "Smith", "Ann", "M1", "1980", 26)).unwrap(), Upsert::Updated);
+    }
+
+    #[test]
+    fn the_same_json_for_another_patient_or_after_a_delete_is_written() {
+        let (_d, s) = open();
+        let mut o = obs("o1", "p1", "A", "2024-01-01");
+        o.patient_id = Some("p1".into());
+        o.occurred_at = 1;
+        assert_eq!(s.upsert(&o).unwrap(), Upsert::Inserted);
+        // The record's patient wins over the JSON's reference, so the same JSON can move.
+        o.patient_id = Some("p2".into());
+        o.occurred_at = 2;
+        assert_eq!(s.upsert(&o).unwrap(), Upsert::Updated);
+        assert_eq!(s.get("Observation", "o1").unwrap().unwrap().patient_id.as_deref(), Some("p2"));
+        o.occurred_at = 3;
+        assert_eq!(s.upsert(&o).unwrap(), Upsert::Repeated);
+        // A delete forgets the repeat with the row: the same content at an older time is new.
+        assert!(s.delete("Observation", "o1").unwrap());
+        o.occurred_at = 2;
+        assert_eq!(s.upsert(&o).unwrap(), Upsert::Inserted);
+        o.occurred_at = 3;
+        assert_eq!(s.upsert(&o).unwrap(), Upsert::Repeated);
+    }
+
+    #[test]
+    fn a_checkpoint_beside_the_writer_moves_the_wal_into_the_file() {
+        let (d, s) = open();
+        for i in 0..200 {
+            s.upsert(&obs(&format!("o{i}"), "p1", "A", "2024-01-01")).unwrap();
+        }
+        let file = || std::fs::metadata(d.path().join("query.sqlite")).unwrap().len();
+        let before = file();
+        let (frames, copied) = s.checkpoint_behind().unwrap();
+        assert!(frames > 0 && copied == frames, "{frames} frames, {copied} copied");
+        assert!(file() > before, "the file holds what the WAL held");
+        // Behind a reader's open snapshot it copies what it may and says so; writes go on.
+        let reader = Connection::open(d.path().join("query.sqlite")).unwrap();
+        reader.execute_batch("BEGIN; SELECT count(*) FROM resources;").unwrap();
+        s.upsert(&obs("late", "p1", "A", "2024-01-02")).unwrap();
+        assert_eq!(s.get("Observation", "late").unwrap().unwrap().id, "late");
+        reader.execute_batch("COMMIT").unwrap();
+        let (frames, copied) = s.checkpoint_behind().unwrap();
+        assert!(frames > 0 && copied == frames, "{frames} frames, {copied} copied");
+        assert_eq!(s.count().unwrap(), 201);
     }
 
     #[test]
