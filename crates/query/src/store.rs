@@ -10,8 +10,8 @@
 //! replaces the stored one, an equal or older one is ignored, so replaying a topic is harmless.
 //! A newer version whose content is the stored one (master data — a Patient, Practitioner or
 //! Location — comes again with every message that names it) only records its time in
-//! `repeats`, a small table, instead of rewriting the resource's row: those rewrites were one
-//! random page per resource, about half of the store's disk writes (docs/benchmarks.md).
+//! `repeats`, a small table, instead of rewriting the resource's row, a random page each (the
+//! load harness's store writes 6 % less; docs/benchmarks.md, run 14).
 //! After each committed change the store announces it on a broadcast channel ([`Change`]),
 //! which is what `WatchPatient` streams.
 
