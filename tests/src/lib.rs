@@ -105,10 +105,14 @@ pub fn require_stack() -> BusConfig {
 }
 
 /// A topic (or subject, group) name unique to this test run, so tests never see each other's
-/// data: `it.<name>.<pid>.<millis>`.
+/// data: `it.<name>.<pid>.<millis>.<n>`. The counter matters: two tests of one binary run in
+/// parallel, and asking for the same name in the same millisecond once gave both the same
+/// topic, group and transactional id (each then saw the other's records).
 pub fn unique(name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    format!("it.{name}.{}.{ms}", std::process::id())
+    format!("it.{name}.{}.{ms}.{n}", std::process::id())
 }
 
 /// Creates `topic` with `partitions` partitions (replication 1).
