@@ -163,6 +163,8 @@ struct Version {
     occurred: (i64, i64),
     resource: FhirResource,
     json: Value,
+    /// A Patient from a message that only creates patients (a lab result's, by default).
+    create_only: bool,
 }
 
 /// What `arteria convert --enrich` gives for `bytes` (the same library calls as the CLI, with
@@ -174,8 +176,9 @@ fn expected_versions(
     bytes: &[u8],
     sent: (i64, i64),
     term: &terminology::Terminology,
-    types: &[String],
+    fanout: &fanout::FanoutConfig,
 ) -> Vec<Version> {
+    let types = &fanout.resource_types;
     let conv = mapping::convert_bytes(bytes, &mapping::Profiles::default(), TENANT)
         .unwrap_or_else(|e| panic!("{origin}: `arteria convert` would fail: {e}"));
     let sender = terminology::enrich::sender_key(&conv.sender_application, &conv.sender_facility);
@@ -201,6 +204,7 @@ fn expected_versions(
     }
     let current = fanout::resources::current_state(&event, types)
         .unwrap_or_else(|e| panic!("{origin}: fan-out would dead-letter it: {e}"));
+    let create_only = fanout.demographics.create_only(&event);
     current
         .into_iter()
         .map(|resource| Version {
@@ -209,6 +213,7 @@ fn expected_versions(
             lane: (ingest_key.clone(), event_key.clone()),
             occurred,
             json: serde_json::from_str(&resource.fhir_json).expect("fan-out writes JSON"),
+            create_only: create_only && resource.resource_type == "Patient",
             resource,
         })
         .collect()
@@ -406,16 +411,28 @@ async fn every_example_and_corpus_message_is_acked_and_served_as_convert_enrich_
 
     // What the API must serve, per (type, id).
     let term = terminology::Terminology::builtin();
-    let types = p.fanout_config().resource_types;
+    let fanout_cfg = p.fanout_config();
     let mut expected: BTreeMap<(String, String), Vec<Version>> = BTreeMap::new();
     let all = sent.iter().map(|(i, at)| (&inputs[*i], *at)).chain(probes.iter().map(|(pr, at)| (pr, *at)));
     let mut all: Vec<(&Input, (i64, i64))> = all.collect();
     all.sort_by_key(|(_, at)| *at);
     for (seq, (m, at)) in all.into_iter().enumerate() {
-        for v in expected_versions(seq, &m.origin, &m.bytes, at, &term, &types) {
+        for v in expected_versions(seq, &m.origin, &m.bytes, at, &term, &fanout_cfg) {
             expected.entry((v.resource.resource_type.clone(), v.resource.id.clone())).or_default().push(v);
         }
     }
+    // A lab result's Patient goes on the topic only when no version of that patient came
+    // before it. Along one lane fan-out sees a patient's messages in send order, so every
+    // later lab result's Patient is left out; across lanes the order is not fixed, and each
+    // version stays acceptable.
+    let mut kept = 0;
+    for vs in expected.values_mut().filter(|vs| vs.len() > 1 && vs.iter().all(|v| v.lane == vs[0].lane)) {
+        let before = vs.len();
+        let first = vs.iter().map(|v| v.seq).min().expect("at least one version");
+        vs.retain(|v| v.seq == first || !v.create_only);
+        kept += before - vs.len();
+    }
+    eprintln!("corpus_e2e: {kept} lab results' Patients not expected (their patient came before)");
     // Resources whose final version is not fixed (differing versions, same event time, lanes
     // whose order is not fixed): any of those versions is accepted.
     let tied = expected

@@ -125,7 +125,7 @@ async fn a_lab_result_flows_through_ingest_normalize_enrich_and_fanout() {
     }
     let mut lc = TxLoopConfig::new("fanout", &fcfg.group_id, &[&enriched], &fcfg.transactional_id);
     lc.dlq_topic = Some(fcfg.dlq_topic.clone());
-    let f = FanoutProcessor::new(fcfg, &registry, Metrics::new());
+    let f = FanoutProcessor::new(fcfg, &cfg, &registry, Metrics::new());
     let stats = run_until(&cfg, lc, f, 1, Duration::from_secs(60)).await;
     assert_eq!((stats.records_in, stats.dead_lettered), (1, 0), "{stats:?}");
 
@@ -148,4 +148,151 @@ async fn a_lab_result_flows_through_ingest_normalize_enrich_and_fanout() {
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "collection");
     assert_eq!(routed[0].headers.content_type(), Some("application/fhir+json"));
+}
+
+/// Our own messages for one patient per MRN: an admission with the full demographics, lab
+/// results with the thin PID labs send, an update.
+fn adt(trigger: &str, control: &str, mrn: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|ADMISSIONS|NORTH|ARTERIA|HUB|20240301090000+0100||ADT^{trigger}^ADT_A01|{control}|P|2.5.1\r\
+         EVN|{trigger}|20240301090000+0100\r\
+         PID|1||{mrn}^^^NORTH^MR||TESTER^ALEX^J||19800102|F|||1 HIGH STREET^^NORTHTOWN^^N1 1AA^GBR||^PRN^PH^^^^^^^^^+44 20 7946 0000\r\
+         PV1|1|I|WARD1^101^A\r"
+    )
+    .into_bytes()
+}
+
+fn oru(control: &str, mrn: &str, sent: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|LAB|NORTH|ARTERIA|HUB|{sent}||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
+         PID|1||{mrn}^^^NORTH^MR||TESTER^ALEX||19800102|F\r\
+         OBR|1|ORD-{control}||2345-7^^LN|||{sent}\r\
+         OBX|1|NM|2345-7^^LN||95|mg/dL|70-99|N|||F\r"
+    )
+    .into_bytes()
+}
+
+/// Converts and writes each message as enrich would, keyed by its patient; returns the events.
+async fn write_events(cfg: &bus::BusConfig, registry: &Registry, topic: &str, msgs: &[Vec<u8>]) -> Vec<ClinicalEvent> {
+    let producer = BusProducer::new(cfg, "it-demo").unwrap();
+    let mut out = Vec::new();
+    for m in msgs {
+        let conv = mapping::convert_bytes(m, &mapping::Profiles::default(), "default").unwrap();
+        let ev = conv.to_event("default", "raw", conv.timestamp_micros().unwrap());
+        let value = registry.value_serde::<ClinicalEvent>(topic).encode(&ev).await.unwrap();
+        let key = ev.patient_key.clone().unwrap();
+        producer.send(topic, Some(key.as_bytes()), &value, &bus::MessageHeaders::new()).await.unwrap();
+        out.push(ev);
+    }
+    out
+}
+
+/// The Patients on the topic as (id, has an address), in order; waits for `n`, then briefly
+/// for any more.
+async fn patients_on(cfg: &bus::BusConfig, registry: &Registry, topic: &str, n: usize) -> Vec<(String, bool)> {
+    let mut recs = read_committed(cfg, topic, n, Duration::from_secs(20)).await;
+    recs.extend(read_committed(cfg, topic, n + 1, Duration::from_secs(3)).await.into_iter().skip(recs.len()));
+    let serde = registry.value_serde::<FhirResource>(topic);
+    let mut out = Vec::new();
+    for r in recs {
+        let res = serde.decode(r.value.as_deref().unwrap()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&res.fhir_json).unwrap();
+        out.push((res.id, json.get("address").is_some()));
+    }
+    out
+}
+
+/// A lab result names the patient but does not replace the admission's Patient: fan-out
+/// publishes a lab's Patient only when none was published (conditional create), and a fresh
+/// replica knows what its predecessor published, from the Patient topic itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_result_creates_a_patient_but_never_replaces_the_admissions() {
+    let cfg = require_stack();
+    let registry = Registry::new(&cfg.registry).unwrap();
+    let input = unique("dm.enr");
+    let fcfg = FanoutConfig {
+        input_topic: input.clone(),
+        dlq_topic: unique("dm.fdlq"),
+        group_id: unique("dm.fg"),
+        transactional_id: unique("dm.ft"),
+        topic_prefix: format!("{}.", unique("dm")),
+        resource_types: vec!["Patient".into(), "Observation".into()],
+        ..Default::default()
+    };
+    let patient_topic = fcfg.topic_for("Patient");
+    // One partition for the Patient topic (as deployed), so its records read back in order.
+    create_topic(&cfg, &patient_topic, 1).await;
+    for t in [&input, &fcfg.dlq_topic, &fcfg.topic_for("Observation")] {
+        create_topic(&cfg, t, 3).await;
+    }
+    let run = |fcfg: FanoutConfig, until: u64| {
+        let cfg = cfg.clone();
+        let registry = registry.clone();
+        async move {
+            let mut lc = TxLoopConfig::new("fanout", &fcfg.group_id, &[&fcfg.input_topic], &fcfg.transactional_id);
+            lc.dlq_topic = Some(fcfg.dlq_topic.clone());
+            let metrics = Metrics::new();
+            let stats = run_until(
+                &cfg,
+                lc,
+                FanoutProcessor::new(fcfg, &cfg, &registry, metrics.clone()),
+                until,
+                Duration::from_secs(60),
+            )
+            .await;
+            assert_eq!((stats.records_in, stats.dead_lettered), (until, 0), "{stats:?}");
+            arteria_tests::services::metric_sum(&metrics.encode(), "arteria_fanout_patients_kept_total", &[])
+        }
+    };
+
+    // The admission, then a lab result for the same patient, and one for a patient nobody
+    // admitted.
+    let first = write_events(
+        &cfg,
+        &registry,
+        &input,
+        &[
+            adt("A01", "DM-1", "DM-MRN-1"),
+            oru("DM-2", "DM-MRN-1", "20240301100000+0100"),
+            oru("DM-3", "DM-MRN-2", "20240301100100+0100"),
+        ],
+    )
+    .await;
+    let (p1, p2) = (first[0].patient_key.clone().unwrap(), first[2].patient_key.clone().unwrap());
+    assert_eq!(first[1].patient_key.as_deref(), Some(p1.as_str()), "the lab names the admitted patient");
+    assert_eq!(run(fcfg.clone(), 3).await, 1.0, "the admitted patient's lab Patient kept off the topic");
+    assert_eq!(
+        patients_on(&cfg, &registry, &patient_topic, 2).await,
+        vec![(p1.clone(), true), (p2.clone(), false)],
+        "the admission's Patient (with its address) and the unknown patient's, created by the lab"
+    );
+
+    // A fresh replica (a restart) rebuilds its ledger from the topic: another lab result for
+    // either patient publishes nothing; an update from admissions replaces the lab's Patient.
+    write_events(
+        &cfg,
+        &registry,
+        &input,
+        &[
+            oru("DM-4", "DM-MRN-1", "20240301110000+0100"),
+            oru("DM-5", "DM-MRN-2", "20240301110100+0100"),
+            adt("A08", "DM-6", "DM-MRN-2"),
+        ],
+    )
+    .await;
+    assert_eq!(run(fcfg.clone(), 3).await, 2.0);
+    assert_eq!(
+        patients_on(&cfg, &registry, &patient_topic, 3).await,
+        vec![(p1.clone(), true), (p2.clone(), false), (p2.clone(), true)]
+    );
+
+    // With no create-only messages configured, every message replaces the patient (as before).
+    let every = FanoutConfig {
+        group_id: unique("dm.fg2"),
+        transactional_id: unique("dm.ft2"),
+        demographics: fanout::config::Demographics { create_only_event_types: vec![], create_only_senders: vec![] },
+        ..fcfg
+    };
+    assert_eq!(run(every, 6).await, 0.0);
+    assert_eq!(patients_on(&cfg, &registry, &patient_topic, 9).await.len(), 9, "3 before, and one per event");
 }

@@ -114,6 +114,15 @@ struct Flaky {
     output: String,
     fail_times: u32,
     failures: Arc<AtomicU32>,
+    hooks: Arc<Hooks>,
+}
+
+/// How often the loop called the processor's hooks: prepare, settled(true), settled(false).
+#[derive(Default, Debug)]
+struct Hooks {
+    prepared: AtomicU32,
+    committed: AtomicU32,
+    aborted: AtomicU32,
 }
 
 impl Processor for Flaky {
@@ -129,9 +138,21 @@ impl Processor for Flaky {
             headers: Default::default(),
         }])
     }
+
+    async fn prepare(&self, _generation: u64) -> Result<(), ProcessError> {
+        self.hooks.prepared.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn settled(&self, committed: bool) {
+        let n = if committed { &self.hooks.committed } else { &self.hooks.aborted };
+        n.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
-async fn run_flaky(fail_times: u32, max_attempts: u32) -> (Vec<InputRecord>, Vec<InputRecord>, bus::TxLoopStats, u32) {
+type FlakyRun = (Vec<InputRecord>, Vec<InputRecord>, bus::TxLoopStats, u32, Arc<Hooks>);
+
+async fn run_flaky(fail_times: u32, max_attempts: u32) -> FlakyRun {
     let cfg = require_stack();
     let (input, output, dlq) = (unique("flaky.in"), unique("flaky.out"), unique("flaky.dlq"));
     for t in [&input, &output, &dlq] {
@@ -146,7 +167,8 @@ async fn run_flaky(fail_times: u32, max_attempts: u32) -> (Vec<InputRecord>, Vec
     let shutdown = Shutdown::new();
     let txl = TxLoop::start(&cfg, lc, &registry, &shutdown).await.unwrap();
     let failures = Arc::new(AtomicU32::new(0));
-    let p = Flaky { output: output.clone(), fail_times, failures: failures.clone() };
+    let hooks = Arc::new(Hooks::default());
+    let p = Flaky { output: output.clone(), fail_times, failures: failures.clone(), hooks: hooks.clone() };
     let s2 = shutdown.clone();
     let handle = tokio::spawn(async move { txl.run(&p, &s2).await });
     let expect_out = if fail_times >= max_attempts { 5 } else { 6 };
@@ -155,13 +177,24 @@ async fn run_flaky(fail_times: u32, max_attempts: u32) -> (Vec<InputRecord>, Vec
         read_committed(&cfg, &dlq, 6 - expect_out, Duration::from_secs(if expect_out == 6 { 2 } else { 60 })).await;
     shutdown.trigger();
     let stats = handle.await.unwrap().expect("loop ends cleanly on shutdown");
-    (out, dead, stats, failures.load(Ordering::SeqCst))
+    (out, dead, stats, failures.load(Ordering::SeqCst), hooks)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_without_loss_duplication_or_reordering() {
-    let (out, dead, stats, failures) = run_flaky(2, 5).await;
+    let (out, dead, stats, failures, hooks) = run_flaky(2, 5).await;
     assert_eq!(failures, 2);
+    // The batch that met the first failure committed what came before it; the retry that
+    // failed again at its first record aborted; then the rest committed. Every batch was
+    // prepared and settled once.
+    let (prepared, committed, aborted) = (
+        hooks.prepared.load(Ordering::SeqCst),
+        hooks.committed.load(Ordering::SeqCst),
+        hooks.aborted.load(Ordering::SeqCst),
+    );
+    assert!(aborted >= 1, "{hooks:?}");
+    assert_eq!(committed as u64, stats.transactions, "{hooks:?} {stats:?}");
+    assert_eq!(prepared, committed + aborted, "{hooks:?}");
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
     assert_eq!(values, vec![&b"k0:0"[..], b"k1:0", b"k0:1", b"k1:1", b"k0:2", b"k1:2"]);
     assert!(dead.is_empty());
@@ -171,7 +204,7 @@ async fn transient_failures_are_retried_without_loss_duplication_or_reordering()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_failing_past_max_attempts_goes_to_the_dlq_and_the_loop_goes_on() {
-    let (out, dead, stats, failures) = run_flaky(100, 3).await;
+    let (out, dead, stats, failures, _) = run_flaky(100, 3).await;
     assert_eq!(failures, 3);
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
     assert_eq!(values, vec![&b"k0:0"[..], b"k1:0", b"k1:1", b"k0:2", b"k1:2"]);

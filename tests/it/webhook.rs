@@ -198,6 +198,7 @@ async fn webhooks_deliver_retry_dead_letter_and_survive_a_restart() {
         transactional_id: unique("wh.ft"),
         topic_prefix: format!("{}.", unique("wh")),
         resource_types: vec!["Patient".into(), "Observation".into()],
+        demographics: Default::default(),
         routes: names
             .iter()
             .map(|n| Route {
@@ -239,9 +240,14 @@ async fn webhooks_deliver_retry_dead_letter_and_survive_a_restart() {
 
     let mut lc = TxLoopConfig::new("fanout", &fcfg.group_id, &[&input], &fcfg.transactional_id);
     lc.dlq_topic = Some(dlq.clone());
-    let stats =
-        run_until(&cfg, lc, FanoutProcessor::new(fcfg.clone(), &registry, Metrics::new()), 1, Duration::from_secs(60))
-            .await;
+    let stats = run_until(
+        &cfg,
+        lc,
+        FanoutProcessor::new(fcfg.clone(), &cfg, &registry, Metrics::new()),
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
     if stats.dead_lettered > 0 {
         let writer = DeadLetterWriter::new(&registry, "fanout", Some(&dlq));
         for d in read_committed(&cfg, &dlq, 1, Duration::from_secs(5)).await {

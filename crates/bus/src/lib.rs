@@ -9,6 +9,7 @@
 //! - [`producer`]: idempotent producer whose `send` resolves on the broker's acknowledgement.
 //! - [`consumer`]: read_committed consumers and the owned [`InputRecord`].
 //! - [`txloop`]: the transactional consume-transform-produce loop.
+//! - [`snapshot`]: a topic's keys from start to end, for state rebuilt from a compacted topic.
 //! - [`dlq`]: the `DeadLetter` record and its writer.
 //! - [`avro`]: Confluent wire format and registry-backed Avro serde.
 //! - [`body_reader`]: hand-written readers of the leading fields of our own records.
@@ -29,6 +30,7 @@ pub mod headers;
 pub mod producer;
 pub mod projection;
 pub mod shutdown;
+pub mod snapshot;
 pub mod topics;
 pub mod trace;
 pub mod txloop;

@@ -164,8 +164,26 @@ impl From<AvroError> for ProcessError {
 /// The transform of a stage. Called once per input record, in order; may be called again for
 /// the same record after a transient failure or an aborted transaction, so it must be
 /// deterministic (same input, same outputs, same ids).
+///
+/// A processor that keeps state across records (fan-out's ledger of published patients) keeps
+/// it in step with the transactions through the two hooks: what a batch changed counts once
+/// its transaction commits and is dropped when it aborts (its records come again).
 pub trait Processor: Send + Sync {
     fn process(&self, record: &InputRecord) -> impl Future<Output = Result<Vec<Output>, ProcessError>> + Send;
+
+    /// Called before each batch's transaction begins, with the rebalance generation the batch
+    /// was read under (it changes whenever partitions are assigned or revoked). An error puts
+    /// the batch back and retries it after a backoff.
+    fn prepare(&self, generation: u64) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        let _ = generation;
+        async { Ok(()) }
+    }
+
+    /// The batch's transaction ended: committed, or aborted (its records will be processed
+    /// again).
+    fn settled(&self, committed: bool) {
+        let _ = committed;
+    }
 }
 
 /// Counters of a running loop (shared, readable while it runs).
@@ -466,6 +484,11 @@ impl TxLoop {
         for r in batch {
             batch_start.entry((r.topic.clone(), r.partition)).or_insert(r.offset);
         }
+        if let Err(e) = processor.prepare(generation).await {
+            tracing::warn!(stage = %self.cfg.stage, error = %e, "could not prepare the batch; retrying it");
+            self.rewind(&batch_start).await?;
+            return Ok(BatchOutcome::Aborted);
+        }
         self.producer
             .begin_transaction()
             .map_err(|e| BusError::Fatal { op: "begin_transaction", detail: e.to_string() })?;
@@ -489,7 +512,7 @@ impl TxLoop {
                         continue;
                     }
                     Err(f) => {
-                        return self.abort_and_rewind(&batch_start, f, recovery, batch.len()).await;
+                        return self.abort_and_rewind(processor, &batch_start, f, recovery, batch.len()).await;
                     }
                 }
             }
@@ -544,7 +567,7 @@ impl TxLoop {
                 }
             };
             if let Err(f) = sent {
-                return self.abort_and_rewind(&batch_start, f, recovery, batch.len()).await;
+                return self.abort_and_rewind(processor, &batch_start, f, recovery, batch.len()).await;
             }
             next_offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
         }
@@ -556,6 +579,7 @@ impl TxLoop {
         if self.ctx.rebalance_generation() != generation {
             return self
                 .abort_and_rewind(
+                    processor,
                     &batch_start,
                     TxnFailure::Abortable("partitions were revoked during the batch".into()),
                     recovery,
@@ -567,9 +591,11 @@ impl TxLoop {
         if next_offsets.is_empty() {
             // Nothing processed (transient failure on the first record): nothing to commit.
             self.abort_only().await?;
+            processor.settled(false);
         } else if let Err(f) = self.commit(&next_offsets, deliveries).await {
-            return self.abort_and_rewind(&batch_start, f, recovery, batch.len()).await;
+            return self.abort_and_rewind(processor, &batch_start, f, recovery, batch.len()).await;
         } else {
+            processor.settled(true);
             let n_in: u64 = batch
                 .iter()
                 .filter(|r| next_offsets.get(&(r.topic.clone(), r.partition)).is_some_and(|&o| r.offset < o))
@@ -791,8 +817,9 @@ impl TxLoop {
         }
     }
 
-    async fn abort_and_rewind(
+    async fn abort_and_rewind<P: Processor>(
         &self,
+        processor: &P,
         batch_start: &Positions,
         failure: TxnFailure,
         recovery: &mut Recovery,
@@ -818,6 +845,7 @@ impl TxLoop {
         };
         tracing::warn!(stage = %self.cfg.stage, reason = %reason, "aborting transaction and rewinding");
         self.abort_only().await?;
+        processor.settled(false);
         self.counters.aborts.fetch_add(1, Ordering::Relaxed);
         self.rewind(batch_start).await?;
         Ok(BatchOutcome::Aborted)

@@ -27,6 +27,41 @@ pub struct FanoutConfig {
     pub routes: Vec<Route>,
     /// Webhooks by name, the targets of `webhook = "<name>"` routes.
     pub webhooks: BTreeMap<String, WebhookConfig>,
+    /// Which messages may replace a Patient (`[fanout.demographics]`).
+    pub demographics: Demographics,
+}
+
+/// Messages that name the patient but are not a source of demographics: their Patient goes on
+/// the Patient topic only when no version of it has been published (a conditional create),
+/// never over one (see [`crate::ledger`]). A lab result's PID carries the MRN, name, birth date
+/// and sex, not the address, telephone or next of kin the admission gave; publishing it would
+/// take those away from every reader of the current state.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Demographics {
+    /// Event types (`hl7v2.oru.r01`; a trailing `*` matches a prefix). Default `hl7v2.oru.*`.
+    pub create_only_event_types: Vec<String>,
+    /// Sending applications (MSH-3.1), whatever they send.
+    pub create_only_senders: Vec<String>,
+}
+
+impl Default for Demographics {
+    fn default() -> Self {
+        Self { create_only_event_types: vec!["hl7v2.oru.*".into()], create_only_senders: Vec::new() }
+    }
+}
+
+impl Demographics {
+    /// Whether any message is create-only (if none is, fan-out keeps no ledger).
+    pub fn any(&self) -> bool {
+        !self.create_only_event_types.is_empty() || !self.create_only_senders.is_empty()
+    }
+
+    /// Whether `event`'s Patient is only created, never replaced.
+    pub fn create_only(&self, event: &canonical::ClinicalEvent) -> bool {
+        self.create_only_event_types.iter().any(|p| crate::routes::event_type_matches(p, &event.event_type))
+            || self.create_only_senders.contains(&event.sender.application)
+    }
 }
 
 /// The resource types with a current-state topic by default. MessageHeader (one message's
@@ -115,6 +150,7 @@ impl Default for FanoutConfig {
             topic_prefix: String::new(),
             routes: Vec::new(),
             webhooks: BTreeMap::new(),
+            demographics: Demographics::default(),
         }
     }
 }
@@ -142,6 +178,22 @@ mod tests {
         assert_eq!(c.webhook_topics(), vec!["hooks.lab"]);
         let r = c.resolve_webhooks(|_| None).unwrap();
         assert_eq!((r[0].name.as_str(), r[0].group_id.as_str()), ("lab", "arteria-fanout.webhook.lab"));
+    }
+
+    #[test]
+    fn lab_results_only_create_patients_by_default_and_the_rule_is_configurable() {
+        let mut ev = crate::resources::tests::event();
+        let default = parse("");
+        assert!(default.demographics.any());
+        assert!(default.demographics.create_only(&ev), "an ORU^R01 is create-only by default");
+        ev.event_type = "hl7v2.adt.a08".into();
+        assert!(!default.demographics.create_only(&ev), "an ADT^A08 replaces the patient");
+        let by_sender = parse("[demographics]\ncreate_only_event_types = []\ncreate_only_senders = [\"LAB\"]\n");
+        assert!(by_sender.demographics.create_only(&ev), "anything the LAB application sends");
+        ev.sender.application = "ADMISSIONS".into();
+        assert!(!by_sender.demographics.create_only(&ev));
+        let none = parse("[demographics]\ncreate_only_event_types = []\n");
+        assert!(!none.demographics.any(), "every message replaces the patient: no ledger");
     }
 
     #[test]

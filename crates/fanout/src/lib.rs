@@ -4,11 +4,14 @@
 //!
 //! - [`resources`]: event → standalone resources (bundle-local references made absolute).
 //! - [`routes`]: the route rules and their matching.
+//! - [`ledger`]: the patients already published, so a lab result creates a patient but never
+//!   replaces one.
 //! - [`webhook`]: routes to HTTP endpoints, through a delivery topic and a retrying worker.
 //! - [`processor`]: the per-record transform plugged into `bus::TxLoop`.
 //! - [`config`]: the `[fanout]` settings.
 
 pub mod config;
+pub mod ledger;
 pub mod processor;
 pub mod resources;
 pub mod routes;

@@ -4,12 +4,14 @@
 //! transaction, so a restart never publishes half an event.
 
 use crate::config::FanoutConfig;
+use crate::ledger::PatientLedger;
 use crate::resources;
 use crate::routes::{Route, RouteFormat, Target};
 use crate::webhook;
 use bus::txloop::{Output, ProcessError, Processor};
-use bus::{AvroSerde, InputRecord, MessageHeaders, Registry};
+use bus::{AvroSerde, BusConfig, InputRecord, MessageHeaders, Registry};
 use canonical::{ClinicalEvent, FhirResource};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use telemetry::{Metrics, Outcome};
@@ -22,6 +24,10 @@ pub const FHIR_JSON_CONTENT_TYPE: &str = "application/fhir+json";
 
 pub struct FanoutProcessor {
     cfg: FanoutConfig,
+    /// Present when some messages only create patients (`[fanout.demographics]`).
+    ledger: Option<PatientLedger>,
+    /// Patients of create-only messages left off the Patient topic because one was published.
+    patients_kept: Counter,
     registry: Registry,
     input: AvroSerde<ClinicalEvent>,
     resource_serdes: Mutex<HashMap<String, AvroSerde<FhirResource>>>,
@@ -30,8 +36,19 @@ pub struct FanoutProcessor {
 }
 
 impl FanoutProcessor {
-    pub fn new(cfg: FanoutConfig, registry: &Registry, metrics: Metrics) -> Self {
+    /// `bus` is what the ledger of published patients reads the Patient topic with.
+    pub fn new(cfg: FanoutConfig, bus: &BusConfig, registry: &Registry, metrics: Metrics) -> Self {
+        let patients = cfg.resource_types.iter().any(|t| t == "Patient");
+        let ledger = (patients && cfg.demographics.any()).then(|| PatientLedger::new(&cfg.topic_for("Patient"), bus));
+        let patients_kept = Counter::default();
+        metrics.register(
+            "fanout_patients_kept",
+            "Patients of create-only messages (lab results) not published because a version of the patient was",
+            patients_kept.clone(),
+        );
         Self {
+            ledger,
+            patients_kept,
             input: registry.value_serde(&cfg.input_topic),
             registry: registry.clone(),
             resource_serdes: Mutex::new(HashMap::new()),
@@ -84,6 +101,19 @@ impl Processor for FanoutProcessor {
     async fn process(&self, rec: &InputRecord) -> Result<Vec<Output>, ProcessError> {
         lifecycle::traced(STAGE, rec, self.transform(rec)).await
     }
+
+    async fn prepare(&self, generation: u64) -> Result<(), ProcessError> {
+        match &self.ledger {
+            Some(l) => l.prepare(generation).await.map_err(|e| ProcessError::transient(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn settled(&self, committed: bool) {
+        if let Some(l) = &self.ledger {
+            l.settled(committed);
+        }
+    }
 }
 
 impl FanoutProcessor {
@@ -96,7 +126,17 @@ impl FanoutProcessor {
             self.metrics.count(STAGE, Outcome::dead_lettered);
             ProcessError::permanent("resource", e.to_string())
         };
-        let current = resources::current_state(&event, &self.cfg.resource_types).map_err(permanent)?;
+        let mut current = resources::current_state(&event, &self.cfg.resource_types).map_err(permanent)?;
+        if let Some(ledger) = &self.ledger {
+            let create_only = self.cfg.demographics.create_only(&event);
+            current.retain(|r| {
+                let goes = r.resource_type != "Patient" || ledger.admit(&r.id, create_only);
+                if !goes {
+                    self.patients_kept.inc();
+                }
+                goes
+            });
+        }
         let mut out = Vec::with_capacity(current.len() + self.cfg.routes.len());
         for r in &current {
             let topic = self.cfg.topic_for(&r.resource_type);

@@ -126,7 +126,7 @@ fn any_or_empty(list: &[String], f: impl Fn(&str) -> bool) -> bool {
     list.is_empty() || list.iter().any(|x| f(x))
 }
 
-fn event_type_matches(pattern: &str, event_type: &str) -> bool {
+pub(crate) fn event_type_matches(pattern: &str, event_type: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => event_type.starts_with(prefix),
         None => pattern == event_type,

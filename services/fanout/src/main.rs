@@ -74,7 +74,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let (bus, stop, handles) = (cfg.bus.clone(), stop_workers.clone(), workers.clone());
     let result = run_stage(spec, metrics, |registry| async move {
         // Fan-out reads fhir_json; the typed records are derived again for each resource it writes.
-        let p = FanoutProcessor::new(f.clone(), &registry.clone().skipping_on_decode(canonical::DERIVED_FIELDS), m);
+        let p =
+            FanoutProcessor::new(f.clone(), &bus, &registry.clone().skipping_on_decode(canonical::DERIVED_FIELDS), m);
         p.register().await.map_err(|e| format!("registering the fan-out schemas: {e}"))?;
         let started = spawn_all(&bus, &registry, hooks, &f.dlq_topic, &webhook_metrics, &stop)
             .map_err(|e| format!("starting the webhook workers: {e}"))?;
@@ -101,6 +102,11 @@ mod tests {
     fn defaults_parse() {
         let cfg: Config = settings::load_with(DEFAULTS, None, Vec::<(String, String)>::new()).unwrap();
         assert!(cfg.fanout.webhooks.is_empty() && cfg.fanout.routes.is_empty());
+        assert_eq!(
+            cfg.fanout.demographics,
+            fanout::config::Demographics::default(),
+            "fanout.toml documents the defaults"
+        );
         assert_eq!(cfg.bus.transactions, bus::txloop::TxTuning::default(), "fanout.toml documents the defaults");
         let env = [("ARTERIA__BUS__TRANSACTIONS__MAX_TXN_MS".to_string(), "20".to_string())];
         let tuned: Config = settings::load_with(DEFAULTS, None, env).unwrap();

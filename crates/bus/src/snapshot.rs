@@ -1,0 +1,93 @@
+//! Reading a topic's keys from its start to its end, for a stage that rebuilds state from a
+//! compacted topic it writes itself (fan-out's ledger of published patients).
+//!
+//! "The end" is what read_committed readers may see: librdkafka reports a partition's end at
+//! its last stable offset, so records of transactions still open are neither read nor waited
+//! for, and aborted ones are skipped. The reader is assigned, never subscribed: it joins no
+//! group and commits nothing.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::config::BusConfig;
+use crate::consumer::consumer_client_config;
+use crate::error::BusError;
+
+/// What [`scan_keys`] read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    pub partitions: usize,
+    pub records: u64,
+}
+
+/// Calls `f(key, has_value)` for every keyed record of `topic` in offset order per partition
+/// (`has_value` false for a tombstone), until each partition's end. A topic that does not
+/// exist yet is empty. Blocking: run it on a blocking thread. Gives up with
+/// [`BusError::Kafka`] (op `scan`) when the end is not reached within `timeout`.
+pub fn scan_keys(
+    cfg: &BusConfig,
+    topic: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&[u8], bool),
+) -> Result<ScanStats, BusError> {
+    let deadline = Instant::now() + timeout;
+    let mut c = consumer_client_config(cfg, &format!("{}.scan", cfg.kafka.client_id));
+    c.set("enable.partition.eof", "true");
+    c.set("statistics.interval.ms", "0");
+    let consumer: BaseConsumer = c.create().map_err(|e| BusError::Config(e.to_string()))?;
+    let md =
+        consumer.fetch_metadata(Some(topic), remaining(deadline)).map_err(|e| BusError::kafka("scan metadata", e))?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(ScanStats::default());
+    };
+    match t.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Ok(ScanStats::default()),
+        Some(code) => {
+            return Err(BusError::TopicUnreadable { topic: topic.into(), detail: format!("{code:?}") });
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0usize;
+    for p in t.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), remaining(deadline))
+            .map_err(|e| BusError::kafka("scan watermarks", e))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .map_err(|e| BusError::kafka("scan assign", e))?;
+            open += 1;
+        }
+    }
+    let stats = ScanStats { partitions: t.partitions().len(), records: 0 };
+    if open == 0 {
+        return Ok(stats);
+    }
+    consumer.assign(&tpl).map_err(|e| BusError::kafka("scan assign", e))?;
+    let mut records = 0u64;
+    while open > 0 {
+        if Instant::now() >= deadline {
+            return Err(BusError::kafka("scan", KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut)));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(m)) => {
+                if let Some(k) = m.key() {
+                    f(k, m.payload().is_some());
+                }
+                records += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "scan: consumer error (librdkafka retries)"),
+        }
+    }
+    Ok(ScanStats { records, ..stats })
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
