@@ -76,3 +76,19 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/kubernetes/config/enrich.toml is a configuration of this service; the
+    /// StatefulSet's pod name becomes the transactional id.
+    #[test]
+    fn the_kubernetes_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/config/enrich.toml");
+        let env = [("ARTERIA__ENRICH__TRANSACTIONAL_ID".to_string(), "arteria-enrich-1".to_string())];
+        let cfg: Config = settings::load_with(DEFAULTS, Some(&path), env).unwrap();
+        assert_eq!(cfg.enrich.transactional_id, "arteria-enrich-1");
+        assert!(cfg.telemetry.http_addr.ip().is_unspecified());
+    }
+}

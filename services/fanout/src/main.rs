@@ -114,6 +114,17 @@ mod tests {
         assert_eq!(tuned.bus.transactions.max_records_per_txn, 250);
     }
 
+    /// deploy/kubernetes/config/fanout.toml is a configuration of this service; the
+    /// StatefulSet's pod name becomes the transactional id.
+    #[test]
+    fn the_kubernetes_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/config/fanout.toml");
+        let env = [("ARTERIA__FANOUT__TRANSACTIONAL_ID".to_string(), "arteria-fanout-1".to_string())];
+        let cfg: Config = settings::load_with(DEFAULTS, Some(&path), env).unwrap();
+        assert_eq!(cfg.fanout.transactional_id, "arteria-fanout-1");
+        assert!(cfg.telemetry.http_addr.ip().is_unspecified());
+    }
+
     /// The commented webhook example in fanout.toml, uncommented, is a working configuration.
     #[test]
     fn the_documented_webhook_example_is_valid() {

@@ -110,3 +110,18 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("ingest stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/kubernetes/config/ingest.toml is a configuration of this service, reachable in a pod.
+    #[test]
+    fn the_kubernetes_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/config/ingest.toml");
+        let cfg: Config = settings::load_with(DEFAULTS, Some(&path), Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(cfg.ingest.mllp.addr.to_string(), "0.0.0.0:2575");
+        assert!(cfg.ingest.http.addr.ip().is_unspecified() && cfg.telemetry.http_addr.ip().is_unspecified());
+        assert_eq!(cfg.ingest.processing_ids, vec!["P".to_string()]);
+    }
+}

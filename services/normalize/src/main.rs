@@ -74,3 +74,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/kubernetes/config/normalize.toml is a configuration of this service; the
+    /// StatefulSet's pod name becomes the transactional id.
+    #[test]
+    fn the_kubernetes_config_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/config/normalize.toml");
+        let env = [("ARTERIA__NORMALIZE__TRANSACTIONAL_ID".to_string(), "arteria-normalize-1".to_string())];
+        let cfg: Config = settings::load_with(DEFAULTS, Some(&path), env).unwrap();
+        assert_eq!(cfg.normalize.transactional_id, "arteria-normalize-1");
+        assert_eq!(cfg.normalize.profiles_dir.as_deref(), Some(std::path::Path::new("/etc/arteria/profiles")));
+        assert!(cfg.telemetry.http_addr.ip().is_unspecified());
+    }
+}

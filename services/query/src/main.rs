@@ -142,3 +142,20 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     tracing::info!("query stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/kubernetes/config/query.toml is a configuration of this service: listening in the
+    /// pod, the store on its volume, and no anonymous reads.
+    #[test]
+    fn the_kubernetes_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/config/query.toml");
+        let cfg: Config = settings::load_with(DEFAULTS, Some(&path), Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(cfg.query.grpc_addr.to_string(), "0.0.0.0:50051");
+        assert_eq!(cfg.query.data_dir, std::path::Path::new("/var/lib/arteria/query"));
+        assert_eq!(cfg.auth.mode, query::auth::AuthMode::Jwt);
+        assert!(cfg.telemetry.http_addr.ip().is_unspecified());
+    }
+}
