@@ -14,16 +14,23 @@ use anyhow::{Context, Result};
 use bus::dlq_replay::{self, DlqEntry, DlqSnapshot, Selection};
 use bus::{BusConfig, BusProducer, Registry};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "ARTERIA_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
-    bootstrap: String,
-    /// Schema registry base URL (Confluent-compatible API).
-    #[arg(long, env = "ARTERIA_REGISTRY_URL", default_value = "http://127.0.0.1:8081/apis/ccompat/v7", global = true)]
-    registry: String,
+    /// A service's configuration file (any of them): its [bus] section gives Kafka, security
+    /// included, and the registry, authentication included. --bootstrap, --registry and
+    /// --kafka-property still win.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers [default: 127.0.0.1:9092, or the --config file's].
+    #[arg(long, env = "ARTERIA_KAFKA_BOOTSTRAP", global = true)]
+    bootstrap: Option<String>,
+    /// Schema registry base URL, Confluent-compatible API [default:
+    /// http://127.0.0.1:8081/apis/ccompat/v7, or the --config file's].
+    #[arg(long, env = "ARTERIA_REGISTRY_URL", global = true)]
+    registry: Option<String>,
     /// Extra librdkafka property, e.g. `security.protocol=sasl_ssl`; repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", global = true)]
     kafka_properties: Vec<String>,
@@ -81,11 +88,30 @@ struct ReplayArgs {
     dry_run: bool,
 }
 
+/// What the CLI reads of a service's configuration file: the bus; the other services'
+/// sections are left out by `settings`, telemetry is ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ServiceFile {
+    bus: BusConfig,
+    telemetry: serde::de::IgnoredAny,
+}
+
 fn bus_config(args: &Args) -> Result<BusConfig> {
-    let mut cfg = BusConfig::default();
-    cfg.kafka.bootstrap_servers = args.bootstrap.clone();
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let file: ServiceFile = settings::load_over("", Some(path))?;
+            file.bus
+        }
+        None => BusConfig::default(),
+    };
+    if let Some(b) = &args.bootstrap {
+        cfg.kafka.bootstrap_servers = b.clone();
+    }
     cfg.kafka.client_id = "arteria-cli".into();
-    cfg.registry.url = args.registry.clone();
+    if let Some(r) = &args.registry {
+        cfg.registry.url = r.clone();
+    }
     for kv in &args.kafka_properties {
         let (k, v) = kv.split_once('=').with_context(|| format!("--kafka-property {kv:?} is not KEY=VALUE"))?;
         cfg.kafka.extra.insert(k.trim().to_string(), v.trim().to_string());
@@ -264,6 +290,29 @@ mod tests {
         assert_eq!(bus_config(&t.a).unwrap().kafka.extra.get("security.protocol").map(String::as_str), Some("ssl"));
         let bad = T::try_parse_from(["t", "--kafka-property", "nonsense", "list", "--topic", "x"]).unwrap();
         assert!(bus_config(&bad.a).is_err());
+        // A service's file gives the bus, security and registry authentication included; the
+        // flags still win.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fanout.toml");
+        std::fs::write(
+            &file,
+            "[fanout]\ngroup_id = \"x\"\n[telemetry]\nlog_level = \"debug\"\n[bus.kafka]\nbootstrap_servers = \"kafka:9093\"\n\
+             security_protocol = \"sasl_ssl\"\n[bus.registry]\nurl = \"https://registry.example.org\"\n\
+             [bus.registry.auth]\nkind = \"basic\"\nusername = \"ops\"\npassword = \"s3cret\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let t = T::try_parse_from(["t", "--config", path, "list", "--topic", "x"]).unwrap();
+        let cfg = bus_config(&t.a).unwrap();
+        assert_eq!(cfg.kafka.bootstrap_servers, "kafka:9093");
+        assert_eq!(cfg.registry.url, "https://registry.example.org");
+        assert!(matches!(&cfg.registry.auth, bus::config::RegistryAuth::Basic { username, .. } if username == "ops"));
+        assert_eq!(cfg.kafka.security_protocol, bus::config::SecurityProtocol::SaslSsl);
+        let t = T::try_parse_from(["t", "--config", path, "--bootstrap", "b:1", "list", "--topic", "x"]).unwrap();
+        assert_eq!(bus_config(&t.a).unwrap().kafka.bootstrap_servers, "b:1");
+        std::fs::write(&file, "[bus.kafka]\nbootstrap_server = \"typo:1\"\n").unwrap();
+        let e = bus_config(&T::try_parse_from(["t", "--config", path, "list", "--topic", "x"]).unwrap().a);
+        assert!(e.unwrap_err().to_string().contains("bootstrap_server"), "a misspelt key is refused");
         // A replay must say what to replay.
         assert!(T::try_parse_from(["t", "replay", "--topic", "x"]).is_err());
         assert!(T::try_parse_from(["t", "replay", "--topic", "x", "--all"]).is_ok());
