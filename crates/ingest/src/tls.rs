@@ -16,6 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+pub use tls_server::HandshakeFailure;
+use tls_server::classify;
+
 /// Why `[ingest.tls]` cannot be used. Each names the setting or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -36,27 +39,6 @@ pub enum Listener {
     http,
 }
 
-/// Why a handshake failed (a metric label; a closed set, so nothing from the peer becomes a
-/// label value).
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum HandshakeFailure {
-    /// The first bytes were not a TLS record: a plaintext client (MLLP or HTTP) on a TLS port.
-    not_tls,
-    /// Mutual TLS is on and the client sent no certificate.
-    no_client_cert,
-    /// The client's certificate did not verify (unknown issuer, expired, wrong usage, …).
-    bad_client_cert,
-    /// The client sent an alert: typically it does not trust our certificate.
-    client_alert,
-    /// No handshake within `handshake_timeout_ms`.
-    timeout,
-    /// The connection closed or broke mid-handshake.
-    closed,
-    /// Any other TLS protocol error (no common version or cipher suite, malformed message, …).
-    protocol,
-}
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     listener: Listener,
@@ -70,26 +52,6 @@ pub struct TlsServer {
     mutual: bool,
     timeout: Duration,
     failures: Family<FailureLabels, Counter>,
-}
-
-fn classify(e: &std::io::Error) -> HandshakeFailure {
-    use std::io::ErrorKind;
-    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        return match tls {
-            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => HandshakeFailure::not_tls,
-            rustls::Error::NoCertificatesPresented => HandshakeFailure::no_client_cert,
-            rustls::Error::InvalidCertificate(_) => HandshakeFailure::bad_client_cert,
-            rustls::Error::AlertReceived(_) => HandshakeFailure::client_alert,
-            _ => HandshakeFailure::protocol,
-        };
-    }
-    match e.kind() {
-        ErrorKind::UnexpectedEof
-        | ErrorKind::ConnectionReset
-        | ErrorKind::ConnectionAborted
-        | ErrorKind::BrokenPipe => HandshakeFailure::closed,
-        _ => HandshakeFailure::protocol,
-    }
 }
 
 impl TlsServer {

@@ -1,6 +1,7 @@
 //! The gRPC server: the Query service plus standard gRPC health and reflection (so `grpcurl`
 //! and load balancers work without our proto files). With `[query.tls]` it speaks only TLS
-//! (HTTP/2 negotiated by ALPN), mutual when `client_ca` is set.
+//! (HTTP/2 negotiated by ALPN), mutual when `client_ca` is set; failed handshakes are counted
+//! as on ingest's listeners, `arteria_tls_handshake_failures_total{listener="grpc", reason}`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,8 +14,52 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tls_server::{HandshakeFailure, classify};
+
 use crate::proto::query_server::QueryServer;
 use crate::service::QueryService;
+
+/// The listener label of the handshake metric (ingest has `mllp` and `http`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum Listener {
+    grpc,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    listener: Listener,
+    reason: HandshakeFailure,
+}
+
+/// The gRPC listener's failed TLS handshakes, by reason.
+#[derive(Debug, Clone, Default)]
+pub struct Handshakes(Family<FailureLabels, Counter>);
+
+impl Handshakes {
+    /// Counts into `arteria_tls_handshake_failures_total` of `metrics`.
+    pub fn registered(metrics: &telemetry::Metrics) -> Self {
+        let h = Self::default();
+        metrics.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed on the gRPC listener, by reason",
+            h.0.clone(),
+        );
+        h
+    }
+
+    /// Failures counted so far for `reason`.
+    pub fn failures(&self, reason: HandshakeFailure) -> u64 {
+        self.0.get_or_create(&FailureLabels { listener: Listener::grpc, reason }).get()
+    }
+
+    fn count(&self, reason: HandshakeFailure) {
+        self.0.get_or_create(&FailureLabels { listener: Listener::grpc, reason }).inc();
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -33,10 +78,11 @@ pub async fn serve(
     serve_with(listener, None, service, shutdown).await
 }
 
-/// [`serve`], TLS-only when `tls` is given (see `tls_server::TlsFiles::server_config`).
+/// [`serve`], TLS-only when `tls` is given (see `tls_server::TlsFiles::server_config`), its
+/// failed handshakes counted in the [`Handshakes`] beside it.
 pub async fn serve_with(
     listener: TcpListener,
-    tls: Option<ServerConfig>,
+    tls: Option<(ServerConfig, Handshakes)>,
     service: QueryService,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -56,15 +102,19 @@ pub async fn serve_with(
     };
     match tls {
         None => router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await?,
-        Some(tls) => router.serve_with_incoming_shutdown(tls_incoming(listener, tls), stop).await?,
+        Some((tls, counted)) => router.serve_with_incoming_shutdown(tls_incoming(listener, tls, counted), stop).await?,
     }
     Ok(())
 }
 
 /// Accepted connections whose TLS handshake succeeded. Each handshake runs in its own task,
-/// bounded in time, so a slow or plaintext client holds up no one; failures are logged (peer
-/// address and error, never content) and the connection dropped.
-fn tls_incoming(listener: TcpListener, mut tls: ServerConfig) -> ReceiverStream<std::io::Result<TlsIo>> {
+/// bounded in time, so a slow or plaintext client holds up no one; failures are counted,
+/// logged (peer address and reason, never content) and the connection dropped.
+fn tls_incoming(
+    listener: TcpListener,
+    mut tls: ServerConfig,
+    counted: Handshakes,
+) -> ReceiverStream<std::io::Result<TlsIo>> {
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -81,15 +131,19 @@ fn tls_incoming(listener: TcpListener, mut tls: ServerConfig) -> ReceiverStream<
             if tx.is_closed() {
                 break;
             }
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (acceptor, tx, counted) = (acceptor.clone(), tx.clone(), counted.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                let reason = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                     Ok(Ok(s)) => {
                         let _ = tx.send(Ok(TlsIo(s))).await;
+                        return;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "gRPC TLS handshake failed; connection dropped"),
-                    Err(_) => tracing::info!(%peer, "gRPC TLS handshake timed out; connection dropped"),
-                }
+                    Ok(Err(e)) => classify(&e),
+                    Err(_) => HandshakeFailure::timeout,
+                };
+                counted.count(reason);
+                // The reason only: rustls's own message could in principle quote certificate names.
+                tracing::info!(%peer, reason = ?reason, "gRPC TLS handshake failed; connection dropped");
             });
         }
     });
@@ -267,7 +321,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let stop = shutdown.clone();
         let service = QueryService::new(store, shutdown.clone());
-        let task = tokio::spawn(serve_with(listener, Some(tls), service, async move { stop.wait().await }));
+        let counted = Handshakes::default();
+        let task =
+            tokio::spawn(serve_with(listener, Some((tls, counted.clone())), service, async move { stop.wait().await }));
 
         let trusted = tls_channel(addr, &server_ca, Some(client_ca.issue("app.test", true))).await.unwrap();
         assert_eq!(serving(trusted).await.unwrap(), ServingStatus::Serving as i32);
@@ -292,6 +348,15 @@ mod tests {
         assert!(plain, "a plaintext client was answered");
         let again = tls_channel(addr, &server_ca, Some(client_ca.issue("app.test", true))).await.unwrap();
         assert_eq!(serving(again).await.unwrap(), ServingStatus::Serving as i32);
+        // Each refusal was counted by its reason (the counts are bumped by the handshake tasks,
+        // which may finish a moment after the client gave up).
+        for reason in [HandshakeFailure::no_client_cert, HandshakeFailure::bad_client_cert, HandshakeFailure::not_tls] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while counted.failures(reason) == 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(counted.failures(reason) >= 1, "{reason:?} not counted");
+        }
 
         // The client the CLI uses (`arteria query --tls ...`): an answer from the service itself
         // (NOT_FOUND for an unknown patient) proves the call went through TLS and mTLS.

@@ -3,6 +3,10 @@
 //! rustls [`ServerConfig`], with errors that name the file at fault. Setting `client_ca` makes
 //! it mutual: clients must present a certificate chaining to one of those CAs.
 //!
+//! Every listener counts its failed handshakes by the same closed set of reasons
+//! ([`HandshakeFailure`], [`classify`]), so `arteria_tls_handshake_failures_total` means the
+//! same on ingest and query.
+//!
 //! The crypto provider is aws-lc-rs, the one rustls is already built with for the registry
 //! client, named explicitly so no process-wide default has to be installed.
 
@@ -124,6 +128,49 @@ impl TlsFiles {
         };
         // rustls checks here that the key belongs to the chain's leaf.
         builder.with_single_cert(chain, key).map(Some).map_err(|e| server_err(e.to_string()))
+    }
+}
+
+/// Why a handshake failed (a metric label; a closed set, so nothing from the peer becomes a
+/// label value).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum HandshakeFailure {
+    /// The first bytes were not a TLS record: a plaintext client (MLLP or HTTP) on a TLS port.
+    not_tls,
+    /// Mutual TLS is on and the client sent no certificate.
+    no_client_cert,
+    /// The client's certificate did not verify (unknown issuer, expired, wrong usage, …).
+    bad_client_cert,
+    /// The client sent an alert: typically it does not trust our certificate.
+    client_alert,
+    /// No handshake within `handshake_timeout_ms`.
+    timeout,
+    /// The connection closed or broke mid-handshake.
+    closed,
+    /// Any other TLS protocol error (no common version or cipher suite, malformed message, …).
+    protocol,
+}
+
+/// The reason a server-side handshake failed with `e` (what rustls and the socket said,
+/// reduced to [`HandshakeFailure`]; a timeout is the caller's to tell).
+pub fn classify(e: &std::io::Error) -> HandshakeFailure {
+    use std::io::ErrorKind;
+    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return match tls {
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => HandshakeFailure::not_tls,
+            rustls::Error::NoCertificatesPresented => HandshakeFailure::no_client_cert,
+            rustls::Error::InvalidCertificate(_) => HandshakeFailure::bad_client_cert,
+            rustls::Error::AlertReceived(_) => HandshakeFailure::client_alert,
+            _ => HandshakeFailure::protocol,
+        };
+    }
+    match e.kind() {
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => HandshakeFailure::closed,
+        _ => HandshakeFailure::protocol,
     }
 }
 

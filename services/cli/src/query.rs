@@ -160,6 +160,7 @@ mod tests {
         let stop = shutdown.clone();
         let service = query::QueryService::new(store, shutdown.clone());
         let tls = files.server_config().unwrap();
+        let tls = tls.map(|t| (t, query::server::Handshakes::default()));
         let server = rt.spawn(query::server::serve_with(listener, tls, service, async move { stop.wait().await }));
 
         let path = |p: &std::path::Path| p.to_str().unwrap().to_string();

@@ -103,8 +103,12 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let auth = Authenticator::from_config(&cfg.auth).await.context("authentication")?;
     let service = QueryService::new(store.clone(), shutdown.clone()).with_auditor(auditor).with_authenticator(auth);
     let stop = shutdown.clone();
-    let grpc_task =
-        tokio::spawn(query::server::serve_with(listener, grpc_tls, service.clone(), async move { stop.wait().await }));
+    let grpc_task = tokio::spawn(query::server::serve_with(
+        listener,
+        grpc_tls.map(|t| (t, query::server::Handshakes::registered(&metrics))),
+        service.clone(),
+        async move { stop.wait().await },
+    ));
     health.set("grpc", true);
     let rest_task = if cfg.query.fhir_rest_enabled {
         let listener = tokio::net::TcpListener::bind(cfg.query.fhir_rest_addr)
