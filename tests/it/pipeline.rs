@@ -150,22 +150,45 @@ async fn a_lab_result_flows_through_ingest_normalize_enrich_and_fanout() {
     assert_eq!(routed[0].headers.content_type(), Some("application/fhir+json"));
 }
 
-/// Our own messages for one patient per MRN: an admission with the full demographics, lab
-/// results with the thin PID labs send, an update.
+/// PV1 with the given fields set (1-based), the rest empty.
+fn pv1(fields: &[(usize, &str)]) -> String {
+    let n = fields.iter().map(|f| f.0).max().unwrap_or(1);
+    let mut v = vec![""; n + 1];
+    v[0] = "PV1";
+    for (i, val) in fields {
+        v[*i] = val;
+    }
+    v.join("|")
+}
+
+/// Our own messages, one patient and one visit per MRN: an admission with the full
+/// demographics and visit, lab results with the thin PID and PV1 labs send, an update.
 fn adt(trigger: &str, control: &str, mrn: &str) -> Vec<u8> {
+    let visit = format!("V{mrn}^^^NORTH^VN");
+    let pv1 = pv1(&[
+        (1, "1"),
+        (2, "I"),
+        (3, "WARD1^101^A"),
+        (7, "1234^OKAFOR^CHIDI"),
+        (19, &visit),
+        (44, "20240301083000+0100"),
+    ]);
     format!(
         "MSH|^~\\&|ADMISSIONS|NORTH|ARTERIA|HUB|20240301090000+0100||ADT^{trigger}^ADT_A01|{control}|P|2.5.1\r\
          EVN|{trigger}|20240301090000+0100\r\
          PID|1||{mrn}^^^NORTH^MR||TESTER^ALEX^J||19800102|F|||1 HIGH STREET^^NORTHTOWN^^N1 1AA^GBR||^PRN^PH^^^^^^^^^+44 20 7946 0000\r\
-         PV1|1|I|WARD1^101^A\r"
+         {pv1}\r"
     )
     .into_bytes()
 }
 
 fn oru(control: &str, mrn: &str, sent: &str) -> Vec<u8> {
+    let visit = format!("V{mrn}^^^NORTH^VN");
+    let pv1 = pv1(&[(1, "1"), (2, "I"), (19, &visit)]);
     format!(
         "MSH|^~\\&|LAB|NORTH|ARTERIA|HUB|{sent}||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
          PID|1||{mrn}^^^NORTH^MR||TESTER^ALEX||19800102|F\r\
+         {pv1}\r\
          OBR|1|ORD-{control}||2345-7^^LN|||{sent}\r\
          OBX|1|NM|2345-7^^LN||95|mg/dL|70-99|N|||F\r"
     )
@@ -187,9 +210,15 @@ async fn write_events(cfg: &bus::BusConfig, registry: &Registry, topic: &str, ms
     out
 }
 
-/// The Patients on the topic as (id, has an address), in order; waits for `n`, then briefly
-/// for any more.
-async fn patients_on(cfg: &bus::BusConfig, registry: &Registry, topic: &str, n: usize) -> Vec<(String, bool)> {
+/// The resources on a topic as (id, has `field`), in order; waits for `n`, then briefly for
+/// any more.
+async fn versions_on(
+    cfg: &bus::BusConfig,
+    registry: &Registry,
+    topic: &str,
+    n: usize,
+    field: &str,
+) -> Vec<(String, bool)> {
     let mut recs = read_committed(cfg, topic, n, Duration::from_secs(20)).await;
     recs.extend(read_committed(cfg, topic, n + 1, Duration::from_secs(3)).await.into_iter().skip(recs.len()));
     let serde = registry.value_serde::<FhirResource>(topic);
@@ -197,16 +226,21 @@ async fn patients_on(cfg: &bus::BusConfig, registry: &Registry, topic: &str, n: 
     for r in recs {
         let res = serde.decode(r.value.as_deref().unwrap()).await.unwrap();
         let json: serde_json::Value = serde_json::from_str(&res.fhir_json).unwrap();
-        out.push((res.id, json.get("address").is_some()));
+        out.push((res.id, json.get(field).is_some()));
     }
     out
 }
 
-/// A lab result names the patient but does not replace the admission's Patient: fan-out
-/// publishes a lab's Patient only when none was published (conditional create), and a fresh
-/// replica knows what its predecessor published, from the Patient topic itself.
+/// The id of the `resource_type` in `event`.
+fn id_of(event: &ClinicalEvent, resource_type: &str) -> String {
+    event.resources.iter().find(|r| r.resource_type == resource_type).expect(resource_type).id.clone()
+}
+
+/// A lab result names the patient and the visit but does not replace the admission's Patient
+/// and Encounter: fan-out publishes a lab's only when none was published (conditional create),
+/// and a fresh replica knows what its predecessor published, from the topics themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lab_result_creates_a_patient_but_never_replaces_the_admissions() {
+async fn a_lab_result_creates_a_patient_and_visit_but_never_replaces_the_admissions() {
     let cfg = require_stack();
     let registry = Registry::new(&cfg.registry).unwrap();
     let input = unique("dm.enr");
@@ -216,12 +250,15 @@ async fn a_lab_result_creates_a_patient_but_never_replaces_the_admissions() {
         group_id: unique("dm.fg"),
         transactional_id: unique("dm.ft"),
         topic_prefix: format!("{}.", unique("dm")),
-        resource_types: vec!["Patient".into(), "Observation".into()],
+        resource_types: vec!["Patient".into(), "Encounter".into(), "Observation".into()],
         ..Default::default()
     };
-    let patient_topic = fcfg.topic_for("Patient");
-    // One partition for the Patient topic (as deployed), so its records read back in order.
-    create_topic(&cfg, &patient_topic, 1).await;
+    let (patients, encounters) = (fcfg.topic_for("Patient"), fcfg.topic_for("Encounter"));
+    // One partition for the Patient and Encounter topics (as deployed), so their records read
+    // back in order.
+    for t in [&patients, &encounters] {
+        create_topic(&cfg, t, 1).await;
+    }
     for t in [&input, &fcfg.dlq_topic, &fcfg.topic_for("Observation")] {
         create_topic(&cfg, t, 3).await;
     }
@@ -232,21 +269,20 @@ async fn a_lab_result_creates_a_patient_but_never_replaces_the_admissions() {
             let mut lc = TxLoopConfig::new("fanout", &fcfg.group_id, &[&fcfg.input_topic], &fcfg.transactional_id);
             lc.dlq_topic = Some(fcfg.dlq_topic.clone());
             let metrics = Metrics::new();
-            let stats = run_until(
-                &cfg,
-                lc,
-                FanoutProcessor::new(fcfg, &cfg, &registry, metrics.clone()),
-                until,
-                Duration::from_secs(60),
-            )
-            .await;
+            let p = FanoutProcessor::new(fcfg, &cfg, &registry, metrics.clone());
+            let stats = run_until(&cfg, lc, p, until, Duration::from_secs(60)).await;
             assert_eq!((stats.records_in, stats.dead_lettered), (until, 0), "{stats:?}");
-            arteria_tests::services::metric_sum(&metrics.encode(), "arteria_fanout_patients_kept_total", &[])
+            let text = metrics.encode();
+            let kept = |t: &str| {
+                let label = format!("resource_type=\"{t}\"");
+                arteria_tests::services::metric_sum(&text, "arteria_fanout_create_only_kept_total", &[label.as_str()])
+            };
+            (kept("Patient"), kept("Encounter"))
         }
     };
 
-    // The admission, then a lab result for the same patient, and one for a patient nobody
-    // admitted.
+    // The admission, then a lab result for the same patient and visit, and one for a patient
+    // nobody admitted.
     let first = write_events(
         &cfg,
         &registry,
@@ -258,17 +294,23 @@ async fn a_lab_result_creates_a_patient_but_never_replaces_the_admissions() {
         ],
     )
     .await;
-    let (p1, p2) = (first[0].patient_key.clone().unwrap(), first[2].patient_key.clone().unwrap());
-    assert_eq!(first[1].patient_key.as_deref(), Some(p1.as_str()), "the lab names the admitted patient");
-    assert_eq!(run(fcfg.clone(), 3).await, 1.0, "the admitted patient's lab Patient kept off the topic");
+    let (p1, p2) = (id_of(&first[0], "Patient"), id_of(&first[2], "Patient"));
+    let (e1, e2) = (id_of(&first[0], "Encounter"), id_of(&first[2], "Encounter"));
+    assert_eq!((id_of(&first[1], "Patient"), id_of(&first[1], "Encounter")), (p1.clone(), e1.clone()));
+    assert_eq!(run(fcfg.clone(), 3).await, (1.0, 1.0), "the admitted patient's lab Patient and Encounter kept off");
     assert_eq!(
-        patients_on(&cfg, &registry, &patient_topic, 2).await,
+        versions_on(&cfg, &registry, &patients, 2, "address").await,
         vec![(p1.clone(), true), (p2.clone(), false)],
         "the admission's Patient (with its address) and the unknown patient's, created by the lab"
     );
+    assert_eq!(
+        versions_on(&cfg, &registry, &encounters, 2, "participant").await,
+        vec![(e1.clone(), true), (e2.clone(), false)],
+        "the admission's Encounter (with its attending doctor) and the lab's for the unknown visit"
+    );
 
-    // A fresh replica (a restart) rebuilds its ledger from the topic: another lab result for
-    // either patient publishes nothing; an update from admissions replaces the lab's Patient.
+    // A fresh replica (a restart) rebuilds its ledger from the topics: another lab result for
+    // either patient publishes neither; an update from admissions replaces the lab's.
     write_events(
         &cfg,
         &registry,
@@ -280,19 +322,24 @@ async fn a_lab_result_creates_a_patient_but_never_replaces_the_admissions() {
         ],
     )
     .await;
-    assert_eq!(run(fcfg.clone(), 3).await, 2.0);
+    assert_eq!(run(fcfg.clone(), 3).await, (2.0, 2.0));
     assert_eq!(
-        patients_on(&cfg, &registry, &patient_topic, 3).await,
+        versions_on(&cfg, &registry, &patients, 3, "address").await,
         vec![(p1.clone(), true), (p2.clone(), false), (p2.clone(), true)]
     );
+    assert_eq!(
+        versions_on(&cfg, &registry, &encounters, 3, "participant").await,
+        vec![(e1.clone(), true), (e2.clone(), false), (e2.clone(), true)]
+    );
 
-    // With no create-only messages configured, every message replaces the patient (as before).
+    // With no create-only messages configured, every message replaces what it names (as before).
     let every = FanoutConfig {
         group_id: unique("dm.fg2"),
         transactional_id: unique("dm.ft2"),
-        demographics: fanout::config::Demographics { create_only_event_types: vec![], create_only_senders: vec![] },
+        create_only: fanout::config::CreateOnly { event_types: vec![], ..Default::default() },
         ..fcfg
     };
-    assert_eq!(run(every, 6).await, 0.0);
-    assert_eq!(patients_on(&cfg, &registry, &patient_topic, 9).await.len(), 9, "3 before, and one per event");
+    assert_eq!(run(every, 6).await, (0.0, 0.0));
+    assert_eq!(versions_on(&cfg, &registry, &patients, 9, "id").await.len(), 9, "3 before, and one per event");
+    assert_eq!(versions_on(&cfg, &registry, &encounters, 9, "id").await.len(), 9);
 }

@@ -482,20 +482,22 @@ async fn every_acked_message_is_delivered_exactly_once_through_service_crashes_a
     eprintln!("reliability: enriched topic holds each of the {n} messages once, after {:?}", started.elapsed());
 
     // What fan-out owes: one version per resource per event, and each resource's latest;
-    // but a lab result's Patient only when no version of that patient came before it (a
-    // patient's events share a partition, so `events` holds them in fan-out's order).
+    // but a lab result's Patient and Encounter only when no version came before (a patient's
+    // events share a partition, so `events` holds them in fan-out's order).
     let fcfg = p.fanout_config();
     let types = fcfg.resource_types.clone();
     let mut owed: BTreeSet<String> = BTreeSet::new();
     let mut latest: BTreeMap<(String, String), Latest> = BTreeMap::new();
-    let mut published_patients: HashSet<String> = HashSet::new();
+    let mut published: HashSet<(String, String)> = HashSet::new();
     let mut kept = 0usize;
     for e in &events {
-        let create_only = fcfg.demographics.create_only(e);
         for r in fanout::resources::current_state(e, &types).expect("fan-out can split the event") {
-            if r.resource_type == "Patient" && !published_patients.insert(r.id.clone()) && create_only {
-                kept += 1;
-                continue;
+            if fcfg.create_only.resource_types.contains(&r.resource_type) {
+                let seen = !published.insert((r.resource_type.clone(), r.id.clone()));
+                if seen && fcfg.create_only.applies(e, &r.resource_type) {
+                    kept += 1;
+                    continue;
+                }
             }
             owed.insert(format!("{}/{}@{}", r.resource_type, r.id, e.id));
             let l = latest.entry((r.resource_type.clone(), r.id.clone())).or_insert(Latest {
@@ -665,7 +667,7 @@ async fn every_acked_message_is_delivered_exactly_once_through_service_crashes_a
         &extra[..extra.len().min(20)]
     );
     eprintln!(
-        "reliability: {} resource versions on the fhir topics, each once ({kept} lab results' Patients rightly not among them)",
+        "reliability: {} resource versions on the fhir topics, each once ({kept} lab results' Patients and Encounters rightly not among them)",
         owed.len()
     );
     assert!(kept > 0, "the run's lab results name patients admitted before them");

@@ -198,7 +198,7 @@ async fn webhooks_deliver_retry_dead_letter_and_survive_a_restart() {
         transactional_id: unique("wh.ft"),
         topic_prefix: format!("{}.", unique("wh")),
         resource_types: vec!["Patient".into(), "Observation".into()],
-        demographics: Default::default(),
+        create_only: Default::default(),
         routes: names
             .iter()
             .map(|n| Route {

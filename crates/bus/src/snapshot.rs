@@ -1,5 +1,5 @@
 //! Reading a topic's keys from its start to its end, for a stage that rebuilds state from a
-//! compacted topic it writes itself (fan-out's ledger of published patients).
+//! compacted topic it writes itself (fan-out's ledger of published resources).
 //!
 //! "The end" is what read_committed readers may see: librdkafka reports a partition's end at
 //! its last stable offset, so records of transactions still open are neither read nor waited

@@ -165,7 +165,7 @@ impl From<AvroError> for ProcessError {
 /// the same record after a transient failure or an aborted transaction, so it must be
 /// deterministic (same input, same outputs, same ids).
 ///
-/// A processor that keeps state across records (fan-out's ledger of published patients) keeps
+/// A processor that keeps state across records (fan-out's ledger of published resources) keeps
 /// it in step with the transactions through the two hooks: what a batch changed counts once
 /// its transaction commits and is dropped when it aborts (its records come again).
 pub trait Processor: Send + Sync {

@@ -27,40 +27,52 @@ pub struct FanoutConfig {
     pub routes: Vec<Route>,
     /// Webhooks by name, the targets of `webhook = "<name>"` routes.
     pub webhooks: BTreeMap<String, WebhookConfig>,
-    /// Which messages may replace a Patient (`[fanout.demographics]`).
-    pub demographics: Demographics,
+    /// Messages that only create patients and visits (`[fanout.create_only]`).
+    pub create_only: CreateOnly,
 }
 
-/// Messages that name the patient but are not a source of demographics: their Patient goes on
-/// the Patient topic only when no version of it has been published (a conditional create),
-/// never over one (see [`crate::ledger`]). A lab result's PID carries the MRN, name, birth date
-/// and sex, not the address, telephone or next of kin the admission gave; publishing it would
-/// take those away from every reader of the current state.
+/// Messages that name the patient and the visit but are not their source: their resources of
+/// `resource_types` go on the current-state topics only when no version of them has been
+/// published (a conditional create), never over one (see [`crate::ledger`]). A lab result's
+/// PID carries the MRN, name, birth date and sex, and its PV1 the visit number and class, not
+/// the address, next of kin, attending doctor or admission time the admission gave; publishing
+/// them would take those away from every reader of the current state.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
-pub struct Demographics {
+pub struct CreateOnly {
     /// Event types (`hl7v2.oru.r01`; a trailing `*` matches a prefix). Default `hl7v2.oru.*`.
-    pub create_only_event_types: Vec<String>,
+    pub event_types: Vec<String>,
     /// Sending applications (MSH-3.1), whatever they send.
-    pub create_only_senders: Vec<String>,
+    pub senders: Vec<String>,
+    /// The types such messages only create. Default Patient and Encounter.
+    pub resource_types: Vec<String>,
 }
 
-impl Default for Demographics {
+impl Default for CreateOnly {
     fn default() -> Self {
-        Self { create_only_event_types: vec!["hl7v2.oru.*".into()], create_only_senders: Vec::new() }
+        Self {
+            event_types: vec!["hl7v2.oru.*".into()],
+            senders: Vec::new(),
+            resource_types: vec!["Patient".into(), "Encounter".into()],
+        }
     }
 }
 
-impl Demographics {
-    /// Whether any message is create-only (if none is, fan-out keeps no ledger).
+impl CreateOnly {
+    /// Whether any message only creates anything (if not, fan-out keeps no ledger).
     pub fn any(&self) -> bool {
-        !self.create_only_event_types.is_empty() || !self.create_only_senders.is_empty()
+        (!self.event_types.is_empty() || !self.senders.is_empty()) && !self.resource_types.is_empty()
     }
 
-    /// Whether `event`'s Patient is only created, never replaced.
-    pub fn create_only(&self, event: &canonical::ClinicalEvent) -> bool {
-        self.create_only_event_types.iter().any(|p| crate::routes::event_type_matches(p, &event.event_type))
-            || self.create_only_senders.contains(&event.sender.application)
+    /// Whether `event` only creates resources of [`CreateOnly::resource_types`].
+    pub fn matches(&self, event: &canonical::ClinicalEvent) -> bool {
+        self.event_types.iter().any(|p| crate::routes::event_type_matches(p, &event.event_type))
+            || self.senders.contains(&event.sender.application)
+    }
+
+    /// Whether `resource_type` of `event` is only created, never replaced.
+    pub fn applies(&self, event: &canonical::ClinicalEvent, resource_type: &str) -> bool {
+        self.resource_types.iter().any(|t| t == resource_type) && self.matches(event)
     }
 }
 
@@ -150,7 +162,7 @@ impl Default for FanoutConfig {
             topic_prefix: String::new(),
             routes: Vec::new(),
             webhooks: BTreeMap::new(),
-            demographics: Demographics::default(),
+            create_only: CreateOnly::default(),
         }
     }
 }
@@ -181,19 +193,23 @@ mod tests {
     }
 
     #[test]
-    fn lab_results_only_create_patients_by_default_and_the_rule_is_configurable() {
+    fn lab_results_only_create_patients_and_visits_by_default_and_the_rule_is_configurable() {
         let mut ev = crate::resources::tests::event();
         let default = parse("");
-        assert!(default.demographics.any());
-        assert!(default.demographics.create_only(&ev), "an ORU^R01 is create-only by default");
+        assert!(default.create_only.any());
+        assert!(default.create_only.applies(&ev, "Patient"), "an ORU^R01 only creates its Patient by default");
+        assert!(default.create_only.applies(&ev, "Encounter"), "… and its Encounter");
+        assert!(!default.create_only.applies(&ev, "Observation"), "its results are its own");
         ev.event_type = "hl7v2.adt.a08".into();
-        assert!(!default.demographics.create_only(&ev), "an ADT^A08 replaces the patient");
-        let by_sender = parse("[demographics]\ncreate_only_event_types = []\ncreate_only_senders = [\"LAB\"]\n");
-        assert!(by_sender.demographics.create_only(&ev), "anything the LAB application sends");
+        assert!(!default.create_only.applies(&ev, "Patient"), "an ADT^A08 replaces the patient");
+        let by_sender = parse("[create_only]\nevent_types = []\nsenders = [\"LAB\"]\nresource_types = [\"Patient\"]\n");
+        assert!(by_sender.create_only.applies(&ev, "Patient"), "anything the LAB application sends");
+        assert!(!by_sender.create_only.applies(&ev, "Encounter"), "only the listed types");
         ev.sender.application = "ADMISSIONS".into();
-        assert!(!by_sender.demographics.create_only(&ev));
-        let none = parse("[demographics]\ncreate_only_event_types = []\n");
-        assert!(!none.demographics.any(), "every message replaces the patient: no ledger");
+        assert!(!by_sender.create_only.applies(&ev, "Patient"));
+        let none = parse("[create_only]\nevent_types = []\n");
+        assert!(!none.create_only.any(), "every message replaces what it names: no ledger");
+        assert!(!parse("[create_only]\nresource_types = []\n").create_only.any());
     }
 
     #[test]

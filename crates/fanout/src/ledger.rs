@@ -1,16 +1,19 @@
-//! Which patients fan-out has published on the Patient topic, so that a message whose sender
-//! is not a source of demographics (a lab result's PID: MRN, name, birth date, sex) creates a
-//! patient nobody has published yet but never replaces one: a FHIR conditional create
-//! (`If-None-Exist`) on a topic. Without it, a lab result would replace the admission's
-//! Patient — address, telephone, next of kin gone — on `fhir.patient.v1` and in the query store.
+//! Which patients and visits fan-out has published, so that a message that names them but is
+//! not their source — a lab result's PID (MRN, name, birth date, sex) and PV1 (visit number,
+//! class, location) — creates a Patient or Encounter nobody has published yet but never
+//! replaces one: a FHIR conditional create (`If-None-Exist`) on a topic. Without it, a lab
+//! result would replace the admission's Patient (address, telephone, next of kin gone) and
+//! Encounter (attending doctor, admission time gone, status `unknown`) on the `fhir.<type>.v1`
+//! topics and in the query store.
 //!
-//! The ledger is rebuilt from the Patient topic itself (its keys, read to the end) whenever the
+//! The ledger is rebuilt from those topics themselves (their keys, read to the end) whenever the
 //! loop's partition assignment changes, so a restarted or rebalanced replica knows what its
 //! predecessors published. Between rebuilds it is kept in step with the transactions: what a
 //! batch publishes is pending until the batch commits and forgotten if it aborts (the batch's
 //! records come again). A patient's events are keyed by its id, so only the replica owning that
-//! key publishes it; the ledger holds every patient's id, though (16 bytes each for our
-//! UUID-shaped ids), because the Patient topic is not partitioned like the input.
+//! key publishes its resources; the ledger holds every id of the tracked types, though (16 bytes
+//! each for our UUID-shaped ids), because the current-state topics are not partitioned like
+//! the input.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -20,29 +23,32 @@ use bus::BusConfig;
 
 /// Why the ledger could not be rebuilt (the batch is retried).
 #[derive(Debug, thiserror::Error)]
-#[error("rebuilding the ledger of published patients from {topic}: {source}")]
+#[error("rebuilding the ledger of published resources from {topic}: {source}")]
 pub struct LedgerError {
     topic: String,
     source: bus::BusError,
 }
 
-/// A Patient id as the ledger holds it: our ids are UUIDs (a u128); anything else verbatim.
+/// A resource id as the ledger holds it: our ids are UUIDs (a u128); anything else verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+enum Id {
     Uuid(u128),
     Other(Box<str>),
 }
 
-impl Key {
-    fn of(id: &[u8]) -> Key {
+impl Id {
+    fn of(id: &[u8]) -> Id {
         let hex: Vec<u8> = id.iter().copied().filter(|&b| b != b'-').collect();
         let uuid_shaped = id.len() == 36 && hex.len() == 32;
         match std::str::from_utf8(&hex).ok().filter(|_| uuid_shaped).and_then(|h| u128::from_str_radix(h, 16).ok()) {
-            Some(n) => Key::Uuid(n),
-            None => Key::Other(String::from_utf8_lossy(id).into()),
+            Some(n) => Id::Uuid(n),
+            None => Id::Other(String::from_utf8_lossy(id).into()),
         }
     }
 }
+
+/// A tracked resource: the index of its type in [`Ledger::types`], and its id.
+type Key = (u8, Id);
 
 #[derive(Debug, Default)]
 struct State {
@@ -56,61 +62,80 @@ struct State {
 
 /// The ledger of one fan-out replica.
 #[derive(Debug)]
-pub struct PatientLedger {
-    topic: String,
+pub struct Ledger {
+    /// Tracked resource types and their current-state topics.
+    types: Vec<(String, String)>,
     bus: BusConfig,
     rebuild_timeout: Duration,
     state: Mutex<State>,
 }
 
-impl PatientLedger {
-    /// A ledger of the Patient topic `topic`, read with the bus settings `bus`; empty until the
-    /// first [`PatientLedger::prepare`].
-    pub fn new(topic: &str, bus: &BusConfig) -> Self {
-        Self {
-            topic: topic.into(),
-            bus: bus.clone(),
-            rebuild_timeout: Duration::from_secs(120),
-            state: Mutex::new(State::default()),
-        }
+impl Ledger {
+    /// A ledger of `types` (resource type, its current-state topic), read with the bus settings
+    /// `bus`; empty until the first [`Ledger::prepare`]. At most 256 types.
+    pub fn new(types: Vec<(String, String)>, bus: &BusConfig) -> Self {
+        assert!(types.len() <= 256, "the ledger tracks at most 256 resource types");
+        Self { types, bus: bus.clone(), rebuild_timeout: Duration::from_secs(120), state: Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rebuilds the ledger from the topic when `generation` is not the one it was built for.
+    fn type_index(&self, resource_type: &str) -> Option<u8> {
+        self.types.iter().position(|(t, _)| t == resource_type).map(|i| i as u8)
+    }
+
+    /// Whether resources of this type are tracked.
+    pub fn tracks(&self, resource_type: &str) -> bool {
+        self.type_index(resource_type).is_some()
+    }
+
+    /// Rebuilds the ledger from the topics when `generation` is not the one it was built for.
     pub async fn prepare(&self, generation: u64) -> Result<(), LedgerError> {
         if self.state().generation == Some(generation) {
             return Ok(());
         }
-        let (bus, topic, timeout) = (self.bus.clone(), self.topic.clone(), self.rebuild_timeout);
         let started = Instant::now();
-        let scanned = tokio::task::spawn_blocking(move || {
-            let mut known = HashSet::new();
-            bus::snapshot::scan_keys(&bus, &topic, timeout, |key, present| {
-                if present {
-                    known.insert(Key::of(key));
-                } else {
-                    known.remove(&Key::of(key));
-                }
+        let mut known = HashSet::new();
+        let mut records = 0;
+        for (i, (_, topic)) in self.types.iter().enumerate() {
+            let (bus, t, timeout) = (self.bus.clone(), topic.clone(), self.rebuild_timeout);
+            let fail = |source| LedgerError { topic: topic.clone(), source };
+            let (ids, stats) = tokio::task::spawn_blocking(move || {
+                let mut ids = HashSet::new();
+                bus::snapshot::scan_keys(&bus, &t, timeout, |key, present| {
+                    if present {
+                        ids.insert(Id::of(key));
+                    } else {
+                        ids.remove(&Id::of(key));
+                    }
+                })
+                .map(|stats| (ids, stats))
             })
-            .map(|stats| (known, stats))
-        })
-        .await
-        .map_err(|e| LedgerError { topic: self.topic.clone(), source: bus::BusError::Join(e.to_string()) })?;
-        let (known, stats) = scanned.map_err(|source| LedgerError { topic: self.topic.clone(), source })?;
-        tracing::info!(topic = %self.topic, patients = known.len(), records = stats.records,
-            took_ms = started.elapsed().as_millis() as u64, "ledger of published patients rebuilt");
+            .await
+            .map_err(|e| fail(bus::BusError::Join(e.to_string())))?
+            .map_err(fail)?;
+            records += stats.records;
+            known.extend(ids.into_iter().map(|id| (i as u8, id)));
+        }
+        tracing::info!(
+            types = self.types.len(),
+            resources = known.len(),
+            records,
+            took_ms = started.elapsed().as_millis() as u64,
+            "ledger of published resources rebuilt"
+        );
         *self.state() = State { known, pending: HashSet::new(), generation: Some(generation) };
         Ok(())
     }
 
-    /// Whether this event's Patient `id` goes on the topic: always when its sender is a source
-    /// of demographics, otherwise only if no version of it was published before. A Patient
-    /// that goes is recorded as pending.
-    pub fn admit(&self, id: &str, create_only: bool) -> bool {
-        let key = Key::of(id.as_bytes());
+    /// Whether this event's resource goes on its topic: always when the message is a source
+    /// of it, otherwise (`create_only`) only if no version of it was published before. An
+    /// untracked type always goes. A resource that goes is recorded as pending.
+    pub fn admit(&self, resource_type: &str, id: &str, create_only: bool) -> bool {
+        let Some(t) = self.type_index(resource_type) else { return true };
+        let key = (t, Id::of(id.as_bytes()));
         let mut s = self.state();
         if create_only && (s.known.contains(&key) || s.pending.contains(&key)) {
             return false;
@@ -119,7 +144,7 @@ impl PatientLedger {
         true
     }
 
-    /// The batch's transaction ended: its Patients count once committed, and are forgotten
+    /// The batch's transaction ended: its resources count once committed, and are forgotten
     /// when it aborted.
     pub fn settled(&self, committed: bool) {
         let mut s = self.state();
@@ -129,7 +154,7 @@ impl PatientLedger {
         }
     }
 
-    /// Patients known as published (committed), for metrics and tests.
+    /// Resources known as published (committed).
     pub fn len(&self) -> usize {
         self.state().known.len()
     }
@@ -146,42 +171,56 @@ mod tests {
     const A: &str = "0f1e2d3c-4b5a-8968-8776-655443322110";
     const B: &str = "1f1e2d3c-4b5a-8968-8776-655443322110";
 
-    fn ledger() -> PatientLedger {
-        PatientLedger::new("fhir.patient.v1", &BusConfig::default())
+    fn ledger() -> Ledger {
+        let types = [("Patient", "fhir.patient.v1"), ("Encounter", "fhir.encounter.v1")];
+        Ledger::new(types.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(), &BusConfig::default())
     }
 
     #[test]
     fn uuid_ids_are_held_as_numbers_and_others_as_text() {
-        assert_eq!(Key::of(A.as_bytes()), Key::Uuid(0x0f1e2d3c_4b5a_8968_8776_655443322110));
-        assert_eq!(Key::of(b"mrn-123"), Key::Other("mrn-123".into()));
+        assert_eq!(Id::of(A.as_bytes()), Id::Uuid(0x0f1e2d3c_4b5a_8968_8776_655443322110));
+        assert_eq!(Id::of(b"mrn-123"), Id::Other("mrn-123".into()));
         // 36 characters but not hex: kept as text, not confused with a number.
         let odd = "zz1e2d3c-4b5a-8968-8776-655443322110";
-        assert_eq!(Key::of(odd.as_bytes()), Key::Other(odd.into()));
-        assert_ne!(Key::of(A.as_bytes()), Key::of(B.as_bytes()));
+        assert_eq!(Id::of(odd.as_bytes()), Id::Other(odd.into()));
+        assert_ne!(Id::of(A.as_bytes()), Id::of(B.as_bytes()));
     }
 
     #[test]
-    fn a_create_only_patient_goes_once_and_a_source_of_demographics_always() {
+    fn a_create_only_resource_goes_once_and_from_its_source_always() {
         let l = ledger();
-        assert!(l.admit(A, true), "nobody published A: created");
-        assert!(!l.admit(A, true), "A is pending in this batch: not again");
+        assert!(l.admit("Patient", A, true), "nobody published A: created");
+        assert!(!l.admit("Patient", A, true), "A is pending in this batch: not again");
         l.settled(true);
-        assert!(!l.admit(A, true), "A committed: a lab result does not replace it");
-        assert!(l.admit(A, false), "an admission replaces it");
-        assert!(l.admit(B, false));
+        assert!(!l.admit("Patient", A, true), "A committed: a lab result does not replace it");
+        assert!(l.admit("Patient", A, false), "an admission replaces it");
+        assert!(l.admit("Patient", B, false));
         l.settled(true);
-        assert!(!l.admit(B, true));
+        assert!(!l.admit("Patient", B, true));
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn types_are_tracked_apart_and_untracked_types_always_go() {
+        let l = ledger();
+        assert!(l.admit("Patient", A, true));
+        l.settled(true);
+        assert!(l.admit("Encounter", A, true), "an Encounter with the Patient's id is another resource");
+        assert!(l.admit("Observation", A, true) && l.admit("Observation", A, true), "not tracked");
+        assert!(!l.tracks("Observation") && l.tracks("Encounter"));
+        l.settled(true);
+        assert!(!l.admit("Encounter", A, true));
+        assert_eq!(l.len(), 2, "untracked types are not held");
     }
 
     #[test]
     fn an_aborted_batch_is_forgotten() {
         let l = ledger();
-        assert!(l.admit(A, true));
+        assert!(l.admit("Encounter", A, true));
         l.settled(false);
         assert!(l.is_empty());
-        assert!(l.admit(A, true), "the retried batch creates A again");
+        assert!(l.admit("Encounter", A, true), "the retried batch creates A again");
         l.settled(true);
-        assert!(!l.admit(A, true));
+        assert!(!l.admit("Encounter", A, true));
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! - [`resources`]: event → standalone resources (bundle-local references made absolute).
 //! - [`routes`]: the route rules and their matching.
-//! - [`ledger`]: the patients already published, so a lab result creates a patient but never
-//!   replaces one.
+//! - [`ledger`]: the patients and visits already published, so a lab result creates them but
+//!   never replaces them.
 //! - [`webhook`]: routes to HTTP endpoints, through a delivery topic and a retrying worker.
 //! - [`processor`]: the per-record transform plugged into `bus::TxLoop`.
 //! - [`config`]: the `[fanout]` settings.

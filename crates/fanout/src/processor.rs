@@ -4,14 +4,16 @@
 //! transaction, so a restart never publishes half an event.
 
 use crate::config::FanoutConfig;
-use crate::ledger::PatientLedger;
+use crate::ledger::Ledger;
 use crate::resources;
 use crate::routes::{Route, RouteFormat, Target};
 use crate::webhook;
 use bus::txloop::{Output, ProcessError, Processor};
 use bus::{AvroSerde, BusConfig, InputRecord, MessageHeaders, Registry};
 use canonical::{ClinicalEvent, FhirResource};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use telemetry::{Metrics, Outcome};
@@ -24,10 +26,10 @@ pub const FHIR_JSON_CONTENT_TYPE: &str = "application/fhir+json";
 
 pub struct FanoutProcessor {
     cfg: FanoutConfig,
-    /// Present when some messages only create patients (`[fanout.demographics]`).
-    ledger: Option<PatientLedger>,
-    /// Patients of create-only messages left off the Patient topic because one was published.
-    patients_kept: Counter,
+    /// Present when some messages only create patients and visits (`[fanout.create_only]`).
+    ledger: Option<Ledger>,
+    /// Resources of create-only messages left off their topic because a version was published.
+    kept: Family<KeptLabels, Counter>,
     registry: Registry,
     input: AvroSerde<ClinicalEvent>,
     resource_serdes: Mutex<HashMap<String, AvroSerde<FhirResource>>>,
@@ -36,19 +38,25 @@ pub struct FanoutProcessor {
 }
 
 impl FanoutProcessor {
-    /// `bus` is what the ledger of published patients reads the Patient topic with.
+    /// `bus` is what the ledger of published resources reads their topics with.
     pub fn new(cfg: FanoutConfig, bus: &BusConfig, registry: &Registry, metrics: Metrics) -> Self {
-        let patients = cfg.resource_types.iter().any(|t| t == "Patient");
-        let ledger = (patients && cfg.demographics.any()).then(|| PatientLedger::new(&cfg.topic_for("Patient"), bus));
-        let patients_kept = Counter::default();
+        let tracked: Vec<(String, String)> = cfg
+            .create_only
+            .resource_types
+            .iter()
+            .filter(|t| cfg.resource_types.contains(t))
+            .map(|t| (t.clone(), cfg.topic_for(t)))
+            .collect();
+        let ledger = (cfg.create_only.any() && !tracked.is_empty()).then(|| Ledger::new(tracked, bus));
+        let kept = Family::<KeptLabels, Counter>::default();
         metrics.register(
-            "fanout_patients_kept",
-            "Patients of create-only messages (lab results) not published because a version of the patient was",
-            patients_kept.clone(),
+            "fanout_create_only_kept",
+            "Resources of create-only messages (lab results' Patient and Encounter) not published because a version was",
+            kept.clone(),
         );
         Self {
             ledger,
-            patients_kept,
+            kept,
             input: registry.value_serde(&cfg.input_topic),
             registry: registry.clone(),
             resource_serdes: Mutex::new(HashMap::new()),
@@ -91,6 +99,13 @@ impl FanoutProcessor {
     }
 }
 
+/// The label of `arteria_fanout_create_only_kept_total`: a resource type from the
+/// configuration, never from a message.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeptLabels {
+    resource_type: String,
+}
+
 fn headers(id: &str, content_type: &str) -> MessageHeaders {
     let mut h = MessageHeaders::new();
     h.set_message_id(id).set_content_type(content_type);
@@ -128,11 +143,11 @@ impl FanoutProcessor {
         };
         let mut current = resources::current_state(&event, &self.cfg.resource_types).map_err(permanent)?;
         if let Some(ledger) = &self.ledger {
-            let create_only = self.cfg.demographics.create_only(&event);
+            let create_only = self.cfg.create_only.matches(&event);
             current.retain(|r| {
-                let goes = r.resource_type != "Patient" || ledger.admit(&r.id, create_only);
+                let goes = ledger.admit(&r.resource_type, &r.id, create_only);
                 if !goes {
-                    self.patients_kept.inc();
+                    self.kept.get_or_create(&KeptLabels { resource_type: r.resource_type.clone() }).inc();
                 }
                 goes
             });

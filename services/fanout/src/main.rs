@@ -102,11 +102,7 @@ mod tests {
     fn defaults_parse() {
         let cfg: Config = settings::load_with(DEFAULTS, None, Vec::<(String, String)>::new()).unwrap();
         assert!(cfg.fanout.webhooks.is_empty() && cfg.fanout.routes.is_empty());
-        assert_eq!(
-            cfg.fanout.demographics,
-            fanout::config::Demographics::default(),
-            "fanout.toml documents the defaults"
-        );
+        assert_eq!(cfg.fanout.create_only, fanout::config::CreateOnly::default(), "fanout.toml documents the defaults");
         assert_eq!(cfg.bus.transactions, bus::txloop::TxTuning::default(), "fanout.toml documents the defaults");
         let env = [("ARTERIA__BUS__TRANSACTIONS__MAX_TXN_MS".to_string(), "20".to_string())];
         let tuned: Config = settings::load_with(DEFAULTS, None, env).unwrap();

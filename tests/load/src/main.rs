@@ -275,9 +275,10 @@ async fn wait_for_quiet(
 }
 
 /// Resources stored per message of each kind: one message of each, counted at the store. Both
-/// name the same patient, admission first, so the lab result's count is without its Patient
-/// (fan-out publishes a lab's Patient only for a patient not published before): the lower
-/// bound of a lab result's count, since in a run some name a patient for the first time.
+/// name the same patient and visit, admission first, so the lab result's count is without its
+/// Patient and Encounter (fan-out publishes a lab's only when no version was published before):
+/// the lower bound of a lab result's count, since in a run its visit is its own and some name a
+/// patient for the first time.
 async fn calibrate(client: &reqwest::Client, url: &str, addr: &str, g: &Generator) -> anyhow::Result<(f64, f64)> {
     // A backlog still being stored would be counted as this message's resources.
     let quiet_since = Instant::now();
@@ -357,9 +358,10 @@ struct StageReport {
 #[derive(serde::Serialize)]
 struct E2eReport {
     resources_per_adt: f64,
-    /// Without the lab result's Patient (see `calibrate`).
+    /// Without the lab result's Patient and Encounter (see `calibrate`).
     resources_per_oru: f64,
-    /// At least this many: a lab result naming a patient for the first time stores one more.
+    /// At least this many: a lab result stores its own visit's Encounter, and its Patient when
+    /// it names a patient for the first time.
     expected_resources: f64,
     stored_resources: f64,
     complete: bool,
@@ -634,7 +636,7 @@ fn print_table(r: &Report) {
             fmt(e.mean_ms, 1)
         );
         println!(
-            "stored {} of at least {} resources ({} per ADT, {} per ORU, + 1 per new patient's){}; end-to-end throughput {} messages/s; drained {} s after the last send",
+            "stored {} of at least {} resources ({} per ADT, {} per ORU + its new Patient or Encounter){}; end-to-end throughput {} messages/s; drained {} s after the last send",
             e.stored_resources,
             e.expected_resources,
             e.resources_per_adt,
