@@ -24,12 +24,13 @@ pub struct Args {
     /// --kafka-property still win.
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Kafka bootstrap servers [default: 127.0.0.1:9092, or the --config file's].
-    #[arg(long, env = "ARTERIA_KAFKA_BOOTSTRAP", global = true)]
+    /// Kafka bootstrap servers [default: $ARTERIA_KAFKA_BOOTSTRAP, the --config file's, or
+    /// 127.0.0.1:9092].
+    #[arg(long, global = true)]
     bootstrap: Option<String>,
-    /// Schema registry base URL, Confluent-compatible API [default:
-    /// http://127.0.0.1:8081/apis/ccompat/v7, or the --config file's].
-    #[arg(long, env = "ARTERIA_REGISTRY_URL", global = true)]
+    /// Schema registry base URL, Confluent-compatible API [default: $ARTERIA_REGISTRY_URL, the
+    /// --config file's, or http://127.0.0.1:8081/apis/ccompat/v7].
+    #[arg(long, global = true)]
     registry: Option<String>,
     /// Extra librdkafka property, e.g. `security.protocol=sasl_ssl`; repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", global = true)]
@@ -98,13 +99,14 @@ struct ServiceFile {
 }
 
 fn bus_config(args: &Args) -> Result<BusConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let file: ServiceFile = settings::load_over("", Some(path))?;
-            file.bus
-        }
-        None => BusConfig::default(),
-    };
+    bus_config_in(args, std::env::vars())
+}
+
+/// The bus as the services would read it from `--config` and the environment `vars`
+/// (`ARTERIA_KAFKA_BOOTSTRAP`, `ARTERIA_REGISTRY_URL`, `ARTERIA__BUS__…`), then the flags.
+fn bus_config_in(args: &Args, vars: impl IntoIterator<Item = (String, String)>) -> Result<BusConfig> {
+    let file: ServiceFile = settings::load_with("", args.config.as_deref(), vars)?;
+    let mut cfg = file.bus;
     if let Some(b) = &args.bootstrap {
         cfg.kafka.bootstrap_servers = b.clone();
     }
@@ -287,9 +289,13 @@ mod tests {
             a: Args,
         }
         let t = T::try_parse_from(["t", "--kafka-property", "security.protocol=ssl", "list", "--topic", "x"]).unwrap();
-        assert_eq!(bus_config(&t.a).unwrap().kafka.extra.get("security.protocol").map(String::as_str), Some("ssl"));
+        let none = Vec::<(String, String)>::new;
+        assert_eq!(
+            bus_config_in(&t.a, none()).unwrap().kafka.extra.get("security.protocol").map(String::as_str),
+            Some("ssl")
+        );
         let bad = T::try_parse_from(["t", "--kafka-property", "nonsense", "list", "--topic", "x"]).unwrap();
-        assert!(bus_config(&bad.a).is_err());
+        assert!(bus_config_in(&bad.a, none()).is_err());
         // A service's file gives the bus, security and registry authentication included; the
         // flags still win.
         let dir = tempfile::tempdir().unwrap();
@@ -303,15 +309,20 @@ mod tests {
         .unwrap();
         let path = file.to_str().unwrap();
         let t = T::try_parse_from(["t", "--config", path, "list", "--topic", "x"]).unwrap();
-        let cfg = bus_config(&t.a).unwrap();
+        let cfg = bus_config_in(&t.a, none()).unwrap();
         assert_eq!(cfg.kafka.bootstrap_servers, "kafka:9093");
         assert_eq!(cfg.registry.url, "https://registry.example.org");
         assert!(matches!(&cfg.registry.auth, bus::config::RegistryAuth::Basic { username, .. } if username == "ops"));
         assert_eq!(cfg.kafka.security_protocol, bus::config::SecurityProtocol::SaslSsl);
+        // The environment wins over the file, as for the services; a flag over both.
+        let env = || vec![("ARTERIA_KAFKA_BOOTSTRAP".to_string(), "env:1".to_string())];
+        assert_eq!(bus_config_in(&t.a, env()).unwrap().kafka.bootstrap_servers, "env:1");
         let t = T::try_parse_from(["t", "--config", path, "--bootstrap", "b:1", "list", "--topic", "x"]).unwrap();
-        assert_eq!(bus_config(&t.a).unwrap().kafka.bootstrap_servers, "b:1");
+        assert_eq!(bus_config_in(&t.a, env()).unwrap().kafka.bootstrap_servers, "b:1");
+        let plain = T::try_parse_from(["t", "list", "--topic", "x"]).unwrap();
+        assert_eq!(bus_config_in(&plain.a, none()).unwrap().kafka.bootstrap_servers, "127.0.0.1:9092");
         std::fs::write(&file, "[bus.kafka]\nbootstrap_server = \"typo:1\"\n").unwrap();
-        let e = bus_config(&T::try_parse_from(["t", "--config", path, "list", "--topic", "x"]).unwrap().a);
+        let e = bus_config_in(&T::try_parse_from(["t", "--config", path, "list", "--topic", "x"]).unwrap().a, none());
         assert!(e.unwrap_err().to_string().contains("bootstrap_server"), "a misspelt key is refused");
         // A replay must say what to replay.
         assert!(T::try_parse_from(["t", "replay", "--topic", "x"]).is_err());
