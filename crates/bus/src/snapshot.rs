@@ -27,14 +27,15 @@ pub struct ScanStats {
 /// Calls `f(key, has_value)` for every keyed record of `topic` in offset order per partition
 /// (`has_value` false for a tombstone), until each partition's end. A topic that does not
 /// exist yet is empty. Blocking: run it on a blocking thread. Gives up with
-/// [`BusError::Kafka`] (op `scan`) when the end is not reached within `timeout`.
+/// [`BusError::Kafka`] (op `scan`) when `stall` passes without a record or a partition's end:
+/// a large topic takes as long as it takes, a stuck read does not hang the caller.
 pub fn scan_keys(
     cfg: &BusConfig,
     topic: &str,
-    timeout: Duration,
+    stall: Duration,
     mut f: impl FnMut(&[u8], bool),
 ) -> Result<ScanStats, BusError> {
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + stall;
     let mut c = consumer_client_config(cfg, &format!("{}.scan", cfg.kafka.client_id));
     c.set("enable.partition.eof", "true");
     c.set("statistics.interval.ms", "0");
@@ -80,8 +81,12 @@ pub fn scan_keys(
                     f(k, m.payload().is_some());
                 }
                 records += 1;
+                deadline = Instant::now() + stall;
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                open -= 1;
+                deadline = Instant::now() + stall;
+            }
             Some(Err(e)) => tracing::warn!(topic, error = %e, "scan: consumer error (librdkafka retries)"),
         }
     }

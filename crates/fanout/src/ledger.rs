@@ -66,7 +66,8 @@ pub struct Ledger {
     /// Tracked resource types and their current-state topics.
     types: Vec<(String, String)>,
     bus: BusConfig,
-    rebuild_timeout: Duration,
+    /// How long a rebuild may go without progress before the batch is retried.
+    rebuild_stall: Duration,
     state: Mutex<State>,
 }
 
@@ -75,7 +76,7 @@ impl Ledger {
     /// `bus`; empty until the first [`Ledger::prepare`]. At most 256 types.
     pub fn new(types: Vec<(String, String)>, bus: &BusConfig) -> Self {
         assert!(types.len() <= 256, "the ledger tracks at most 256 resource types");
-        Self { types, bus: bus.clone(), rebuild_timeout: Duration::from_secs(120), state: Mutex::new(State::default()) }
+        Self { types, bus: bus.clone(), rebuild_stall: Duration::from_secs(60), state: Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -100,11 +101,11 @@ impl Ledger {
         let mut known = HashSet::new();
         let mut records = 0;
         for (i, (_, topic)) in self.types.iter().enumerate() {
-            let (bus, t, timeout) = (self.bus.clone(), topic.clone(), self.rebuild_timeout);
+            let (bus, t, stall) = (self.bus.clone(), topic.clone(), self.rebuild_stall);
             let fail = |source| LedgerError { topic: topic.clone(), source };
             let (ids, stats) = tokio::task::spawn_blocking(move || {
                 let mut ids = HashSet::new();
-                bus::snapshot::scan_keys(&bus, &t, timeout, |key, present| {
+                bus::snapshot::scan_keys(&bus, &t, stall, |key, present| {
                     if present {
                         ids.insert(Id::of(key));
                     } else {
