@@ -1,5 +1,6 @@
 //! The at-least-once `BusConsumer` (for stages that do not write to Kafka): reads only
 //! committed data, and a new instance of the group resumes after the last committed record.
+//! Also the key scan that rebuilds state from a topic (`bus::snapshot`).
 
 use std::time::Duration;
 
@@ -120,4 +121,66 @@ async fn positions_committed_together_are_where_the_group_resumes() {
     want.sort();
     assert_eq!(again.into_iter().map(|r| (r.topic, r.value)).collect::<Vec<_>>(), want);
     c2.close().await.unwrap();
+}
+
+/// A producer with a transaction open on `topic`, holding one record with `key`.
+async fn open_transaction(cfg: &bus::BusConfig, topic: &str, key: &'static str) -> rdkafka::producer::FutureProducer {
+    let mut pc = bus::producer::producer_client_config(cfg);
+    pc.set("transactional.id", unique("cons.scan.txnid"));
+    pc.set("delivery.timeout.ms", "30000");
+    let tp: rdkafka::producer::FutureProducer = pc.create().unwrap();
+    let (tp2, t) = (tp.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        tp2.init_transactions(Duration::from_secs(30)).unwrap();
+        tp2.begin_transaction().unwrap();
+        let _ = tp2.send_result(rdkafka::producer::FutureRecord::to(&t).key(key).payload("v"));
+        // On the broker (past the high watermark) before the scan starts.
+        tp2.flush(Duration::from_secs(30)).unwrap();
+    })
+    .await
+    .unwrap();
+    tp
+}
+
+/// Fan-out rebuilds its ledger of published resources with a key scan when it takes over
+/// partitions; a predecessor's last transaction may still be open then. The scan waits for
+/// every transaction open when it began and reads what committed, instead of stopping at the
+/// last stable offset without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_scan_waits_for_the_transactions_open_when_it_began() {
+    let cfg = require_stack();
+    let topic = unique("cons.scan");
+    create_topic(&cfg, &topic, 1).await;
+    BusProducer::new(&cfg, "it-cons")
+        .unwrap()
+        .send(&topic, Some(b"before"), b"v", &MessageHeaders::new())
+        .await
+        .unwrap();
+    let committed_later = open_transaction(&cfg, &topic, "committed-later").await;
+    let aborted_later = open_transaction(&cfg, &topic, "aborted-later").await;
+    // Ends both transactions well after the scan has started (it needs well under a second
+    // to reach the stable end otherwise).
+    let ender = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        committed_later.commit_transaction(Duration::from_secs(30)).unwrap();
+        aborted_later.abort_transaction(Duration::from_secs(30)).unwrap();
+    });
+    let (c, t) = (cfg.clone(), topic.clone());
+    let (keys, stats) = tokio::task::spawn_blocking(move || {
+        let mut keys = Vec::new();
+        let stats = bus::snapshot::scan_keys(&c, &t, Duration::from_secs(60), |k, present| {
+            keys.push((String::from_utf8_lossy(k).into_owned(), present))
+        })
+        .unwrap();
+        (keys, stats)
+    })
+    .await
+    .unwrap();
+    ender.await.unwrap();
+    assert_eq!(
+        keys,
+        vec![("before".to_string(), true), ("committed-later".to_string(), true)],
+        "the committed transaction is read, the aborted one skipped"
+    );
+    assert_eq!(stats.records, 2);
 }

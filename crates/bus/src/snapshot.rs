@@ -1,10 +1,15 @@
 //! Reading a topic's keys from its start to its end, for a stage that rebuilds state from a
 //! compacted topic it writes itself (fan-out's ledger of published resources).
 //!
-//! "The end" is what read_committed readers may see: librdkafka reports a partition's end at
-//! its last stable offset, so records of transactions still open are neither read nor waited
-//! for, and aborted ones are skipped. The reader is assigned, never subscribed: it joins no
-//! group and commits nothing.
+//! "The end" is everything written before the scan began, as read_committed readers see it:
+//! first the scan waits until each partition's last stable offset has passed the partition's
+//! high watermark as it was at the start, so every transaction that was open then has
+//! committed or aborted; then it reads to the end (librdkafka reports a partition's end at its
+//! last stable offset), skipping aborted records. Without the wait, a transaction a
+//! predecessor committed a moment after the scan looked would be missing from what it read
+//! (its commit markers can land after the new owner's committed offsets became stable, e.g.
+//! on another broker). The reader is assigned, never subscribed: it joins no group and
+//! commits nothing.
 
 use std::time::{Duration, Instant};
 
@@ -25,10 +30,12 @@ pub struct ScanStats {
 }
 
 /// Calls `f(key, has_value)` for every keyed record of `topic` in offset order per partition
-/// (`has_value` false for a tombstone), until each partition's end. A topic that does not
-/// exist yet is empty. Blocking: run it on a blocking thread. Gives up with
-/// [`BusError::Kafka`] (op `scan`) when `stall` passes without a record or a partition's end:
-/// a large topic takes as long as it takes, a stuck read does not hang the caller.
+/// (`has_value` false for a tombstone), until each partition's end (see the module's doc). A
+/// topic that does not exist yet is empty. Blocking: run it on a blocking thread. Gives up
+/// with [`BusError::Kafka`] (op `scan`) when `stall` passes without a record or a partition's
+/// end, or (op `scan stable`) without the transactions open at the start resolving (a dead
+/// producer's are aborted after its `transaction.timeout.ms`): a large topic takes as long as
+/// it takes, a stuck read does not hang the caller.
 pub fn scan_keys(
     cfg: &BusConfig,
     topic: &str,
@@ -52,18 +59,28 @@ pub fn scan_keys(
             return Err(BusError::TopicUnreadable { topic: topic.into(), detail: format!("{code:?}") });
         }
     }
+    // The high watermarks include records of open transactions, which the read_committed
+    // consumer's own watermarks (last stable offsets) do not: they come from a client that
+    // reads uncommitted, used for nothing else.
+    let mut u = consumer_client_config(cfg, &format!("{}.scan-hw", cfg.kafka.client_id));
+    u.set("isolation.level", "read_uncommitted");
+    u.set("statistics.interval.ms", "0");
+    let uncommitted: BaseConsumer = u.create().map_err(|e| BusError::Config(e.to_string()))?;
     let mut tpl = TopicPartitionList::new();
     let mut open = 0usize;
     for p in t.partitions() {
-        let (low, high) = consumer
+        let (low, high) = uncommitted
             .fetch_watermarks(topic, p.id(), remaining(deadline))
             .map_err(|e| BusError::kafka("scan watermarks", e))?;
         if high > low {
+            wait_stable(&consumer, topic, p.id(), high, stall)?;
             tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
                 .map_err(|e| BusError::kafka("scan assign", e))?;
             open += 1;
         }
     }
+    drop(uncommitted);
+    deadline = Instant::now() + stall;
     let stats = ScanStats { partitions: t.partitions().len(), records: 0 };
     if open == 0 {
         return Ok(stats);
@@ -91,6 +108,33 @@ pub fn scan_keys(
         }
     }
     Ok(ScanStats { records, ..stats })
+}
+
+/// Waits until the partition's last stable offset (the read_committed `consumer`'s high
+/// watermark) reaches `high`: every transaction with records below it has ended.
+fn wait_stable(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    high: i64,
+    stall: Duration,
+) -> Result<(), BusError> {
+    let deadline = Instant::now() + stall;
+    loop {
+        let (_, stable) = consumer
+            .fetch_watermarks(topic, partition, remaining(deadline))
+            .map_err(|e| BusError::kafka("scan watermarks", e))?;
+        if stable >= high {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(BusError::kafka(
+                "scan stable",
+                KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn remaining(deadline: Instant) -> Duration {
