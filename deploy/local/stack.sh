@@ -305,6 +305,10 @@ kafka_java_opts() {
     printf '%s\n' "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
         "-Xlog:gc:file=$LOGS/kafka/gc.log:time,uptime:filecount=2,filesize=10m" -Djava.awt.headless=true
+    # For experiments: extra JVM options, space-separated, after ours so that they win.
+    if [[ -n "${ARTERIA_KAFKA_JVM_OPTS:-}" ]]; then
+        tr ' ' '\n' <<<"$ARTERIA_KAFKA_JVM_OPTS"
+    fi
 }
 
 format_kafka_storage() { # java
