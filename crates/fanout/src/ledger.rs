@@ -56,6 +56,9 @@ struct State {
     known: HashSet<Key>,
     /// Published in the open batch.
     pending: HashSet<Key>,
+    /// Left out in the open batch, per type index: counted only once the batch commits (an
+    /// aborted batch's records come again and are counted then).
+    withheld: Vec<u64>,
     /// The assignment generation `known` was rebuilt for.
     generation: Option<u64>,
 }
@@ -127,7 +130,7 @@ impl Ledger {
             took_ms = started.elapsed().as_millis() as u64,
             "ledger of published resources rebuilt"
         );
-        *self.state() = State { known, pending: HashSet::new(), generation: Some(generation) };
+        *self.state() = State { known, generation: Some(generation), ..State::default() };
         Ok(())
     }
 
@@ -139,6 +142,11 @@ impl Ledger {
         let key = (t, Id::of(id.as_bytes()));
         let mut s = self.state();
         if create_only && (s.known.contains(&key) || s.pending.contains(&key)) {
+            let t = t as usize;
+            if s.withheld.len() <= t {
+                s.withheld.resize(t + 1, 0);
+            }
+            s.withheld[t] += 1;
             return false;
         }
         s.pending.insert(key);
@@ -146,13 +154,17 @@ impl Ledger {
     }
 
     /// The batch's transaction ended: its resources count once committed, and are forgotten
-    /// when it aborted.
-    pub fn settled(&self, committed: bool) {
+    /// when it aborted. Returns what a committed batch left out, per resource type (nothing
+    /// for an aborted one).
+    pub fn settled(&self, committed: bool) -> Vec<(&str, u64)> {
         let mut s = self.state();
         let pending = std::mem::take(&mut s.pending);
-        if committed {
-            s.known.extend(pending);
+        let withheld = std::mem::take(&mut s.withheld);
+        if !committed {
+            return Vec::new();
         }
+        s.known.extend(pending);
+        withheld.iter().enumerate().filter(|(_, n)| **n > 0).map(|(t, n)| (self.types[t].0.as_str(), *n)).collect()
     }
 
     /// Resources known as published (committed).
@@ -223,5 +235,20 @@ mod tests {
         assert!(l.admit("Encounter", A, true), "the retried batch creates A again");
         l.settled(true);
         assert!(!l.admit("Encounter", A, true));
+    }
+
+    #[test]
+    fn what_was_left_out_counts_only_when_its_batch_commits() {
+        let l = ledger();
+        assert!(l.admit("Patient", A, false) && l.admit("Encounter", B, false));
+        assert_eq!(l.settled(true), vec![], "nothing left out");
+        assert!(!l.admit("Encounter", B, true));
+        assert!(!l.admit("Encounter", B, true));
+        assert_eq!(l.settled(false), vec![], "an aborted batch's records come again");
+        assert!(!l.admit("Patient", A, true));
+        assert!(!l.admit("Encounter", B, true));
+        assert!(l.admit("Observation", B, true), "untracked");
+        assert_eq!(l.settled(true), vec![("Patient", 1), ("Encounter", 1)], "the retried batch, counted once");
+        assert_eq!(l.settled(true), vec![], "an empty batch");
     }
 }

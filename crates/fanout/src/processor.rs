@@ -28,7 +28,8 @@ pub struct FanoutProcessor {
     cfg: FanoutConfig,
     /// Present when some messages only create patients and visits (`[fanout.create_only]`).
     ledger: Option<Ledger>,
-    /// Resources of create-only messages left off their topic because a version was published.
+    /// Resources of create-only messages left off their topic because a version was published
+    /// (counted when their batch commits).
     kept: Family<KeptLabels, Counter>,
     registry: Registry,
     input: AvroSerde<ClinicalEvent>,
@@ -126,7 +127,9 @@ impl Processor for FanoutProcessor {
 
     fn settled(&self, committed: bool) {
         if let Some(l) = &self.ledger {
-            l.settled(committed);
+            for (resource_type, n) in l.settled(committed) {
+                self.kept.get_or_create(&KeptLabels { resource_type: resource_type.to_string() }).inc_by(n);
+            }
         }
     }
 }
@@ -144,13 +147,7 @@ impl FanoutProcessor {
         let mut current = resources::current_state(&event, &self.cfg.resource_types).map_err(permanent)?;
         if let Some(ledger) = &self.ledger {
             let create_only = self.cfg.create_only.matches(&event);
-            current.retain(|r| {
-                let goes = ledger.admit(&r.resource_type, &r.id, create_only);
-                if !goes {
-                    self.kept.get_or_create(&KeptLabels { resource_type: r.resource_type.clone() }).inc();
-                }
-                goes
-            });
+            current.retain(|r| ledger.admit(&r.resource_type, &r.id, create_only));
         }
         let mut out = Vec::with_capacity(current.len() + self.cfg.routes.len());
         for r in &current {
