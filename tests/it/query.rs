@@ -517,3 +517,72 @@ async fn offsets_are_committed_after_the_idle_sync_and_a_restart_resumes_there()
     }
     run.stop().await;
 }
+
+/// A starting replica reports ready only once it holds what the topics held when it started
+/// (`query::catch_up`, behind the service's `/readyz`): topics holding nothing need no wait;
+/// records on them keep the wait open while nothing reads them, and it ends once the
+/// materialiser has read them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_waits_until_the_topics_are_read() {
+    let bus = require_stack();
+    let base = unique("queryready");
+    let topics = Topics {
+        patient: format!("{base}.fhir.patient.v1"),
+        observation: format!("{base}.fhir.observation.v1"),
+        encounter: format!("{base}.fhir.encounter.v1"),
+    };
+    for t in topics.all() {
+        create_topic(&bus, &t, 2).await;
+    }
+    // The pattern form, as the service subscribes by default.
+    let subscription = vec![format!("^{}\\.fhir\\..*\\.v1$", base.replace('.', "\\."))];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = QueryConfig { data_dir: dir.path().to_path_buf(), ..QueryConfig::default() };
+    let store = Arc::new(query::open_store(&cfg, false).expect("open store"));
+    let registry = Registry::new(&bus.registry).expect("registry");
+    let m =
+        Materializer::new(&bus, registry.clone(), store, &subscription, &unique("query.group")).expect("materializer");
+    let (lag, progress) = (m.lag(), m.progress());
+    let shutdown = Shutdown::new();
+    let ready = || query::catch_up::wait(&bus, &subscription, lag.clone(), &shutdown);
+    assert!(ready().await, "empty topics: ready at once");
+
+    let mut w = Writer { producer: BusProducer::new(&bus, "it-query").expect("producer"), registry, sent: 0 };
+    for i in 0..3 {
+        w.send(&topics.patient, &patient(&format!("ready-p{i}"), &format!("READY-{i}"), "Ready", 1_000)).await;
+    }
+    // The Observations in a transaction, as fan-out writes: their partitions end in a commit
+    // marker, which the position must pass.
+    let mut values = Vec::new();
+    for i in 0..5 {
+        let o = observation(&format!("ready-o{i}"), "ready-p0", GLUCOSE, "2026-11-01T08:00:00Z", 5.0, 1_000);
+        let bytes = w.registry.value_serde::<FhirResource>(&topics.observation).encode(&o).await.expect("encode");
+        values.push((o.id, bytes));
+    }
+    let mut pc = bus::producer::producer_client_config(&bus);
+    pc.set("transactional.id", unique("query.ready.txn"));
+    pc.set("delivery.timeout.ms", "30000");
+    let tp: rdkafka::producer::BaseProducer = pc.create().expect("transactional producer");
+    let topic = topics.observation.clone();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer;
+        tp.init_transactions(Duration::from_secs(30)).expect("init");
+        tp.begin_transaction().expect("begin");
+        for (id, v) in &values {
+            tp.send(rdkafka::producer::BaseRecord::to(&topic).key(id.as_str()).payload(v)).expect("queued");
+        }
+        tp.commit_transaction(Duration::from_secs(30)).expect("commit");
+    })
+    .await
+    .unwrap();
+    // Nothing reads the topics, so no lag report can show them reached, however long it waits.
+    let waited = tokio::time::timeout(Duration::from_secs(8), ready()).await;
+    assert!(waited.is_err(), "ready before anything was read");
+
+    let consumer = tokio::spawn(m.run(shutdown.clone()));
+    let caught_up = tokio::time::timeout(WAIT, ready()).await.expect("caught up within the bound");
+    assert!(caught_up);
+    assert_eq!(progress.received(), 8, "every record was read when it reported caught up");
+    shutdown.trigger();
+    consumer.await.expect("consumer task").expect("consumer stopped cleanly");
+}

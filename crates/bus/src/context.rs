@@ -77,6 +77,11 @@ pub struct PartitionLag {
     pub topic: String,
     pub partition: i32,
     pub lag: i64,
+    /// The next offset the reader will be handed (librdkafka's `app_offset`, which passes
+    /// commit markers and aborted records too), or before the first record its committed
+    /// offset; -1 when neither is known. Never the prefetch position: a record fetched but not
+    /// yet handed over has not been read.
+    pub position: i64,
 }
 
 /// The latest lag report of a consumer; shared so a metrics task can read it while the
@@ -97,7 +102,12 @@ impl LagReport {
             .flat_map(|(topic, t)| {
                 // Partition -1 is librdkafka's internal "unassigned" queue.
                 t.partitions.iter().filter(|(p, _)| **p >= 0).filter_map(|(p, part)| {
-                    partition_lag(part).map(|lag| PartitionLag { topic: topic.clone(), partition: *p, lag })
+                    partition_lag(part).map(|lag| PartitionLag {
+                        topic: topic.clone(),
+                        partition: *p,
+                        lag,
+                        position: [part.app_offset, part.committed_offset].into_iter().find(|o| *o >= 0).unwrap_or(-1),
+                    })
                 })
             })
             .collect();
@@ -215,9 +225,15 @@ mod tests {
         let ctx = BusConsumerContext::new("t");
         assert!(ctx.lag().snapshot().is_empty());
         ctx.stats(stats);
-        assert_eq!(ctx.lag().snapshot(), vec![PartitionLag { topic: "t.in".into(), partition: 0, lag: 12 }]);
+        assert_eq!(
+            ctx.lag().snapshot(),
+            vec![PartitionLag { topic: "t.in".into(), partition: 0, lag: 12, position: 8 }]
+        );
         // A later report replaces the earlier one (a revoked partition disappears).
         ctx.stats(serde_json::from_str(&stats_json(&[(1, true, 3, 0)])).expect("fixture"));
-        assert_eq!(ctx.lag().snapshot(), vec![PartitionLag { topic: "t.in".into(), partition: 1, lag: 3 }]);
+        assert_eq!(
+            ctx.lag().snapshot(),
+            vec![PartitionLag { topic: "t.in".into(), partition: 1, lag: 3, position: 0 }]
+        );
     }
 }

@@ -110,6 +110,42 @@ pub fn scan_keys(
     Ok(ScanStats { records, ..stats })
 }
 
+/// The partitions of the topics `subscription` names that hold records now, each with its end
+/// (its last stable offset: what read_committed readers see): what a reader of the
+/// subscription must reach to have caught up with what was there when it started. Entries
+/// starting with `^` are regular expressions over topic names, as librdkafka reads a
+/// subscription; others are names. A named topic that does not exist holds nothing.
+pub fn partitions_with_records(
+    cfg: &BusConfig,
+    subscription: &[String],
+    timeout: Duration,
+) -> Result<Vec<(String, i32, i64)>, BusError> {
+    let deadline = Instant::now() + timeout;
+    let patterns = subscription
+        .iter()
+        .filter(|s| s.starts_with('^'))
+        .map(|s| regex_lite::Regex::new(s).map_err(|e| BusError::Config(format!("topic pattern {s}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let wanted = |topic: &str| subscription.iter().any(|s| s == topic) || patterns.iter().any(|p| p.is_match(topic));
+    let mut c = consumer_client_config(cfg, &format!("{}.backlog", cfg.kafka.client_id));
+    c.set("statistics.interval.ms", "0");
+    let consumer: BaseConsumer = c.create().map_err(|e| BusError::Config(e.to_string()))?;
+    let md = consumer.fetch_metadata(None, remaining(deadline)).map_err(|e| BusError::kafka("backlog metadata", e))?;
+    let mut out = Vec::new();
+    for t in md.topics().iter().filter(|t| t.error().is_none() && wanted(t.name())) {
+        for p in t.partitions() {
+            let (low, stable) = consumer
+                .fetch_watermarks(t.name(), p.id(), remaining(deadline))
+                .map_err(|e| BusError::kafka("backlog watermarks", e))?;
+            if stable > low {
+                out.push((t.name().to_string(), p.id(), stable));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Waits until the partition's last stable offset (the read_committed `consumer`'s high
 /// watermark) reaches `high`: every transaction with records below it has ended.
 fn wait_stable(

@@ -30,6 +30,10 @@ pub struct QueryConfig {
     /// How often (ms) stored records are synced to disk and their offsets committed to Kafka:
     /// the most a crash or power cut makes the store read again.
     pub sync_interval_ms: u64,
+    /// Report ready (`/readyz`) only once the store has caught up with what the topics held
+    /// when the service started, so a new or rebuilding replica takes no traffic while it
+    /// fills. Default true.
+    pub ready_after_catch_up: bool,
     /// Changes a WatchPatient stream may fall behind before it is ended with RESOURCE_EXHAUSTED.
     pub watch_buffer: usize,
     /// `[query.tls]`: certificate files for the gRPC API (`cert`, `key`, optional `client_ca`
@@ -50,6 +54,7 @@ impl Default for QueryConfig {
             rebuild_on_start: false,
             max_batch: 500,
             sync_interval_ms: 1000,
+            ready_after_catch_up: true,
             watch_buffer: 1024,
             tls: tls_server::TlsFiles::default(),
         }

@@ -9,6 +9,7 @@
 //! - [`time`]: FHIR dates and dateTimes as instants.
 //! - [`paging`]: page sizes and opaque page tokens.
 //! - [`materialize`]: the at-least-once consumer loop (topics → store).
+//! - [`catch_up`]: whether a starting replica has caught up with the topics (readiness).
 //! - [`service`], [`server`]: the gRPC service, with health and reflection.
 //! - [`rest`]: the FHIR R4 read and search facade over the same service.
 //! - [`auth`]: OAuth2 bearer JWTs (JWKS) and SMART scopes.
@@ -18,6 +19,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod catch_up;
 pub mod client;
 pub mod config;
 pub mod index;

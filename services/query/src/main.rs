@@ -1,7 +1,8 @@
 //! The query service: configuration, wiring and lifecycle only (the logic is in `crates/query`).
 //!
 //! Start-up opens (or, with `--rebuild`, recreates) the SQLite store, waits for Kafka and the
-//! registry, starts the materialiser and the gRPC server, and reports ready. On SIGTERM it
+//! registry, starts the materialiser and the gRPC server, and reports ready once the store has
+//! caught up with what the topics held at start (`[query] ready_after_catch_up`). On SIGTERM it
 //! stops consuming (offsets of stored records are committed), checkpoints and closes the
 //! store, and stops the gRPC server after in-flight calls.
 
@@ -58,8 +59,13 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     // Certificates first: a wrong path or a bad PEM stops start-up at once, naming the file.
     let grpc_tls = cfg.query.tls.server_config().context("[query.tls] cannot be used")?;
-    let lifecycle::Started { shutdown, health, health_task } =
-        lifecycle::start("query", &cfg.telemetry, &["store", "kafka", "registry", "grpc"], metrics.clone()).await?;
+    let lifecycle::Started { shutdown, health, health_task } = lifecycle::start(
+        "query",
+        &cfg.telemetry,
+        &["store", "kafka", "registry", "grpc", "caught-up"],
+        metrics.clone(),
+    )
+    .await?;
 
     let rebuild = rebuild || cfg.query.rebuild_on_start;
     let qc = cfg.query.clone();
@@ -94,6 +100,15 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     .with_sync_interval(std::time::Duration::from_millis(cfg.query.sync_interval_ms))
     .with_metrics(metrics.clone());
     let lag_task = tokio::spawn(lifecycle::report_lag("query", materializer.lag(), metrics.clone(), shutdown.clone()));
+    let catch_up_task = {
+        let (bus, q, lag, health, shutdown) =
+            (cfg.bus.clone(), cfg.query.clone(), materializer.lag(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if !q.ready_after_catch_up || query::catch_up::wait(&bus, &q.subscription(), lag, &shutdown).await {
+                health.set("caught-up", true);
+            }
+        })
+    };
     let mut consumer_task = tokio::spawn(materializer.run(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(cfg.query.grpc_addr)
@@ -141,6 +156,7 @@ async fn run(cfg: Config, rebuild: bool) -> anyhow::Result<()> {
     }
     let _ = health_task.await;
     lag_task.abort();
+    catch_up_task.abort();
     consumed?.context("materialising the topics failed")?;
     served?.context("the gRPC server failed")?;
     tracing::info!("query stopped");
