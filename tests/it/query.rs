@@ -38,6 +38,19 @@ struct Topics {
 }
 
 impl Topics {
+    /// Creates `<base>.fhir.<type>.v1` for the three types, each with `partitions`.
+    async fn create(bus: &BusConfig, base: &str, partitions: i32) -> Self {
+        let topics = Topics {
+            patient: format!("{base}.fhir.patient.v1"),
+            observation: format!("{base}.fhir.observation.v1"),
+            encounter: format!("{base}.fhir.encounter.v1"),
+        };
+        for t in topics.all() {
+            create_topic(bus, &t, partitions).await;
+        }
+        topics
+    }
+
     fn all(&self) -> Vec<String> {
         vec![self.patient.clone(), self.observation.clone(), self.encounter.clone()]
     }
@@ -230,14 +243,7 @@ async fn answers(c: &mut Client, mrn: &str, pid: &str) -> BTreeMap<String, Strin
 async fn materialises_serves_updates_watches_and_rebuilds() {
     let bus = require_stack();
     let base = unique("query");
-    let topics = Topics {
-        patient: format!("{base}.fhir.patient.v1"),
-        observation: format!("{base}.fhir.observation.v1"),
-        encounter: format!("{base}.fhir.encounter.v1"),
-    };
-    for t in topics.all() {
-        create_topic(&bus, &t, 3).await;
-    }
+    let topics = Topics::create(&bus, &base, 3).await;
     let registry = Registry::new(&bus.registry).expect("registry");
     let mut w =
         Writer { producer: BusProducer::new(&bus, "it-query").expect("producer"), registry: registry.clone(), sent: 0 };
@@ -476,14 +482,7 @@ fn committed_total(bus: &BusConfig, group: &str, topic: &str, partitions: i32) -
 async fn offsets_are_committed_after_the_idle_sync_and_a_restart_resumes_there() {
     let bus = require_stack();
     let base = unique("querysync");
-    let topics = Topics {
-        patient: format!("{base}.fhir.patient.v1"),
-        observation: format!("{base}.fhir.observation.v1"),
-        encounter: format!("{base}.fhir.encounter.v1"),
-    };
-    for t in topics.all() {
-        create_topic(&bus, &t, 2).await;
-    }
+    let topics = Topics::create(&bus, &base, 2).await;
     let registry = Registry::new(&bus.registry).expect("registry");
     let mut w =
         Writer { producer: BusProducer::new(&bus, "it-query").expect("producer"), registry: registry.clone(), sent: 0 };
@@ -526,14 +525,7 @@ async fn offsets_are_committed_after_the_idle_sync_and_a_restart_resumes_there()
 async fn readiness_waits_until_the_topics_are_read() {
     let bus = require_stack();
     let base = unique("queryready");
-    let topics = Topics {
-        patient: format!("{base}.fhir.patient.v1"),
-        observation: format!("{base}.fhir.observation.v1"),
-        encounter: format!("{base}.fhir.encounter.v1"),
-    };
-    for t in topics.all() {
-        create_topic(&bus, &t, 2).await;
-    }
+    let topics = Topics::create(&bus, &base, 2).await;
     // The pattern form, as the service subscribes by default.
     let subscription = vec![format!("^{}\\.fhir\\..*\\.v1$", base.replace('.', "\\."))];
     let dir = tempfile::tempdir().expect("tempdir");
