@@ -93,7 +93,36 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     pub tls: TlsConfig,
     /// Any other librdkafka property, passed through as is (applied last, so it wins).
+    /// Numbers and booleans are taken as librdkafka reads them (`"fetch.min.bytes" = 65536`,
+    /// or `ARTERIA__BUS__KAFKA__EXTRA__fetch.min.bytes=65536`), not refused for not being text.
+    #[serde(deserialize_with = "librdkafka_values")]
     pub extra: BTreeMap<String, String>,
+}
+
+/// librdkafka's properties are all text; a TOML file or an environment override naturally
+/// writes a size or a flag as a number or a boolean.
+fn librdkafka_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Flag(bool),
+    }
+    let raw = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Text(s) => s,
+                Value::Integer(n) => n.to_string(),
+                Value::Float(x) => x.to_string(),
+                Value::Flag(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 impl Default for KafkaConfig {
@@ -346,6 +375,21 @@ mod tests {
         // Extras are applied last and win.
         assert_eq!(c.get("client.id"), Some("override"));
         assert_eq!(c.get("ssl.key.location"), None);
+    }
+
+    #[test]
+    fn extra_properties_may_be_numbers_or_flags() {
+        let cfg: KafkaConfig = serde_json::from_value(serde_json::json!({
+            "extra": {"fetch.min.bytes": 65536, "socket.keepalive.enable": true, "client.id": "x", "x.ratio": 0.5}
+        }))
+        .unwrap();
+        let c = cfg.to_client_config();
+        assert_eq!(c.get("fetch.min.bytes"), Some("65536"));
+        assert_eq!(c.get("socket.keepalive.enable"), Some("true"));
+        assert_eq!(c.get("client.id"), Some("x"));
+        assert_eq!(c.get("x.ratio"), Some("0.5"));
+        let err = serde_json::from_value::<KafkaConfig>(serde_json::json!({"extra": {"a": [1]}})).unwrap_err();
+        assert!(err.to_string().contains("did not match any variant"), "{err}");
     }
 
     #[test]
