@@ -36,18 +36,16 @@ pub async fn wait(bus: &BusConfig, subscription: &[String], lag: LagReport, shut
             bus::snapshot::partitions_with_records(&b, &s, Duration::from_secs(30))
         })
         .await;
-        match read {
-            Ok(Ok(backlog)) => break backlog,
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the topics' ends for readiness; retrying"),
-            Err(e) => tracing::warn!(error = %e, "cannot read the topics' ends for readiness; retrying"),
+        match read.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(backlog) => break backlog,
+            Err(error) => tracing::warn!(%error, "cannot read the topics' ends for readiness; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.wait() => return false,
         }
     };
-    let records: i64 = backlog.iter().map(|(_, _, end)| end).sum();
-    tracing::info!(partitions = backlog.len(), offsets = records, "waiting to catch up with the topics before ready");
+    tracing::info!(partitions = backlog.len(), "waiting to catch up with the topics before ready");
     loop {
         if caught_up(&backlog, &lag.snapshot()) {
             tracing::info!(
