@@ -134,7 +134,15 @@ async fn a_lab_result_flows_through_ingest_normalize_enrich_and_fanout() {
     let serde = registry.value_serde::<FhirResource>(&obs_topic);
     let patient_id = event.patient_key.clone().expect("event names its patient");
     for r in &obs {
-        let res = serde.decode(r.value.as_deref().unwrap()).await.unwrap();
+        // A registry call can fail transiently on a loaded machine: retried, as the services do.
+        let mut tries = 0;
+        let res = loop {
+            match serde.decode(r.value.as_deref().unwrap()).await {
+                Err(e) if e.is_transient() && tries < 5 => tries += 1,
+                done => break done.unwrap(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         assert_eq!(r.key.as_deref(), Some(res.id.as_bytes()), "keyed by resource id");
         assert_eq!(res.patient_id.as_deref(), Some(patient_id.as_str()));
         let json: serde_json::Value = serde_json::from_str(&res.fhir_json).unwrap();
@@ -224,7 +232,15 @@ async fn versions_on(
     let serde = registry.value_serde::<FhirResource>(topic);
     let mut out = Vec::new();
     for r in recs {
-        let res = serde.decode(r.value.as_deref().unwrap()).await.unwrap();
+        // A registry call can fail transiently on a loaded machine: retried, as the services do.
+        let mut tries = 0;
+        let res = loop {
+            match serde.decode(r.value.as_deref().unwrap()).await {
+                Err(e) if e.is_transient() && tries < 5 => tries += 1,
+                done => break done.unwrap(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         let json: serde_json::Value = serde_json::from_str(&res.fhir_json).unwrap();
         out.push((res.id, json.get(field).is_some()));
     }
